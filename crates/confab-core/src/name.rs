@@ -1,0 +1,158 @@
+//! Validated user and room names, and the case-folded keys that make them unique.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest user name, in bytes (names are ASCII, so also in characters).
+pub const MAX_NAME_LEN: usize = 32;
+/// The longest room name, in bytes.
+pub const MAX_ROOM_LEN: usize = 50;
+
+/// Why a proposed name was refused. The text is shown to users as is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum NameError {
+    #[error("a name cannot be empty")]
+    Empty,
+    #[error("a name is at most {max} characters long")]
+    TooLong { max: usize },
+    #[error("a name may only contain {allowed}")]
+    BadCharacter { allowed: String },
+}
+
+/// A user's name as they typed it. Two names that differ only in ASCII case are the same
+/// user: compare [`Name::key`]s, never the display form.
+///
+/// The allowed characters are the tutorial's letters and digits plus the IRC nick
+/// specials `_-[]{}|^`, all ASCII, so that no two names can look alike on screen.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Name(Arc<str>);
+
+/// A room's name without any protocol prefix: the line protocol's `lobby` is IRC's `#lobby`.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RoomName(Arc<str>);
+
+/// The case-folded form of a name, used as the key of every map in the core.
+///
+/// Folding is ASCII lowercase only (IRC `CASEMAPPING=ascii`), because names are ASCII.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct Key(Arc<str>);
+
+fn fold(s: &str) -> Key {
+    Key(s.to_ascii_lowercase().into())
+}
+
+fn validate(s: &str, max: usize, ok: fn(u8) -> bool, allowed: &str) -> Result<(), NameError> {
+    if s.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if !s.bytes().all(ok) {
+        return Err(NameError::BadCharacter {
+            allowed: allowed.to_string(),
+        });
+    }
+    if s.len() > max {
+        return Err(NameError::TooLong { max });
+    }
+    Ok(())
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_-[]{}|^".contains(&b)
+}
+
+fn is_room_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_-.".contains(&b)
+}
+
+impl Name {
+    /// Checks `s` against the naming rules.
+    pub fn parse(s: &str) -> Result<Name, NameError> {
+        validate(
+            s,
+            MAX_NAME_LEN,
+            is_name_byte,
+            "letters, digits and _-[]{}|^",
+        )?;
+        Ok(Name(s.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn key(&self) -> Key {
+        fold(&self.0)
+    }
+}
+
+impl RoomName {
+    /// Checks `s` against the room naming rules; a leading `#` is not part of the name.
+    pub fn parse(s: &str) -> Result<RoomName, NameError> {
+        validate(s, MAX_ROOM_LEN, is_room_byte, "letters, digits and _-.")?;
+        Ok(RoomName(s.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn key(&self) -> Key {
+        fold(&self.0)
+    }
+}
+
+impl Key {
+    /// The folded key of any string, valid name or not, for lookups.
+    pub fn of(s: &str) -> Key {
+        fold(s)
+    }
+}
+
+macro_rules! show_as_str {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+    };
+}
+show_as_str!(Name);
+show_as_str!(RoomName);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rules() {
+        for ok in ["a", "alice", "Bob_42", "[x]{y}|^-", &"n".repeat(32)] {
+            assert!(Name::parse(ok).is_ok(), "{ok} should be valid");
+        }
+        assert_eq!(Name::parse(""), Err(NameError::Empty));
+        assert_eq!(
+            Name::parse(&"n".repeat(33)),
+            Err(NameError::TooLong { max: 32 })
+        );
+        for bad in ["al ice", "al:ice", "é", "a\u{0}", "a.b", "#a", "@a"] {
+            assert!(
+                matches!(Name::parse(bad), Err(NameError::BadCharacter { .. })),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_ignore_ascii_case() {
+        assert_eq!(Name::parse("Alice").unwrap().key(), Key::of("aLICE"));
+        assert_ne!(Name::parse("a[").unwrap().key(), Key::of("a{"));
+        assert_eq!(RoomName::parse("Lobby").unwrap().key(), Key::of("lobby"));
+    }
+}

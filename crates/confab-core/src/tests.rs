@@ -1,0 +1,244 @@
+//! Unit tests of the core through its public API, with mailboxes that just record.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::*;
+
+#[derive(Clone, Default)]
+struct Inbox(Rc<RefCell<Vec<Arc<Envelope>>>>);
+
+impl Mailbox for Inbox {
+    fn deliver(&self, envelope: &Arc<Envelope>) {
+        self.0.borrow_mut().push(envelope.clone());
+    }
+}
+
+impl Inbox {
+    fn take(&self) -> Vec<Event> {
+        self.0.borrow_mut().drain(..).map(|e| e.event.clone()).collect()
+    }
+}
+
+struct Chat {
+    core: Core<Inbox>,
+    inboxes: Vec<Inbox>,
+}
+
+impl Chat {
+    /// A chat with `names.len()` registered clients, ids 0.., all in `lobby`.
+    fn with(names: &[&str]) -> Chat {
+        let mut chat = Chat {
+            core: Core::new(),
+            inboxes: Vec::new(),
+        };
+        for (id, name) in names.iter().enumerate() {
+            let inbox = Inbox::default();
+            chat.core.connect(id as u64, inbox.clone(), "127.0.0.1");
+            chat.inboxes.push(inbox);
+            chat.run(id, Command::Register { name: name.to_string() });
+            chat.run(id, Command::Join { room: "lobby".into() });
+        }
+        for inbox in &chat.inboxes {
+            inbox.take();
+        }
+        chat
+    }
+
+    fn run(&mut self, id: usize, command: Command) {
+        self.core.handle(id as u64, command, 1000);
+    }
+
+    fn take(&self, id: usize) -> Vec<Event> {
+        self.inboxes[id].take()
+    }
+}
+
+fn say(room: &str, text: &str) -> Command {
+    Command::Send {
+        to: Recipient::Room(room.into()),
+        kind: MessageKind::Normal,
+        text: text.into(),
+    }
+}
+
+fn dm(user: &str, text: &str) -> Command {
+    Command::Send {
+        to: Recipient::User(user.into()),
+        kind: MessageKind::Normal,
+        text: text.into(),
+    }
+}
+
+fn error(events: &[Event]) -> &ChatError {
+    match events {
+        [Event::Error(e)] => e,
+        other => panic!("expected one error, got {other:?}"),
+    }
+}
+
+#[test]
+fn names_are_unique_ignoring_case() {
+    let mut chat = Chat::with(&["alice"]);
+    let inbox = Inbox::default();
+    chat.core.connect(9, inbox.clone(), "h");
+    chat.core.handle(9, Command::Register { name: "ALICE".into() }, 0);
+    assert_eq!(error(&inbox.take()), &ChatError::NameInUse("ALICE".into()));
+    chat.core.handle(9, Command::Register { name: "bad name".into() }, 0);
+    assert!(matches!(error(&inbox.take()), ChatError::InvalidName { .. }));
+    chat.core.handle(9, Command::Register { name: "bob".into() }, 0);
+    assert!(matches!(&inbox.take()[..], [Event::Registered { name }] if name.as_str() == "bob"));
+}
+
+#[test]
+fn nothing_but_registration_before_registering() {
+    let mut chat = Chat::with(&[]);
+    let inbox = Inbox::default();
+    chat.core.connect(1, inbox.clone(), "h");
+    for command in [say("lobby", "hi"), Command::Rooms, Command::Join { room: "x".into() }] {
+        chat.core.handle(1, command, 0);
+        assert_eq!(error(&inbox.take()), &ChatError::NotRegistered);
+    }
+}
+
+#[test]
+fn room_messages_reach_every_other_member_once() {
+    let mut chat = Chat::with(&["alice", "bob", "carol"]);
+    chat.run(0, say("lobby", "hello"));
+    assert!(chat.take(0).is_empty(), "no echo without echo-message");
+    for id in [1, 2] {
+        match &chat.take(id)[..] {
+            [Event::Message(m)] => {
+                assert_eq!(m.from.name.as_str(), "alice");
+                assert_eq!(&*m.text, "hello");
+                assert_eq!(m.to, Target::Room(RoomName::parse("lobby").unwrap()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn echo_message_sends_the_sender_a_copy() {
+    let mut chat = Chat::with(&["alice", "bob"]);
+    chat.core.set_echo(0, true);
+    chat.run(0, dm("bob", "psst"));
+    assert_eq!(chat.take(0).len(), 1);
+    assert_eq!(chat.take(1).len(), 1);
+}
+
+#[test]
+fn direct_messages_go_to_one_user_and_fail_for_unknown_ones() {
+    let mut chat = Chat::with(&["alice", "bob", "carol"]);
+    chat.run(0, dm("BOB", "psst"));
+    assert!(chat.take(2).is_empty());
+    match &chat.take(1)[..] {
+        [Event::Message(m)] => {
+            assert_eq!(m.from.name.as_str(), "alice");
+            assert_eq!(m.to, Target::User(Name::parse("bob").unwrap()));
+        }
+        other => panic!("{other:?}"),
+    }
+    chat.run(0, dm("dave", "hello?"));
+    assert_eq!(error(&chat.take(0)), &ChatError::NoSuchUser("dave".into()));
+    chat.run(0, dm("bob", ""));
+    assert_eq!(error(&chat.take(0)), &ChatError::EmptyMessage);
+    chat.run(0, dm("bob", "a\0b"));
+    assert_eq!(error(&chat.take(0)), &ChatError::ControlCharacter);
+}
+
+#[test]
+fn joins_parts_quits_and_nick_changes_are_seen_by_members() {
+    let mut chat = Chat::with(&["alice", "bob"]);
+    chat.run(0, Command::Join { room: "rust".into() });
+    let events = chat.take(0);
+    assert!(matches!(&events[0], Event::Joined { room, who } if room.as_str() == "rust" && who.name.as_str() == "alice"));
+    assert!(matches!(&events[1], Event::Members { names, .. } if names.len() == 1));
+    assert!(chat.take(1).is_empty(), "bob is not in rust");
+
+    chat.run(1, Command::Join { room: "Rust".into() });
+    assert!(matches!(&chat.take(0)[..], [Event::Joined { who, .. }] if who.name.as_str() == "bob"));
+    chat.take(1);
+
+    chat.run(1, Command::Nick { name: "robert".into() });
+    assert!(matches!(&chat.take(0)[..], [Event::NickChanged { old, new }] if old.name.as_str() == "bob" && new.as_str() == "robert"));
+    assert_eq!(chat.take(1).len(), 1, "the renamed user is told too");
+
+    chat.run(1, Command::Part { room: "rust".into(), reason: Some("bye".into()) });
+    assert!(matches!(&chat.take(0)[..], [Event::Parted { reason: Some(r), .. }] if &**r == "bye"));
+    chat.take(1);
+
+    chat.core.disconnect(1, "gone");
+    match &chat.take(0)[..] {
+        [Event::Quit { who, reason }] => {
+            assert_eq!(who.name.as_str(), "robert");
+            assert_eq!(&**reason, "gone");
+        }
+        other => panic!("one quit, even when sharing two rooms: {other:?}"),
+    }
+    // The name is free again.
+    let inbox = Inbox::default();
+    chat.core.connect(7, inbox.clone(), "h");
+    chat.core.handle(7, Command::Register { name: "robert".into() }, 0);
+    assert!(matches!(&inbox.take()[..], [Event::Registered { .. }]));
+}
+
+#[test]
+fn errors_for_rooms() {
+    let mut chat = Chat::with(&["alice"]);
+    chat.run(0, say("nowhere", "x"));
+    assert_eq!(error(&chat.take(0)), &ChatError::NotInRoom("nowhere".into()));
+    chat.run(0, Command::Part { room: "nowhere".into(), reason: None });
+    assert_eq!(error(&chat.take(0)), &ChatError::NotInRoom("nowhere".into()));
+    chat.run(0, Command::Join { room: "bad room".into() });
+    assert!(matches!(error(&chat.take(0)), ChatError::InvalidRoom { .. }));
+    chat.run(0, Command::Who { room: "nowhere".into() });
+    assert_eq!(error(&chat.take(0)), &ChatError::NoSuchRoom("nowhere".into()));
+}
+
+#[test]
+fn empty_rooms_disappear_and_rooms_are_listed() {
+    let mut chat = Chat::with(&["alice", "bob"]);
+    chat.run(0, Command::Join { room: "rust".into() });
+    chat.take(0);
+    chat.run(1, Command::Rooms);
+    match &chat.take(1)[..] {
+        [Event::Rooms { rooms }] => {
+            let listed: Vec<_> = rooms.iter().map(|r| (r.name.as_str(), r.members)).collect();
+            assert_eq!(listed, [("lobby", 2), ("rust", 1)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    chat.run(0, Command::Part { room: "rust".into(), reason: None });
+    chat.run(1, Command::Rooms);
+    assert!(matches!(&chat.take(1)[..], [Event::Rooms { rooms }] if rooms.len() == 1));
+}
+
+#[test]
+fn events_round_trip_through_serde() {
+    let mut chat = Chat::with(&["alice", "bob"]);
+    chat.run(0, say("lobby", "hi"));
+    for event in chat.take(1) {
+        let json = serde_json::to_string(&event).unwrap();
+        let back: Event = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, event);
+    }
+}
+
+#[test]
+fn one_envelope_is_shared_by_every_recipient() {
+    let mut chat = Chat::with(&["alice", "bob", "carol"]);
+    chat.run(0, say("lobby", "shared"));
+    let b = chat.inboxes[1].0.borrow()[0].clone();
+    let c = chat.inboxes[2].0.borrow()[0].clone();
+    assert!(Arc::ptr_eq(&b, &c));
+    let mut encodings = 0;
+    for envelope in [&b, &c] {
+        envelope.encoded(0, |_| {
+            encodings += 1;
+            bytes::Bytes::from_static(b"x")
+        });
+    }
+    assert_eq!(encodings, 1);
+}
