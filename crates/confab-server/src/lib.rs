@@ -1,1 +1,25 @@
-//! placeholder
+//! `confab serve`: listeners, per-connection sessions, limits and shutdown around one
+//! shared chat core.
+//!
+//! # Layout
+//! - [`config`]: [`Config`] and [`Limits`], every tunable with its default.
+//! - [`server`]: [`Server`], which binds the listeners, accepts connections, caps their
+//!   number and shuts everything down in order.
+//! - `outbox`: each client's bounded send queue, the core's [`confab_core::Mailbox`].
+//! - `connection`: the socket loop every front-end shares: reading bounded lines,
+//!   draining the outbox, batched vectored writes, timeouts, lingering close.
+//! - `line`: the line protocol front-end, a [`connection::Protocol`] implementation.
+//!
+//! A request's path: `server` accepts → `connection::run` reads a line → the protocol
+//! parses it and calls [`confab_core::Core::handle`] under the core mutex → the core
+//! drops events into recipients' outboxes → each recipient's connection task wakes,
+//! encodes (once per wire format, shared) and writes.
+
+pub mod config;
+mod connection;
+mod line;
+mod outbox;
+pub mod server;
+
+pub use config::{Config, Limits};
+pub use server::Server;

@@ -1,1 +1,147 @@
-fn main() {}
+//! The `confab` binary: one command-line entry point for every mode of the product.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use confab_server::{Config, Limits, Server};
+
+/// confab: a chat server, client and peer-to-peer chat in one binary.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Run the multi-user chat server.
+    Serve(ServeArgs),
+    /// Chat through a server from the terminal (or from a script, when stdin is not a terminal).
+    Join(confab_client::JoinArgs),
+    /// Chat directly with one friend, with no server, over TCP or UDP.
+    Peer(confab_peer::PeerArgs),
+}
+
+/// Options of `confab serve`. Every limit has a default that suits a small public server.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address for the line protocol (usable with nc); repeat the flag for several.
+    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:12345")]
+    listen: Vec<SocketAddr>,
+    /// Room every line-protocol user joins on registering.
+    #[arg(long, value_name = "ROOM", default_value = "lobby")]
+    default_room: String,
+    /// Longest input line in bytes; longer lines get an error and are discarded.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_line)]
+    max_line: usize,
+    /// Bytes queued for one client before it is disconnected for not reading.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().send_queue)]
+    send_queue: usize,
+    /// Connections served at once; more are told the server is full.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a new connection has to register.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().registration_timeout.as_secs())]
+    registration_timeout: u64,
+    /// Seconds a registered client may stay silent before it is disconnected.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
+    idle_timeout: u64,
+    /// Seconds of silence before TCP keepalive probes check that a peer still exists.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().tcp_keepalive.as_secs())]
+    tcp_keepalive: u64,
+}
+
+impl ServeArgs {
+    fn config(self) -> Config {
+        let defaults = Limits::default();
+        Config {
+            line_listen: self.listen,
+            default_room: self.default_room,
+            limits: Limits {
+                max_line: self.max_line,
+                send_queue: self.send_queue,
+                max_connections: self.max_connections,
+                registration_timeout: Duration::from_secs(self.registration_timeout),
+                idle_timeout: Duration::from_secs(self.idle_timeout),
+                tcp_keepalive: Duration::from_secs(self.tcp_keepalive.max(1)),
+                ..defaults
+            },
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // The server logs connections by default; the interactive modes stay quiet
+                // so that logs never mix into a chat screen.
+                match cli.command {
+                    Mode::Serve(_) => "info".into(),
+                    _ => "warn".into(),
+                }
+            }),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("confab: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Mode::Serve(args) => serve(args).await,
+            Mode::Join(args) => confab_client::run(args).await,
+            Mode::Peer(args) => confab_peer::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("confab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let server = Server::bind(args.config()).await.context("starting the server")?;
+    for addr in server.line_addrs() {
+        // Printed on stdout, not in the log, so that scripts and tests can wait for it.
+        println!("confab: line protocol listening on {addr}");
+    }
+    server.run(shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM where there is such a thing.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,63 @@
+//! Server configuration: where to listen and every limit, each with a sane default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The tutorials' port, used for the line protocol when no address is given.
+pub const DEFAULT_LINE_ADDR: &str = "127.0.0.1:12345";
+
+/// Everything `confab serve` needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses that speak the line protocol.
+    pub line_listen: Vec<SocketAddr>,
+    /// The room every line-protocol user joins on registering.
+    pub default_room: String,
+    pub limits: Limits,
+}
+
+/// Bounds on what any one client can make the server hold or do.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest input line in bytes, newline excluded. Longer lines get an error and are
+    /// discarded; the connection stays.
+    pub max_line: usize,
+    /// Bytes that may wait to be written to one client before it is disconnected for not
+    /// reading ("send queue exceeded").
+    pub send_queue: usize,
+    /// Connections served at once; more are told the server is full and closed.
+    pub max_connections: usize,
+    /// Time a new connection has to register before it is closed.
+    pub registration_timeout: Duration,
+    /// Time a registered client may send nothing before it is closed. `confab join`
+    /// pings well within it; TCP keepalive separately finds peers that vanished.
+    pub idle_timeout: Duration,
+    /// Idle time before the kernel starts TCP keepalive probes on a connection.
+    pub tcp_keepalive: Duration,
+    /// How long shutdown waits for connections to flush their last lines.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 4096,
+            send_queue: 1 << 20,
+            max_connections: 10_000,
+            registration_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(3600),
+            tcp_keepalive: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            line_listen: vec![DEFAULT_LINE_ADDR.parse().expect("valid address")],
+            default_room: "lobby".into(),
+            limits: Limits::default(),
+        }
+    }
+}

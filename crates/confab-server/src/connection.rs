@@ -1,0 +1,398 @@
+//! The socket loop that every line-based front-end shares: one task per connection that
+//! reads bounded lines, drains the client's outbox, writes in batches and enforces the
+//! timeouts.
+//!
+//! Memory per idle connection is kept small on purpose: reads go through one scratch
+//! buffer per worker thread and only an unfinished line is copied out, and the write
+//! queue holds shared `Bytes` rather than copies.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes};
+use confab_core::{ClientId, Command, Core, Envelope};
+use confab_wire::framing::{Frame, LineDecoder};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Limits;
+use crate::outbox::{Outbox, OutboxRef, Outgoing, Overflowed};
+
+/// State every connection shares.
+pub(crate) struct Shared {
+    /// The chat. Locked only for the synchronous duration of one command, never across
+    /// an `.await`.
+    pub core: Mutex<Core<OutboxRef>>,
+    pub limits: Limits,
+    pub default_room: String,
+}
+
+/// Why a connection ended; logged, and turned into a last line where one makes sense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// The client asked to leave, with this reason.
+    Quit(String),
+    /// The client closed its side.
+    Eof,
+    /// The client stopped reading and its send queue filled up.
+    SendQueueExceeded,
+    RegistrationTimeout,
+    IdleTimeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// The socket failed.
+    Io(String),
+}
+
+impl Close {
+    /// The reason others see in the quit message.
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            Close::Quit(reason) => reason.clone(),
+            Close::Eof => "Connection closed".into(),
+            Close::SendQueueExceeded => "Send queue exceeded".into(),
+            Close::RegistrationTimeout => "Registration timeout".into(),
+            Close::IdleTimeout => "Idle timeout".into(),
+            Close::Shutdown => "Server shutting down".into(),
+            Close::Io(e) => format!("Connection error: {e}"),
+        }
+    }
+}
+
+/// What the protocol wants after handling input.
+pub(crate) enum Flow {
+    Continue,
+    Close(Close),
+}
+
+/// What a protocol handler may do to the world: talk to the core and queue lines for its
+/// own client. Lines queued here keep their order with the core's replies.
+pub(crate) struct Ctx<'a> {
+    pub shared: &'a Shared,
+    pub id: ClientId,
+    outbox: &'a Outbox,
+}
+
+impl Ctx<'_> {
+    /// Runs one command in the core.
+    pub fn command(&self, command: Command) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut core = self.shared.core.lock().unwrap_or_else(|e| e.into_inner());
+        core.handle(self.id, command, now_ms);
+    }
+
+    /// Queues a line of the session's own for this client.
+    pub fn send(&self, line: Bytes) {
+        self.outbox.push(Outgoing::Raw(line));
+    }
+}
+
+/// One wire protocol spoken over a line-based connection.
+pub(crate) trait Protocol: Send {
+    /// The lines a new connection receives first.
+    fn greet(&mut self, ctx: &Ctx);
+    /// One complete input line, not yet checked for UTF-8.
+    fn on_line(&mut self, line: &[u8], ctx: &Ctx) -> Flow;
+    /// An input line went past the length limit and is being discarded.
+    fn on_too_long(&mut self, ctx: &Ctx);
+    /// A core event for this client: encode it into `out` and update any session state.
+    fn on_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue);
+    /// The last line the client sees before the connection closes for `why`.
+    fn farewell(&mut self, why: &Close) -> Option<Bytes>;
+    /// Whether the client has registered, which switches from the registration timeout
+    /// to the idle timeout.
+    fn registered(&self) -> bool;
+}
+
+/// Bytes waiting for the socket, as shared chunks written with vectored writes.
+#[derive(Default)]
+pub(crate) struct WriteQueue {
+    chunks: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+/// iovecs handed to one `writev`; well under every platform's `IOV_MAX`.
+const MAX_IOVECS: usize = 256;
+
+impl WriteQueue {
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.bytes += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Writes as much as the socket takes without waiting. `Ok(true)` means everything
+    /// was written.
+    fn write_some(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        while !self.chunks.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+                *slot = IoSlice::new(chunk);
+                count += 1;
+            }
+            let written = match stream.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            self.bytes -= written;
+            let mut left = written;
+            while left > 0 {
+                let front = self.chunks.front_mut().expect("written bytes were queued");
+                if front.len() <= left {
+                    left -= front.len();
+                    self.chunks.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes everything, waiting for the socket as needed.
+    async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
+        while !self.write_some(stream)? {
+            stream.writable().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes read per system call. One buffer per worker thread, not per connection.
+const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Serves one accepted connection until it ends, then removes the client from the core.
+pub(crate) async fn run<P: Protocol>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: ClientId,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    mut protocol: P,
+) {
+    let limits = &shared.limits;
+    let outbox = Arc::new(Outbox::new(limits.send_queue));
+    shared
+        .core
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string());
+    let ctx = Ctx {
+        shared: &shared,
+        id,
+        outbox: &outbox,
+    };
+    protocol.greet(&ctx);
+
+    let mut decoder = LineDecoder::new(limits.max_line);
+    let mut out = WriteQueue::default();
+    let mut drained = VecDeque::new();
+    let connected_at = Instant::now();
+    let mut last_input = connected_at;
+
+    let close = loop {
+        let deadline = if protocol.registered() {
+            last_input + limits.idle_timeout
+        } else {
+            connected_at + limits.registration_timeout
+        };
+        // Stop reading while a backlog of our own output waits: a client that floods
+        // without reading slows itself down instead of growing our buffers.
+        let may_read = out.bytes < limits.send_queue;
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break Close::Shutdown,
+            () = outbox.ready() => {
+                // With output still pending, only an overflow matters now; the rest is
+                // picked up when the pending output has gone.
+                if outbox.overflowed() {
+                    break Close::SendQueueExceeded;
+                }
+                if out.is_empty() {
+                    if let Err(Overflowed) = pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out) {
+                        break Close::SendQueueExceeded;
+                    }
+                    if let Err(e) = out.write_some(&stream) {
+                        break Close::Io(e.to_string());
+                    }
+                }
+            }
+            ready = stream.writable(), if !out.is_empty() => {
+                if let Err(e) = ready.and_then(|()| out.write_some(&stream)) {
+                    break Close::Io(e.to_string());
+                }
+                if out.is_empty() {
+                    if let Err(Overflowed) = pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out) {
+                        break Close::SendQueueExceeded;
+                    }
+                }
+            }
+            ready = stream.readable(), if may_read => {
+                if let Err(e) = ready {
+                    break Close::Io(e.to_string());
+                }
+                let mut sink = Sink { outbox: &outbox, drained: &mut drained, out: &mut out };
+                match read_lines(&stream, &mut decoder, &mut protocol, &ctx, &mut sink) {
+                    Ok(None) => last_input = Instant::now(),
+                    Ok(Some(close)) => break close,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => break Close::Io(e.to_string()),
+                }
+            }
+            () = sleep_until(deadline) => {
+                break if protocol.registered() {
+                    Close::IdleTimeout
+                } else {
+                    Close::RegistrationTimeout
+                };
+            }
+        }
+    };
+
+    // The client leaves the chat first, so nobody sends it anything more, then gets
+    // whatever was already queued for it and its farewell line.
+    shared
+        .core
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .disconnect(id, &close.reason());
+    match &close {
+        Close::Io(_) => {}
+        Close::SendQueueExceeded => {
+            if let Some(line) = protocol.farewell(&close) {
+                out.push(line);
+            }
+        }
+        _ => {
+            let _ = pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out);
+            if let Some(line) = protocol.farewell(&close) {
+                out.push(line);
+            }
+        }
+    }
+    match &close {
+        Close::Io(_) | Close::Eof | Close::Quit(_) | Close::Shutdown => {
+            tracing::debug!(%peer, id, reason = %close.reason(), "connection closed")
+        }
+        _ => tracing::info!(%peer, id, reason = %close.reason(), "client disconnected"),
+    }
+    if !matches!(close, Close::Io(_)) {
+        linger(stream, out, limits.shutdown_grace).await;
+    }
+}
+
+/// Where a session's output goes between the outbox and the socket.
+struct Sink<'a> {
+    outbox: &'a Outbox,
+    drained: &'a mut VecDeque<Outgoing>,
+    out: &'a mut WriteQueue,
+}
+
+/// Reads what the socket has and hands each complete line to the protocol. `Ok(None)`
+/// means keep going.
+///
+/// The outbox is pumped after every line, so that the session has seen the outcome of
+/// one command (a join that changes the current room, say) before it reads the next.
+fn read_lines<P: Protocol>(
+    stream: &TcpStream,
+    decoder: &mut LineDecoder,
+    protocol: &mut P,
+    ctx: &Ctx,
+    sink: &mut Sink,
+) -> io::Result<Option<Close>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let n = stream.try_read(&mut scratch)?;
+        if n == 0 {
+            return Ok(Some(Close::Eof));
+        }
+        let mut close = None;
+        decoder.feed(&scratch[..n], |frame| {
+            if close.is_some() {
+                return;
+            }
+            match frame {
+                Frame::Line(line) => {
+                    if let Flow::Close(why) = protocol.on_line(line, ctx) {
+                        close = Some(why);
+                    }
+                }
+                Frame::TooLong => protocol.on_too_long(ctx),
+            }
+            if pump(sink.outbox, sink.drained, protocol, ctx, sink.out).is_err() {
+                close = Some(Close::SendQueueExceeded);
+            }
+        });
+        Ok(close)
+    })
+}
+
+/// Moves everything from the outbox through the protocol into the write queue.
+fn pump<P: Protocol>(
+    outbox: &Outbox,
+    drained: &mut VecDeque<Outgoing>,
+    protocol: &mut P,
+    ctx: &Ctx,
+    out: &mut WriteQueue,
+) -> Result<(), Overflowed> {
+    outbox.drain(drained)?;
+    for item in drained.drain(..) {
+        match item {
+            Outgoing::Raw(line) => out.push(line),
+            Outgoing::Event(envelope) => protocol.on_event(&envelope, ctx, out),
+        }
+    }
+    Ok(())
+}
+
+/// Flushes the last lines and closes gracefully: shutting down our side first and
+/// reading until the client closes its side, so that unread input on our socket does
+/// not turn the close into a reset that destroys the lines still in flight.
+async fn linger(stream: TcpStream, mut out: WriteQueue, grace: Duration) {
+    let _ = timeout(grace, async {
+        out.flush(&stream).await?;
+        socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write)?;
+        let mut sink = [0u8; 1024];
+        loop {
+            stream.readable().await?;
+            match stream.try_read(&mut sink) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_are_plain() {
+        assert_eq!(Close::SendQueueExceeded.reason(), "Send queue exceeded");
+        assert_eq!(Close::Quit("bye".into()).reason(), "bye");
+    }
+}

@@ -1,0 +1,188 @@
+//! The line protocol front-end: turns what a line user types into core commands and
+//! core events into the lines of docs/line-protocol.md.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use confab_core::{Command, Envelope, Event, MessageKind, Name, Recipient, RoomName};
+use confab_wire::line::{self, Input};
+
+use crate::connection::{Close, Ctx, Flow, Protocol, WriteQueue};
+
+/// The envelope encoding slot for line-protocol bytes.
+const SLOT: usize = 0;
+
+/// One line-protocol user's session state.
+pub(crate) struct LineSession {
+    peer: SocketAddr,
+    /// The registered name, kept current through nick changes.
+    name: Option<Name>,
+    /// Rooms this user is in, oldest first.
+    rooms: Vec<RoomName>,
+    /// Where plain text goes; one of `rooms`.
+    current: Option<RoomName>,
+    max_line: usize,
+}
+
+impl LineSession {
+    pub(crate) fn new(peer: SocketAddr, max_line: usize) -> Self {
+        LineSession {
+            peer,
+            name: None,
+            rooms: Vec::new(),
+            current: None,
+            max_line,
+        }
+    }
+
+    fn is_me(&self, name: &Name) -> bool {
+        self.name
+            .as_ref()
+            .is_some_and(|me| me.as_str().eq_ignore_ascii_case(name.as_str()))
+    }
+
+    fn current_room_note(&self) -> Bytes {
+        match &self.current {
+            Some(room) => line::info(&format!("Now talking in {room}")),
+            None => line::info("You are in no room; /join ROOM to talk"),
+        }
+    }
+
+    fn say(&self, text: &str, kind: MessageKind, ctx: &Ctx) {
+        match &self.current {
+            Some(room) => ctx.command(Command::Send {
+                to: Recipient::Room(room.to_string()),
+                kind,
+                text: text.to_string(),
+            }),
+            None => ctx.send(line::error("You are in no room; /join ROOM to talk")),
+        }
+    }
+
+    fn room_or_current<'a>(&'a self, room: Option<&'a str>) -> Option<&'a str> {
+        room.or(self.current.as_ref().map(RoomName::as_str))
+    }
+}
+
+impl Protocol for LineSession {
+    fn greet(&mut self, ctx: &Ctx) {
+        ctx.send(line::greeting(&self.peer.to_string()));
+    }
+
+    fn on_line(&mut self, raw: &[u8], ctx: &Ctx) -> Flow {
+        let Ok(text) = std::str::from_utf8(raw) else {
+            ctx.send(line::error("Invalid UTF-8; line discarded"));
+            return Flow::Continue;
+        };
+        let input = line::parse_input(text);
+        let allowed_unregistered = matches!(
+            input,
+            Input::Empty | Input::Register(_) | Input::Help | Input::Quit(_)
+        );
+        if self.name.is_none() && !allowed_unregistered {
+            ctx.send(line::error("Register first by sending #yourname"));
+            return Flow::Continue;
+        }
+        match input {
+            Input::Empty => {}
+            Input::Register(name) => ctx.command(Command::Register { name: name.into() }),
+            Input::Direct { to, text } => ctx.command(Command::Send {
+                to: Recipient::User(to.into()),
+                kind: MessageKind::Normal,
+                text: text.into(),
+            }),
+            Input::Say(text) => self.say(text, MessageKind::Normal, ctx),
+            Input::Action(text) => self.say(text, MessageKind::Action, ctx),
+            Input::Join(room) => {
+                if let Some(known) = self.rooms.iter().find(|r| r.as_str().eq_ignore_ascii_case(room)) {
+                    self.current = Some(known.clone());
+                    ctx.send(self.current_room_note());
+                } else {
+                    ctx.command(Command::Join { room: room.into() });
+                }
+            }
+            Input::Part { room, reason } => match self.room_or_current(room) {
+                Some(room) => ctx.command(Command::Part {
+                    room: room.into(),
+                    reason: reason.map(Into::into),
+                }),
+                None => ctx.send(line::error("You are in no room")),
+            },
+            Input::Rooms => ctx.command(Command::Rooms),
+            Input::Who(room) => match self.room_or_current(room) {
+                Some(room) => ctx.command(Command::Who { room: room.into() }),
+                None => ctx.send(line::error("Usage: /who ROOM")),
+            },
+            Input::Nick(name) => ctx.command(Command::Nick { name: name.into() }),
+            Input::Help => {
+                for help in line::HELP {
+                    ctx.send(line::info(help));
+                }
+            }
+            Input::Ping => ctx.send(line::info("pong")),
+            Input::Quit(reason) => {
+                return Flow::Close(Close::Quit(reason.unwrap_or("Quit").to_string()));
+            }
+            Input::Usage(usage) => ctx.send(line::error(&format!("Usage: {usage}"))),
+            Input::Unknown(command) => ctx.send(line::error(&format!(
+                "Unknown command /{command}; /help lists commands"
+            ))),
+        }
+        Flow::Continue
+    }
+
+    fn on_too_long(&mut self, ctx: &Ctx) {
+        ctx.send(line::error(&format!(
+            "Line too long (the limit is {} bytes); it was discarded",
+            self.max_line
+        )));
+    }
+
+    fn on_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue) {
+        out.push(envelope.encoded(SLOT, line::encode_event));
+        match &envelope.event {
+            Event::Registered { name } => {
+                self.name = Some(name.clone());
+                ctx.command(Command::Join {
+                    room: ctx.shared.default_room.clone(),
+                });
+            }
+            Event::Joined { room, who } if self.is_me(&who.name) => {
+                self.rooms.push(room.clone());
+                self.current = Some(room.clone());
+                out.push(self.current_room_note());
+            }
+            Event::Parted { room, who, .. } if self.is_me(&who.name) => {
+                self.rooms.retain(|r| r != room);
+                if self.current.as_ref() == Some(room) {
+                    self.current = self.rooms.last().cloned();
+                    out.push(self.current_room_note());
+                }
+            }
+            Event::NickChanged { old, new } if self.is_me(&old.name) => {
+                self.name = Some(new.clone());
+            }
+            _ => {}
+        }
+    }
+
+    fn farewell(&mut self, why: &Close) -> Option<Bytes> {
+        Some(match why {
+            Close::Quit(_) => line::info("Goodbye"),
+            Close::Shutdown => line::info("Server is shutting down"),
+            Close::SendQueueExceeded => {
+                line::error("Disconnected: you were not reading fast enough (send queue exceeded)")
+            }
+            Close::RegistrationTimeout => {
+                line::error("Disconnected: register with #name sooner next time")
+            }
+            Close::IdleTimeout => line::error("Disconnected: idle for too long"),
+            Close::Eof | Close::Io(_) => return None,
+        })
+    }
+
+    fn registered(&self) -> bool {
+        self.name.is_some()
+    }
+}

@@ -1,0 +1,137 @@
+//! Each client's bounded send queue: the core's mailbox for that client.
+//!
+//! Contract, after Ergo's socket.go:
+//! 1. `deliver` never blocks and never waits on the client: it is called with the core
+//!    locked.
+//! 2. Items leave in the order they came; nothing is reordered or dropped silently.
+//! 3. Past the limit the queue empties, marks itself overflowed and wakes its session,
+//!    which disconnects the client ("send queue exceeded"). Everyone else carries on.
+//! 4. Only the transition from empty to non-empty wakes the session, which always drains
+//!    everything at once, so a burst of N events costs one wake-up.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use confab_core::{Envelope, Mailbox};
+use tokio::sync::Notify;
+
+/// One item waiting for a client.
+pub(crate) enum Outgoing {
+    /// A core event, encoded by the session's protocol when it is written.
+    Event(Arc<Envelope>),
+    /// A line the session produced itself (help, local errors). It travels through the
+    /// same queue so that it keeps its place among the core's replies.
+    Raw(Bytes),
+}
+
+struct State {
+    queue: VecDeque<Outgoing>,
+    /// Approximate bytes in `queue`.
+    bytes: usize,
+    overflowed: bool,
+}
+
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    ready: Notify,
+    limit: usize,
+}
+
+/// The outbox went past its limit; the client must go.
+#[derive(Debug)]
+pub(crate) struct Overflowed;
+
+impl Outbox {
+    pub(crate) fn new(limit: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                bytes: 0,
+                overflowed: false,
+            }),
+            ready: Notify::new(),
+            limit,
+        }
+    }
+
+    pub(crate) fn push(&self, item: Outgoing) {
+        let size = match &item {
+            Outgoing::Event(envelope) => envelope.approximate_size(),
+            Outgoing::Raw(bytes) => bytes.len(),
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.overflowed {
+            return;
+        }
+        let was_empty = state.queue.is_empty();
+        if state.bytes + size > self.limit {
+            state.overflowed = true;
+            state.queue = VecDeque::new();
+            state.bytes = 0;
+        } else {
+            state.queue.push_back(item);
+            state.bytes += size;
+            if !was_empty {
+                return;
+            }
+        }
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    /// Moves everything queued into `into` (which must be empty), keeping the order.
+    pub(crate) fn drain(&self, into: &mut VecDeque<Outgoing>) -> Result<(), Overflowed> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.overflowed {
+            return Err(Overflowed);
+        }
+        std::mem::swap(&mut state.queue, into);
+        state.bytes = 0;
+        Ok(())
+    }
+
+    /// Whether the limit was crossed.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).overflowed
+    }
+
+    /// Resolves when something was queued since the last drain.
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await
+    }
+}
+
+/// The handle the core keeps for a client: a shared pointer to its outbox.
+#[derive(Clone)]
+pub(crate) struct OutboxRef(pub Arc<Outbox>);
+
+impl Mailbox for OutboxRef {
+    fn deliver(&self, envelope: &Arc<Envelope>) {
+        self.0.push(Outgoing::Event(envelope.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(n: usize) -> Outgoing {
+        Outgoing::Raw(Bytes::from(vec![b'x'; n]))
+    }
+
+    #[test]
+    fn keeps_order_and_overflows_past_the_limit() {
+        let outbox = Outbox::new(100);
+        outbox.push(raw(10));
+        outbox.push(Outgoing::Raw(Bytes::from_static(b"second")));
+        let mut drained = VecDeque::new();
+        outbox.drain(&mut drained).unwrap();
+        assert!(matches!(&drained[1], Outgoing::Raw(b) if &b[..] == b"second"));
+        outbox.push(raw(60));
+        outbox.push(raw(60));
+        assert!(outbox.drain(&mut VecDeque::new()).is_err());
+        outbox.push(raw(1));
+        assert!(outbox.drain(&mut VecDeque::new()).is_err(), "overflow is final");
+    }
+}

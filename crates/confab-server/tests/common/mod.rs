@@ -1,0 +1,151 @@
+//! Helpers shared by the server's integration tests: a server on port 0 and a raw
+//! line-protocol client that reads with timeouts instead of sleeping.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use confab_server::{Config, Limits, Server};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any single expected line may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::with_limits(Limits::default()).await
+    }
+
+    pub async fn with_limits(limits: Limits) -> TestServer {
+        let config = Config {
+            line_listen: vec!["127.0.0.1:0".parse().unwrap()],
+            limits,
+            ..Config::default()
+        };
+        let server = Server::bind(config).await.expect("bind");
+        let addr = server.line_addrs()[0];
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Connects a raw client and reads the two greeting lines.
+    pub async fn connect(&self) -> Client {
+        let mut client = Client::connect(self.addr).await;
+        let first = client.line().await;
+        assert!(first.contains("You are connected from: 127.0.0.1:"), "{first}");
+        let second = client.line().await;
+        assert!(second.contains("#name"), "{second}");
+        client
+    }
+
+    /// Connects and registers `name`, reading everything up to the room announcement.
+    pub async fn user(&self, name: &str) -> Client {
+        let mut client = self.connect().await;
+        client.send(&format!("#{name}")).await;
+        client.expect(&format!("* Your user detail saved as : {name}")).await;
+        client.expect("* Members of lobby").await;
+        client
+    }
+
+    /// Starts shutdown and waits until the server has finished.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("server stops in time")
+            .unwrap();
+    }
+}
+
+pub struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (read, writer) = stream.into_split();
+        Client {
+            reader: BufReader::new(read),
+            writer,
+        }
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\n").as_bytes()).await;
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("write");
+    }
+
+    /// The next line, without its newline; panics on timeout or end of stream.
+    pub async fn line(&mut self) -> String {
+        self.next_line()
+            .await
+            .expect("the server closed the connection")
+    }
+
+    /// The next line, or `None` at end of stream.
+    pub async fn next_line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(PATIENCE, self.reader.read_until(b'\n', &mut buf))
+            .await
+            .expect("timed out waiting for a line")
+            .expect("read");
+        if n == 0 {
+            return None;
+        }
+        assert_eq!(buf.pop(), Some(b'\n'), "lines end with a newline");
+        Some(String::from_utf8(buf).expect("the server sends UTF-8"))
+    }
+
+    /// Reads lines until one starts with `prefix`, returning it. Every line skipped on
+    /// the way must not be an error.
+    pub async fn expect(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self.line().await;
+            if line.starts_with(prefix) {
+                return line;
+            }
+            assert!(
+                !line.starts_with("! "),
+                "unexpected error {line:?} while waiting for {prefix:?}"
+            );
+        }
+    }
+
+    /// Reads lines until the server closes, returning them all.
+    pub async fn rest(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(line) = self.next_line().await {
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// Proves nothing else is queued: a ping round trip returns `* pong` first.
+    pub async fn expect_quiet(&mut self) {
+        self.send("/ping").await;
+        assert_eq!(self.line().await, "* pong");
+    }
+}

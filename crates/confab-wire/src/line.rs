@@ -1,0 +1,345 @@
+//! The line protocol: a compatible superset of the tutorials' `#name` / `@user:message`
+//! chat, readable by people on `nc` and parseable by scripts. docs/line-protocol.md is
+//! the grammar; this module is its only implementation.
+//!
+//! Every line the server sends starts with one of:
+//! - `! ` an error (and nothing else starts so),
+//! - `* ` information: greetings, replies, joins, parts, quits, renames,
+//! - `[room] ` a message in a room, `[dm] ` a direct message.
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use confab_core::{ChatError, Event, Message, MessageKind, Target};
+
+/// The default limit on one input line, in bytes, without the newline.
+pub const DEFAULT_MAX_LINE: usize = 4096;
+
+/// The exact lines that end a session, from the tutorials.
+pub const EXIT_WORDS: [&str; 4] = ["q", "quit", "exit", "bye bye"];
+
+/// What one input line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// A blank line: ignored.
+    Empty,
+    /// `#name`: register.
+    Register(&'a str),
+    /// `@user:text` or `/msg user text`.
+    Direct { to: &'a str, text: &'a str },
+    /// Plain text for the current room (`//text` sends `/text`).
+    Say(&'a str),
+    /// `/me action` for the current room.
+    Action(&'a str),
+    /// `/join ROOM` (a leading `#` is dropped).
+    Join(&'a str),
+    /// `/part [ROOM [REASON]]`.
+    Part {
+        room: Option<&'a str>,
+        reason: Option<&'a str>,
+    },
+    Rooms,
+    /// `/who [ROOM]`.
+    Who(Option<&'a str>),
+    /// `/nick NEW`.
+    Nick(&'a str),
+    Help,
+    /// `/ping`: answered with `* pong`; clients use it as a keepalive.
+    Ping,
+    /// `/quit [REASON]` or an exit word.
+    Quit(Option<&'a str>),
+    /// A known command used wrongly; the text is its usage.
+    Usage(&'static str),
+    /// `/something` that is not a command.
+    Unknown(&'a str),
+}
+
+fn word_and_rest(s: &str) -> (&str, Option<&str>) {
+    let s = s.trim();
+    match s.split_once(char::is_whitespace) {
+        Some((word, rest)) => (word, Some(rest.trim()).filter(|r| !r.is_empty())),
+        None => (s, None),
+    }
+}
+
+fn nonempty(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|s| !s.is_empty())
+}
+
+fn room_arg(s: &str) -> &str {
+    s.strip_prefix('#').unwrap_or(s)
+}
+
+/// Reads one line a user typed.
+pub fn parse_input(line: &str) -> Input<'_> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return Input::Empty;
+    }
+    if EXIT_WORDS.contains(&trimmed) {
+        return Input::Quit(None);
+    }
+    if let Some(name) = line.strip_prefix('#') {
+        return Input::Register(name.trim());
+    }
+    if let Some(rest) = line.strip_prefix('@') {
+        return match rest.split_once(':') {
+            Some((to, text)) => Input::Direct {
+                to: to.trim(),
+                text: text.trim_start(),
+            },
+            None => Input::Usage("@user:message"),
+        };
+    }
+    let Some(command) = line.strip_prefix('/') else {
+        return Input::Say(line);
+    };
+    if command.starts_with('/') {
+        return Input::Say(command);
+    }
+    let (name, args) = word_and_rest(command);
+    match name.to_ascii_lowercase().as_str() {
+        "join" | "j" => match args {
+            Some(room) => Input::Join(room_arg(room)),
+            None => Input::Usage("/join ROOM"),
+        },
+        "part" | "leave" => match args {
+            Some(args) => {
+                let (room, reason) = word_and_rest(args);
+                Input::Part {
+                    room: Some(room_arg(room)),
+                    reason,
+                }
+            }
+            None => Input::Part {
+                room: None,
+                reason: None,
+            },
+        },
+        "rooms" | "list" => Input::Rooms,
+        "who" | "names" => Input::Who(args.map(room_arg)),
+        "nick" => match args {
+            Some(new) => Input::Nick(new),
+            None => Input::Usage("/nick NEW"),
+        },
+        "me" => match command.split_once(char::is_whitespace).and_then(|(_, a)| nonempty(a)) {
+            Some(action) => Input::Action(action),
+            None => Input::Usage("/me ACTION"),
+        },
+        "msg" => match args.map(word_and_rest) {
+            Some((to, Some(text))) => Input::Direct { to, text },
+            _ => Input::Usage("/msg USER MESSAGE"),
+        },
+        "help" => Input::Help,
+        "ping" => Input::Ping,
+        "quit" => Input::Quit(args),
+        _ => Input::Unknown(name),
+    }
+}
+
+/// The lines `/help` prints, without their `* ` prefix.
+pub const HELP: &[&str] = &[
+    "Commands:",
+    "  #name              register as name (1-32 letters, digits or _-[]{}|^)",
+    "  @user:message      send a direct message (also /msg USER MESSAGE)",
+    "  anything else      goes to everyone in your current room",
+    "  /join ROOM         join ROOM (created if new) and talk there",
+    "  /part [ROOM]       leave ROOM, or your current room",
+    "  /rooms             list rooms",
+    "  /who [ROOM]        list the members of ROOM, or of your current room",
+    "  /nick NEW          change your name",
+    "  /me ACTION         act, as in /me waves",
+    "  //text             send text that starts with /",
+    "  /help              show this",
+    "  /quit [REASON]     leave (so do q, quit, exit and bye bye)",
+];
+
+/// An information line: `* text\n`.
+pub fn info(text: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(text.len() + 3);
+    out.put_slice(b"* ");
+    put_text(&mut out, text);
+    out.put_u8(b'\n');
+    out.freeze()
+}
+
+/// An error line: `! text\n`.
+pub fn error(text: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(text.len() + 3);
+    out.put_slice(b"! ");
+    put_text(&mut out, text);
+    out.put_u8(b'\n');
+    out.freeze()
+}
+
+/// The first two lines a new connection sees.
+pub fn greeting(peer: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put(info(&format!(
+        "Welcome to confab! You are connected from: {peer}"
+    )));
+    out.put(info(
+        "Register with #name (1-32 letters, digits or _-[]{}|^), then type to chat. /help lists commands.",
+    ));
+    out.freeze()
+}
+
+/// The error text for a core error, worded for line-protocol users.
+pub fn error_text(error: &ChatError) -> String {
+    match error {
+        ChatError::NotRegistered => "Register first by sending #yourname".into(),
+        ChatError::AlreadyRegistered(name) => {
+            format!("You are already registered as {name}; use /nick NEW to change")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Copies user text, replacing control characters other than tab with U+FFFD so that
+/// nobody can move another user's cursor or recolour their terminal.
+fn put_text(out: &mut BytesMut, text: &str) {
+    if !text.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        out.put_slice(text.as_bytes());
+        return;
+    }
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.put_slice("\u{fffd}".as_bytes());
+        } else {
+            let mut buf = [0; 4];
+            out.put_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+}
+
+fn put_message(out: &mut BytesMut, m: &Message) {
+    match &m.to {
+        Target::Room(room) => {
+            out.put_u8(b'[');
+            out.put_slice(room.as_str().as_bytes());
+            out.put_slice(b"] ");
+        }
+        Target::User(_) => out.put_slice(b"[dm] "),
+    }
+    let from = m.from.name.as_str().as_bytes();
+    match m.kind {
+        MessageKind::Normal => {
+            out.put_slice(from);
+            out.put_slice(b": ");
+        }
+        MessageKind::Action => {
+            out.put_slice(b"* ");
+            out.put_slice(from);
+            out.put_u8(b' ');
+        }
+        MessageKind::Notice => {
+            out.put_u8(b'-');
+            out.put_slice(from);
+            out.put_slice(b"- ");
+        }
+    }
+    put_text(out, &m.text);
+    out.put_u8(b'\n');
+}
+
+/// The line (or lines) the server sends for one core event. The result depends on the
+/// event only, never on who receives it, so one encoding serves every recipient.
+pub fn encode_event(event: &Event) -> Bytes {
+    let text = match event {
+        Event::Message(m) => {
+            let mut out = BytesMut::with_capacity(m.text.len() + 48);
+            put_message(&mut out, m);
+            return out.freeze();
+        }
+        Event::Error(e) => return error(&error_text(e)),
+        Event::Registered { name } => format!("Your user detail saved as : {name}"),
+        Event::Joined { room, who } => format!("{} joined {room}", who.name),
+        Event::Parted { room, who, reason } => match reason {
+            Some(reason) => format!("{} left {room} ({reason})", who.name),
+            None => format!("{} left {room}", who.name),
+        },
+        Event::Quit { who, reason } => format!("{} quit ({reason})", who.name),
+        Event::NickChanged { old, new } => format!("{} is now known as {new}", old.name),
+        Event::Members { room, names } => {
+            let mut text = format!("Members of {room} ({}): ", names.len());
+            for (i, name) in names.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                text.push_str(name.as_str());
+            }
+            text
+        }
+        Event::Rooms { rooms } => {
+            let mut text = format!("Rooms ({}):", rooms.len());
+            for (i, room) in rooms.iter().enumerate() {
+                let sep = if i > 0 { "," } else { "" };
+                let plural = if room.members == 1 { "" } else { "s" };
+                let _ = write!(text, "{sep} {} ({} member{plural})", room.name, room.members);
+            }
+            text
+        }
+    };
+    info(&text)
+}
+
+/// A line from the server, as a client sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServerLine<'a> {
+    Error(&'a str),
+    Info(&'a str),
+    Room {
+        room: &'a str,
+        from: &'a str,
+        kind: MessageKind,
+        text: &'a str,
+    },
+    Direct {
+        from: &'a str,
+        kind: MessageKind,
+        text: &'a str,
+    },
+    /// Anything else (a server that is not confab, say).
+    Other(&'a str),
+}
+
+fn split_sender(body: &str) -> Option<(&str, MessageKind, &str)> {
+    if let Some(rest) = body.strip_prefix("* ") {
+        let (from, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        return Some((from, MessageKind::Action, text));
+    }
+    if let Some(rest) = body.strip_prefix('-') {
+        let (from, text) = rest.split_once("- ")?;
+        return Some((from, MessageKind::Notice, text));
+    }
+    let (from, text) = body.split_once(": ")?;
+    Some((from, MessageKind::Normal, text))
+}
+
+/// Reads one line the server sent (without its newline).
+pub fn parse_server_line(line: &str) -> ServerLine<'_> {
+    if let Some(text) = line.strip_prefix("! ") {
+        return ServerLine::Error(text);
+    }
+    if let Some(text) = line.strip_prefix("* ") {
+        return ServerLine::Info(text);
+    }
+    if let Some(body) = line.strip_prefix("[dm] ") {
+        if let Some((from, kind, text)) = split_sender(body) {
+            return ServerLine::Direct { from, kind, text };
+        }
+    } else if let Some((room, body)) = line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+        if let Some((from, kind, text)) = split_sender(body) {
+            return ServerLine::Room {
+                room,
+                from,
+                kind,
+                text,
+            };
+        }
+    }
+    ServerLine::Other(line)
+}
+
+#[cfg(test)]
+mod tests;
