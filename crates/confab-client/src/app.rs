@@ -46,7 +46,7 @@ pub struct App {
     pub input: InputLine,
     /// Hides the answers to the keepalive's own pings.
     pings: Pings,
-    /// Rows of scrollback on screen, which is how far PageUp and PageDown move.
+    /// How many entries PageUp and PageDown move: about what the screen last showed.
     pub page: usize,
 }
 
@@ -142,8 +142,10 @@ impl App {
 
     /// Notes a line from the server that was too long to keep.
     pub fn on_overlong_line(&mut self) {
-        self.scrollback
-            .push(Kind::Client, "(a line from the server was too long to show)");
+        self.scrollback.push(
+            Kind::Client,
+            "(a line from the server was too long to show)",
+        );
     }
 
     /// Records that the connection ended.
@@ -159,7 +161,7 @@ impl App {
         };
         self.scrollback
             .push(Kind::Error, format!("Connection lost: {reason}.{hint}"));
-        self.scrollback.to_bottom();
+        self.scrollback.scroll_to_bottom();
     }
 
     /// Handles one key press.
@@ -190,8 +192,8 @@ impl App {
             KeyCode::End => self.input.end(),
             KeyCode::Up => self.input.older(),
             KeyCode::Down => self.input.newer(),
-            KeyCode::PageUp => self.scrollback.scroll_up(self.page.max(1)),
-            KeyCode::PageDown => self.scrollback.scroll_down(self.page.max(1)),
+            KeyCode::PageUp => self.scrollback.scroll_up(self.page),
+            KeyCode::PageDown => self.scrollback.scroll_down(self.page),
             _ => {}
         }
         None
@@ -237,7 +239,7 @@ impl App {
         if let Some(echo) = echo {
             self.scrollback.push(Kind::Own, echo);
         }
-        self.scrollback.to_bottom();
+        self.scrollback.scroll_to_bottom();
         Some(Action::Send(line))
     }
 
@@ -349,16 +351,25 @@ mod tests {
     #[test]
     fn echoes_what_the_server_does_not_send_back() {
         let mut app = registered();
-        assert_eq!(type_line(&mut app, "hello"), Some(Action::Send("hello".into())));
+        assert_eq!(
+            type_line(&mut app, "hello"),
+            Some(Action::Send("hello".into()))
+        );
         assert_eq!(last(&app), (Kind::Own, "[lobby] Alice: hello"));
-        assert_eq!(type_line(&mut app, "@bob:hi"), Some(Action::Send("@bob:hi".into())));
+        assert_eq!(
+            type_line(&mut app, "@bob:hi"),
+            Some(Action::Send("@bob:hi".into()))
+        );
         assert_eq!(last(&app), (Kind::Own, "[dm → bob] hi"));
         type_line(&mut app, "/me waves");
         assert_eq!(last(&app), (Kind::Own, "[lobby] * Alice waves"));
         type_line(&mut app, "//etc");
         assert_eq!(last(&app), (Kind::Own, "[lobby] Alice: /etc"));
         let before = app.scrollback.len();
-        assert_eq!(type_line(&mut app, "/who"), Some(Action::Send("/who".into())));
+        assert_eq!(
+            type_line(&mut app, "/who"),
+            Some(Action::Send("/who".into()))
+        );
         assert_eq!(type_line(&mut app, "   "), None);
         assert_eq!(app.scrollback.len(), before, "commands are not echoed");
         app.on_server_line("* You are in no room; /join ROOM to talk");
@@ -372,7 +383,10 @@ mod tests {
         app.on_server_line("! Name alice is already taken");
         assert_eq!(type_line(&mut app, "hi"), Some(Action::Send("hi".into())));
         assert_eq!(last(&app).0, Kind::Error, "no echo before registration");
-        assert_eq!(type_line(&mut app, "#alice2"), Some(Action::Send("#alice2".into())));
+        assert_eq!(
+            type_line(&mut app, "#alice2"),
+            Some(Action::Send("#alice2".into()))
+        );
         assert_eq!(app.name(), "alice2");
         app.on_server_line("* Your user detail saved as : alice2");
         assert!(app.is_registered());
@@ -385,9 +399,17 @@ mod tests {
         type_line(&mut app, "/ping");
         let before = app.scrollback.len();
         app.on_server_line("* pong");
-        assert_eq!(app.scrollback.len(), before, "the keepalive's pong is hidden");
+        assert_eq!(
+            app.scrollback.len(),
+            before,
+            "the keepalive's pong is hidden"
+        );
         app.on_server_line("* pong");
-        assert_eq!(last(&app), (Kind::Info, "* pong"), "the user's pong is shown");
+        assert_eq!(
+            last(&app),
+            (Kind::Info, "* pong"),
+            "the user's pong is shown"
+        );
     }
 
     #[test]
@@ -409,7 +431,10 @@ mod tests {
         let mut app = registered();
         assert_eq!(app.on_key(ctrl('d')), Some(Action::Send("/quit".into())));
         let mut app = registered();
-        assert_eq!(type_line(&mut app, "bye bye"), Some(Action::Send("bye bye".into())));
+        assert_eq!(
+            type_line(&mut app, "bye bye"),
+            Some(Action::Send("bye bye".into()))
+        );
         assert!(app.is_quitting());
     }
 

@@ -2,8 +2,6 @@
 
 use std::collections::VecDeque;
 
-use unicode_width::UnicodeWidthStr as _;
-
 /// How many sent lines Up/Down can recall.
 const HISTORY: usize = 500;
 
@@ -48,11 +46,6 @@ impl InputLine {
         &self.text[..self.cursor]
     }
 
-    /// The cursor's column in terminal cells.
-    pub fn cursor_width(&self) -> usize {
-        self.before_cursor().width()
-    }
-
     /// Inserts a character at the cursor; control characters and characters past the
     /// length limit are ignored.
     pub fn insert(&mut self, c: char) {
@@ -64,7 +57,10 @@ impl InputLine {
     }
 
     fn prev_boundary(&self) -> Option<usize> {
-        self.text[..self.cursor].char_indices().next_back().map(|(i, _)| i)
+        self.text[..self.cursor]
+            .char_indices()
+            .next_back()
+            .map(|(i, _)| i)
     }
 
     fn next_boundary(&self) -> Option<usize> {
@@ -220,15 +216,6 @@ mod tests {
     }
 
     #[test]
-    fn cursor_width_counts_cells() {
-        let mut line = InputLine::new(64);
-        "日本a".chars().for_each(|c| line.insert(c));
-        assert_eq!(line.cursor_width(), 5);
-        line.left();
-        assert_eq!(line.cursor_width(), 4);
-    }
-
-    #[test]
     fn history_recalls_and_restores_the_draft() {
         let mut line = InputLine::new(64);
         for sent in ["one", "two", "two", "  "] {
@@ -237,7 +224,11 @@ mod tests {
         }
         "dra".chars().for_each(|c| line.insert(c));
         line.older();
-        assert_eq!(line.text(), "two", "repeats and blank lines are not recorded");
+        assert_eq!(
+            line.text(),
+            "two",
+            "repeats and blank lines are not recorded"
+        );
         line.older();
         assert_eq!(line.text(), "one");
         line.older();

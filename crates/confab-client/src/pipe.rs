@@ -48,12 +48,7 @@ const MAX_QUEUED: usize = 64 * 1024;
 /// Returns exit code 0 after stdin ends and the server closes (or after a short grace
 /// period), 1 if the connection is lost first, and 2 if the server refuses the name.
 /// Connection failures and local I/O errors are errors.
-pub async fn run_pipe<R, W>(
-    addr: &str,
-    name: &str,
-    stdin: R,
-    stdout: W,
-) -> anyhow::Result<ExitCode>
+pub async fn run_pipe<R, W>(addr: &str, name: &str, stdin: R, stdout: W) -> anyhow::Result<ExitCode>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -274,11 +269,7 @@ mod tests {
         assert!(pings >= 2, "the keepalive and the user both pinged");
         assert_eq!(
             printed(&stdout),
-            [
-                "* Your user detail saved as : alice",
-                "* pong",
-                "* Goodbye"
-            ]
+            ["* Your user detail saved as : alice", "* pong", "* Goodbye"]
         );
     }
 
@@ -286,9 +277,16 @@ mod tests {
     async fn a_silent_server_fails_registration_and_a_stuck_quit_is_bounded() {
         let (client_io, _server_io) = duplex(4096);
         let stdin: &[u8] = b"";
-        let code = session(client_io, "test", "alice", stdin, Vec::new(), timings(5, 1, 1))
-            .await
-            .expect("session");
+        let code = session(
+            client_io,
+            "test",
+            "alice",
+            stdin,
+            Vec::new(),
+            timings(5, 1, 1),
+        )
+        .await
+        .expect("session");
         assert_eq!(code, ExitCode::FAILURE);
 
         // This server registers the client and then ignores everything, /quit included.
@@ -298,9 +296,16 @@ mod tests {
             .await
             .expect("write");
         let mut stdout = Vec::new();
-        let code = session(client_io, "test", "alice", stdin, &mut stdout, timings(60_000, 10_000, 1))
-            .await
-            .expect("session");
+        let code = session(
+            client_io,
+            "test",
+            "alice",
+            stdin,
+            &mut stdout,
+            timings(60_000, 10_000, 1),
+        )
+        .await
+        .expect("session");
         assert_eq!(code, ExitCode::SUCCESS);
         assert_eq!(printed(&stdout), ["* Your user detail saved as : alice"]);
     }

@@ -65,6 +65,7 @@ impl Scrollback {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -81,7 +82,7 @@ impl Scrollback {
         self.offset = self.offset.saturating_sub(by);
     }
 
-    pub fn to_bottom(&mut self) {
+    pub fn scroll_to_bottom(&mut self) {
         self.offset = 0;
     }
 
@@ -146,7 +147,7 @@ mod tests {
         assert_eq!(texts(&scrollback, 5), ["2"]);
         scrollback.push(Kind::Info, "5");
         assert_eq!(scrollback.offset(), 2, "eviction keeps the offset in range");
-        scrollback.to_bottom();
+        scrollback.scroll_to_bottom();
         assert_eq!(texts(&scrollback, 1), ["5"]);
     }
 }

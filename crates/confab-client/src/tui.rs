@@ -66,10 +66,10 @@ async fn session(
 
     writer.queue(&format!("#{name}"));
     loop {
-        terminal.draw(|frame| {
-            app.page = ui::scrollback_rows(frame.area().height);
-            ui::draw(frame, &app);
-        })?;
+        let mut shown = 0;
+        terminal.draw(|frame| shown = ui::draw(frame, &app))?;
+        // Paging by one entry less than a screenful keeps one line of context.
+        app.page = shown.saturating_sub(1).max(1);
         tokio::select! {
             read = reader.read_into(&mut incoming), if app.is_connected() => {
                 for item in incoming.drain(..) {
@@ -168,11 +168,7 @@ fn restore() {
     if ACTIVE.swap(false, Ordering::SeqCst) {
         // Nothing useful can be done if restoring fails; the shell's `reset` remains.
         let _ = disable_raw_mode();
-        let _ = execute!(
-            io::stdout(),
-            terminal::LeaveAlternateScreen,
-            cursor::Show
-        );
+        let _ = execute!(io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
     }
 }
 

@@ -13,21 +13,19 @@ use crate::scrollback::Kind;
 
 const PROMPT: &str = "> ";
 
-/// How many rows of scrollback a terminal of this height shows.
-pub fn scrollback_rows(height: u16) -> usize {
-    usize::from(height.saturating_sub(2))
-}
-
-pub fn draw(frame: &mut Frame<'_>, app: &App) {
+/// Draws the whole screen and returns how many scrollback entries it showed, which is how
+/// far a page up or down should move.
+pub fn draw(frame: &mut Frame<'_>, app: &App) -> usize {
     let [log, status, input] = Layout::vertical([
         Constraint::Min(0),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
     .areas(frame.area());
-    draw_scrollback(frame, log, app);
+    let shown = draw_scrollback(frame, log, app);
     frame.render_widget(Paragraph::new(status_line(app)).style(STATUS), status);
     draw_input(frame, input, app);
+    shown
 }
 
 fn style(kind: Kind) -> Style {
@@ -45,15 +43,18 @@ fn style(kind: Kind) -> Style {
 }
 
 /// Fills the area from the bottom up with the newest visible entries, each wrapped to
-/// the width by hand so that scrolling counts whole entries.
-fn draw_scrollback(frame: &mut Frame<'_>, area: Rect, app: &App) {
+/// the width by hand so that scrolling counts whole entries. Returns how many entries
+/// are at least partly on screen.
+fn draw_scrollback(frame: &mut Frame<'_>, area: Rect, app: &App) -> usize {
     let rows = usize::from(area.height);
     let width = usize::from(area.width).max(1);
     let mut lines: Vec<Line<'_>> = Vec::with_capacity(rows);
+    let mut shown = 0;
     for entry in app.scrollback.visible() {
         if lines.len() >= rows {
             break;
         }
+        shown += 1;
         let style = style(entry.kind);
         // Rows of this entry are pushed last first, as the whole list is reversed below.
         for row in wrap(&entry.text, width).into_iter().rev() {
@@ -71,6 +72,7 @@ fn draw_scrollback(frame: &mut Frame<'_>, area: Rect, app: &App) {
         ..area
     };
     frame.render_widget(Paragraph::new(lines), area);
+    shown
 }
 
 /// Splits `text` into rows at most `width` cells wide, breaking anywhere.
@@ -93,8 +95,19 @@ fn wrap(text: &str, width: usize) -> Vec<&str> {
 
 const STATUS: Style = Style::new().fg(Color::White).bg(Color::DarkGray);
 
+/// `confab · NAME · room ROOM · connected to HOST:PORT`, led by how far the view is
+/// scrolled up, which is the first thing to see when new lines seem not to arrive.
 fn status_line(app: &App) -> Line<'_> {
-    let mut spans = vec![Span::raw(" confab · "), Span::raw(app.name())];
+    let mut spans = Vec::new();
+    let offset = app.scrollback.offset();
+    if offset > 0 {
+        spans.push(Span::styled(
+            format!(" ↑{offset} PgDn ·"),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    spans.push(Span::raw(" confab · "));
+    spans.push(Span::raw(app.name()));
     if !app.is_registered() {
         spans.push(Span::raw(" (not registered)"));
     }
@@ -111,13 +124,6 @@ fn status_line(app: &App) -> Line<'_> {
                 .fg(Color::LightRed)
                 .add_modifier(Modifier::BOLD),
         )),
-    }
-    let offset = app.scrollback.offset();
-    if offset > 0 {
-        spans.push(Span::styled(
-            format!(" · scrolled up {offset} (PgDn)"),
-            Style::new().fg(Color::Yellow),
-        ));
     }
     Line::from(spans)
 }
@@ -158,7 +164,11 @@ mod tests {
 
     fn render(app: &App, width: u16, height: u16) -> (Vec<String>, Terminal<TestBackend>) {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-        terminal.draw(|frame| draw(frame, app)).expect("draw");
+        terminal
+            .draw(|frame| {
+                draw(frame, app);
+            })
+            .expect("draw");
         let buffer = terminal.backend().buffer();
         let rows = (0..height)
             .map(|y| {
@@ -187,10 +197,11 @@ mod tests {
         let mut app = app();
         "hey".chars().for_each(|c| app.input.insert(c));
         let (rows, mut terminal) = render(&app, 60, 6);
+        assert_eq!(rows.len(), 6);
         assert_eq!(
             rows,
             [
-                "",
+                "* Your user detail saved as : alice",
                 "* Now talking in lobby",
                 "[lobby] bob: hi alice",
                 "[dm] bob: psst",
@@ -199,9 +210,15 @@ mod tests {
             ]
         );
         let buffer = terminal.backend().buffer();
-        assert_eq!(buffer[(0, 3)].fg, Color::Magenta, "direct messages stand out");
+        assert_eq!(
+            buffer[(0, 3)].fg,
+            Color::Magenta,
+            "direct messages stand out"
+        );
         assert_eq!(buffer[(0, 2)].fg, Color::Reset);
-        terminal.backend_mut().assert_cursor_position(Position::new(5, 5));
+        terminal
+            .backend_mut()
+            .assert_cursor_position(Position::new(5, 5));
     }
 
     #[test]
@@ -209,7 +226,10 @@ mod tests {
         let mut app = app();
         app.on_lost("connection reset");
         let (rows, terminal) = render(&app, 80, 4);
-        assert_eq!(rows[1], "Connection lost: connection reset. Press any key to exit.");
+        assert_eq!(
+            rows[1],
+            "Connection lost: connection reset. Press any key to exit."
+        );
         assert_eq!(rows[2], " confab · alice · room lobby · disconnected");
         let x = rows[2].chars().position(|c| c == 'd').expect("shown") as u16;
         assert_eq!(terminal.backend().buffer()[(x, 2)].fg, Color::LightRed);
@@ -224,24 +244,47 @@ mod tests {
             &rows[..3],
             ["[dm] bob: psst", "[lobby] bob: 0123456", "789abcdefghij"]
         );
+        let mut terminal = Terminal::new(TestBackend::new(20, 5)).expect("test terminal");
+        let mut shown = 0;
+        terminal
+            .draw(|frame| shown = draw(frame, &app))
+            .expect("draw");
+        assert_eq!(shown, 2, "the dm and the two-row message fill three rows");
         app.scrollback.scroll_up(1);
         let (rows, _) = render(&app, 20, 5);
-        assert_eq!(&rows[1..3], ["[lobby] bob: hi alic", "e"]);
-        assert_eq!(rows[2], "e");
-        assert!(rows[3].contains("scrolled"), "{rows:?}");
+        assert_eq!(&rows[..3], ["[lobby] bob: hi alic", "e", "[dm] bob: psst"]);
+        assert_eq!(rows[3], " ↑1 PgDn · confab ·");
     }
 
     #[test]
     fn long_input_slides_to_keep_the_cursor_visible() {
         let mut app = app();
-        "abcdefghijklmnopqrstuvwxyz".chars().for_each(|c| app.input.insert(c));
+        "abcdefghijklmnopqrstuvwxyz"
+            .chars()
+            .for_each(|c| app.input.insert(c));
         let (rows, mut terminal) = render(&app, 12, 3);
         assert_eq!(rows[2], "> rstuvwxyz");
-        terminal.backend_mut().assert_cursor_position(Position::new(11, 2));
+        terminal
+            .backend_mut()
+            .assert_cursor_position(Position::new(11, 2));
         app.input.home();
         let (rows, mut terminal) = render(&app, 12, 3);
         assert_eq!(rows[2], "> abcdefghij");
-        terminal.backend_mut().assert_cursor_position(Position::new(2, 2));
+        terminal
+            .backend_mut()
+            .assert_cursor_position(Position::new(2, 2));
+
+        app.input.clear();
+        "日本語日本語".chars().for_each(|c| app.input.insert(c));
+        let (rows, mut terminal) = render(&app, 10, 3);
+        assert_eq!(
+            rows[2].replace(' ', ""),
+            ">日本語",
+            "wide characters count twice"
+        );
+        terminal
+            .backend_mut()
+            .assert_cursor_position(Position::new(8, 2));
     }
 
     #[test]
@@ -249,6 +292,10 @@ mod tests {
         assert_eq!(wrap("abcdef", 3), ["abc", "def"]);
         assert_eq!(wrap("", 3), [""]);
         assert_eq!(wrap("日本語", 4), ["日本", "語"]);
-        assert_eq!(wrap("日", 1), ["日"], "a character wider than a row still shows");
+        assert_eq!(
+            wrap("日", 1),
+            ["日"],
+            "a character wider than a row still shows"
+        );
     }
 }

@@ -79,7 +79,7 @@ async fn a_taken_name_exits_with_code_2_without_sending_stdin() {
     assert_eq!(code, ExitCode::from(2));
     assert_eq!(server.received.await.expect("server"), ["#taken"]);
     assert!(
-        !String::from_utf8_lossy(&stdout).contains("! "),
+        !lines(&stdout).iter().any(|l| l.starts_with("! ")),
         "the refusal goes to stderr"
     );
 }
@@ -117,7 +117,9 @@ async fn a_refused_connection_is_a_plain_error() {
         .await
         .expect_err("nothing listens");
     assert!(
-        error.to_string().starts_with(&format!("cannot connect to {addr}")),
+        error
+            .to_string()
+            .starts_with(&format!("cannot connect to {addr}")),
         "{error:#}"
     );
 }

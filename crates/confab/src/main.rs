@@ -24,6 +24,8 @@ enum Mode {
     Join(confab_client::JoinArgs),
     /// Chat directly with one friend, with no server, over TCP or UDP.
     Peer(confab_peer::PeerArgs),
+    /// Measure a chat server (confab or another) under load; loopback targets only.
+    Bench(confab_bench::BenchArgs),
 }
 
 /// Options of `confab serve`. Every limit has a default that suits a small public server.
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
             Mode::Serve(args) => serve(args).await,
             Mode::Join(args) => confab_client::run(args).await,
             Mode::Peer(args) => confab_peer::run(args).await,
+            Mode::Bench(args) => confab_bench::run(args).await,
         }
     });
     match result {

@@ -27,7 +27,13 @@ impl TestServer {
         Self::with_limits(Limits::default()).await
     }
 
+    /// A server with `limits`, except that shutdown waits at most half a second for
+    /// clients to close their side, since test clients stay open until they are dropped.
     pub async fn with_limits(limits: Limits) -> TestServer {
+        let limits = Limits {
+            shutdown_grace: Duration::from_millis(500),
+            ..limits
+        };
         let config = Config {
             line_listen: vec!["127.0.0.1:0".parse().unwrap()],
             limits,
@@ -140,6 +146,23 @@ impl Client {
         while let Some(line) = self.next_line().await {
             lines.push(line);
         }
+        lines
+    }
+
+    /// Every byte until the server closes, split into complete lines; a last line cut
+    /// short by the close is dropped.
+    pub async fn rest_raw(&mut self) -> Vec<String> {
+        use tokio::io::AsyncReadExt;
+        let mut bytes = Vec::new();
+        tokio::time::timeout(PATIENCE, self.reader.read_to_end(&mut bytes))
+            .await
+            .expect("timed out waiting for the close")
+            .expect("read");
+        let mut lines: Vec<String> = String::from_utf8_lossy(&bytes)
+            .split('\n')
+            .map(str::to_string)
+            .collect();
+        lines.pop();
         lines
     }
 
