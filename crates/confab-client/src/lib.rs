@@ -1,9 +1,9 @@
 //! `confab join`: the full-duplex terminal client for the line protocol.
 //!
 //! # Layout
-//! - [`conn`]: connecting, bounded line reading, the send queue and the keepalive's
+//! - `conn`: connecting, bounded line reading, the send queue and the keepalive's
 //!   ping bookkeeping; shared by both modes.
-//! - [`pipe`]: pipe mode, for scripts: stdin lines out, server lines to stdout.
+//! - `pipe`: pipe mode, for scripts: stdin lines out, server lines to stdout.
 //! - `app`, `input`, `scrollback`: the terminal UI's model, plain structs with no I/O.
 //! - `ui`: draws the model with ratatui.
 //! - `tui`: the terminal session: raw mode, the event loop, restoring the terminal.
@@ -17,15 +17,15 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 mod app;
-pub mod conn;
+mod conn;
 mod input;
-pub mod pipe;
+mod pipe;
 mod scrollback;
 mod stdin;
 mod tui;
 mod ui;
 
-pub use pipe::run_pipe;
+pub use pipe::{run_pipe, EXIT_NAME_REFUSED};
 
 /// Command-line options of `confab join`.
 #[derive(Debug, clap::Args)]

@@ -259,8 +259,8 @@ impl<M: Mailbox> Core<M> {
             members: HashMap::new(),
         });
         let room_name = room.name.clone();
-        if !room.members.contains_key(&id) {
-            room.members.insert(id, client.mailbox.clone());
+        if let std::collections::hash_map::Entry::Vacant(slot) = room.members.entry(id) {
+            slot.insert(client.mailbox.clone());
             client.rooms.push(key.clone());
             let envelope = Envelope::new(Event::Joined {
                 room: room.name.clone(),
