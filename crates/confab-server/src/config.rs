@@ -5,12 +5,26 @@ use std::time::Duration;
 
 /// The tutorials' port, used for the line protocol when no address is given.
 pub const DEFAULT_LINE_ADDR: &str = "127.0.0.1:12345";
+/// IRC's registered plain-text port; `confab serve` listens there by default.
+pub const DEFAULT_IRC_ADDR: &str = "127.0.0.1:6667";
+/// Where `confab serve` serves the web page by default.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 
 /// Everything `confab serve` needs to start.
+///
+/// `Config::default()` listens for the line protocol only, on the tutorials' port;
+/// `confab serve` adds IRC and HTTP listeners by default on the command line.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Addresses that speak the line protocol.
     pub line_listen: Vec<SocketAddr>,
+    /// Addresses that speak IRC.
+    pub irc_listen: Vec<SocketAddr>,
+    /// Addresses that serve the web page and its WebSocket.
+    pub http_listen: Vec<SocketAddr>,
+    /// Origins allowed to open the WebSocket (besides the page's own host). Empty means
+    /// same-origin only.
+    pub allowed_origins: Vec<String>,
     /// The room every line-protocol user joins on registering.
     pub default_room: String,
     pub limits: Limits,
@@ -56,6 +70,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             line_listen: vec![DEFAULT_LINE_ADDR.parse().expect("valid address")],
+            irc_listen: Vec::new(),
+            http_listen: Vec::new(),
+            allowed_origins: Vec::new(),
             default_room: "lobby".into(),
             limits: Limits::default(),
         }

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,7 @@ use bytes::{Buf, Bytes};
 use confab_core::{ClientId, Command, Core, Envelope};
 use confab_wire::framing::{Frame, LineDecoder};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +32,12 @@ pub(crate) struct Shared {
     pub core: Mutex<Core<OutboxRef>>,
     pub limits: Limits,
     pub default_room: String,
+    /// Origins allowed to open the WebSocket besides the page's own.
+    pub allowed_origins: Vec<String>,
+    /// Connection permits across every front-end; a connection holds one until it ends.
+    pub slots: Arc<Semaphore>,
+    /// The next client id; ids are never reused.
+    pub next_id: AtomicU64,
 }
 
 /// Why a connection ended; logged, and turned into a last line where one makes sense.
@@ -78,7 +86,11 @@ pub(crate) struct Ctx<'a> {
     outbox: &'a Outbox,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    pub fn new(shared: &'a Shared, id: ClientId, outbox: &'a Outbox) -> Ctx<'a> {
+        Ctx { shared, id, outbox }
+    }
+
     /// Runs one command in the core.
     pub fn command(&self, command: Command) {
         let now_ms = SystemTime::now()

@@ -8,7 +8,9 @@
 //! - `outbox`: each client's bounded send queue, the core's [`confab_core::Mailbox`].
 //! - `connection`: the socket loop every front-end shares: reading bounded lines,
 //!   draining the outbox, batched vectored writes, timeouts, lingering close.
-//! - `line`: the line protocol front-end, a [`connection::Protocol`] implementation.
+//! - `line`: the line protocol front-end, a `connection::Protocol` implementation.
+//! - `irc`: the IRC front-end, another `connection::Protocol`.
+//! - `web`: the HTTP front-end: the bundled page and the WebSocket JSON protocol.
 //!
 //! A request's path: `server` accepts → `connection::run` reads a line → the protocol
 //! parses it and calls [`confab_core::Core::handle`] under the core mutex → the core
@@ -17,9 +19,11 @@
 
 pub mod config;
 mod connection;
+mod irc;
 mod line;
 mod outbox;
 pub mod server;
+mod web;
 
 pub use config::{Config, Limits};
-pub use server::Server;
+pub use server::{BindError, Frontend, Server};

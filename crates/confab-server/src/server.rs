@@ -17,11 +17,21 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::connection::{self, Shared};
+use crate::irc::IrcSession;
 use crate::line::LineSession;
+use crate::web;
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frontend {
+    Line,
+    Irc,
+    Http,
+}
 
 /// A bound, not yet running server.
 pub struct Server {
-    line_listeners: Vec<TcpListener>,
+    listeners: Vec<(Frontend, TcpListener)>,
     shared: Arc<Shared>,
 }
 
@@ -36,29 +46,54 @@ pub struct BindError {
 impl Server {
     /// Binds every configured address. Nothing is accepted until [`Server::run`].
     pub async fn bind(config: Config) -> Result<Server, BindError> {
-        let mut line_listeners = Vec::new();
-        for addr in &config.line_listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| BindError { addr: *addr, source })?;
-            line_listeners.push(listener);
+        let mut listeners = Vec::new();
+        let wanted = [
+            (Frontend::Line, &config.line_listen),
+            (Frontend::Irc, &config.irc_listen),
+            (Frontend::Http, &config.http_listen),
+        ];
+        for (frontend, addrs) in wanted {
+            for addr in addrs {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BindError { addr: *addr, source })?;
+                listeners.push((frontend, listener));
+            }
         }
+        let slots = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(Server {
-            line_listeners,
+            listeners,
             shared: Arc::new(Shared {
                 core: Mutex::new(Core::new()),
                 limits: config.limits,
                 default_room: config.default_room,
+                allowed_origins: config.allowed_origins,
+                slots,
+                next_id: AtomicU64::new(1),
             }),
         })
     }
 
-    /// The addresses actually bound for the line protocol (useful with port 0).
-    pub fn line_addrs(&self) -> Vec<SocketAddr> {
-        self.line_listeners
+    /// The addresses actually bound (useful with port 0), with what each one speaks.
+    pub fn local_addrs(&self) -> Vec<(Frontend, SocketAddr)> {
+        self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|(f, l)| Some((*f, l.local_addr().ok()?)))
             .collect()
+    }
+
+    /// The addresses bound for one front-end.
+    pub fn addrs(&self, frontend: Frontend) -> Vec<SocketAddr> {
+        self.local_addrs()
+            .into_iter()
+            .filter(|(f, _)| *f == frontend)
+            .map(|(_, a)| a)
+            .collect()
+    }
+
+    /// The addresses bound for the line protocol.
+    pub fn line_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(Frontend::Line)
     }
 
     /// Serves until `shutdown` resolves, then tells every client, closes every
@@ -66,17 +101,22 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let slots = Arc::new(Semaphore::new(self.shared.limits.max_connections));
-        let ids = Arc::new(AtomicU64::new(1));
-        for listener in self.line_listeners {
-            tracker.spawn(accept_loop(
-                listener,
-                self.shared.clone(),
-                token.clone(),
-                tracker.clone(),
-                slots.clone(),
-                ids.clone(),
-            ));
+        for (frontend, listener) in self.listeners {
+            let shared = self.shared.clone();
+            match frontend {
+                Frontend::Line | Frontend::Irc => {
+                    tracker.spawn(accept_loop(
+                        frontend,
+                        listener,
+                        shared,
+                        token.clone(),
+                        tracker.clone(),
+                    ));
+                }
+                Frontend::Http => {
+                    tracker.spawn(web::serve(listener, shared, token.clone(), tracker.clone()));
+                }
+            }
         }
         shutdown.await;
         tracing::info!("shutting down");
@@ -90,15 +130,14 @@ impl Server {
 }
 
 async fn accept_loop(
+    frontend: Frontend,
     listener: TcpListener,
     shared: Arc<Shared>,
     token: CancellationToken,
     tracker: TaskTracker,
-    slots: Arc<Semaphore>,
-    ids: Arc<AtomicU64>,
 ) {
     let local = listener.local_addr().ok();
-    tracing::info!(addr = ?local, "listening for the line protocol");
+    tracing::info!(addr = ?local, ?frontend, "listening");
     loop {
         let accepted = tokio::select! {
             () = token.cancelled() => return,
@@ -114,19 +153,31 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "refused: server full");
-            let _ = stream.try_write(b"! Server is full; try again later\n");
+            let refusal: &[u8] = match frontend {
+                Frontend::Irc => b"ERROR :Server is full; try again later\r\n",
+                _ => b"! Server is full; try again later\n",
+            };
+            let _ = stream.try_write(refusal);
             continue;
         };
         tune(&stream, &shared);
-        let id = ids.fetch_add(1, Ordering::Relaxed);
-        let session = LineSession::new(peer, shared.limits.max_line);
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let token = token.clone();
-        tracing::debug!(%peer, id, "connected");
+        tracing::debug!(%peer, id, ?frontend, "connected");
         tracker.spawn(async move {
-            connection::run(stream, peer, id, shared, token, session).await;
+            match frontend {
+                Frontend::Irc => {
+                    let session = IrcSession::new(peer, &shared);
+                    connection::run(stream, peer, id, shared, token, session).await
+                }
+                _ => {
+                    let session = LineSession::new(peer, shared.limits.max_line);
+                    connection::run(stream, peer, id, shared, token, session).await
+                }
+            }
             drop(permit);
         });
     }
@@ -134,7 +185,7 @@ async fn accept_loop(
 
 /// Socket options every connection gets: no Nagle delay (chat lines are small and
 /// latency matters more than packet count) and TCP keepalive to find vanished peers.
-fn tune(stream: &TcpStream, shared: &Shared) {
+pub(crate) fn tune(stream: &TcpStream, shared: &Shared) {
     let _ = stream.set_nodelay(true);
     let keepalive = TcpKeepalive::new().with_time(shared.limits.tcp_keepalive);
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]

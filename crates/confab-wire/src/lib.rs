@@ -9,3 +9,4 @@
 
 pub mod framing;
 pub mod line;
+pub mod peer;

@@ -1,12 +1,13 @@
 //! The `confab` binary: one command-line entry point for every mode of the product.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use confab_server::{Config, Limits, Server};
+use confab_server::{Config, Frontend, Limits, Server};
 
 /// confab: a chat server, client and peer-to-peer chat in one binary.
 #[derive(Debug, Parser)]
@@ -34,6 +35,16 @@ struct ServeArgs {
     /// Address for the line protocol (usable with nc); repeat the flag for several.
     #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:12345")]
     listen: Vec<SocketAddr>,
+    /// Address for IRC clients (irssi, WeeChat, HexChat...); repeat for several.
+    #[arg(long = "irc-listen", value_name = "ADDR", default_value = "127.0.0.1:6667")]
+    irc_listen: Vec<SocketAddr>,
+    /// Address for the web page and its WebSocket; repeat for several.
+    #[arg(long = "http-listen", value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    http_listen: Vec<SocketAddr>,
+    /// Web origin allowed to open the WebSocket besides the page's own (for example
+    /// https://chat.example.org); repeat for several.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
     /// Room every line-protocol user joins on registering.
     #[arg(long, value_name = "ROOM", default_value = "lobby")]
     default_room: String,
@@ -62,6 +73,9 @@ impl ServeArgs {
         let defaults = Limits::default();
         Config {
             line_listen: self.listen,
+            irc_listen: self.irc_listen,
+            http_listen: self.http_listen,
+            allowed_origins: self.allow_origin,
             default_room: self.default_room,
             limits: Limits {
                 max_line: self.max_line,
@@ -117,10 +131,17 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = Server::bind(args.config()).await.context("starting the server")?;
-    for addr in server.line_addrs() {
+    for (frontend, addr) in server.local_addrs() {
         // Printed on stdout, not in the log, so that scripts and tests can wait for it.
-        println!("confab: line protocol listening on {addr}");
+        let what = match frontend {
+            Frontend::Line => "line protocol",
+            Frontend::Irc => "IRC",
+            Frontend::Http => "web page and WebSocket",
+        };
+        // A closed stdout (`confab serve | head -1`) must not stop the server.
+        let _ = writeln!(std::io::stdout(), "confab: {what} listening on {addr}");
     }
+    let _ = std::io::stdout().flush();
     server.run(shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
 }

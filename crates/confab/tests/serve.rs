@@ -18,6 +18,7 @@ impl Serve {
     fn start(extra: &[&str]) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_confab"))
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--irc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -126,6 +127,7 @@ fn a_taken_port_is_a_clear_error() {
     let serve = Serve::start(&[]);
     let output = Command::new(env!("CARGO_BIN_EXE_confab"))
         .args(["serve", "--listen", &serve.addr.to_string()])
+        .args(["--irc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert!(!output.status.success());

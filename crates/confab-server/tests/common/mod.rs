@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use confab_server::{Config, Limits, Server};
+use confab_server::{Config, Frontend, Limits, Server};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -17,7 +17,10 @@ use tokio::task::JoinHandle;
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub struct TestServer {
+    /// The line protocol's address.
     pub addr: SocketAddr,
+    pub irc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -36,17 +39,23 @@ impl TestServer {
         };
         let config = Config {
             line_listen: vec!["127.0.0.1:0".parse().unwrap()],
+            irc_listen: vec!["127.0.0.1:0".parse().unwrap()],
+            http_listen: vec!["127.0.0.1:0".parse().unwrap()],
             limits,
             ..Config::default()
         };
         let server = Server::bind(config).await.expect("bind");
         let addr = server.line_addrs()[0];
+        let irc_addr = server.addrs(Frontend::Irc)[0];
+        let http_addr = server.addrs(Frontend::Http)[0];
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            irc_addr,
+            http_addr,
             stop: Some(stop),
             task,
         }

@@ -105,6 +105,11 @@ impl Receiver {
         }
     }
 
+    /// Whether the friend's bye was delivered.
+    pub fn bye(&self) -> bool {
+        self.bye
+    }
+
     fn drop_partial(&mut self) {
         self.partial = Vec::new();
         self.partial_count = 0;
