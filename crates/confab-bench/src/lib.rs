@@ -1,12 +1,210 @@
 //! `confab bench`: a load generator for confab and other chat servers.
+//!
+//! It speaks confab's line protocol and IRC (and raw lines, for the relay that serves
+//! as the ceiling), so that the same workloads measure confab and other servers alike.
+//! Every run is bounded in time and refuses targets outside loopback. Each ends with a
+//! report for people and one `RESULT key=value ...` line for scripts.
+//!
+//! Layout:
+//! - [`options`]: flags every workload shares, and the loopback check.
+//! - `wire`: the bytes each protocol sends and the replies it waits for; the payload
+//!   (sender, sequence, timestamp) that messages carry; a fast line splitter.
+//! - `client`: one connection with non-blocking buffered I/O and the set-up exchanges.
+//! - `shard`: generator threads, each a single-threaded event loop with its own share
+//!   of the clients and its own counters, and the signals between them and the run.
+//! - `messaging` (`fanout`, `dm`), `connect`, `idle`: the workloads.
+//! - [`stats`]: counters, latency histograms and the report.
+//! - `relay`: `confab bench relay`, the raw relay.
+//! - `sys`: a server's resident memory, and the open-file limit.
 
 use std::process::ExitCode;
 
+use anyhow::bail;
+
+mod client;
+mod connect;
+mod idle;
+mod messaging;
+pub mod options;
+mod relay;
+mod shard;
+pub mod stats;
+mod sys;
+mod wire;
+
+pub use messaging::TrafficArgs;
+pub use options::{Protocol, TargetArgs};
+pub use relay::{Relay, RelayArgs};
+pub use stats::Report;
+
 /// Command-line options of `confab bench`.
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub workload: Workload,
+}
 
-/// Runs one benchmark workload and prints its report.
-pub async fn run(_args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("confab bench is being built")
+/// What to measure.
+#[derive(Debug, clap::Subcommand)]
+pub enum Workload {
+    /// N clients join one room; S of them send M messages each, and every client
+    /// counts what it receives.
+    Fanout(FanoutArgs),
+    /// P pairs of clients send each other direct messages.
+    Dm(DmArgs),
+    /// Hold N registered connections and, given the server's pid, report its resident
+    /// memory per connection.
+    Idle(IdleArgs),
+    /// Registrations per second: connect, register, quit, again and again.
+    Connect(ConnectArgs),
+    /// Run a raw relay (every line to every other connection, unparsed) as the ceiling
+    /// to compare servers with; load it with `--protocol raw`.
+    Relay(RelayArgs),
+}
+
+/// Options of `confab bench fanout`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Clients in the room.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 100)]
+    pub clients: u64,
+    /// How many of the clients send.
+    #[arg(long, short = 's', value_name = "S", default_value_t = 10)]
+    pub senders: u64,
+    /// The room to use (without `#`).
+    #[arg(long, value_name = "ROOM", default_value = "bench")]
+    pub room: String,
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
+}
+
+/// Options of `confab bench dm`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DmArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Pairs of clients; each client sends M messages to its partner.
+    #[arg(long, short = 'p', value_name = "P", default_value_t = 50)]
+    pub pairs: u64,
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
+}
+
+/// Options of `confab bench idle`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Connections to hold.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 1000)]
+    pub clients: u64,
+    /// The server's process id, to read its resident memory before and after (Linux).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Seconds to keep holding the connections after measuring (within --duration).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub hold: f64,
+    /// The room IRC clients join, as line-protocol clients join the default room.
+    #[arg(long, value_name = "ROOM", default_value = "bench")]
+    pub room: String,
+}
+
+/// Options of `confab bench connect`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Registrations to perform, --concurrency at a time.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 1000)]
+    pub clients: u64,
+}
+
+/// Runs one benchmark workload (or the relay) and prints its report. The exit code
+/// is a failure when anything was lost, duplicated, refused or disconnected.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Workload::Relay(relay) = args.workload {
+        return relay::serve(relay).await;
+    }
+    let report = measure(args.workload).await?;
+    print!("{}", report.render());
+    Ok(if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs one workload and returns its report without printing it.
+pub async fn measure(workload: Workload) -> anyhow::Result<Report> {
+    match workload {
+        Workload::Fanout(args) => {
+            if args.senders > args.clients {
+                bail!(
+                    "--senders ({}) cannot exceed --clients ({})",
+                    args.senders,
+                    args.clients
+                );
+            }
+            if args.clients == 0 {
+                bail!("--clients must be at least 1");
+            }
+            sys::ensure_fds(args.clients)?;
+            let plan = shard::Plan::new(&args.target, args.clients).await?;
+            let exchange = messaging::Exchange {
+                plan,
+                pattern: messaging::Pattern::Fanout {
+                    senders: args.senders,
+                    room: args.room,
+                },
+                clients: args.clients,
+                traffic: args.traffic,
+            };
+            messaging::run(exchange, &args.target).await
+        }
+        Workload::Dm(args) => {
+            if args.pairs == 0 {
+                bail!("--pairs must be at least 1");
+            }
+            let clients = args.pairs * 2;
+            sys::ensure_fds(clients)?;
+            let plan = shard::Plan::new(&args.target, clients).await?;
+            let exchange = messaging::Exchange {
+                plan,
+                pattern: messaging::Pattern::Dm,
+                clients,
+                traffic: args.traffic,
+            };
+            messaging::run(exchange, &args.target).await
+        }
+        Workload::Idle(args) => {
+            if args.clients == 0 {
+                bail!("--clients must be at least 1");
+            }
+            sys::ensure_fds(args.clients)?;
+            let hold = if args.hold > 0.0 {
+                options::seconds("--hold", args.hold)?
+            } else {
+                std::time::Duration::ZERO
+            };
+            let plan = shard::Plan::new(&args.target, args.clients).await?;
+            let idle = idle::Idle {
+                plan,
+                clients: args.clients,
+                room: args.room,
+                pid: args.pid,
+                hold,
+            };
+            idle::run(idle, &args.target).await
+        }
+        Workload::Connect(args) => {
+            sys::ensure_fds(args.target.concurrency as u64)?;
+            // Closed connections linger in TIME_WAIT and hold their ports, so source
+            // addresses are planned for every registration, not just the live ones.
+            let plan = shard::Plan::new(&args.target, args.clients).await?;
+            connect::run(plan, args.clients, &args.target).await
+        }
+        Workload::Relay(_) => bail!("the relay is a server, not a measurement: use `run`"),
+    }
 }

@@ -1,18 +1,28 @@
-//! The chat state machine: who is online, which rooms exist, who is in them, and where
-//! each event goes. It owns no sockets and knows no wire format.
+//! The chat state machine: who is online, which rooms exist, who is in them with which
+//! rights, and where each event goes. It owns no sockets and knows no wire format.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
-use crate::event::{Envelope, Event, Message, MessageKind, RoomSummary, Source, Target};
+use crate::event::{
+    Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes,
+    RoomSummary, Source, Target, Topic, UserInfo, UserSummary,
+};
 use crate::mailbox::Mailbox;
 use crate::name::{Key, Name, RoomName};
 
 /// Identifies one connection for as long as it lasts; never reused within one core.
 pub type ClientId = u64;
+
+/// The longest topic, away message or kick reason kept, in bytes.
+pub const MAX_TEXT_FIELD: usize = 390;
+/// The most bans one room keeps.
+pub const MAX_BANS: usize = 100;
+/// How many past users WHOWAS remembers.
+const WHOWAS_HISTORY: usize = 256;
 
 /// Where a [`Command::Send`] goes, as the user wrote it (validated by the core).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +43,7 @@ pub enum Command {
     },
     Join {
         room: String,
+        key: Option<String>,
     },
     Part {
         room: String,
@@ -47,25 +58,123 @@ pub enum Command {
     Who {
         room: String,
     },
+    /// Query (`None`) or set a room's topic.
+    Topic {
+        room: String,
+        text: Option<String>,
+    },
+    /// Query (no changes) or change a room's modes.
+    Mode {
+        room: String,
+        changes: Vec<ModeChange>,
+    },
+    Kick {
+        room: String,
+        name: String,
+        reason: Option<String>,
+    },
+    Invite {
+        name: String,
+        room: String,
+    },
+    /// Go away with a message, or come back with `None`.
+    Away {
+        message: Option<String>,
+    },
+    Whois {
+        name: String,
+    },
+    WhoWas {
+        name: String,
+    },
+    /// Which of these users are online.
+    Lookup {
+        names: Vec<String>,
+    },
+    /// Remove a user from the server; server operators only.
+    Kill {
+        name: String,
+        reason: String,
+    },
 }
 
 struct Client<M> {
     mailbox: M,
     /// Present once registered; the name and prefix shown to others.
     source: Option<Arc<Source>>,
-    /// The host shown in `source`, kept for building it at registration.
+    /// The host shown in `source`.
     host: Arc<str>,
+    /// The IRC user name and real name, if the front-end has them.
+    user: Option<Arc<str>>,
+    realname: Option<Arc<str>>,
     /// Keys of the rooms this client is in, in the order joined.
     rooms: Vec<Key>,
     /// Whether this client wants a copy of its own messages (IRC's echo-message).
     echo: bool,
+    away: Option<Arc<str>>,
+    /// A server operator (IRC OPER).
+    oper: bool,
+    signon_ms: u64,
+    last_spoke_ms: u64,
+}
+
+struct Member<M> {
+    mailbox: M,
+    op: bool,
+    voice: bool,
 }
 
 struct Room<M> {
     name: RoomName,
     /// Members with their mailboxes, so that fan-out touches only this map and never
     /// looks each recipient up again.
-    members: HashMap<ClientId, M>,
+    members: HashMap<ClientId, Member<M>>,
+    topic: Option<Topic>,
+    modes: RoomModes,
+    bans: Vec<Ban>,
+    /// Names invited past `+i`; an invitation is used up by joining.
+    invited: HashSet<Key>,
+    created_ms: u64,
+}
+
+impl<M> Room<M> {
+    fn is_op(&self, id: ClientId) -> bool {
+        self.members.get(&id).is_some_and(|m| m.op)
+    }
+
+    fn is_banned(&self, source: &Source) -> bool {
+        if self.bans.is_empty() {
+            return false;
+        }
+        let mask = source.mask();
+        self.bans
+            .iter()
+            .any(|ban| confab_glob(&ban.mask, &mask))
+    }
+}
+
+/// Glob matching for ban masks, ASCII case-insensitive, `*` and `?`. Iterative with one
+/// backtrack point, so no mask can make it slow.
+fn confab_glob(mask: &str, subject: &str) -> bool {
+    let (m, s) = (mask.as_bytes(), subject.as_bytes());
+    let (mut mi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if mi < m.len() && (m[mi] == b'?' || m[mi].eq_ignore_ascii_case(&s[si])) {
+            mi += 1;
+            si += 1;
+        } else if mi < m.len() && m[mi] == b'*' {
+            star = Some((mi, si));
+            mi += 1;
+        } else if let Some((star_m, star_s)) = star {
+            mi = star_m + 1;
+            si = star_s + 1;
+            star = Some((star_m, star_s + 1));
+        } else {
+            return false;
+        }
+    }
+    m[mi..].iter().all(|&c| c == b'*')
 }
 
 /// The whole chat: users, rooms, routing and presence.
@@ -77,6 +186,8 @@ pub struct Core<M> {
     /// Registered names, folded, to their owners: the uniqueness rule lives here.
     names: HashMap<Key, ClientId>,
     rooms: HashMap<Key, Room<M>>,
+    /// Users who left or renamed, newest last, for WHOWAS.
+    whowas: VecDeque<Arc<Source>>,
     next_message_id: u64,
 }
 
@@ -86,6 +197,7 @@ impl<M: Mailbox> Default for Core<M> {
             clients: HashMap::new(),
             names: HashMap::new(),
             rooms: HashMap::new(),
+            whowas: VecDeque::new(),
             next_message_id: 1,
         }
     }
@@ -93,6 +205,35 @@ impl<M: Mailbox> Default for Core<M> {
 
 fn reply<M: Mailbox>(client: &Client<M>, event: Event) {
     client.mailbox.deliver(&Envelope::new(event));
+}
+
+fn clip(text: &str) -> Arc<str> {
+    if text.len() <= MAX_TEXT_FIELD {
+        return text.into();
+    }
+    let mut end = MAX_TEXT_FIELD;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].into()
+}
+
+fn parse_room(wanted: &str) -> Result<RoomName, ChatError> {
+    RoomName::parse(wanted).map_err(|reason| ChatError::InvalidRoom {
+        name: wanted.to_string(),
+        reason,
+    })
+}
+
+/// A ban mask in full `nick!user@host` form: `bob` means `bob!*@*`, `*@host` means
+/// `*!*@host`.
+fn normalize_mask(mask: &str) -> String {
+    match (mask.contains('!'), mask.contains('@')) {
+        (true, true) => mask.to_string(),
+        (true, false) => format!("{mask}@*"),
+        (false, true) => format!("*!{mask}"),
+        (false, false) => format!("{mask}!*@*"),
+    }
 }
 
 impl<M: Mailbox> Core<M> {
@@ -109,10 +250,31 @@ impl<M: Mailbox> Core<M> {
                 mailbox,
                 source: None,
                 host: host.into(),
+                user: None,
+                realname: None,
                 rooms: Vec::new(),
                 echo: false,
+                away: None,
+                oper: false,
+                signon_ms: 0,
+                last_spoke_ms: 0,
             },
         );
+    }
+
+    /// Sets the IRC user name and real name shown once the client registers.
+    pub fn set_identity(&mut self, id: ClientId, user: &str, realname: &str) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.user = Some(user.into());
+            client.realname = Some(clip(realname));
+        }
+    }
+
+    /// Makes a client a server operator; the front-end checked the credentials.
+    pub fn set_oper(&mut self, id: ClientId, on: bool) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.oper = on;
+        }
     }
 
     /// Removes a connection, telling everyone who shared a room with it.
@@ -124,9 +286,10 @@ impl<M: Mailbox> Core<M> {
             return;
         };
         self.names.remove(&source.name.key());
+        self.remember(source.clone());
         let envelope = Envelope::new(Event::Quit {
             who: source,
-            reason: reason.into(),
+            reason: clip(reason),
         });
         let mut told = HashSet::new();
         for key in &client.rooms {
@@ -134,15 +297,22 @@ impl<M: Mailbox> Core<M> {
                 continue;
             };
             room.members.remove(&id);
-            for (member, mailbox) in &room.members {
+            for (member, m) in &room.members {
                 if told.insert(*member) {
-                    mailbox.deliver(&envelope);
+                    m.mailbox.deliver(&envelope);
                 }
             }
             if room.members.is_empty() {
                 self.rooms.remove(key);
             }
         }
+    }
+
+    fn remember(&mut self, source: Arc<Source>) {
+        if self.whowas.len() == WHOWAS_HISTORY {
+            self.whowas.pop_front();
+        }
+        self.whowas.push_back(source);
     }
 
     /// Turns IRC's echo-message on or off for one client.
@@ -157,37 +327,83 @@ impl<M: Mailbox> Core<M> {
         self.clients.get(&id)?.source.as_ref().map(|s| &s.name)
     }
 
+    /// Whether someone is registered under `name` (ignoring case).
+    pub fn is_online(&self, name: &str) -> bool {
+        self.names.contains_key(&Key::of(name))
+    }
+
     /// How many clients are connected, registered or not.
     pub fn client_count(&self) -> usize {
         self.clients.len()
     }
 
-    /// Carries out one command from client `id`; `now_ms` stamps any message it sends.
+    /// How many clients are registered.
+    pub fn user_count(&self) -> usize {
+        self.names.len()
+    }
+
+    /// How many registered clients are server operators.
+    pub fn oper_count(&self) -> usize {
+        self.clients.values().filter(|c| c.oper).count()
+    }
+
+    /// How many rooms exist.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Carries out one command from client `id`; `now_ms` stamps what it changes.
     pub fn handle(&mut self, id: ClientId, command: Command, now_ms: u64) {
         let Some(client) = self.clients.get(&id) else {
             return;
         };
         let result = match (&client.source, command) {
-            (None, Command::Register { name }) => self.register(id, &name),
+            (None, Command::Register { name }) => self.register(id, &name, now_ms),
             (Some(source), Command::Register { .. }) => {
                 Err(ChatError::AlreadyRegistered(source.name.clone()))
             }
             (None, _) => Err(ChatError::NotRegistered),
-            (Some(_), Command::Nick { name }) => self.nick(id, &name),
-            (Some(_), Command::Join { room }) => self.join(id, &room),
-            (Some(_), Command::Part { room, reason }) => self.part(id, &room, reason),
-            (Some(_), Command::Send { to, kind, text }) => self.send(id, to, kind, text, now_ms),
-            (Some(_), Command::Rooms) => {
-                self.rooms_reply(id);
-                Ok(())
-            }
-            (Some(_), Command::Who { room }) => self.who(id, &room),
+            (Some(_), command) => self.registered(id, command, now_ms),
         };
         if let Err(error) = result {
             if let Some(client) = self.clients.get(&id) {
                 reply(client, Event::Error(error));
             }
         }
+    }
+
+    fn registered(&mut self, id: ClientId, command: Command, now: u64) -> Result<(), ChatError> {
+        match command {
+            Command::Register { .. } => unreachable!("handled by the caller"),
+            Command::Nick { name } => self.nick(id, &name),
+            Command::Join { room, key } => self.join(id, &room, key.as_deref(), now),
+            Command::Part { room, reason } => self.part(id, &room, reason),
+            Command::Send { to, kind, text } => self.send(id, to, kind, text, now),
+            Command::Rooms => {
+                self.rooms_reply(id);
+                Ok(())
+            }
+            Command::Who { room } => self.who(id, &room),
+            Command::Topic { room, text } => self.topic(id, &room, text, now),
+            Command::Mode { room, changes } => self.mode(id, &room, changes, now),
+            Command::Kick { room, name, reason } => self.kick(id, &room, &name, reason),
+            Command::Invite { name, room } => self.invite(id, &name, &room),
+            Command::Away { message } => {
+                self.away(id, message);
+                Ok(())
+            }
+            Command::Whois { name } => self.whois(id, &name, now),
+            Command::WhoWas { name } => self.whowas_reply(id, &name),
+            Command::Lookup { names } => {
+                self.lookup(id, &names);
+                Ok(())
+            }
+            Command::Kill { name, reason } => self.kill(id, &name, &reason),
+        }
+    }
+
+    fn source(&self, id: ClientId) -> Arc<Source> {
+        self.clients[&id].source.clone().expect("caller checked")
     }
 
     fn claim_name(&self, wanted: &str) -> Result<Name, ChatError> {
@@ -201,22 +417,44 @@ impl<M: Mailbox> Core<M> {
         Ok(name)
     }
 
-    fn register(&mut self, id: ClientId, wanted: &str) -> Result<(), ChatError> {
+    fn register(&mut self, id: ClientId, wanted: &str, now: u64) -> Result<(), ChatError> {
         let name = self.claim_name(wanted)?;
         self.names.insert(name.key(), id);
         let client = self.clients.get_mut(&id).expect("caller checked");
+        client.signon_ms = now;
+        client.last_spoke_ms = now;
         client.source = Some(Arc::new(Source {
             name: name.clone(),
-            user: name.as_str().into(),
+            user: client.user.clone().unwrap_or_else(|| name.as_str().into()),
             host: client.host.clone(),
+            realname: client
+                .realname
+                .clone()
+                .unwrap_or_else(|| name.as_str().into()),
+            account: None,
         }));
         reply(client, Event::Registered { name });
         Ok(())
     }
 
-    fn nick(&mut self, id: ClientId, wanted: &str) -> Result<(), ChatError> {
+    /// Delivers one envelope to the client and everyone sharing a room with it, once.
+    fn tell_neighbours(&self, id: ClientId, envelope: &Arc<Envelope>, include_self: bool) {
         let client = &self.clients[&id];
-        let old = client.source.clone().expect("caller checked");
+        let mut told = HashSet::from([id]);
+        if include_self {
+            client.mailbox.deliver(envelope);
+        }
+        for key in &client.rooms {
+            for (member, m) in &self.rooms[key].members {
+                if told.insert(*member) {
+                    m.mailbox.deliver(envelope);
+                }
+            }
+        }
+    }
+
+    fn nick(&mut self, id: ClientId, wanted: &str) -> Result<(), ChatError> {
+        let old = self.source(id);
         // A change of case only is allowed: the key stays the same and stays ours.
         let name = if Key::of(wanted) == old.name.key() {
             Name::parse(wanted).map_err(|reason| ChatError::InvalidName {
@@ -226,76 +464,117 @@ impl<M: Mailbox> Core<M> {
         } else {
             self.claim_name(wanted)?
         };
+        if name == old.name {
+            return Ok(());
+        }
         self.names.remove(&old.name.key());
         self.names.insert(name.key(), id);
+        self.remember(old.clone());
         let client = self.clients.get_mut(&id).expect("caller checked");
         client.source = Some(Arc::new(Source {
             name: name.clone(),
-            user: old.user.clone(),
-            host: old.host.clone(),
+            ..(*old).clone()
         }));
         let envelope = Envelope::new(Event::NickChanged { old, new: name });
-        client.mailbox.deliver(&envelope);
-        let mut told = HashSet::from([id]);
-        for key in &client.rooms {
-            for (member, mailbox) in &self.rooms[key].members {
-                if told.insert(*member) {
-                    mailbox.deliver(&envelope);
-                }
-            }
-        }
+        self.tell_neighbours(id, &envelope, true);
         Ok(())
     }
 
-    fn join(&mut self, id: ClientId, wanted: &str) -> Result<(), ChatError> {
-        let name = RoomName::parse(wanted).map_err(|reason| ChatError::InvalidRoom {
-            name: wanted.to_string(),
-            reason,
-        })?;
-        let key = name.key();
+    fn join(&mut self, id: ClientId, wanted: &str, key: Option<&str>, now: u64) -> Result<(), ChatError> {
+        let name = parse_room(wanted)?;
+        let room_key = name.key();
         let client = self.clients.get_mut(&id).expect("caller checked");
-        let room = self.rooms.entry(key.clone()).or_insert_with(|| Room {
+        let source = client.source.clone().expect("caller checked");
+        let fresh = !self.rooms.contains_key(&room_key);
+        let room = self.rooms.entry(room_key.clone()).or_insert_with(|| Room {
             name,
             members: HashMap::new(),
+            topic: None,
+            modes: RoomModes::default(),
+            bans: Vec::new(),
+            invited: HashSet::new(),
+            created_ms: now,
         });
         let room_name = room.name.clone();
-        if let std::collections::hash_map::Entry::Vacant(slot) = room.members.entry(id) {
-            slot.insert(client.mailbox.clone());
-            client.rooms.push(key.clone());
-            let envelope = Envelope::new(Event::Joined {
-                room: room.name.clone(),
-                who: client.source.clone().expect("caller checked"),
-            });
-            for mailbox in room.members.values() {
-                mailbox.deliver(&envelope);
-            }
+        if room.members.contains_key(&id) {
+            return self.who(id, room_name.as_str());
+        }
+        let invited = room.invited.contains(&source.name.key());
+        let refusal = if room.is_banned(&source) && !invited {
+            Some(ChatError::Banned(room_name.to_string()))
+        } else if room.modes.invite_only && !invited {
+            Some(ChatError::InviteOnly(room_name.to_string()))
+        } else if room.modes.key.as_deref().is_some_and(|k| Some(k) != key) {
+            Some(ChatError::BadKey(room_name.to_string()))
+        } else if room.modes.limit.is_some_and(|l| room.members.len() >= l) {
+            Some(ChatError::RoomFull(room_name.to_string()))
+        } else {
+            None
+        };
+        if let Some(error) = refusal {
+            return Err(error);
+        }
+        room.invited.remove(&source.name.key());
+        room.members.insert(
+            id,
+            Member {
+                mailbox: client.mailbox.clone(),
+                op: fresh,
+                voice: false,
+            },
+        );
+        client.rooms.push(room_key);
+        let envelope = Envelope::new(Event::Joined {
+            room: room_name.clone(),
+            who: source,
+        });
+        for m in room.members.values() {
+            m.mailbox.deliver(&envelope);
+        }
+        if room.topic.is_some() {
+            let topic = room.topic.clone();
+            reply(
+                &self.clients[&id],
+                Event::TopicIs {
+                    room: room_name.clone(),
+                    topic,
+                },
+            );
         }
         self.who(id, room_name.as_str())
     }
 
-    fn part(&mut self, id: ClientId, wanted: &str, reason: Option<String>) -> Result<(), ChatError> {
-        let key = Key::of(wanted);
-        let client = self.clients.get_mut(&id).expect("caller checked");
-        let Some(room) = self
-            .rooms
-            .get_mut(&key)
+    /// Takes `id` out of the room at `key` and deletes the room if it emptied.
+    fn leave(&mut self, id: ClientId, key: &Key) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.rooms.retain(|k| k != key);
+        }
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.members.remove(&id);
+            if room.members.is_empty() {
+                self.rooms.remove(key);
+            }
+        }
+    }
+
+    fn member_room(&self, id: ClientId, wanted: &str) -> Result<&Room<M>, ChatError> {
+        self.rooms
+            .get(&Key::of(wanted))
             .filter(|room| room.members.contains_key(&id))
-        else {
-            return Err(ChatError::NotInRoom(wanted.to_string()));
-        };
+            .ok_or_else(|| ChatError::NotInRoom(wanted.to_string()))
+    }
+
+    fn part(&mut self, id: ClientId, wanted: &str, reason: Option<String>) -> Result<(), ChatError> {
+        let room = self.member_room(id, wanted)?;
         let envelope = Envelope::new(Event::Parted {
             room: room.name.clone(),
-            who: client.source.clone().expect("caller checked"),
-            reason: reason.map(Into::into),
+            who: self.source(id),
+            reason: reason.as_deref().map(clip),
         });
-        for mailbox in room.members.values() {
-            mailbox.deliver(&envelope);
+        for m in room.members.values() {
+            m.mailbox.deliver(&envelope);
         }
-        room.members.remove(&id);
-        client.rooms.retain(|k| *k != key);
-        if room.members.is_empty() {
-            self.rooms.remove(&key);
-        }
+        self.leave(id, &Key::of(wanted));
         Ok(())
     }
 
@@ -315,6 +594,7 @@ impl<M: Mailbox> Core<M> {
         }
         let client = &self.clients[&id];
         let from = client.source.clone().expect("caller checked");
+        let sender = from.clone();
         let message = |to| Message {
             id: self.next_message_id,
             time_ms: now_ms,
@@ -325,37 +605,57 @@ impl<M: Mailbox> Core<M> {
         };
         match to {
             Recipient::Room(wanted) => {
-                let key = Key::of(&wanted);
-                let Some(room) = self
-                    .rooms
-                    .get(&key)
-                    .filter(|room| room.members.contains_key(&id))
-                else {
-                    return Err(ChatError::NotInRoom(wanted));
+                let Some(room) = self.rooms.get(&Key::of(&wanted)) else {
+                    return Err(ChatError::NoSuchRoom(wanted));
                 };
-                let envelope = Envelope::new(Event::Message(message(Target::Room(
-                    room.name.clone(),
-                ))));
-                for (member, mailbox) in &room.members {
+                let member = room.members.get(&id);
+                let privileged = member.is_some_and(|m| m.op || m.voice);
+                let allowed = match member {
+                    None => !room.modes.no_external && !room.is_banned(&sender),
+                    Some(_) => privileged || !(room.modes.moderated || room.is_banned(&sender)),
+                };
+                if !allowed {
+                    return Err(ChatError::CannotSend(room.name.to_string()));
+                }
+                let envelope =
+                    Envelope::new(Event::Message(message(Target::Room(room.name.clone()))));
+                for (member, m) in &room.members {
                     if *member != id || client.echo {
-                        mailbox.deliver(&envelope);
+                        m.mailbox.deliver(&envelope);
                     }
+                }
+                if member.is_none() && client.echo {
+                    client.mailbox.deliver(&envelope);
                 }
             }
             Recipient::User(wanted) => {
-                let Some(recipient) = self.names.get(&Key::of(&wanted)) else {
+                let Some(recipient_id) = self.names.get(&Key::of(&wanted)) else {
                     return Err(ChatError::NoSuchUser(wanted));
                 };
-                let recipient = &self.clients[recipient];
+                let recipient = &self.clients[recipient_id];
                 let name = recipient.source.as_ref().expect("named").name.clone();
-                let envelope = Envelope::new(Event::Message(message(Target::User(name))));
+                let envelope = Envelope::new(Event::Message(message(Target::User(name.clone()))));
                 recipient.mailbox.deliver(&envelope);
-                if client.echo && !std::ptr::eq(recipient, client) {
+                if client.echo && *recipient_id != id {
                     client.mailbox.deliver(&envelope);
+                }
+                if let (Some(away), MessageKind::Normal | MessageKind::Action) =
+                    (&recipient.away, kind)
+                {
+                    reply(
+                        client,
+                        Event::RecipientAway {
+                            name,
+                            message: away.clone(),
+                        },
+                    );
                 }
             }
         }
         self.next_message_id += 1;
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.last_spoke_ms = now_ms;
+        }
         Ok(())
     }
 
@@ -363,30 +663,439 @@ impl<M: Mailbox> Core<M> {
         let mut rooms: Vec<RoomSummary> = self
             .rooms
             .values()
+            .filter(|room| !room.modes.secret || room.members.contains_key(&id))
             .map(|room| RoomSummary {
                 name: room.name.clone(),
                 members: room.members.len(),
+                topic: room.topic.as_ref().map(|t| t.text.clone()),
             })
             .collect();
         rooms.sort_by_key(|r| r.name.key());
         reply(&self.clients[&id], Event::Rooms { rooms });
     }
 
+    /// A room the asker may see: secret rooms are invisible to non-members.
+    fn visible_room(&self, id: ClientId, wanted: &str) -> Result<&Room<M>, ChatError> {
+        self.rooms
+            .get(&Key::of(wanted))
+            .filter(|room| !room.modes.secret || room.members.contains_key(&id))
+            .ok_or_else(|| ChatError::NoSuchRoom(wanted.to_string()))
+    }
+
     fn who(&self, id: ClientId, wanted: &str) -> Result<(), ChatError> {
-        let Some(room) = self.rooms.get(&Key::of(wanted)) else {
-            return Err(ChatError::NoSuchRoom(wanted.to_string()));
-        };
-        let mut names: Vec<Name> = room
+        let room = self.visible_room(id, wanted)?;
+        let mut members: Vec<MemberInfo> = room
             .members
-            .keys()
-            .filter_map(|member| self.name_of(*member).cloned())
+            .iter()
+            .filter_map(|(member, m)| {
+                let client = self.clients.get(member)?;
+                Some(MemberInfo {
+                    who: client.source.clone()?,
+                    op: m.op,
+                    voice: m.voice,
+                    away: client.away.is_some(),
+                    oper: client.oper,
+                })
+            })
             .collect();
-        names.sort_by_key(Name::key);
+        members.sort_by_key(|m| m.who.name.key());
         reply(
             &self.clients[&id],
             Event::Members {
                 room: room.name.clone(),
-                names,
+                members,
+            },
+        );
+        Ok(())
+    }
+
+    fn topic(&mut self, id: ClientId, wanted: &str, text: Option<String>, now: u64) -> Result<(), ChatError> {
+        let Some(text) = text else {
+            let room = self.visible_room(id, wanted)?;
+            reply(
+                &self.clients[&id],
+                Event::TopicIs {
+                    room: room.name.clone(),
+                    topic: room.topic.clone(),
+                },
+            );
+            return Ok(());
+        };
+        let source = self.source(id);
+        let room = self
+            .rooms
+            .get_mut(&Key::of(wanted))
+            .filter(|room| room.members.contains_key(&id))
+            .ok_or_else(|| ChatError::NotInRoom(wanted.to_string()))?;
+        if room.modes.topic_ops && !room.is_op(id) {
+            return Err(ChatError::OperatorNeeded(room.name.to_string()));
+        }
+        let text = clip(&text);
+        room.topic = (!text.is_empty()).then(|| Topic {
+            text: text.clone(),
+            by: source.mask().into(),
+            time_ms: now,
+        });
+        let envelope = Envelope::new(Event::TopicChanged {
+            room: room.name.clone(),
+            by: source,
+            text,
+        });
+        for m in room.members.values() {
+            m.mailbox.deliver(&envelope);
+        }
+        Ok(())
+    }
+
+    fn mode(&mut self, id: ClientId, wanted: &str, changes: Vec<ModeChange>, now: u64) -> Result<(), ChatError> {
+        if changes.is_empty() {
+            let room = self.visible_room(id, wanted)?;
+            reply(
+                &self.clients[&id],
+                Event::RoomModes {
+                    room: room.name.clone(),
+                    modes: room.modes.clone(),
+                    created_ms: room.created_ms,
+                },
+            );
+            return Ok(());
+        }
+        let source = self.source(id);
+        // Listing bans needs no rights; everything else needs a room operator.
+        let only_lists = changes.iter().all(|c| c.mode == 'b' && c.arg.is_none());
+        let room_key = Key::of(wanted);
+        let room = self
+            .rooms
+            .get(&room_key)
+            .filter(|room| !room.modes.secret || room.members.contains_key(&id))
+            .ok_or_else(|| ChatError::NoSuchRoom(wanted.to_string()))?;
+        if only_lists {
+            reply(
+                &self.clients[&id],
+                Event::BanList {
+                    room: room.name.clone(),
+                    bans: room.bans.clone(),
+                },
+            );
+            return Ok(());
+        }
+        if !room.is_op(id) {
+            return Err(ChatError::OperatorNeeded(room.name.to_string()));
+        }
+        let mut errors = Vec::new();
+        let mut applied = Vec::new();
+        let mut list_bans = false;
+        for change in changes {
+            match self.apply_mode(&room_key, &change, &source, now) {
+                Ok(Some(done)) => applied.push(done),
+                Ok(None) if change.mode == 'b' && change.arg.is_none() => list_bans = true,
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        let client = &self.clients[&id];
+        for error in errors {
+            reply(client, Event::Error(error));
+        }
+        let room = &self.rooms[&room_key];
+        if list_bans {
+            reply(
+                client,
+                Event::BanList {
+                    room: room.name.clone(),
+                    bans: room.bans.clone(),
+                },
+            );
+        }
+        if !applied.is_empty() {
+            let envelope = Envelope::new(Event::ModeChanged {
+                room: room.name.clone(),
+                by: source,
+                changes: applied,
+            });
+            for m in room.members.values() {
+                m.mailbox.deliver(&envelope);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one mode change; `Ok(None)` when it changed nothing.
+    fn apply_mode(
+        &mut self,
+        room_key: &Key,
+        change: &ModeChange,
+        by: &Source,
+        now: u64,
+    ) -> Result<Option<ModeChange>, ChatError> {
+        let target_id = match (change.mode, &change.arg) {
+            ('o' | 'v', Some(name)) => Some(
+                self.names
+                    .get(&Key::of(name))
+                    .copied()
+                    .ok_or_else(|| ChatError::NoSuchUser(name.clone()))?,
+            ),
+            _ => None,
+        };
+        let target_name = target_id.and_then(|t| self.name_of(t).cloned());
+        let room = self.rooms.get_mut(room_key).expect("caller checked");
+        let room_name = room.name.to_string();
+        let modes = &mut room.modes;
+        let flag = |flag: &mut bool| {
+            let changed = *flag != change.add;
+            *flag = change.add;
+            changed
+        };
+        let changed = match change.mode {
+            'i' => flag(&mut modes.invite_only),
+            'm' => flag(&mut modes.moderated),
+            'n' => flag(&mut modes.no_external),
+            't' => flag(&mut modes.topic_ops),
+            's' => flag(&mut modes.secret),
+            'k' => match (change.add, &change.arg) {
+                (true, Some(key)) if !key.is_empty() && !key.contains(' ') => {
+                    modes.key = Some(key.as_str().into());
+                    true
+                }
+                (true, _) => return Err(ChatError::ModeNeedsParameter('k')),
+                (false, _) => modes.key.take().is_some(),
+            },
+            'l' => match (change.add, change.arg.as_deref().map(str::parse::<usize>)) {
+                (true, Some(Ok(limit))) if limit > 0 => {
+                    modes.limit = Some(limit);
+                    true
+                }
+                (true, _) => return Err(ChatError::ModeNeedsParameter('l')),
+                (false, _) => modes.limit.take().is_some(),
+            },
+            'o' | 'v' => {
+                let (Some(target), Some(name)) = (target_id, target_name) else {
+                    return Err(ChatError::ModeNeedsParameter(change.mode));
+                };
+                let Some(member) = room.members.get_mut(&target) else {
+                    return Err(ChatError::UserNotInRoom {
+                        name: name.to_string(),
+                        room: room_name,
+                    });
+                };
+                let slot = if change.mode == 'o' {
+                    &mut member.op
+                } else {
+                    &mut member.voice
+                };
+                let changed = *slot != change.add;
+                *slot = change.add;
+                return Ok(changed.then(|| ModeChange {
+                    arg: Some(name.to_string()),
+                    ..change.clone()
+                }));
+            }
+            'b' => {
+                let Some(mask) = &change.arg else {
+                    return Ok(None);
+                };
+                let mask = normalize_mask(mask);
+                let existing = room.bans.iter().position(|b| b.mask.eq_ignore_ascii_case(&mask));
+                match (change.add, existing) {
+                    (true, None) => {
+                        if room.bans.len() >= MAX_BANS {
+                            return Err(ChatError::BanListFull(room_name));
+                        }
+                        room.bans.push(Ban {
+                            mask: mask.as_str().into(),
+                            by: by.mask().into(),
+                            time_ms: now,
+                        });
+                    }
+                    (false, Some(i)) => {
+                        room.bans.remove(i);
+                    }
+                    _ => return Ok(None),
+                }
+                return Ok(Some(ModeChange {
+                    arg: Some(mask),
+                    ..change.clone()
+                }));
+            }
+            other => return Err(ChatError::UnknownMode(other)),
+        };
+        Ok(changed.then(|| change.clone()))
+    }
+
+    fn kick(&mut self, id: ClientId, wanted: &str, name: &str, reason: Option<String>) -> Result<(), ChatError> {
+        let room = self.member_room(id, wanted)?;
+        if !room.is_op(id) {
+            return Err(ChatError::OperatorNeeded(room.name.to_string()));
+        }
+        let target = self
+            .names
+            .get(&Key::of(name))
+            .copied()
+            .filter(|t| room.members.contains_key(t))
+            .ok_or_else(|| ChatError::UserNotInRoom {
+                name: name.to_string(),
+                room: room.name.to_string(),
+            })?;
+        let by = self.source(id);
+        let envelope = Envelope::new(Event::Kicked {
+            room: room.name.clone(),
+            target: self.name_of(target).cloned().expect("registered"),
+            reason: clip(reason.as_deref().unwrap_or(by.name.as_str())),
+            by,
+        });
+        for m in room.members.values() {
+            m.mailbox.deliver(&envelope);
+        }
+        self.leave(target, &Key::of(wanted));
+        Ok(())
+    }
+
+    fn invite(&mut self, id: ClientId, name: &str, wanted: &str) -> Result<(), ChatError> {
+        let target = self
+            .names
+            .get(&Key::of(name))
+            .copied()
+            .ok_or_else(|| ChatError::NoSuchUser(name.to_string()))?;
+        let room = self.member_room(id, wanted)?;
+        if room.modes.invite_only && !room.is_op(id) {
+            return Err(ChatError::OperatorNeeded(room.name.to_string()));
+        }
+        let target_name = self.name_of(target).cloned().expect("registered");
+        if room.members.contains_key(&target) {
+            return Err(ChatError::AlreadyInRoom {
+                name: target_name.to_string(),
+                room: room.name.to_string(),
+            });
+        }
+        let room_name = room.name.clone();
+        let by = self.source(id);
+        self.rooms
+            .get_mut(&Key::of(wanted))
+            .expect("found above")
+            .invited
+            .insert(target_name.key());
+        reply(
+            &self.clients[&target],
+            Event::Invited {
+                room: room_name.clone(),
+                by,
+            },
+        );
+        reply(
+            &self.clients[&id],
+            Event::InviteSent {
+                room: room_name,
+                target: target_name,
+            },
+        );
+        Ok(())
+    }
+
+    fn away(&mut self, id: ClientId, message: Option<String>) {
+        let message = message.filter(|m| !m.is_empty()).map(|m| clip(&m));
+        let client = self.clients.get_mut(&id).expect("caller checked");
+        let changed = client.away != message;
+        client.away = message.clone();
+        reply(
+            client,
+            Event::AwayStatus {
+                away: message.is_some(),
+            },
+        );
+        if changed {
+            let envelope = Envelope::new(Event::AwayChanged {
+                who: self.source(id),
+                message,
+            });
+            self.tell_neighbours(id, &envelope, false);
+        }
+    }
+
+    fn whois(&self, id: ClientId, name: &str, now: u64) -> Result<(), ChatError> {
+        let target = self
+            .names
+            .get(&Key::of(name))
+            .and_then(|t| self.clients.get(t).map(|c| (*t, c)))
+            .ok_or_else(|| ChatError::NoSuchUser(name.to_string()))?;
+        let (target_id, client) = target;
+        let rooms = client
+            .rooms
+            .iter()
+            .filter_map(|key| self.rooms.get(key))
+            .filter(|room| !room.modes.secret || room.members.contains_key(&id))
+            .map(|room| {
+                let m = &room.members[&target_id];
+                let prefix = if m.op {
+                    "@"
+                } else if m.voice {
+                    "+"
+                } else {
+                    ""
+                };
+                (prefix.to_string(), room.name.clone())
+            })
+            .collect();
+        reply(
+            &self.clients[&id],
+            Event::UserInfo(UserInfo {
+                who: client.source.clone().expect("registered"),
+                rooms,
+                away: client.away.clone(),
+                oper: client.oper,
+                signon_ms: client.signon_ms,
+                idle_ms: now.saturating_sub(client.last_spoke_ms),
+            }),
+        );
+        Ok(())
+    }
+
+    fn whowas_reply(&self, id: ClientId, name: &str) -> Result<(), ChatError> {
+        let key = Key::of(name);
+        let entries: Vec<Arc<Source>> = self
+            .whowas
+            .iter()
+            .rev()
+            .filter(|s| s.name.key() == key)
+            .take(10)
+            .cloned()
+            .collect();
+        if entries.is_empty() {
+            return Err(ChatError::WasNoSuchUser(name.to_string()));
+        }
+        reply(&self.clients[&id], Event::WasUser { entries });
+        Ok(())
+    }
+
+    fn lookup(&self, id: ClientId, names: &[String]) {
+        let users = names
+            .iter()
+            .filter_map(|name| self.names.get(&Key::of(name)))
+            .filter_map(|t| self.clients.get(t))
+            .filter_map(|c| {
+                Some(UserSummary {
+                    who: c.source.clone()?,
+                    away: c.away.is_some(),
+                    oper: c.oper,
+                })
+            })
+            .collect();
+        reply(&self.clients[&id], Event::Presence { users });
+    }
+
+    fn kill(&mut self, id: ClientId, name: &str, reason: &str) -> Result<(), ChatError> {
+        if !self.clients[&id].oper {
+            return Err(ChatError::NoPrivileges);
+        }
+        let target = self
+            .names
+            .get(&Key::of(name))
+            .copied()
+            .ok_or_else(|| ChatError::NoSuchUser(name.to_string()))?;
+        reply(
+            &self.clients[&target],
+            Event::Killed {
+                by: self.source(id),
+                reason: clip(reason),
             },
         );
         Ok(())

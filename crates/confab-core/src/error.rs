@@ -1,5 +1,5 @@
 //! The errors a chat command can end in. Each one becomes a reply in every front-end:
-//! a `! ` line in the line protocol, a numeric in IRC.
+//! a `! ` line in the line protocol, a numeric in IRC, an error event on the web.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,12 +17,38 @@ pub enum ChatError {
     NameInUse(String),
     #[error("No such user: {0} is not online")]
     NoSuchUser(String),
+    #[error("There was no user called {0}")]
+    WasNoSuchUser(String),
     #[error("Invalid room name {name:?}: {reason}")]
     InvalidRoom { name: String, reason: NameError },
     #[error("No such room: {0}")]
     NoSuchRoom(String),
     #[error("You are not in room {0}")]
     NotInRoom(String),
+    #[error("{name} is not in room {room}")]
+    UserNotInRoom { name: String, room: String },
+    #[error("{name} is already in room {room}")]
+    AlreadyInRoom { name: String, room: String },
+    #[error("You cannot send to room {0}")]
+    CannotSend(String),
+    #[error("You need to be a room operator of {0} to do that")]
+    OperatorNeeded(String),
+    #[error("You are banned from room {0}")]
+    Banned(String),
+    #[error("Room {0} is invite-only")]
+    InviteOnly(String),
+    #[error("Room {0} needs the right key")]
+    BadKey(String),
+    #[error("Room {0} is full")]
+    RoomFull(String),
+    #[error("The ban list of {0} is full")]
+    BanListFull(String),
+    #[error("Unknown mode {0:?}")]
+    UnknownMode(char),
+    #[error("Mode {0} needs a parameter")]
+    ModeNeedsParameter(char),
+    #[error("Permission denied: you are not a server operator")]
+    NoPrivileges,
     #[error("Messages cannot be empty")]
     EmptyMessage,
     #[error("Messages cannot contain control characters such as NUL, CR or LF")]

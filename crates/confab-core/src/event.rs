@@ -17,6 +17,17 @@ pub struct Source {
     pub user: Arc<str>,
     /// The host the user connected from, as shown to others.
     pub host: Arc<str>,
+    /// The "real name" IRC clients send with USER; the name itself elsewhere.
+    pub realname: Arc<str>,
+    /// The account the user is logged into, once accounts exist.
+    pub account: Option<Arc<str>>,
+}
+
+impl Source {
+    /// `nick!user@host`, as IRC prefixes and ban masks use it.
+    pub fn mask(&self) -> String {
+        format!("{}!{}@{}", self.name, self.user, self.host)
+    }
 }
 
 /// Where a message goes.
@@ -55,6 +66,101 @@ pub struct Message {
 pub struct RoomSummary {
     pub name: RoomName,
     pub members: usize,
+    pub topic: Option<Arc<str>>,
+}
+
+/// One member of a room, as member lists show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub who: Arc<Source>,
+    /// A room operator (IRC `@`).
+    pub op: bool,
+    /// May speak in a moderated room (IRC `+`).
+    pub voice: bool,
+    pub away: bool,
+    /// A server operator.
+    pub oper: bool,
+}
+
+/// A room's topic and who set it when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topic {
+    pub text: Arc<str>,
+    /// The setter's `nick!user@host`.
+    pub by: Arc<str>,
+    pub time_ms: u64,
+}
+
+/// A room's settings. New rooms are `+nt`: only members talk, only operators set the
+/// topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomModes {
+    /// `+i`: joining needs an invitation.
+    pub invite_only: bool,
+    /// `+m`: only operators and voiced members may talk.
+    pub moderated: bool,
+    /// `+n`: only members may talk.
+    pub no_external: bool,
+    /// `+t`: only operators may set the topic.
+    pub topic_ops: bool,
+    /// `+s`: hidden from room lists and from non-members' queries.
+    pub secret: bool,
+    /// `+k`: the key needed to join.
+    pub key: Option<Arc<str>>,
+    /// `+l`: the most members allowed.
+    pub limit: Option<usize>,
+}
+
+impl Default for RoomModes {
+    fn default() -> Self {
+        RoomModes {
+            invite_only: false,
+            moderated: false,
+            no_external: true,
+            topic_ops: true,
+            secret: false,
+            key: None,
+            limit: None,
+        }
+    }
+}
+
+/// One change of a room mode, requested or applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeChange {
+    /// `+` when true, `-` when false.
+    pub add: bool,
+    pub mode: char,
+    pub arg: Option<String>,
+}
+
+/// One entry of a room's ban list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    /// A `nick!user@host` glob.
+    pub mask: Arc<str>,
+    pub by: Arc<str>,
+    pub time_ms: u64,
+}
+
+/// A user as WHOIS shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub who: Arc<Source>,
+    /// Rooms the asker may see, with the user's prefix there (`@`, `+` or empty).
+    pub rooms: Vec<(String, RoomName)>,
+    pub away: Option<Arc<str>>,
+    pub oper: bool,
+    pub signon_ms: u64,
+    pub idle_ms: u64,
+}
+
+/// A user as presence queries (IRC ISON, USERHOST, WHO nick) show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub who: Arc<Source>,
+    pub away: bool,
+    pub oper: bool,
 }
 
 /// Everything the core can tell a client. Events that go to many recipients are shared
@@ -83,14 +189,87 @@ pub enum Event {
     /// `old` is now called `new`; sent to the user and everyone sharing a room.
     NickChanged { old: Arc<Source>, new: Name },
     /// Reply: the members of `room`, sorted by name.
-    Members { room: RoomName, names: Vec<Name> },
-    /// Reply: every room, sorted by name.
+    Members {
+        room: RoomName,
+        members: Vec<MemberInfo>,
+    },
+    /// Reply: every room the asker may see, sorted by name.
     Rooms { rooms: Vec<RoomSummary> },
+    /// Someone set (or, with empty text, cleared) a room's topic; sent to every member.
+    TopicChanged {
+        room: RoomName,
+        by: Arc<Source>,
+        text: Arc<str>,
+    },
+    /// Reply: a room's topic, if it has one.
+    TopicIs {
+        room: RoomName,
+        topic: Option<Topic>,
+    },
+    /// Room modes changed; sent to every member.
+    ModeChanged {
+        room: RoomName,
+        by: Arc<Source>,
+        changes: Vec<ModeChange>,
+    },
+    /// Reply: a room's modes.
+    RoomModes {
+        room: RoomName,
+        modes: RoomModes,
+        created_ms: u64,
+    },
+    /// Reply: a room's ban list.
+    BanList { room: RoomName, bans: Vec<Ban> },
+    /// `target` was removed from `room` by `by`; sent to every member, the target too.
+    Kicked {
+        room: RoomName,
+        by: Arc<Source>,
+        target: Name,
+        reason: Arc<str>,
+    },
+    /// To the invited user: `by` invites you to `room`.
+    Invited { room: RoomName, by: Arc<Source> },
+    /// Reply: the invitation to `target` was sent.
+    InviteSent { room: RoomName, target: Name },
+    /// Someone went away (with a message) or came back (`None`); sent to everyone
+    /// sharing a room with them.
+    AwayChanged {
+        who: Arc<Source>,
+        message: Option<Arc<str>>,
+    },
+    /// Reply: you are now away (true) or back (false).
+    AwayStatus { away: bool },
+    /// Reply after a direct message: its recipient is away.
+    RecipientAway { name: Name, message: Arc<str> },
+    /// Reply: who someone is.
+    UserInfo(UserInfo),
+    /// Reply: who used a name before, newest first.
+    WasUser { entries: Vec<Arc<Source>> },
+    /// Reply: which of the asked-for users are online.
+    Presence { users: Vec<UserSummary> },
+    /// To a user a server operator removed: the connection must close.
+    Killed { by: Arc<Source>, reason: Arc<str> },
 }
 
-/// How many distinct encodings an envelope can cache: one slot per wire format variant
-/// (the line protocol, IRC with and without tags, JSON...). Front-ends pick a slot.
-pub const ENCODING_SLOTS: usize = 4;
+/// How many distinct encodings an envelope can cache: one slot per wire format variant.
+pub const ENCODING_SLOTS: usize = 6;
+
+/// The encoding slots, one per wire format variant, kept here so that no two front-ends
+/// ever share one by accident.
+pub mod slot {
+    /// The line protocol.
+    pub const LINE: usize = 0;
+    /// An IRC line without tags.
+    pub const IRC: usize = 1;
+    /// The tag prefix for IRC clients with server-time only.
+    pub const IRC_TIME_TAG: usize = 2;
+    /// The web front-end's JSON.
+    pub const WEB: usize = 3;
+    /// The tag prefix for IRC clients with message-tags.
+    pub const IRC_ALL_TAGS: usize = 4;
+    /// IRC lines for clients with extended-join.
+    pub const IRC_EXTENDED: usize = 5;
+}
 
 /// One event on its way to all of its recipients.
 ///
@@ -125,7 +304,7 @@ impl Envelope {
         OVERHEAD
             + match &self.event {
                 Event::Message(m) => m.text.len(),
-                Event::Members { names, .. } => names.iter().map(|n| n.as_str().len() + 2).sum(),
+                Event::Members { members, .. } => members.len() * 48,
                 Event::Rooms { rooms } => rooms.iter().map(|r| r.name.as_str().len() + 8).sum(),
                 Event::Parted {
                     reason: Some(r), ..

@@ -22,7 +22,8 @@ pub mod name;
 pub use crate::core::{ClientId, Command, Core, Recipient};
 pub use crate::error::ChatError;
 pub use crate::event::{
-    Envelope, Event, Message, MessageKind, RoomSummary, Source, Target, ENCODING_SLOTS,
+    slot, Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes,
+    RoomSummary, Source, Target, Topic, UserInfo, UserSummary, ENCODING_SLOTS,
 };
 pub use crate::mailbox::Mailbox;
 pub use crate::name::{Key, Name, NameError, RoomName};

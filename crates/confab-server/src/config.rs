@@ -28,6 +28,32 @@ pub struct Config {
     /// The room every line-protocol user joins on registering.
     pub default_room: String,
     pub limits: Limits,
+    pub irc: IrcConfig,
+}
+
+/// What the IRC front-end tells clients about the server, and who may become an IRC
+/// operator.
+#[derive(Debug, Clone)]
+pub struct IrcConfig {
+    /// The server's name in IRC prefixes and numerics.
+    pub server_name: String,
+    /// The network name in the welcome message and ISUPPORT.
+    pub network: String,
+    /// The message of the day, one entry a line; empty means none.
+    pub motd: Vec<String>,
+    /// Operator credentials for OPER: (name, password).
+    pub opers: Vec<(String, String)>,
+}
+
+impl Default for IrcConfig {
+    fn default() -> Self {
+        IrcConfig {
+            server_name: "confab.local".into(),
+            network: "confab".into(),
+            motd: vec!["Welcome to confab: one chat for nc, IRC and the web.".into()],
+            opers: Vec::new(),
+        }
+    }
 }
 
 /// Bounds on what any one client can make the server hold or do.
@@ -46,6 +72,8 @@ pub struct Limits {
     /// Time a registered client may send nothing before it is closed. `confab join`
     /// pings well within it; TCP keepalive separately finds peers that vanished.
     pub idle_timeout: Duration,
+    /// Silence after which an IRC client is pinged, and then the time it has to answer.
+    pub ping_interval: Duration,
     /// Idle time before the kernel starts TCP keepalive probes on a connection.
     pub tcp_keepalive: Duration,
     /// How long shutdown waits for connections to flush their last lines.
@@ -60,6 +88,7 @@ impl Default for Limits {
             max_connections: 10_000,
             registration_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(3600),
+            ping_interval: Duration::from_secs(90),
             tcp_keepalive: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
         }
@@ -73,6 +102,7 @@ impl Default for Config {
             irc_listen: Vec::new(),
             http_listen: Vec::new(),
             allowed_origins: Vec::new(),
+            irc: IrcConfig::default(),
             default_room: "lobby".into(),
             limits: Limits::default(),
         }

@@ -32,6 +32,10 @@ pub(crate) struct Shared {
     pub core: Mutex<Core<OutboxRef>>,
     pub limits: Limits,
     pub default_room: String,
+    /// Server identity and operator credentials for the IRC front-end.
+    pub irc: crate::config::IrcConfig,
+    /// When the server started, for IRC's "created" line.
+    pub started: std::time::SystemTime,
     /// Origins allowed to open the WebSocket besides the page's own.
     pub allowed_origins: Vec<String>,
     /// Connection permits across every front-end; a connection holds one until it ends.
@@ -51,6 +55,10 @@ pub(crate) enum Close {
     SendQueueExceeded,
     RegistrationTimeout,
     IdleTimeout,
+    /// The client did not answer a keepalive ping in time.
+    PingTimeout,
+    /// A server operator removed the client; the text is the full quit reason.
+    Killed(String),
     /// The server is shutting down.
     Shutdown,
     /// The socket failed.
@@ -66,6 +74,8 @@ impl Close {
             Close::SendQueueExceeded => "Send queue exceeded".into(),
             Close::RegistrationTimeout => "Registration timeout".into(),
             Close::IdleTimeout => "Idle timeout".into(),
+            Close::PingTimeout => "Ping timeout".into(),
+            Close::Killed(reason) => reason.clone(),
             Close::Shutdown => "Server shutting down".into(),
             Close::Io(e) => format!("Connection error: {e}"),
         }
@@ -108,6 +118,21 @@ impl<'a> Ctx<'a> {
 
 /// One wire protocol spoken over a line-based connection.
 pub(crate) trait Protocol: Send {
+    /// Whether the protocol has keepalive pings ([`Protocol::keepalive`]). Without them
+    /// a registered client is cut after `idle_timeout` of silence; with them it is
+    /// pinged after `ping_interval` of silence and cut if it stays silent as long again.
+    const PINGS: bool = false;
+
+    /// The longest input line, newline excluded.
+    fn max_line(&self) -> usize;
+    /// The keepalive line to send to a silent client.
+    fn keepalive(&mut self) -> Option<Bytes> {
+        None
+    }
+    /// A close the protocol decided on while handling an event (a kill, say).
+    fn take_close(&mut self) -> Option<Close> {
+        None
+    }
     /// The lines a new connection receives first.
     fn greet(&mut self, ctx: &Ctx);
     /// One complete input line, not yet checked for UTF-8.
@@ -216,17 +241,24 @@ pub(crate) async fn run<P: Protocol>(
     };
     protocol.greet(&ctx);
 
-    let mut decoder = LineDecoder::new(limits.max_line);
+    let mut decoder = LineDecoder::new(protocol.max_line());
     let mut out = WriteQueue::default();
     let mut drained = VecDeque::new();
     let connected_at = Instant::now();
     let mut last_input = connected_at;
+    // When a keepalive ping went out and is still unanswered.
+    let mut pinged: Option<Instant> = None;
 
     let close = loop {
-        let deadline = if protocol.registered() {
-            last_input + limits.idle_timeout
-        } else {
+        if let Some(close) = protocol.take_close() {
+            break close;
+        }
+        let deadline = if !protocol.registered() {
             connected_at + limits.registration_timeout
+        } else if P::PINGS {
+            pinged.unwrap_or(last_input) + limits.ping_interval
+        } else {
+            last_input + limits.idle_timeout
         };
         // Stop reading while a backlog of our own output waits: a client that floods
         // without reading slows itself down instead of growing our buffers.
@@ -265,18 +297,29 @@ pub(crate) async fn run<P: Protocol>(
                 }
                 let mut sink = Sink { outbox: &outbox, drained: &mut drained, out: &mut out };
                 match read_lines(&stream, &mut decoder, &mut protocol, &ctx, &mut sink) {
-                    Ok(None) => last_input = Instant::now(),
+                    Ok(None) => {
+                        last_input = Instant::now();
+                        pinged = None;
+                    }
                     Ok(Some(close)) => break close,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => break Close::Io(e.to_string()),
                 }
             }
             () = sleep_until(deadline) => {
-                break if protocol.registered() {
-                    Close::IdleTimeout
-                } else {
-                    Close::RegistrationTimeout
-                };
+                if !protocol.registered() {
+                    break Close::RegistrationTimeout;
+                }
+                if !P::PINGS {
+                    break Close::IdleTimeout;
+                }
+                if pinged.is_some() {
+                    break Close::PingTimeout;
+                }
+                pinged = Some(Instant::now());
+                if let Some(ping) = protocol.keepalive() {
+                    outbox.push(Outgoing::Raw(ping));
+                }
             }
         }
     };
@@ -360,6 +403,11 @@ fn read_lines<P: Protocol>(
 }
 
 /// Moves everything from the outbox through the protocol into the write queue.
+///
+/// Handling an event can issue commands whose replies land in the same outbox (a
+/// registration triggers the join of the default room), so the outbox is drained again
+/// until it is empty, a few rounds at most so that a busy room cannot keep one session
+/// here forever.
 fn pump<P: Protocol>(
     outbox: &Outbox,
     drained: &mut VecDeque<Outgoing>,
@@ -367,11 +415,16 @@ fn pump<P: Protocol>(
     ctx: &Ctx,
     out: &mut WriteQueue,
 ) -> Result<(), Overflowed> {
-    outbox.drain(drained)?;
-    for item in drained.drain(..) {
-        match item {
-            Outgoing::Raw(line) => out.push(line),
-            Outgoing::Event(envelope) => protocol.on_event(&envelope, ctx, out),
+    for _ in 0..4 {
+        outbox.drain(drained)?;
+        if drained.is_empty() {
+            break;
+        }
+        for item in drained.drain(..) {
+            match item {
+                Outgoing::Raw(line) => out.push(line),
+                Outgoing::Event(envelope) => protocol.on_event(&envelope, ctx, out),
+            }
         }
     }
     Ok(())

@@ -25,5 +25,5 @@ mod outbox;
 pub mod server;
 mod web;
 
-pub use config::{Config, Limits};
+pub use config::{Config, IrcConfig, Limits};
 pub use server::{BindError, Frontend, Server};

@@ -5,13 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use confab_core::{Command, Envelope, Event, MessageKind, Name, Recipient, RoomName};
+use confab_core::{slot, Command, Envelope, Event, MessageKind, Name, Recipient, RoomName};
 use confab_wire::line::{self, Input};
 
 use crate::connection::{Close, Ctx, Flow, Protocol, WriteQueue};
-
-/// The envelope encoding slot for line-protocol bytes.
-const SLOT: usize = 0;
 
 /// One line-protocol user's session state.
 pub(crate) struct LineSession {
@@ -23,6 +20,8 @@ pub(crate) struct LineSession {
     /// Where plain text goes; one of `rooms`.
     current: Option<RoomName>,
     max_line: usize,
+    /// Set when a server operator removed this user: the session must end.
+    killed: Option<String>,
 }
 
 impl LineSession {
@@ -33,6 +32,7 @@ impl LineSession {
             rooms: Vec::new(),
             current: None,
             max_line,
+            killed: None,
         }
     }
 
@@ -60,12 +60,29 @@ impl LineSession {
         }
     }
 
+    /// Forgets a room this user is no longer in, moving the current room if needed.
+    fn left(&mut self, room: &RoomName, out: &mut WriteQueue) {
+        self.rooms.retain(|r| r != room);
+        if self.current.as_ref() == Some(room) {
+            self.current = self.rooms.last().cloned();
+            out.push(self.current_room_note());
+        }
+    }
+
     fn room_or_current<'a>(&'a self, room: Option<&'a str>) -> Option<&'a str> {
         room.or(self.current.as_ref().map(RoomName::as_str))
     }
 }
 
 impl Protocol for LineSession {
+    fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    fn take_close(&mut self) -> Option<Close> {
+        self.killed.take().map(Close::Killed)
+    }
+
     fn greet(&mut self, ctx: &Ctx) {
         ctx.send(line::greeting(&self.peer.to_string()));
     }
@@ -99,7 +116,10 @@ impl Protocol for LineSession {
                     self.current = Some(known.clone());
                     ctx.send(self.current_room_note());
                 } else {
-                    ctx.command(Command::Join { room: room.into() });
+                    ctx.command(Command::Join {
+                        room: room.into(),
+                        key: None,
+                    });
                 }
             }
             Input::Part { room, reason } => match self.room_or_current(room) {
@@ -140,12 +160,13 @@ impl Protocol for LineSession {
     }
 
     fn on_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue) {
-        out.push(envelope.encoded(SLOT, line::encode_event));
+        out.push(envelope.encoded(slot::LINE, line::encode_event));
         match &envelope.event {
             Event::Registered { name } => {
                 self.name = Some(name.clone());
                 ctx.command(Command::Join {
                     room: ctx.shared.default_room.clone(),
+                    key: None,
                 });
             }
             Event::Joined { room, who } if self.is_me(&who.name) => {
@@ -153,12 +174,10 @@ impl Protocol for LineSession {
                 self.current = Some(room.clone());
                 out.push(self.current_room_note());
             }
-            Event::Parted { room, who, .. } if self.is_me(&who.name) => {
-                self.rooms.retain(|r| r != room);
-                if self.current.as_ref() == Some(room) {
-                    self.current = self.rooms.last().cloned();
-                    out.push(self.current_room_note());
-                }
+            Event::Parted { room, who, .. } if self.is_me(&who.name) => self.left(room, out),
+            Event::Kicked { room, target, .. } if self.is_me(target) => self.left(room, out),
+            Event::Killed { by, reason } => {
+                self.killed = Some(format!("Killed ({} ({reason}))", by.name));
             }
             Event::NickChanged { old, new } if self.is_me(&old.name) => {
                 self.name = Some(new.clone());
@@ -177,7 +196,10 @@ impl Protocol for LineSession {
             Close::RegistrationTimeout => {
                 line::error("Disconnected: register with #name sooner next time")
             }
-            Close::IdleTimeout => line::error("Disconnected: idle for too long"),
+            Close::IdleTimeout | Close::PingTimeout => {
+                line::error("Disconnected: idle for too long")
+            }
+            Close::Killed(reason) => line::error(&format!("Disconnected: {reason}")),
             Close::Eof | Close::Io(_) => return None,
         })
     }

@@ -68,6 +68,8 @@ impl Server {
                 limits: config.limits,
                 default_room: config.default_room,
                 allowed_origins: config.allowed_origins,
+                irc: config.irc,
+                started: std::time::SystemTime::now(),
                 slots,
                 next_id: AtomicU64::new(1),
             }),

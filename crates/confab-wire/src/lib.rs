@@ -3,10 +3,12 @@
 //!
 //! # Layout
 //! - [`framing`]: splits a byte stream into bounded lines.
+//! - [`irc`]: the IRC message codec (tags, source, parameters, limits).
 //! - [`line`]: the tutorials' line protocol: what a user types ([`line::Input`]), what
 //!   the server prints for each core event ([`line::encode_event`]), and how a client
 //!   reads those lines back ([`line::ServerLine`]).
 
 pub mod framing;
+pub mod irc;
 pub mod line;
 pub mod peer;

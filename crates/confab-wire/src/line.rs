@@ -260,13 +260,13 @@ pub fn encode_event(event: &Event) -> Bytes {
         },
         Event::Quit { who, reason } => format!("{} quit ({reason})", who.name),
         Event::NickChanged { old, new } => format!("{} is now known as {new}", old.name),
-        Event::Members { room, names } => {
-            let mut text = format!("Members of {room} ({}): ", names.len());
-            for (i, name) in names.iter().enumerate() {
+        Event::Members { room, members } => {
+            let mut text = format!("Members of {room} ({}): ", members.len());
+            for (i, member) in members.iter().enumerate() {
                 if i > 0 {
                     text.push_str(", ");
                 }
-                text.push_str(name.as_str());
+                text.push_str(member.who.name.as_str());
             }
             text
         }
@@ -279,6 +279,70 @@ pub fn encode_event(event: &Event) -> Bytes {
             }
             text
         }
+        Event::TopicChanged { room, by, text } if text.is_empty() => {
+            format!("{} cleared the topic of {room}", by.name)
+        }
+        Event::TopicChanged { room, by, text } => {
+            format!("{} set the topic of {room}: {text}", by.name)
+        }
+        Event::TopicIs { room, topic: Some(topic) } => {
+            format!("Topic of {room}: {} (set by {})", topic.text, topic.by)
+        }
+        Event::TopicIs { room, topic: None } => format!("{room} has no topic"),
+        Event::ModeChanged { room, by, changes } => {
+            let (modes, args) = crate::irc::mode_string(changes);
+            let args = if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) };
+            format!("{} sets mode {modes}{args} on {room}", by.name)
+        }
+        Event::RoomModes { room, modes, .. } => {
+            let (flags, args) = crate::irc::room_modes_string(modes, true);
+            format!("Modes of {room}: {flags} {}", args.join(" ")).trim_end().to_string()
+        }
+        Event::BanList { room, bans } if bans.is_empty() => format!("No bans on {room}"),
+        Event::BanList { room, bans } => {
+            let masks: Vec<&str> = bans.iter().map(|b| &*b.mask).collect();
+            format!("Bans on {room}: {}", masks.join(", "))
+        }
+        Event::Kicked { room, by, target, reason } => {
+            format!("{target} was kicked from {room} by {} ({reason})", by.name)
+        }
+        Event::Invited { room, by } => {
+            format!("{} invites you to {room}; /join {room} to accept", by.name)
+        }
+        Event::InviteSent { room, target } => format!("Invited {target} to {room}"),
+        // Away changes are IRC's away-notify; line users are told when they message
+        // someone who is away instead.
+        Event::AwayChanged { .. } => return Bytes::new(),
+        Event::AwayStatus { away: true } => "You are now marked as away".into(),
+        Event::AwayStatus { away: false } => "You are no longer marked as away".into(),
+        Event::RecipientAway { name, message } => format!("{name} is away: {message}"),
+        Event::UserInfo(info) => {
+            let rooms: Vec<String> = info.rooms.iter().map(|(p, r)| format!("{p}{r}")).collect();
+            let mut text = format!(
+                "{} is {}@{} ({}); rooms: {}",
+                info.who.name,
+                info.who.user,
+                info.who.host,
+                info.who.realname,
+                if rooms.is_empty() { "none".into() } else { rooms.join(", ") }
+            );
+            if let Some(away) = &info.away {
+                let _ = write!(text, "; away: {away}");
+            }
+            text
+        }
+        Event::WasUser { entries } => {
+            let who: Vec<String> = entries
+                .iter()
+                .map(|s| format!("{}@{}", s.user, s.host))
+                .collect();
+            format!("{} was {}", entries[0].name, who.join(", "))
+        }
+        Event::Presence { users } => {
+            let names: Vec<&str> = users.iter().map(|u| u.who.name.as_str()).collect();
+            format!("Online: {}", names.join(", "))
+        }
+        Event::Killed { by, reason } => format!("You were removed by {}: {reason}", by.name),
     };
     info(&text)
 }

@@ -48,7 +48,7 @@ pub const PLAIN_DATAGRAM_MAX: usize = 1024;
 pub const MAX_MESSAGE: usize = 256 * 1024;
 /// Bytes of message data in one fragment, so that a full packet stays within
 /// [`frame::MAX_DATAGRAM`].
-pub const MAX_FRAGMENT: usize = 1100;
+pub const MAX_FRAGMENT: usize = 1090;
 /// Fragments of the longest message.
 pub const MAX_FRAGMENTS: usize = MAX_MESSAGE.div_ceil(MAX_FRAGMENT);
 /// Chunks in flight at most; also the receiver's reordering buffer.

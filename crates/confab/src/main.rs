@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use confab_server::{Config, Frontend, Limits, Server};
+use confab_server::{Config, Frontend, IrcConfig, Limits, Server};
 
 /// confab: a chat server, client and peer-to-peer chat in one binary.
 #[derive(Debug, Parser)]
@@ -45,6 +45,20 @@ struct ServeArgs {
     /// https://chat.example.org); repeat for several.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origin: Vec<String>,
+    /// The server's name in IRC prefixes and numerics.
+    #[arg(long, value_name = "NAME", default_value = "confab.local")]
+    server_name: String,
+    /// The network name IRC clients are welcomed to.
+    #[arg(long, value_name = "NAME", default_value = "confab")]
+    network: String,
+    /// File whose lines are the IRC message of the day (default: a one-line greeting).
+    #[arg(long, value_name = "FILE")]
+    motd: Option<std::path::PathBuf>,
+    /// IRC operator credentials as NAME:PASSWORD, for OPER; repeat for several. The
+    /// CONFAB_OPERS variable may hold a comma-separated list instead, to keep
+    /// passwords out of the process list.
+    #[arg(long = "oper", value_name = "NAME:PASSWORD", env = "CONFAB_OPERS", value_delimiter = ',', hide_env_values = true)]
+    opers: Vec<String>,
     /// Room every line-protocol user joins on registering.
     #[arg(long, value_name = "ROOM", default_value = "lobby")]
     default_room: String,
@@ -69,9 +83,27 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn config(self) -> Config {
+    fn config(self) -> anyhow::Result<Config> {
         let defaults = Limits::default();
-        Config {
+        let mut irc = IrcConfig {
+            server_name: self.server_name,
+            network: self.network,
+            ..IrcConfig::default()
+        };
+        if let Some(path) = &self.motd {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the MOTD file {}", path.display()))?;
+            irc.motd = text.lines().map(str::to_string).collect();
+        }
+        for oper in &self.opers {
+            let (name, password) = oper
+                .split_once(':')
+                .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+                .with_context(|| "--oper takes NAME:PASSWORD".to_string())?;
+            irc.opers.push((name.to_string(), password.to_string()));
+        }
+        Ok(Config {
+            irc,
             line_listen: self.listen,
             irc_listen: self.irc_listen,
             http_listen: self.http_listen,
@@ -86,7 +118,7 @@ impl ServeArgs {
                 tcp_keepalive: Duration::from_secs(self.tcp_keepalive.max(1)),
                 ..defaults
             },
-        }
+        })
     }
 }
 
@@ -130,7 +162,9 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let server = Server::bind(args.config()).await.context("starting the server")?;
+    let server = Server::bind(args.config()?)
+        .await
+        .context("starting the server")?;
     for (frontend, addr) in server.local_addrs() {
         // Printed on stdout, not in the log, so that scripts and tests can wait for it.
         let what = match frontend {

@@ -53,6 +53,8 @@ fn source(name: &str) -> Arc<Source> {
         name: Name::parse(name).unwrap(),
         user: name.into(),
         host: "127.0.0.1".into(),
+        realname: name.into(),
+        account: None,
     })
 }
 

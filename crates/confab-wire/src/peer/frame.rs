@@ -31,8 +31,9 @@ const HELLO_ECHO: u8 = 2;
 /// The selective-acknowledgement bitmap covers one send window: bit `i` stands for the
 /// sequence number `ack + 1 + i`.
 pub const SACK_BYTES: usize = 32;
-/// Flags, cumulative ack and the SACK length byte that start every packet body.
-pub const BODY_FIXED_LEN: usize = 1 + 8 + 1;
+/// Flags, cumulative ack, echoed packet number and the SACK length byte that start
+/// every packet body.
+pub const BODY_FIXED_LEN: usize = 1 + 8 + 8 + 1;
 /// Sequence number, kind, fragment index, fragment count and data length.
 pub const FRAGMENT_HEADER_LEN: usize = 8 + 1 + 2 + 2 + 2;
 /// Sequence number and kind.
@@ -227,6 +228,10 @@ pub struct Body<'a> {
     pub ping: bool,
     /// Every sequence number below this has arrived.
     pub ack: u64,
+    /// The largest packet number received from the other side, plus one; zero when
+    /// none has arrived. Echoing it gives an unambiguous round-trip sample even for
+    /// retransmitted chunks, which chunk acknowledgements alone cannot (Karn's problem).
+    pub echo: u64,
     /// Which sequence numbers above `ack` have arrived (see [`SACK_BYTES`]).
     pub sack: &'a [u8],
     pub chunks: Vec<Chunk<'a>>,
@@ -259,6 +264,7 @@ impl<'a> Body<'a> {
             return Err(Malformed::Body);
         }
         let ack = r.u64()?;
+        let echo = r.u64()?;
         let sack_len = usize::from(r.u8()?);
         if sack_len > SACK_BYTES {
             return Err(Malformed::Body);
@@ -289,6 +295,7 @@ impl<'a> Body<'a> {
         Ok(Body {
             ping: flags & FLAG_PING != 0,
             ack,
+            echo,
             sack,
             chunks,
         })
@@ -306,11 +313,12 @@ pub struct BodyWriter {
 impl BodyWriter {
     /// Starts a body of at most `limit` bytes. The acknowledgement part always fits:
     /// `limit` must be at least `BODY_FIXED_LEN + SACK_BYTES`.
-    pub fn new(ping: bool, ack: u64, sack: &[u8], limit: usize) -> BodyWriter {
+    pub fn new(ping: bool, ack: u64, echo: u64, sack: &[u8], limit: usize) -> BodyWriter {
         let sack = &sack[..sack.len().min(SACK_BYTES)];
         let mut buf = Vec::with_capacity(limit);
         buf.push(if ping { FLAG_PING } else { 0 });
         buf.extend_from_slice(&ack.to_be_bytes());
+        buf.extend_from_slice(&echo.to_be_bytes());
         // The length is at most SACK_BYTES, so it fits a byte.
         buf.push(sack.len() as u8);
         buf.extend_from_slice(sack);

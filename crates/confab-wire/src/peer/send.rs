@@ -13,6 +13,8 @@ use super::{MessageId, MAX_FRAGMENT, WINDOW};
 /// A chunk counts as lost once a packet sent this many packets after its latest copy is
 /// acknowledged; like TCP's three duplicate acks, it tolerates a little reordering.
 const REORDER_THRESHOLD: u64 = 3;
+/// Send times kept for round-trip samples: enough for a window of packets in flight.
+const SENT_TIMES: usize = 512;
 
 #[derive(Debug)]
 enum Queued {
@@ -37,7 +39,6 @@ enum Owned {
 struct InFlight {
     payload: Owned,
     last_sent: Instant,
-    sends: u32,
     /// The packet that carried the latest copy, for reordering-based loss detection.
     last_pn: u64,
     /// Waiting to be sent again.
@@ -67,7 +68,11 @@ pub struct Sender {
     next_seq: u64,
     /// The friend's cumulative acknowledgement: every number below it arrived.
     acked_below: u64,
-    largest_acked_pn: Option<u64>,
+    /// The largest of our packet numbers the friend has echoed.
+    largest_echo: Option<u64>,
+    /// When recent packets that ask for an immediate acknowledgement (any with a chunk
+    /// or a ping) went out, oldest first, for round-trip samples.
+    sent_times: VecDeque<(u64, Instant)>,
     /// The number our bye went out under, once it has.
     bye_seq: Option<u64>,
 }
@@ -127,7 +132,6 @@ impl Sender {
             }
             f.lost = false;
             f.last_sent = now;
-            f.sends += 1;
             f.last_pn = pn;
             retransmitted += 1;
         }
@@ -177,7 +181,6 @@ impl Sender {
                 InFlight {
                     payload,
                     last_sent: now,
-                    sends: 1,
                     last_pn: pn,
                     lost: false,
                 },
@@ -187,43 +190,59 @@ impl Sender {
         retransmitted
     }
 
-    /// Applies the friend's acknowledgement. Returns the messages now delivered, in order.
-    pub fn on_ack(&mut self, ack: u64, sack: &[u8], now: Instant, rtt: &mut Rtt) -> Vec<MessageId> {
+    /// Records that packet `pn`, which asks for an immediate acknowledgement, went out.
+    pub fn on_packet_sent(&mut self, pn: u64, now: Instant) {
+        if self.sent_times.len() == SENT_TIMES {
+            self.sent_times.pop_front();
+        }
+        self.sent_times.push_back((pn, now));
+    }
+
+    /// Applies the friend's acknowledgement: `ack` and `sack` for chunks, `echo` (the
+    /// largest packet number it has, plus one) for timing. Returns the messages now
+    /// delivered, in order.
+    pub fn on_ack(
+        &mut self,
+        ack: u64,
+        sack: &[u8],
+        echo: u64,
+        now: Instant,
+        rtt: &mut Rtt,
+    ) -> Vec<MessageId> {
         // The friend cannot have received what was never sent; a larger ack is clamped
         // rather than trusted.
         let ack = ack.min(self.next_seq);
-        let mut freshest_single: Option<Instant> = None;
-        let mut largest_pn = self.largest_acked_pn;
-        let mut record = |f: InFlight| {
-            if f.sends == 1 && !matches!(freshest_single, Some(t) if t >= f.last_sent) {
-                freshest_single = Some(f.last_sent);
-            }
-            largest_pn = Some(largest_pn.map_or(f.last_pn, |p| p.max(f.last_pn)));
-        };
         if ack > self.acked_below {
             let rest = self.unacked.split_off(&ack);
-            for (_, f) in std::mem::replace(&mut self.unacked, rest) {
-                record(f);
-            }
+            self.unacked = rest;
             self.acked_below = ack;
         }
         for (i, byte) in sack.iter().enumerate() {
             for bit in 0..8 {
-                if byte & (1 << bit) == 0 {
-                    continue;
-                }
-                let offset = (i * 8 + bit) as u64 + 1;
-                if let Some(f) = ack.checked_add(offset).and_then(|s| self.unacked.remove(&s)) {
-                    record(f);
+                if byte & (1 << bit) != 0 {
+                    let offset = (i * 8 + bit) as u64 + 1;
+                    if let Some(seq) = ack.checked_add(offset) {
+                        self.unacked.remove(&seq);
+                    }
                 }
             }
         }
-        // Karn's rule: only chunks sent once give an unambiguous sample.
-        if let Some(sent) = freshest_single {
-            rtt.sample(now.saturating_duration_since(sent));
+        if let Some(echoed) = echo.checked_sub(1) {
+            if !matches!(self.largest_echo, Some(largest) if largest >= echoed) {
+                self.largest_echo = Some(echoed);
+                // Only a packet that was acknowledged at once gives a fair sample; an
+                // echo of anything else (or of a packet we never sent) is not timed.
+                while self.sent_times.front().is_some_and(|&(pn, _)| pn < echoed) {
+                    self.sent_times.pop_front();
+                }
+                if let Some(&(pn, sent)) = self.sent_times.front() {
+                    if pn == echoed {
+                        rtt.sample(now.saturating_duration_since(sent));
+                    }
+                }
+            }
         }
-        self.largest_acked_pn = largest_pn;
-        if let Some(largest) = largest_pn {
+        if let Some(largest) = self.largest_echo {
             for f in self.unacked.values_mut() {
                 if !f.lost && f.last_pn.saturating_add(REORDER_THRESHOLD) <= largest {
                     f.lost = true;

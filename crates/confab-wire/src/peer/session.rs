@@ -206,14 +206,14 @@ struct Friend {
 
 /// The last 128 packet numbers seen, so a replayed packet is dropped.
 #[derive(Debug, Default)]
-struct ReplayWindow {
+pub(super) struct ReplayWindow {
     top: Option<u64>,
     /// Bit `i` is packet `top - i`.
     seen: u128,
 }
 
 impl ReplayWindow {
-    fn accept(&mut self, pn: u64) -> bool {
+    pub(super) fn accept(&mut self, pn: u64) -> bool {
         match self.top {
             Some(top) if pn <= top => {
                 let back = top - pn;
@@ -245,6 +245,8 @@ pub struct Session {
     receiver: Receiver,
     rtt: Rtt,
     next_pn: u64,
+    /// The largest packet number received in this session, echoed back for timing.
+    largest_pn_in: Option<u64>,
     replay: ReplayWindow,
     next_id: u64,
     hello_due: bool,
@@ -291,6 +293,7 @@ impl Session {
             receiver: Receiver::default(),
             rtt: Rtt::default(),
             next_pn: 0,
+            largest_pn_in: None,
             replay: ReplayWindow::default(),
             next_id: 0,
             next_hello: now + HELLO_GAP,
@@ -474,6 +477,7 @@ impl Session {
         self.receiver = Receiver::default();
         self.replay = ReplayWindow::default();
         self.next_pn = 0;
+        self.largest_pn_in = None;
         self.ack_due = false;
         self.ping_due = false;
         if self.phase == Phase::Established {
@@ -534,7 +538,11 @@ impl Session {
         if self.phase != Phase::Established {
             self.establish(now);
         }
-        for id in self.sender.on_ack(body.ack, body.sack, now, &mut self.rtt) {
+        if !matches!(self.largest_pn_in, Some(largest) if largest >= header.pn) {
+            self.largest_pn_in = Some(header.pn);
+        }
+        let echo = body.echo;
+        for id in self.sender.on_ack(body.ack, body.sack, echo, now, &mut self.rtt) {
             self.events.push_back(Event::Delivered(id));
         }
         for chunk in &body.chunks {
@@ -730,13 +738,18 @@ impl Session {
         }
         .encode();
         let (ack, sack, sack_len) = self.receiver.ack();
+        let echo = self.largest_pn_in.map_or(0, |pn| pn.saturating_add(1));
         let mut writer = BodyWriter::new(
             self.ping_due,
             ack,
+            echo,
             &sack[..sack_len],
             frame::MAX_DATAGRAM - frame::HEADER_LEN - tag_len,
         );
         self.stats.retransmissions += self.sender.fill(&mut writer, now, pn, allow_new);
+        if self.ping_due || writer.chunks() > 0 {
+            self.sender.on_packet_sent(pn, now);
+        }
         self.next_pn += 1;
         self.ack_due = false;
         self.ping_due = false;

@@ -1,0 +1,559 @@
+//! The message workloads, `fanout` and `dm`: every client connects and gets ready, then
+//! the senders send while every client counts what it receives, until everything
+//! expected has arrived or the drain timeout has passed.
+//!
+//! Each client is one task that reads, sends and waits in a single loop, so that a
+//! sender keeps draining its socket while it floods (the server drops clients that do
+//! not read) and a paced sender never misses its schedule because of a reader.
+
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tokio::time::{sleep_until, timeout_at};
+
+use crate::client::Conn;
+use crate::options::{seconds, Protocol, TargetArgs};
+use crate::shard::{self, Note, Plan, Shard, Signals};
+use crate::stats::{human, Report, Tally};
+use crate::wire::{Destination, Payload, Reply};
+
+/// Options of the traffic itself, shared by `fanout` and `dm`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrafficArgs {
+    /// Messages each sender sends.
+    #[arg(long, short = 'm', value_name = "M", default_value_t = 100)]
+    pub messages: u64,
+    /// Messages per second per sender, on a fixed schedule, so that latency counts from
+    /// when a message was due and a stalled server cannot hide its stall; without it
+    /// senders send as fast as the server reads.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Most lines in one write.
+    #[arg(long, value_name = "K", default_value_t = 64)]
+    pub batch: usize,
+    /// Pad message texts to this many bytes (they carry at least marker, sender,
+    /// sequence and timestamp: about 30 bytes).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub size: usize,
+    /// Seconds to wait, after the last message was sent, for the rest to arrive.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub drain_timeout: f64,
+}
+
+/// Who sends to whom.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    /// Clients `0..senders` send to the room; everyone is in it.
+    Fanout { senders: u64, room: String },
+    /// Clients `2p` and `2p + 1` send to each other.
+    Dm,
+}
+
+/// A message workload, fully decided.
+pub struct Exchange {
+    pub plan: Plan,
+    pub pattern: Pattern,
+    pub clients: u64,
+    pub traffic: TrafficArgs,
+}
+
+/// Lateness of a paced send that is blamed on the generator's timer (whose resolution
+/// is a millisecond) rather than on the server.
+const TIMER_SLACK_NS: u64 = 1_000_000;
+
+/// Reads per wake-up before other clients get a turn.
+const READS_PER_TURN: usize = 8;
+
+impl Exchange {
+    fn is_sender(&self, i: u64) -> bool {
+        match &self.pattern {
+            Pattern::Fanout { senders, .. } => i < *senders,
+            Pattern::Dm => true,
+        }
+    }
+
+    fn senders(&self) -> u64 {
+        match &self.pattern {
+            Pattern::Fanout { senders, .. } => *senders,
+            Pattern::Dm => self.clients,
+        }
+    }
+
+    /// Messages client `i` should receive. The server does not echo a sender's own
+    /// messages.
+    fn expected_by(&self, i: u64) -> u64 {
+        match &self.pattern {
+            Pattern::Fanout { senders, .. } => {
+                (senders - u64::from(i < *senders)) * self.traffic.messages
+            }
+            Pattern::Dm => self.traffic.messages,
+        }
+    }
+
+    fn expected(&self) -> u64 {
+        (0..self.clients).map(|i| self.expected_by(i)).sum()
+    }
+
+    /// The receiver's counter slot for messages from `sender`, if `me` should get them.
+    #[inline]
+    fn slot(&self, me: u64, sender: u64) -> Option<usize> {
+        match &self.pattern {
+            Pattern::Fanout { senders, .. } => {
+                (sender < *senders && sender != me).then_some(sender as usize)
+            }
+            Pattern::Dm => (sender == me ^ 1).then_some(0),
+        }
+    }
+
+    fn slots(&self) -> usize {
+        match &self.pattern {
+            Pattern::Fanout { senders, .. } => *senders as usize,
+            Pattern::Dm => 1,
+        }
+    }
+}
+
+/// Runs a message workload and reports on it.
+pub async fn run(exchange: Exchange, target: &TargetArgs) -> anyhow::Result<Report> {
+    let duration = target.duration()?;
+    let drain = seconds("--drain-timeout", exchange.traffic.drain_timeout)?;
+    if let Some(rate) = exchange.traffic.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("--rate must be a positive number of messages per second");
+        }
+    }
+    if exchange.plan.protocol == Protocol::Raw && matches!(exchange.pattern, Pattern::Dm) {
+        bail!(
+            "dm needs a server that routes messages; raw lines only suit fanout, connect and idle"
+        );
+    }
+    let deadline = Instant::now() + duration;
+    let exchange = Arc::new(exchange);
+    let plan = &exchange.plan;
+    let (mut coordinator, signals) = shard::signals();
+    let shards = shard::spawn(plan.threads, plan.gate, {
+        let exchange = exchange.clone();
+        move |shard: Shard| async move {
+            let shard = Rc::new(shard);
+            shard
+                .clone()
+                .run_clients(exchange.clients, |i| {
+                    client(exchange.clone(), i, signals.clone(), shard.clone())
+                })
+                .await;
+        }
+    })?;
+
+    let setup_started = Instant::now();
+    let mut ready = 0;
+    let mut failure = None;
+    while ready < exchange.clients {
+        match timeout_at(deadline.into(), coordinator.notes.recv()).await {
+            Ok(Some(Note::Ready)) => ready += 1,
+            Ok(Some(Note::Failed(why))) => {
+                failure = Some(why);
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if ready < exchange.clients {
+        coordinator.stop.cancel();
+        drop(coordinator.notes);
+        let tally = shards.join().await;
+        let why = failure
+            .or(tally.first_error)
+            .unwrap_or_else(|| format!("the run's {duration:?} ran out"));
+        bail!(
+            "only {ready} of {} clients got connected and ready: {why}",
+            exchange.clients
+        );
+    }
+    let setup = setup_started.elapsed();
+
+    let send_start = plan.now_ns();
+    let _ = coordinator.start.send(true);
+    let senders = (0..exchange.clients)
+        .filter(|&i| exchange.is_sender(i))
+        .count();
+    let receivers = (0..exchange.clients)
+        .filter(|&i| exchange.expected_by(i) > 0)
+        .count();
+    let (mut sent, mut complete) = (0, 0);
+    let mut sent_at = None;
+    let mut timed_out = false;
+    while sent < senders || complete < receivers {
+        let wake = sent_at.map_or(deadline, |at: Instant| (at + drain).min(deadline));
+        match timeout_at(wake.into(), coordinator.notes.recv()).await {
+            Ok(Some(Note::SentAll)) => {
+                sent += 1;
+                if sent == senders {
+                    sent_at = Some(Instant::now());
+                }
+            }
+            Ok(Some(Note::ReceivedAll)) => complete += 1,
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => {
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    let send_phase =
+        sent_at.map(|at| at.duration_since(plan.base) - Duration::from_nanos(send_start));
+    coordinator.stop.cancel();
+    drop(coordinator.notes);
+    let tally = shards.join().await;
+    Ok(report(
+        &exchange, &tally, setup, send_start, send_phase, timed_out,
+    ))
+}
+
+fn report(
+    exchange: &Exchange,
+    tally: &Tally,
+    setup: Duration,
+    send_start: u64,
+    send_phase: Option<Duration>,
+    timed_out: bool,
+) -> Report {
+    let plan = &exchange.plan;
+    let traffic = &exchange.traffic;
+    let (workload, shape) = match &exchange.pattern {
+        Pattern::Fanout { senders, room } => (
+            "fanout",
+            format!(
+                "{} clients in {room}, {senders} of them sending",
+                exchange.clients
+            ),
+        ),
+        Pattern::Dm => ("dm", format!("{} pairs of clients", exchange.clients / 2)),
+    };
+    let mut report = Report::new(
+        workload,
+        plan.protocol,
+        exchange.expected(),
+        tally.received,
+        tally,
+    );
+    report.clients = exchange.clients;
+    report.senders = exchange.senders();
+    report.messages = traffic.messages;
+    let pace = match traffic.rate {
+        Some(rate) => format!("{rate} messages/s each"),
+        None => "as fast as the server reads".into(),
+    };
+    report.notes.push(format!(
+        "{workload} over {} to {}: {shape}, {} messages each, {pace}, up to {} per write",
+        plan.protocol.name(),
+        plan.addr,
+        traffic.messages,
+        traffic.batch
+    ));
+    report.notes.push(format!(
+        "set-up: {} clients connected, registered and joined in {:.2} s ({}/s)",
+        exchange.clients,
+        setup.as_secs_f64(),
+        human(exchange.clients as f64 / setup.as_secs_f64().max(1e-9))
+    ));
+    let delivering = Duration::from_nanos(tally.last_delivery.saturating_sub(send_start));
+    if tally.received > 0 {
+        report.rate = tally.received as f64 / delivering.as_secs_f64().max(1e-9);
+    }
+    match send_phase {
+        Some(sent) => report.notes.push(format!(
+            "sending took {:.3} s; the last delivery came {:.3} s after the start",
+            sent.as_secs_f64(),
+            delivering.as_secs_f64()
+        )),
+        None => report
+            .notes
+            .push("not every sender finished within the run's duration".into()),
+    }
+    if timed_out && report.received < report.expected {
+        report.notes.push(
+            "stopped waiting for deliveries: the drain timeout or the run's duration ran out"
+                .into(),
+        );
+    }
+    if tally.stray > 0 {
+        report.extra.push(("stray", tally.stray.to_string()));
+    }
+    report
+}
+
+/// A sender's schedule and progress.
+struct Sending {
+    /// Protocol bytes before each message's text.
+    head: Vec<u8>,
+    next: u64,
+    total: u64,
+    /// Paced: nanoseconds between messages, and when (on the clock) message 0 is due.
+    interval: Option<f64>,
+    first_due: u64,
+}
+
+impl Sending {
+    fn due(&self, seq: u64) -> u64 {
+        match self.interval {
+            Some(interval) => self.first_due + (seq as f64 * interval) as u64,
+            None => 0,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.next >= self.total
+    }
+
+    /// Appends the messages that are due at `now`, at most `batch` of them.
+    fn fill(&mut self, out: &mut Vec<u8>, now: u64, me: u64, exchange: &Exchange) {
+        let eol = exchange.plan.protocol.eol();
+        let end = self
+            .total
+            .min(self.next + exchange.traffic.batch.max(1) as u64);
+        while self.next < end {
+            let stamp = match self.interval {
+                None => now,
+                Some(_) => {
+                    let due = self.due(self.next);
+                    if due > now {
+                        break;
+                    }
+                    // Lateness up to the timer's resolution is the generator's and is not
+                    // counted; beyond it, the server held us up and it counts.
+                    now.min(due + TIMER_SLACK_NS)
+                }
+            };
+            out.extend_from_slice(&self.head);
+            let payload = Payload {
+                sender: me,
+                seq: self.next,
+                stamp,
+            };
+            exchange
+                .plan
+                .marker
+                .put(out, payload, exchange.traffic.size);
+            out.extend_from_slice(eol);
+            self.next += 1;
+        }
+    }
+}
+
+/// A receiver's progress: the next sequence number expected from each sender.
+struct Receiving {
+    next: Vec<u64>,
+    received: u64,
+    expected: u64,
+}
+
+impl Receiving {
+    /// Counts one line.
+    #[inline]
+    fn on_line(
+        &mut self,
+        line: &[u8],
+        now: u64,
+        me: u64,
+        exchange: &Exchange,
+        tally: &mut Tally,
+        out: &mut Vec<u8>,
+    ) {
+        let protocol = exchange.plan.protocol;
+        match exchange.plan.marker.find(line) {
+            Some(Some(payload)) => match exchange.slot(me, payload.sender) {
+                Some(slot) => {
+                    let next = &mut self.next[slot];
+                    if payload.seq >= *next {
+                        *next = payload.seq + 1;
+                        self.received += 1;
+                        tally.received += 1;
+                        tally.record(now.saturating_sub(payload.stamp));
+                        tally.last_delivery = tally.last_delivery.max(now);
+                    } else {
+                        tally.duplicates += 1;
+                    }
+                }
+                None => tally.stray += 1,
+            },
+            Some(None) => tally.stray += 1,
+            None => match protocol.classify(line) {
+                Reply::Ping(token) => protocol.pong(token, out),
+                Reply::Error(text) => tally.error(text),
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Connects, registers and joins as client `i`.
+async fn set_up(exchange: &Exchange, i: u64, shard: &Shard) -> anyhow::Result<Conn> {
+    let plan = &exchange.plan;
+    let protocol = plan.protocol;
+    let _permit = shard.gate.acquire().await?;
+    let mut conn = Conn::open(plan.addr, plan.source(i))
+        .await
+        .with_context(|| format!("connecting to {}", plan.addr))?;
+    protocol.register(&plan.nick(i), &mut conn.out);
+    conn.converse(protocol, |reply| protocol.registered(reply))
+        .await
+        .context("registering")?;
+    if let Pattern::Fanout { room, .. } = &exchange.pattern {
+        protocol.join(room, &mut conn.out);
+        conn.converse(protocol, |reply| protocol.joined(room, reply))
+            .await
+            .with_context(|| format!("joining {room}"))?;
+    }
+    Ok(conn)
+}
+
+async fn client(exchange: Arc<Exchange>, i: u64, signals: Signals, shard: Rc<Shard>) {
+    let set_up = tokio::select! {
+        () = signals.stop.cancelled() => return,
+        conn = set_up(&exchange, i, &shard) => conn,
+    };
+    let conn = match set_up {
+        Ok(conn) => conn,
+        Err(e) => {
+            let why = format!("{}: {e:#}", exchange.plan.nick(i));
+            signals.note(Note::Failed(why)).await;
+            return;
+        }
+    };
+    signals.note(Note::Ready).await;
+    if let Err(why) = exchange_messages(&exchange, i, conn, &signals, &shard).await {
+        if !signals.stop.is_cancelled() {
+            let mut tally = shard.tally.borrow_mut();
+            tally.disconnects += 1;
+            tally.note(&format!(
+                "{} was disconnected: {why}",
+                exchange.plan.nick(i)
+            ));
+        }
+    }
+}
+
+/// The send phase of one client; returns when stopped, or with why the connection
+/// ended early.
+async fn exchange_messages(
+    exchange: &Exchange,
+    me: u64,
+    mut conn: Conn,
+    signals: &Signals,
+    shard: &Shard,
+) -> Result<(), String> {
+    let plan = &exchange.plan;
+    let mut start = signals.start.clone();
+    let mut started = false;
+    let mut sending = exchange.is_sender(me).then(|| {
+        let to = match &exchange.pattern {
+            Pattern::Fanout { room, .. } => plan.protocol.message_head(Destination::Room(room)),
+            Pattern::Dm => plan
+                .protocol
+                .message_head(Destination::User(&plan.nick(me ^ 1))),
+        };
+        Sending {
+            head: to,
+            next: 0,
+            total: exchange.traffic.messages,
+            interval: exchange.traffic.rate.map(|rate| 1e9 / rate),
+            first_due: 0,
+        }
+    });
+    let mut receiving = Receiving {
+        next: vec![0; exchange.slots()],
+        received: 0,
+        expected: exchange.expected_by(me),
+    };
+    // Whether the coordinator has been told that we finished sending and receiving.
+    let mut told_sent = sending.is_none();
+    let mut told_received = receiving.expected == 0;
+    let mut stopped = pin!(signals.stop.cancelled());
+
+    let result = loop {
+        let open = conn.read_available(READS_PER_TURN, |scanner, data, out| {
+            let now = plan.now_ns();
+            let mut tally = shard.tally.borrow_mut();
+            scanner.feed(data, |line| {
+                receiving.on_line(line, now, me, exchange, &mut tally, out)
+            });
+        });
+        match open {
+            Ok(true) => {}
+            Ok(false) => break Err("the server closed the connection".to_string()),
+            Err(e) => break Err(e.to_string()),
+        }
+        if !told_received && receiving.received >= receiving.expected {
+            told_received = true;
+            signals.note(Note::ReceivedAll).await;
+        }
+        if !started && *start.borrow() {
+            started = true;
+            if let Some(sending) = &mut sending {
+                // Senders start spread over one interval rather than all at once.
+                let spread = sending.interval.unwrap_or(0.0) * (me % 64) as f64 / 64.0;
+                sending.first_due = plan.now_ns() + spread as u64;
+            }
+        }
+        let mut due_now = false;
+        if let (true, Some(sending)) = (started, &mut sending) {
+            if !conn.pending() && !sending.done() {
+                sending.fill(&mut conn.out, plan.now_ns(), me, exchange);
+            }
+            if let Err(e) = conn.try_flush() {
+                break Err(e.to_string());
+            }
+            if !told_sent && sending.done() && !conn.pending() {
+                told_sent = true;
+                signals.note(Note::SentAll).await;
+            }
+            due_now =
+                !conn.pending() && !sending.done() && sending.due(sending.next) <= plan.now_ns();
+        } else if conn.pending() {
+            if let Err(e) = conn.try_flush() {
+                break Err(e.to_string());
+            }
+        }
+        if signals.stop.is_cancelled() {
+            break Ok(());
+        }
+        if due_now {
+            // More is due right away: let the other clients of this thread have a turn.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let wake = match &sending {
+            Some(s) if started && !s.done() && !conn.pending() => Some(plan.instant(s.due(s.next))),
+            _ => None,
+        };
+        tokio::select! {
+            biased;
+            () = &mut stopped => break Ok(()),
+            ready = conn.stream.readable() => {
+                if let Err(e) = ready {
+                    break Err(e.to_string());
+                }
+            }
+            ready = conn.stream.writable(), if conn.pending() => {
+                if let Err(e) = ready {
+                    break Err(e.to_string());
+                }
+            }
+            _ = start.changed(), if !started => {}
+            () = sleep_until(wake.unwrap_or_else(|| plan.instant(0))), if wake.is_some() => {}
+        }
+    };
+    // Whatever happened, this client will neither send nor receive any more.
+    if !told_sent {
+        signals.note(Note::SentAll).await;
+    }
+    if !told_received {
+        signals.note(Note::ReceivedAll).await;
+    }
+    result
+}

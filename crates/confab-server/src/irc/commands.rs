@@ -1,0 +1,643 @@
+//! IRC commands as one table: name, minimum parameters, whether it works before
+//! registration, and its handler. `dispatch` checks registration and arity before any
+//! handler runs, so handlers only do their own job.
+
+use bytes::BytesMut;
+use confab_core::{Command, MessageKind, ModeChange, Recipient};
+use confab_wire::irc::{write_message, Message};
+
+use super::numerics::*;
+use super::{Context, IrcSession};
+use crate::connection::{Close, Ctx, Flow};
+
+type Handler = fn(&mut IrcSession, &Message<'_>, &Ctx) -> Flow;
+
+struct Spec {
+    name: &'static str,
+    min_params: usize,
+    before_registration: bool,
+    handler: Handler,
+}
+
+const fn spec(name: &'static str, min_params: usize, before_registration: bool, handler: Handler) -> Spec {
+    Spec {
+        name,
+        min_params,
+        before_registration,
+        handler,
+    }
+}
+
+const COMMANDS: &[Spec] = &[
+    spec("CAP", 1, true, cap),
+    spec("PASS", 1, true, pass),
+    spec("NICK", 0, true, nick),
+    spec("USER", 4, true, user),
+    spec("PING", 1, true, ping),
+    spec("PONG", 0, true, pong),
+    spec("QUIT", 0, true, quit),
+    spec("JOIN", 1, false, join),
+    spec("PART", 1, false, part),
+    spec("PRIVMSG", 0, false, privmsg),
+    spec("NOTICE", 0, false, notice),
+    spec("TOPIC", 1, false, topic),
+    spec("NAMES", 0, false, names),
+    spec("LIST", 0, false, list),
+    spec("WHO", 0, false, who),
+    spec("WHOIS", 1, false, whois),
+    spec("WHOWAS", 1, false, whowas),
+    spec("MODE", 1, false, mode),
+    spec("KICK", 2, false, kick),
+    spec("INVITE", 2, false, invite),
+    spec("AWAY", 0, false, away),
+    spec("ISON", 1, false, ison),
+    spec("USERHOST", 1, false, userhost),
+    spec("OPER", 2, false, oper),
+    spec("KILL", 2, false, kill),
+    spec("VERSION", 0, false, version),
+    spec("TIME", 0, false, time),
+    spec("MOTD", 0, false, motd),
+    spec("LUSERS", 0, false, lusers),
+];
+
+/// Checks registration and arity, then runs the command's handler.
+pub(super) fn dispatch(session: &mut IrcSession, message: &Message<'_>, ctx: &Ctx) -> Flow {
+    let Some(spec) = COMMANDS
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(message.command))
+    else {
+        if session.name.is_some() {
+            session.reply(ctx, ERR_UNKNOWNCOMMAND, &[message.command, "Unknown command"]);
+        } else {
+            session.reply(ctx, ERR_NOTREGISTERED, &["You have not registered"]);
+        }
+        return Flow::Continue;
+    };
+    if session.name.is_none() && !spec.before_registration {
+        session.reply(ctx, ERR_NOTREGISTERED, &["You have not registered"]);
+        return Flow::Continue;
+    }
+    if message.params.len() < spec.min_params {
+        session.reply(ctx, ERR_NEEDMOREPARAMS, &[spec.name, "Not enough parameters"]);
+        return Flow::Continue;
+    }
+    (spec.handler)(session, message, ctx)
+}
+
+/// A channel parameter as a room name, or `None` (and 403 sent) when it is not one.
+fn room_of<'a>(session: &IrcSession, ctx: &Ctx, chan: &'a str) -> Option<&'a str> {
+    match chan.strip_prefix('#') {
+        Some(room) if !room.is_empty() => Some(room),
+        _ => {
+            session.reply(ctx, ERR_NOSUCHCHANNEL, &[chan, "No such channel"]);
+            None
+        }
+    }
+}
+
+fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    let target = session.target().to_string();
+    let sub = m.params[0].to_ascii_uppercase();
+    let send = |params: &[&str]| {
+        let mut all = vec![target.as_str()];
+        all.extend_from_slice(params);
+        let mut out = BytesMut::new();
+        write_message(&mut out, &[], Some(&ctx.shared.irc.server_name), "CAP", &all, true);
+        ctx.send(out.freeze());
+    };
+    match sub.as_str() {
+        "LS" => {
+            if session.name.is_none() {
+                session.negotiating = true;
+            }
+            // Version 302 implies cap-notify.
+            if m.params.get(1).and_then(|v| v.parse::<u32>().ok()).is_some_and(|v| v >= 302) {
+                session.caps.cap_notify = true;
+            }
+            send(&["LS", &super::CAPS.join(" ")]);
+        }
+        "LIST" => send(&["LIST", &session.caps.enabled().join(" ")]),
+        "REQ" => {
+            if session.name.is_none() {
+                session.negotiating = true;
+            }
+            let wanted = m.params.get(1).copied().unwrap_or("");
+            let mut caps = session.caps;
+            let ok = wanted.split_whitespace().all(|item| {
+                let (on, name) = match item.strip_prefix('-') {
+                    Some(name) => (false, name),
+                    None => (true, item),
+                };
+                match caps.flag(name) {
+                    Some(flag) => {
+                        *flag = on;
+                        true
+                    }
+                    None => false,
+                }
+            });
+            if ok {
+                let echo_changed = caps.echo_message != session.caps.echo_message;
+                session.caps = caps;
+                if echo_changed && session.name.is_some() {
+                    ctx.shared
+                        .core
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .set_echo(ctx.id, caps.echo_message);
+                }
+                send(&["ACK", wanted]);
+            } else {
+                send(&["NAK", wanted]);
+            }
+        }
+        "END" => {
+            session.negotiating = false;
+            session.try_register(ctx);
+        }
+        _ => session.reply(ctx, ERR_INVALIDCAPCMD, &[m.params[0], "Invalid CAP command"]),
+    }
+    Flow::Continue
+}
+
+fn pass(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+    // No server password is configured; PASS is accepted and ignored before
+    // registration, as clients send it by habit.
+    if session.name.is_some() {
+        session.reply(ctx, ERR_ALREADYREGISTERED, &["You may not reregister"]);
+    }
+    Flow::Continue
+}
+
+fn nick(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    let Some(wanted) = m.params.first().filter(|n| !n.is_empty()) else {
+        session.reply(ctx, ERR_NONICKNAMEGIVEN, &["No nickname given"]);
+        return Flow::Continue;
+    };
+    if session.name.is_some() {
+        session.context = Context::Nick;
+        ctx.command(Command::Nick {
+            name: wanted.to_string(),
+        });
+    } else if !session.registering {
+        if let Err(reason) = confab_core::Name::parse(wanted) {
+            session.reply(ctx, ERR_ERRONEUSNICKNAME, &[wanted, &format!("Erroneous nickname: {reason}")]);
+            return Flow::Continue;
+        }
+        session.nick = Some(wanted.to_string());
+        session.try_register(ctx);
+    }
+    Flow::Continue
+}
+
+fn user(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if session.name.is_some() || session.user.is_some() {
+        session.reply(ctx, ERR_ALREADYREGISTERED, &["You may not reregister"]);
+        return Flow::Continue;
+    }
+    // The user name is not verified by ident, hence the conventional `~`; only safe
+    // characters are kept so that it cannot break prefixes.
+    let clean: String = m.params[0]
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .take(10)
+        .collect();
+    let user = if clean.is_empty() { "~user".to_string() } else { format!("~{clean}") };
+    let realname: String = m.params[3].chars().filter(|c| !c.is_control()).collect();
+    session.user = Some((user, realname));
+    session.try_register(ctx);
+    Flow::Continue
+}
+
+fn ping(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    let token = m.params[0];
+    if token.is_empty() {
+        session.reply(ctx, ERR_NOORIGIN, &["No origin specified"]);
+        return Flow::Continue;
+    }
+    let server = ctx.shared.irc.server_name.clone();
+    ctx.send(session.server_line(ctx, "PONG", &[&server, token]));
+    Flow::Continue
+}
+
+fn pong(_session: &mut IrcSession, _m: &Message<'_>, _ctx: &Ctx) -> Flow {
+    // Any input counts as liveness; the connection loop already noted it.
+    Flow::Continue
+}
+
+fn quit(_session: &mut IrcSession, m: &Message<'_>, _ctx: &Ctx) -> Flow {
+    let reason = match m.params.first() {
+        Some(reason) if !reason.is_empty() => format!("Quit: {reason}"),
+        _ => "Quit".to_string(),
+    };
+    Flow::Close(Close::Quit(reason))
+}
+
+fn join(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if m.params[0] == "0" {
+        session.context = Context::Part;
+        for room in session.channels.clone() {
+            ctx.command(Command::Part {
+                room: room.to_string(),
+                reason: None,
+            });
+        }
+        return Flow::Continue;
+    }
+    session.context = Context::Join;
+    let keys: Vec<&str> = m.params.get(1).map_or(Vec::new(), |k| k.split(',').collect());
+    for (i, chan) in m.params[0].split(',').enumerate() {
+        if let Some(room) = room_of(session, ctx, chan) {
+            ctx.command(Command::Join {
+                room: room.to_string(),
+                key: keys.get(i).filter(|k| !k.is_empty()).map(|k| k.to_string()),
+            });
+        }
+    }
+    Flow::Continue
+}
+
+fn part(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    session.context = Context::Part;
+    let reason = m.params.get(1).filter(|r| !r.is_empty()).map(|r| r.to_string());
+    for chan in m.params[0].split(',') {
+        if let Some(room) = room_of(session, ctx, chan) {
+            ctx.command(Command::Part {
+                room: room.to_string(),
+                reason: reason.clone(),
+            });
+        }
+    }
+    Flow::Continue
+}
+
+/// The most targets one PRIVMSG or NOTICE may name (ISUPPORT MAXTARGETS).
+const MAX_TARGETS: usize = 4;
+
+fn send(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, notice: bool) -> Flow {
+    let command = if notice { "NOTICE" } else { "PRIVMSG" };
+    session.context = if notice { Context::Silent } else { Context::Send };
+    let Some(targets) = m.params.first().filter(|t| !t.is_empty()) else {
+        if !notice {
+            session.reply(ctx, ERR_NORECIPIENT, &[&format!("No recipient given ({command})")]);
+        }
+        return Flow::Continue;
+    };
+    let Some(text) = m.params.get(1).filter(|t| !t.is_empty()) else {
+        if !notice {
+            session.reply(ctx, ERR_NOTEXTTOSEND, &["No text to send"]);
+        }
+        return Flow::Continue;
+    };
+    let (kind, text) = match text.strip_prefix("\x01ACTION ") {
+        Some(action) if !notice => (MessageKind::Action, action.trim_end_matches('\x01')),
+        _ if notice => (MessageKind::Notice, *text),
+        _ => (MessageKind::Normal, *text),
+    };
+    for (i, target) in targets.split(',').enumerate() {
+        if i == MAX_TARGETS {
+            if !notice {
+                session.reply(ctx, ERR_TOOMANYTARGETS, &[target, &format!("Too many recipients; at most {MAX_TARGETS}")]);
+            }
+            break;
+        }
+        let to = match target.strip_prefix('#') {
+            Some(room) => Recipient::Room(room.to_string()),
+            None => Recipient::User(target.to_string()),
+        };
+        ctx.command(Command::Send {
+            to,
+            kind,
+            text: text.to_string(),
+        });
+    }
+    Flow::Continue
+}
+
+fn privmsg(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    send(session, m, ctx, false)
+}
+
+fn notice(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    send(session, m, ctx, true)
+}
+
+fn topic(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    session.context = Context::Topic;
+    if let Some(room) = room_of(session, ctx, m.params[0]) {
+        ctx.command(Command::Topic {
+            room: room.to_string(),
+            text: m.params.get(1).map(|t| t.to_string()),
+        });
+    }
+    Flow::Continue
+}
+
+fn names(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    session.context = Context::Names;
+    let Some(chans) = m.params.first() else {
+        session.reply(ctx, RPL_ENDOFNAMES, &["*", "End of /NAMES list."]);
+        return Flow::Continue;
+    };
+    for chan in chans.split(',') {
+        match chan.strip_prefix('#') {
+            Some(room) => ctx.command(Command::Who {
+                room: room.to_string(),
+            }),
+            None => session.reply(ctx, RPL_ENDOFNAMES, &[chan, "End of /NAMES list."]),
+        }
+    }
+    Flow::Continue
+}
+
+fn list(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    let wanted = m.params.first().map(|chans| {
+        chans
+            .split(',')
+            .map(|c| c.trim_start_matches('#').to_string())
+            .collect()
+    });
+    session.context = Context::List(wanted);
+    ctx.command(Command::Rooms);
+    Flow::Continue
+}
+
+fn who(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    let mask = m.params.first().copied().unwrap_or("*").to_string();
+    session.context = Context::Who(mask.clone());
+    if let Some(room) = mask.strip_prefix('#') {
+        ctx.command(Command::Who {
+            room: room.to_string(),
+        });
+    } else if mask.contains(['*', '?']) || mask.is_empty() {
+        // Wildcard searches over every user are not offered: they cost a scan of the
+        // whole server and leak who is online. The list is simply empty.
+        session.reply(ctx, RPL_ENDOFWHO, &[&mask, "End of /WHO list."]);
+    } else {
+        ctx.command(Command::Lookup { names: vec![mask] });
+    }
+    Flow::Continue
+}
+
+fn whois(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    // `WHOIS server nick` and `WHOIS nick` both name the nick last.
+    let nick = m.params.last().copied().unwrap_or_default();
+    let nick = nick.split(',').next().unwrap_or_default().to_string();
+    session.context = Context::Whois;
+    ctx.command(Command::Whois { name: nick });
+    Flow::Continue
+}
+
+fn whowas(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    let nick = m.params[0].split(',').next().unwrap_or_default().to_string();
+    session.context = Context::WhoWas(nick.clone());
+    ctx.command(Command::WhoWas { name: nick });
+    Flow::Continue
+}
+
+/// The most mode changes with a parameter in one MODE (ISUPPORT MODES).
+const MAX_MODES: usize = 4;
+
+fn mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    session.context = Context::Mode;
+    let target = m.params[0];
+    let Some(room) = target.strip_prefix('#') else {
+        return user_mode(session, m, ctx);
+    };
+    let mut changes = Vec::new();
+    if let Some(modes) = m.params.get(1) {
+        let mut args = m.params[2..].iter();
+        let mut add = true;
+        let mut with_params = 0;
+        for c in modes.chars() {
+            match c {
+                '+' => add = true,
+                '-' => add = false,
+                'o' | 'v' | 'b' | 'k' | 'l' => {
+                    let takes_arg = matches!(c, 'o' | 'v' | 'b') || (add && matches!(c, 'k' | 'l')) || c == 'k';
+                    let arg = if takes_arg { args.next().map(|a| a.to_string()) } else { None };
+                    if arg.is_some() {
+                        with_params += 1;
+                        if with_params > MAX_MODES {
+                            break;
+                        }
+                    }
+                    changes.push(ModeChange { add, mode: c, arg });
+                }
+                c => changes.push(ModeChange { add, mode: c, arg: None }),
+            }
+        }
+    }
+    ctx.command(Command::Mode {
+        room: room.to_string(),
+        changes,
+    });
+    Flow::Continue
+}
+
+fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    let target = m.params[0];
+    let me = session.target().to_string();
+    if !target.eq_ignore_ascii_case(&me) {
+        let online = ctx
+            .shared
+            .core
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_online(target);
+        if online {
+            session.reply(ctx, ERR_USERSDONTMATCH, &["Can't change mode for other users"]);
+        } else {
+            session.reply(ctx, ERR_NOSUCHNICK, &[target, "No such nick/channel"]);
+        }
+        return Flow::Continue;
+    }
+    if let Some(modes) = m.params.get(1) {
+        let mut add = true;
+        let mut applied = String::new();
+        for c in modes.chars() {
+            match c {
+                '+' => add = true,
+                '-' => add = false,
+                'i' => {
+                    if session.invisible != add {
+                        session.invisible = add;
+                        applied.push(if add { '+' } else { '-' });
+                        applied.push('i');
+                    }
+                }
+                // Operator status comes from OPER only; it can be dropped here.
+                'o' if !add && session.oper => {
+                    session.oper = false;
+                    ctx.shared
+                        .core
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .set_oper(ctx.id, false);
+                    applied.push_str("-o");
+                }
+                'o' => {}
+                _ => session.reply(ctx, ERR_UMODEUNKNOWNFLAG, &["Unknown MODE flag"]),
+            }
+        }
+        if !applied.is_empty() {
+            let mut out = BytesMut::new();
+            write_message(&mut out, &[], Some(&me), "MODE", &[&me, &applied], false);
+            ctx.send(out.freeze());
+        }
+        return Flow::Continue;
+    }
+    let mut modes = String::from("+");
+    if session.invisible {
+        modes.push('i');
+    }
+    if session.oper {
+        modes.push('o');
+    }
+    session.reply(ctx, RPL_UMODEIS, &[&modes]);
+    Flow::Continue
+}
+
+fn kick(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    session.context = Context::Kick;
+    let Some(room) = room_of(session, ctx, m.params[0]) else {
+        return Flow::Continue;
+    };
+    let reason = m.params.get(2).filter(|r| !r.is_empty()).map(|r| r.to_string());
+    for name in m.params[1].split(',') {
+        ctx.command(Command::Kick {
+            room: room.to_string(),
+            name: name.to_string(),
+            reason: reason.clone(),
+        });
+    }
+    Flow::Continue
+}
+
+fn invite(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    session.context = Context::Invite;
+    if let Some(room) = room_of(session, ctx, m.params[1]) {
+        ctx.command(Command::Invite {
+            name: m.params[0].to_string(),
+            room: room.to_string(),
+        });
+    }
+    Flow::Continue
+}
+
+fn away(_session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    ctx.command(Command::Away {
+        message: m.params.first().filter(|t| !t.is_empty()).map(|t| t.to_string()),
+    });
+    Flow::Continue
+}
+
+fn ison(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    session.context = Context::Ison;
+    let names = m
+        .params
+        .iter()
+        .flat_map(|p| p.split_whitespace())
+        .take(64)
+        .map(str::to_string)
+        .collect();
+    ctx.command(Command::Lookup { names });
+    Flow::Continue
+}
+
+fn userhost(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    session.context = Context::Userhost;
+    let names = m.params.iter().take(5).map(|n| n.to_string()).collect();
+    ctx.command(Command::Lookup { names });
+    Flow::Continue
+}
+
+fn oper(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    let opers = &ctx.shared.irc.opers;
+    if opers.is_empty() {
+        session.reply(ctx, ERR_NOOPERHOST, &["No O-lines for your host"]);
+        return Flow::Continue;
+    }
+    let ok = opers
+        .iter()
+        .any(|(name, password)| name == m.params[0] && constant_time_eq(password.as_bytes(), m.params[1].as_bytes()));
+    if !ok {
+        tracing::warn!(peer = %session.peer, "failed OPER attempt");
+        session.reply(ctx, ERR_PASSWDMISMATCH, &["Password incorrect"]);
+        return Flow::Continue;
+    }
+    session.oper = true;
+    ctx.shared
+        .core
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set_oper(ctx.id, true);
+    session.reply(ctx, RPL_YOUREOPER, &["You are now an IRC operator"]);
+    let me = session.target().to_string();
+    let mut out = BytesMut::new();
+    write_message(&mut out, &[], Some(&me), "MODE", &[&me, "+o"], false);
+    ctx.send(out.freeze());
+    Flow::Continue
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn kill(_session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    ctx.command(Command::Kill {
+        name: m.params[0].to_string(),
+        reason: m.params[1].to_string(),
+    });
+    Flow::Continue
+}
+
+fn version(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+    let server = ctx.shared.irc.server_name.clone();
+    session.reply(ctx, RPL_VERSION, &[super::VERSION, &server, "confab chat server"]);
+    for line in session.isupport(ctx) {
+        ctx.send(line);
+    }
+    Flow::Continue
+}
+
+fn time(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+    let server = ctx.shared.irc.server_name.clone();
+    session.reply(ctx, RPL_TIME, &[&server, &super::iso_time(super::now_ms())]);
+    Flow::Continue
+}
+
+fn motd(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+    for line in session.motd(ctx) {
+        ctx.send(line);
+    }
+    Flow::Continue
+}
+
+fn lusers(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+    for line in session.lusers(ctx) {
+        ctx.send(line);
+    }
+    Flow::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_each_command_once() {
+        let mut names: Vec<&str> = COMMANDS.iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), COMMANDS.len());
+    }
+
+    #[test]
+    fn secrets_compare_by_content() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,848 @@
+//! The IRC front-end: RFC 1459/2812 client protocol with IRCv3 capabilities, speaking to
+//! the same chat core as every other front-end. Channel `#lobby` is room `lobby`.
+//!
+//! # Layout
+//! - this file: the session state, core events turned into IRC lines, and errors
+//!   turned into numerics;
+//! - `commands.rs`: one table of commands (name, minimum parameters, allowed before
+//!   registration) and a small handler for each;
+//! - `numerics.rs`: the numeric replies by name.
+//!
+//! Replies to a command are read with the command's *context*: the connection loop
+//! drains a client's outbox right after each input line, so every reply the core makes
+//! to that line arrives before the next line is read, and `context` still names the
+//! command that caused it (a `Members` reply is NAMES output after JOIN or NAMES, WHO
+//! output after WHO).
+
+mod commands;
+mod numerics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use confab_core::{slot, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName, Source, Target};
+use confab_wire::irc::{self as wire, write_message, MAX_LINE};
+
+use crate::connection::{Close, Ctx, Flow, Protocol, Shared, WriteQueue};
+use numerics::*;
+
+/// The version string in 002, 004 and 351.
+const VERSION: &str = concat!("confab-", env!("CARGO_PKG_VERSION"));
+
+/// The capabilities confab offers, in CAP LS order.
+const CAPS: &[&str] = &[
+    "account-tag",
+    "away-notify",
+    "batch",
+    "cap-notify",
+    "echo-message",
+    "extended-join",
+    "message-tags",
+    "multi-prefix",
+    "server-time",
+    "userhost-in-names",
+];
+
+/// Which capabilities a client enabled.
+#[derive(Debug, Default, Clone, Copy)]
+struct Caps {
+    account_tag: bool,
+    away_notify: bool,
+    batch: bool,
+    cap_notify: bool,
+    echo_message: bool,
+    extended_join: bool,
+    message_tags: bool,
+    multi_prefix: bool,
+    server_time: bool,
+    userhost_in_names: bool,
+}
+
+impl Caps {
+    fn flag(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
+            "account-tag" => &mut self.account_tag,
+            "away-notify" => &mut self.away_notify,
+            "batch" => &mut self.batch,
+            "cap-notify" => &mut self.cap_notify,
+            "echo-message" => &mut self.echo_message,
+            "extended-join" => &mut self.extended_join,
+            "message-tags" => &mut self.message_tags,
+            "multi-prefix" => &mut self.multi_prefix,
+            "server-time" => &mut self.server_time,
+            "userhost-in-names" => &mut self.userhost_in_names,
+            _ => return None,
+        })
+    }
+
+    fn enabled(&self) -> Vec<&'static str> {
+        let mut copy = *self;
+        CAPS.iter()
+            .copied()
+            .filter(|c| copy.flag(c).is_some_and(|f| *f))
+            .collect()
+    }
+}
+
+/// What a reply means depends on the command that caused it.
+#[derive(Debug, Clone, Default)]
+enum Context {
+    #[default]
+    None,
+    /// A command whose failures must never be answered (NOTICE).
+    Silent,
+    Join,
+    Names,
+    /// WHO, with the mask asked for.
+    Who(String),
+    Whois,
+    WhoWas(String),
+    Ison,
+    Userhost,
+    /// LIST, with the channels asked for (all when `None`).
+    List(Option<Vec<String>>),
+    Mode,
+    Part,
+    Kick,
+    Invite,
+    Topic,
+    Send,
+    Nick,
+    Register,
+}
+
+/// One IRC client's session.
+pub(crate) struct IrcSession {
+    peer: SocketAddr,
+    /// The nick asked for with NICK, before and after registration.
+    nick: Option<String>,
+    /// The (user, realname) from USER.
+    user: Option<(String, String)>,
+    /// The registered name, kept current through nick changes.
+    name: Option<Name>,
+    /// Registration waits while capability negotiation is open.
+    negotiating: bool,
+    /// A registration request is with the core and its answer has not come back.
+    registering: bool,
+    caps: Caps,
+    context: Context,
+    /// Channels this user is in, for PART of "all" (JOIN 0) and MODE on self.
+    channels: Vec<RoomName>,
+    /// User mode `+i`, kept for MODE replies.
+    invisible: bool,
+    oper: bool,
+    /// Set when a server operator removed this user: the session must end.
+    killed: Option<String>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `YYYY-MM-DDThh:mm:ss.sssZ` for IRCv3 server-time, without a date library: the
+/// civil-from-days algorithm (Howard Hinnant) is ten lines.
+fn iso_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+fn channel(room: &RoomName) -> String {
+    format!("#{room}")
+}
+
+fn prefix(source: &Source) -> String {
+    format!("{}!{}@{}", source.name, source.user, source.host)
+}
+
+/// The body of a broadcast event as IRC writes it, the same for every recipient. The
+/// recipient-dependent part (tags) is a separate chunk.
+fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
+    let mut out = BytesMut::with_capacity(128);
+    match event {
+        Event::Message(m) => {
+            let target = match &m.to {
+                Target::Room(room) => channel(room),
+                Target::User(name) => name.to_string(),
+            };
+            let (command, text) = match m.kind {
+                MessageKind::Normal => ("PRIVMSG", m.text.to_string()),
+                MessageKind::Notice => ("NOTICE", m.text.to_string()),
+                MessageKind::Action => ("PRIVMSG", format!("\x01ACTION {}\x01", m.text)),
+            };
+            write_message(&mut out, &[], Some(&prefix(&m.from)), command, &[&target, &text], true);
+        }
+        Event::Joined { room, who } => {
+            let chan = channel(room);
+            if extended_join {
+                let account = who.account.as_deref().unwrap_or("*");
+                write_message(&mut out, &[], Some(&prefix(who)), "JOIN", &[&chan, account, &who.realname], true);
+            } else {
+                write_message(&mut out, &[], Some(&prefix(who)), "JOIN", &[&chan], false);
+            }
+        }
+        Event::Parted { room, who, reason } => {
+            let chan = channel(room);
+            match reason {
+                Some(reason) => write_message(&mut out, &[], Some(&prefix(who)), "PART", &[&chan, reason], true),
+                None => write_message(&mut out, &[], Some(&prefix(who)), "PART", &[&chan], false),
+            }
+        }
+        Event::Quit { who, reason } => {
+            write_message(&mut out, &[], Some(&prefix(who)), "QUIT", &[reason], true);
+        }
+        Event::NickChanged { old, new } => {
+            write_message(&mut out, &[], Some(&prefix(old)), "NICK", &[new.as_str()], false);
+        }
+        Event::TopicChanged { room, by, text } => {
+            write_message(&mut out, &[], Some(&prefix(by)), "TOPIC", &[&channel(room), text], true);
+        }
+        Event::ModeChanged { room, by, changes } => {
+            let (modes, args) = wire::mode_string(changes);
+            let chan = channel(room);
+            let mut params = vec![chan.as_str(), modes.as_str()];
+            params.extend(args);
+            write_message(&mut out, &[], Some(&prefix(by)), "MODE", &params, false);
+        }
+        Event::Kicked { room, by, target, reason } => {
+            write_message(&mut out, &[], Some(&prefix(by)), "KICK", &[&channel(room), target.as_str(), reason], true);
+        }
+        Event::AwayChanged { who, message } => match message {
+            Some(message) => write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[message], true),
+            None => write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[], false),
+        },
+        _ => {}
+    }
+    out.freeze()
+}
+
+/// The tag section for a broadcast event: server-time always, and with message-tags
+/// also the message id and the sender's account.
+fn encode_tags(event: &Event, all: bool) -> Bytes {
+    let (time, id, account) = match event {
+        Event::Message(m) => (m.time_ms, Some(m.id), m.from.account.clone()),
+        _ => (now_ms(), None, None),
+    };
+    let time = iso_time(time);
+    let id = id.map(|id| id.to_string());
+    let mut tags: Vec<(&str, &str)> = vec![("time", &time)];
+    if all {
+        if let Some(id) = &id {
+            tags.push(("msgid", id));
+        }
+        if let Some(account) = &account {
+            tags.push(("account", account));
+        }
+    }
+    let mut out = BytesMut::new();
+    // `write_message` would add a command; write the tag section alone.
+    out.extend_from_slice(b"@");
+    for (i, (key, value)) in tags.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b";");
+        }
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"=");
+        wire::escape_tag(value, &mut out);
+    }
+    out.extend_from_slice(b" ");
+    out.freeze()
+}
+
+impl IrcSession {
+    pub(crate) fn new(peer: SocketAddr, _shared: &Shared) -> Self {
+        IrcSession {
+            peer,
+            nick: None,
+            user: None,
+            name: None,
+            negotiating: false,
+            registering: false,
+            caps: Caps::default(),
+            context: Context::None,
+            channels: Vec::new(),
+            invisible: false,
+            oper: false,
+            killed: None,
+        }
+    }
+
+    /// The client's nick as numerics address it: `*` until it has one.
+    fn target(&self) -> &str {
+        match (&self.name, &self.nick) {
+            (Some(name), _) => name.as_str(),
+            (None, Some(nick)) => nick,
+            _ => "*",
+        }
+    }
+
+    fn is_me(&self, name: &Name) -> bool {
+        self.name
+            .as_ref()
+            .is_some_and(|me| me.as_str().eq_ignore_ascii_case(name.as_str()))
+    }
+
+    /// A numeric reply: `:server CODE target params...`, the last one trailing.
+    fn numeric(&self, ctx: &Ctx, code: &str, params: &[&str]) -> Bytes {
+        let mut all = Vec::with_capacity(params.len() + 1);
+        all.push(self.target());
+        all.extend_from_slice(params);
+        let mut out = BytesMut::with_capacity(64);
+        write_message(&mut out, &[], Some(&ctx.shared.irc.server_name), code, &all, true);
+        out.freeze()
+    }
+
+    /// Sends a numeric now, in order with the core's replies.
+    fn reply(&self, ctx: &Ctx, code: &str, params: &[&str]) {
+        ctx.send(self.numeric(ctx, code, params));
+    }
+
+    /// A line from the server itself, such as `CAP` or `PONG`.
+    fn server_line(&self, ctx: &Ctx, command: &str, params: &[&str]) -> Bytes {
+        let mut out = BytesMut::with_capacity(64);
+        write_message(&mut out, &[], Some(&ctx.shared.irc.server_name), command, params, false);
+        out.freeze()
+    }
+
+    /// Registers with the core once NICK and USER are in and CAP negotiation is over.
+    fn try_register(&mut self, ctx: &Ctx) {
+        if self.name.is_some() || self.registering || self.negotiating {
+            return;
+        }
+        let (Some(nick), Some((user, realname))) = (&self.nick, &self.user) else {
+            return;
+        };
+        ctx.shared
+            .core
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_identity(ctx.id, user, realname);
+        self.registering = true;
+        self.context = Context::Register;
+        ctx.command(confab_core::Command::Register { name: nick.clone() });
+    }
+
+    fn welcome(&self, ctx: &Ctx, out: &mut WriteQueue) {
+        let irc = &ctx.shared.irc;
+        let me = self.name.as_ref().expect("registered");
+        let mask = format!("{me}!{}@{}", self.user.as_ref().map_or("", |u| &u.0), self.peer.ip());
+        let created = iso_time(
+            ctx.shared
+                .started
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        );
+        let lines = [
+            self.numeric(ctx, RPL_WELCOME, &[&format!("Welcome to the {} IRC Network {mask}", irc.network)]),
+            self.numeric(ctx, RPL_YOURHOST, &[&format!("Your host is {}, running version {VERSION}", irc.server_name)]),
+            self.numeric(ctx, RPL_CREATED, &[&format!("This server was created {created}")]),
+        ];
+        for line in lines {
+            out.push(line);
+        }
+        let mut myinfo = BytesMut::new();
+        write_message(
+            &mut myinfo,
+            &[],
+            Some(&irc.server_name),
+            RPL_MYINFO,
+            &[me.as_str(), &irc.server_name, VERSION, "io", "biklmnostv", "bklov"],
+            false,
+        );
+        out.push(myinfo.freeze());
+        for line in self.isupport(ctx) {
+            out.push(line);
+        }
+        for line in self.lusers(ctx) {
+            out.push(line);
+        }
+        for line in self.motd(ctx) {
+            out.push(line);
+        }
+    }
+
+    /// The 005 lines. Every token is true of this server.
+    fn isupport(&self, ctx: &Ctx) -> Vec<Bytes> {
+        let network = format!("NETWORK={}", ctx.shared.irc.network);
+        let tokens = [
+            "AWAYLEN=390",
+            "CASEMAPPING=ascii",
+            "CHANLIMIT=#:",
+            "CHANMODES=b,k,l,imnst",
+            "CHANNELLEN=51",
+            "CHANTYPES=#",
+            "KICKLEN=390",
+            "MAXLIST=b:100",
+            "MAXTARGETS=4",
+            "MODES=4",
+            &network,
+            "NICKLEN=32",
+            "PREFIX=(ov)@+",
+            "TARGMAX=JOIN:,KICK:1,NAMES:1,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1",
+            "TOPICLEN=390",
+            "UTF8ONLY",
+        ];
+        tokens
+            .chunks(12)
+            .map(|chunk| {
+                let mut params: Vec<&str> = chunk.to_vec();
+                params.push("are supported by this server");
+                self.numeric(ctx, RPL_ISUPPORT, &params)
+            })
+            .collect()
+    }
+
+    fn lusers(&self, ctx: &Ctx) -> Vec<Bytes> {
+        let (users, opers, rooms, clients) = {
+            let core = ctx.shared.core.lock().unwrap_or_else(|e| e.into_inner());
+            (core.user_count(), core.oper_count(), core.room_count(), core.client_count())
+        };
+        let users_s = users.to_string();
+        vec![
+            self.numeric(ctx, RPL_LUSERCLIENT, &[&format!("There are {users} users and 0 invisible on 1 servers")]),
+            self.numeric(ctx, RPL_LUSEROP, &[&opers.to_string(), "operator(s) online"]),
+            self.numeric(ctx, RPL_LUSERCHANNELS, &[&rooms.to_string(), "channels formed"]),
+            self.numeric(ctx, RPL_LUSERME, &[&format!("I have {clients} clients and 0 servers")]),
+            self.numeric(ctx, RPL_LOCALUSERS, &[&users_s, &users_s, &format!("Current local users {users}, max {users}")]),
+            self.numeric(ctx, RPL_GLOBALUSERS, &[&users_s, &users_s, &format!("Current global users {users}, max {users}")]),
+        ]
+    }
+
+    fn motd(&self, ctx: &Ctx) -> Vec<Bytes> {
+        let irc = &ctx.shared.irc;
+        if irc.motd.is_empty() {
+            return vec![self.numeric(ctx, ERR_NOMOTD, &["MOTD File is missing"])];
+        }
+        let mut lines = vec![self.numeric(ctx, RPL_MOTDSTART, &[&format!("- {} Message of the day - ", irc.server_name)])];
+        for line in &irc.motd {
+            lines.push(self.numeric(ctx, RPL_MOTD, &[&format!("- {line}")]));
+        }
+        lines.push(self.numeric(ctx, RPL_ENDOFMOTD, &["End of /MOTD command."]));
+        lines
+    }
+
+    /// Pushes a broadcast event, with the tag section this client's caps ask for.
+    fn push_broadcast(&self, envelope: &Arc<Envelope>, out: &mut WriteQueue) {
+        if self.caps.message_tags {
+            out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true)));
+        } else if self.caps.server_time {
+            out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false)));
+        }
+        let extended = self.caps.extended_join && matches!(envelope.event, Event::Joined { .. });
+        if extended {
+            out.push(envelope.encoded(slot::IRC_EXTENDED, |e| encode_broadcast(e, true)));
+        } else {
+            out.push(envelope.encoded(slot::IRC, |e| encode_broadcast(e, false)));
+        }
+    }
+
+    fn member_prefix(&self, op: bool, voice: bool) -> &'static str {
+        match (op, voice, self.caps.multi_prefix) {
+            (true, true, true) => "@+",
+            (true, _, _) => "@",
+            (false, true, _) => "+",
+            _ => "",
+        }
+    }
+
+    fn names_reply(&self, ctx: &Ctx, room: &RoomName, members: &[confab_core::MemberInfo], out: &mut WriteQueue) {
+        let chan = channel(room);
+        let mut names = String::new();
+        for member in members {
+            let entry = if self.caps.userhost_in_names {
+                format!("{}{}", self.member_prefix(member.op, member.voice), prefix(&member.who))
+            } else {
+                format!("{}{}", self.member_prefix(member.op, member.voice), member.who.name)
+            };
+            // Keep each 353 line well under 512 bytes.
+            if names.len() + entry.len() > 380 {
+                out.push(self.numeric(ctx, RPL_NAMREPLY, &["=", &chan, &names]));
+                names.clear();
+            }
+            if !names.is_empty() {
+                names.push(' ');
+            }
+            names.push_str(&entry);
+        }
+        if !names.is_empty() {
+            out.push(self.numeric(ctx, RPL_NAMREPLY, &["=", &chan, &names]));
+        }
+        out.push(self.numeric(ctx, RPL_ENDOFNAMES, &[&chan, "End of /NAMES list."]));
+    }
+
+    fn who_line(&self, ctx: &Ctx, chan: &str, who: &Source, away: bool, oper: bool, status: &str) -> Bytes {
+        let flags = format!(
+            "{}{}{status}",
+            if away { "G" } else { "H" },
+            if oper { "*" } else { "" }
+        );
+        self.numeric(
+            ctx,
+            RPL_WHOREPLY,
+            &[chan, &who.user, &who.host, &ctx.shared.irc.server_name, who.name.as_str(), &flags, &format!("0 {}", who.realname)],
+        )
+    }
+
+    /// An error from the core, as the numeric the command in `context` calls for.
+    fn error(&mut self, ctx: &Ctx, error: &ChatError, out: &mut WriteQueue) {
+        let text = error.to_string();
+        if matches!(error, ChatError::NameInUse(_) | ChatError::InvalidName { .. }) && self.name.is_none() {
+            // Registration failed: the client must send another NICK.
+            self.registering = false;
+            self.nick = None;
+        }
+        let n = |code: &str, params: &[&str]| self.numeric(ctx, code, params);
+        let line = match (error, &self.context) {
+            (_, Context::Silent) => return,
+            (ChatError::NameInUse(name), _) => n(ERR_NICKNAMEINUSE, &[name, "Nickname is already in use"]),
+            (ChatError::InvalidName { name, .. }, _) => n(ERR_ERRONEUSNICKNAME, &[name, &text]),
+            (ChatError::NoSuchUser(name), Context::Whois) => {
+                out.push(n(ERR_NOSUCHNICK, &[name, "No such nick/channel"]));
+                n(RPL_ENDOFWHOIS, &[name, "End of /WHOIS list."])
+            }
+            (ChatError::NoSuchUser(name), _) => n(ERR_NOSUCHNICK, &[name, "No such nick/channel"]),
+            (ChatError::WasNoSuchUser(name), _) => {
+                out.push(n(ERR_WASNOSUCHNICK, &[name, "There was no such nickname"]));
+                n(RPL_ENDOFWHOWAS, &[name, "End of WHOWAS"])
+            }
+            (ChatError::NoSuchRoom(room), Context::Names) => {
+                n(RPL_ENDOFNAMES, &[&format!("#{room}"), "End of /NAMES list."])
+            }
+            (ChatError::NoSuchRoom(room), Context::Who(mask)) => {
+                let mask = mask.clone();
+                let _ = room;
+                n(RPL_ENDOFWHO, &[&mask, "End of /WHO list."])
+            }
+            (ChatError::NoSuchRoom(room) | ChatError::InvalidRoom { name: room, .. }, _) => {
+                n(ERR_NOSUCHCHANNEL, &[&format!("#{room}"), "No such channel"])
+            }
+            (ChatError::NotInRoom(room), _) => n(ERR_NOTONCHANNEL, &[&format!("#{room}"), "You're not on that channel"]),
+            (ChatError::UserNotInRoom { name, room }, _) => {
+                n(ERR_USERNOTINCHANNEL, &[name, &format!("#{room}"), "They aren't on that channel"])
+            }
+            (ChatError::AlreadyInRoom { name, room }, _) => {
+                n(ERR_USERONCHANNEL, &[name, &format!("#{room}"), "is already on channel"])
+            }
+            (ChatError::CannotSend(room), _) => n(ERR_CANNOTSENDTOCHAN, &[&format!("#{room}"), "Cannot send to channel"]),
+            (ChatError::OperatorNeeded(room), _) => {
+                n(ERR_CHANOPRIVSNEEDED, &[&format!("#{room}"), "You're not channel operator"])
+            }
+            (ChatError::Banned(room), _) => n(ERR_BANNEDFROMCHAN, &[&format!("#{room}"), "Cannot join channel (+b)"]),
+            (ChatError::InviteOnly(room), _) => n(ERR_INVITEONLYCHAN, &[&format!("#{room}"), "Cannot join channel (+i)"]),
+            (ChatError::BadKey(room), _) => n(ERR_BADCHANNELKEY, &[&format!("#{room}"), "Cannot join channel (+k)"]),
+            (ChatError::RoomFull(room), _) => n(ERR_CHANNELISFULL, &[&format!("#{room}"), "Cannot join channel (+l)"]),
+            (ChatError::BanListFull(room), _) => n(ERR_BANLISTFULL, &[&format!("#{room}"), "b", "Channel ban list is full"]),
+            (ChatError::UnknownMode(c), _) => n(ERR_UNKNOWNMODE, &[&c.to_string(), "is unknown mode char to me"]),
+            (ChatError::ModeNeedsParameter(c), _) => n(ERR_NEEDMOREPARAMS, &["MODE", &format!("Mode {c} needs a parameter")]),
+            (ChatError::NoPrivileges, _) => n(ERR_NOPRIVILEGES, &["Permission Denied- You're not an IRC operator"]),
+            (ChatError::EmptyMessage, _) => n(ERR_NOTEXTTOSEND, &["No text to send"]),
+            (ChatError::ControlCharacter, _) => n(ERR_NOTEXTTOSEND, &["Messages cannot contain NUL"]),
+            (ChatError::NotRegistered, _) => n(ERR_NOTREGISTERED, &["You have not registered"]),
+            (ChatError::AlreadyRegistered(_), _) => n(ERR_ALREADYREGISTERED, &["You may not reregister"]),
+        };
+        out.push(line);
+    }
+
+    /// Replies (events only this client receives) as numerics.
+    fn on_reply(&mut self, ctx: &Ctx, event: &Event, out: &mut WriteQueue) {
+        match event {
+            Event::Registered { name } => {
+                self.registering = false;
+                self.name = Some(name.clone());
+                self.nick = Some(name.to_string());
+                if self.caps.echo_message {
+                    ctx.shared.core.lock().unwrap_or_else(|e| e.into_inner()).set_echo(ctx.id, true);
+                }
+                self.welcome(ctx, out);
+            }
+            Event::Error(error) => self.error(ctx, error, out),
+            Event::Members { room, members } => match &self.context {
+                Context::Who(mask) => {
+                    let chan = channel(room);
+                    for m in members {
+                        out.push(self.who_line(ctx, &chan, &m.who, m.away, m.oper, self.member_prefix(m.op, m.voice)));
+                    }
+                    out.push(self.numeric(ctx, RPL_ENDOFWHO, &[mask, "End of /WHO list."]));
+                }
+                _ => self.names_reply(ctx, room, members, out),
+            },
+            Event::Rooms { rooms } => {
+                out.push(self.numeric(ctx, RPL_LISTSTART, &["Channel", "Users  Name"]));
+                let wanted = match &self.context {
+                    Context::List(Some(wanted)) => Some(wanted),
+                    _ => None,
+                };
+                for room in rooms {
+                    let listed = wanted.is_none_or(|w| w.iter().any(|n| n.eq_ignore_ascii_case(room.name.as_str())));
+                    if !listed {
+                        continue;
+                    }
+                    out.push(self.numeric(
+                        ctx,
+                        RPL_LIST,
+                        &[&channel(&room.name), &room.members.to_string(), room.topic.as_deref().unwrap_or("")],
+                    ));
+                }
+                out.push(self.numeric(ctx, RPL_LISTEND, &["End of /LIST"]));
+            }
+            Event::TopicIs { room, topic } => {
+                let chan = channel(room);
+                match topic {
+                    Some(topic) => {
+                        out.push(self.numeric(ctx, RPL_TOPIC, &[&chan, &topic.text]));
+                        out.push(self.numeric(ctx, RPL_TOPICWHOTIME, &[&chan, &topic.by, &(topic.time_ms / 1000).to_string()]));
+                    }
+                    None if !matches!(self.context, Context::Join) => {
+                        out.push(self.numeric(ctx, RPL_NOTOPIC, &[&chan, "No topic is set"]));
+                    }
+                    None => {}
+                }
+            }
+            Event::RoomModes { room, modes, created_ms } => {
+                let chan = channel(room);
+                let member = self.channels.contains(room);
+                let (flags, args) = wire::room_modes_string(modes, member);
+                let mut params = vec![chan.as_str(), flags.as_str()];
+                params.extend(args.iter().map(String::as_str));
+                out.push(self.numeric(ctx, RPL_CHANNELMODEIS, &params));
+                out.push(self.numeric(ctx, RPL_CREATIONTIME, &[&chan, &(created_ms / 1000).to_string()]));
+            }
+            Event::BanList { room, bans } => {
+                let chan = channel(room);
+                for ban in bans {
+                    out.push(self.numeric(ctx, RPL_BANLIST, &[&chan, &ban.mask, &ban.by, &(ban.time_ms / 1000).to_string()]));
+                }
+                out.push(self.numeric(ctx, RPL_ENDOFBANLIST, &[&chan, "End of channel ban list"]));
+            }
+            Event::Invited { room, by } => {
+                let mut line = BytesMut::new();
+                write_message(&mut line, &[], Some(&prefix(by)), "INVITE", &[self.target(), &channel(room)], false);
+                out.push(line.freeze());
+            }
+            Event::InviteSent { room, target } => {
+                out.push(self.numeric(ctx, RPL_INVITING, &[target.as_str(), &channel(room)]));
+            }
+            Event::AwayStatus { away: true } => {
+                out.push(self.numeric(ctx, RPL_NOWAWAY, &["You have been marked as being away"]));
+            }
+            Event::AwayStatus { away: false } => {
+                out.push(self.numeric(ctx, RPL_UNAWAY, &["You are no longer marked as being away"]));
+            }
+            Event::RecipientAway { name, message } => {
+                out.push(self.numeric(ctx, RPL_AWAY, &[name.as_str(), message]));
+            }
+            Event::UserInfo(info) => {
+                let nick = info.who.name.as_str();
+                let server = &ctx.shared.irc.server_name;
+                out.push(self.numeric(ctx, RPL_WHOISUSER, &[nick, &info.who.user, &info.who.host, "*", &info.who.realname]));
+                if !info.rooms.is_empty() {
+                    let rooms: Vec<String> = info.rooms.iter().map(|(p, r)| format!("{p}#{r}")).collect();
+                    out.push(self.numeric(ctx, RPL_WHOISCHANNELS, &[nick, &rooms.join(" ")]));
+                }
+                out.push(self.numeric(ctx, RPL_WHOISSERVER, &[nick, server, "confab"]));
+                if let Some(away) = &info.away {
+                    out.push(self.numeric(ctx, RPL_AWAY, &[nick, away]));
+                }
+                if info.oper {
+                    out.push(self.numeric(ctx, RPL_WHOISOPERATOR, &[nick, "is an IRC operator"]));
+                }
+                out.push(self.numeric(
+                    ctx,
+                    RPL_WHOISIDLE,
+                    &[nick, &(info.idle_ms / 1000).to_string(), &(info.signon_ms / 1000).to_string(), "seconds idle, signon time"],
+                ));
+                out.push(self.numeric(ctx, RPL_ENDOFWHOIS, &[nick, "End of /WHOIS list."]));
+            }
+            Event::WasUser { entries } => {
+                for who in entries {
+                    out.push(self.numeric(ctx, RPL_WHOWASUSER, &[who.name.as_str(), &who.user, &who.host, "*", &who.realname]));
+                }
+                let name = match &self.context {
+                    Context::WhoWas(name) => name.clone(),
+                    _ => entries[0].name.to_string(),
+                };
+                out.push(self.numeric(ctx, RPL_ENDOFWHOWAS, &[&name, "End of WHOWAS"]));
+            }
+            Event::Presence { users } => match &self.context {
+                Context::Ison => {
+                    let names: Vec<&str> = users.iter().map(|u| u.who.name.as_str()).collect();
+                    out.push(self.numeric(ctx, RPL_ISON, &[&names.join(" ")]));
+                }
+                Context::Userhost => {
+                    let entries: Vec<String> = users
+                        .iter()
+                        .map(|u| {
+                            format!(
+                                "{}{}={}{}@{}",
+                                u.who.name,
+                                if u.oper { "*" } else { "" },
+                                if u.away { "-" } else { "+" },
+                                u.who.user,
+                                u.who.host
+                            )
+                        })
+                        .collect();
+                    out.push(self.numeric(ctx, RPL_USERHOST, &[&entries.join(" ")]));
+                }
+                Context::Who(mask) => {
+                    for u in users {
+                        out.push(self.who_line(ctx, "*", &u.who, u.away, u.oper, ""));
+                    }
+                    out.push(self.numeric(ctx, RPL_ENDOFWHO, &[mask, "End of /WHO list."]));
+                }
+                _ => {}
+            },
+            Event::Killed { by, reason } => {
+                self.killed = Some(format!("Killed ({} ({reason}))", by.name));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Protocol for IrcSession {
+    const PINGS: bool = true;
+
+    fn max_line(&self) -> usize {
+        MAX_LINE
+    }
+
+    fn keepalive(&mut self) -> Option<Bytes> {
+        let mut out = BytesMut::new();
+        write_message(&mut out, &[], None, "PING", &[self.target()], true);
+        Some(out.freeze())
+    }
+
+    fn take_close(&mut self) -> Option<Close> {
+        self.killed.take().map(Close::Killed)
+    }
+
+    fn greet(&mut self, _ctx: &Ctx) {}
+
+    fn on_line(&mut self, raw: &[u8], ctx: &Ctx) -> Flow {
+        let Ok(line) = std::str::from_utf8(raw) else {
+            let mut out = BytesMut::new();
+            write_message(
+                &mut out,
+                &[],
+                Some(&ctx.shared.irc.server_name),
+                "NOTICE",
+                &[self.target(), "Your message was not valid UTF-8 and was dropped"],
+                true,
+            );
+            ctx.send(out.freeze());
+            return Flow::Continue;
+        };
+        let message = match wire::parse(line) {
+            Ok(message) => message,
+            Err(wire::ParseError::Empty) => return Flow::Continue,
+            Err(wire::ParseError::TooLong | wire::ParseError::TagsTooLong) => {
+                self.reply(ctx, ERR_INPUTTOOLONG, &["Input line was too long"]);
+                return Flow::Continue;
+            }
+            Err(wire::ParseError::NoCommand) => return Flow::Continue,
+        };
+        self.context = Context::None;
+        commands::dispatch(self, &message, ctx)
+    }
+
+    fn on_too_long(&mut self, ctx: &Ctx) {
+        self.reply(ctx, ERR_INPUTTOOLONG, &["Input line was too long"]);
+    }
+
+    fn on_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue) {
+        let event = &envelope.event;
+        match event {
+            Event::Message(Message { .. })
+            | Event::Parted { .. }
+            | Event::Quit { .. }
+            | Event::TopicChanged { .. }
+            | Event::ModeChanged { .. } => self.push_broadcast(envelope, out),
+            Event::AwayChanged { .. } => {
+                if self.caps.away_notify {
+                    self.push_broadcast(envelope, out);
+                }
+            }
+            Event::Joined { .. } | Event::Kicked { .. } | Event::NickChanged { .. } => {
+                self.push_broadcast(envelope, out)
+            }
+            _ => self.on_reply(ctx, event, out),
+        }
+        // Keep the session's own view of itself current.
+        match event {
+            Event::Joined { room, who } if self.is_me(&who.name) => {
+                if !self.channels.contains(room) {
+                    self.channels.push(room.clone());
+                }
+            }
+            Event::Parted { room, who, .. } if self.is_me(&who.name) => {
+                self.channels.retain(|r| r != room);
+            }
+            Event::Kicked { room, target, .. } if self.is_me(target) => {
+                self.channels.retain(|r| r != room);
+            }
+            Event::NickChanged { old, new } if self.is_me(&old.name) => {
+                self.name = Some(new.clone());
+                self.nick = Some(new.to_string());
+            }
+            _ => {}
+        }
+    }
+
+    fn farewell(&mut self, why: &Close) -> Option<Bytes> {
+        let reason = match why {
+            Close::Eof | Close::Io(_) => return None,
+            Close::Shutdown => "Server shutting down".to_string(),
+            other => other.reason(),
+        };
+        let mut out = BytesMut::new();
+        let text = format!("Closing Link: {} ({reason})", self.peer.ip());
+        write_message(&mut out, &[], None, "ERROR", &[&text], true);
+        Some(out.freeze())
+    }
+
+    fn registered(&self) -> bool {
+        self.name.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_server_time() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_time(1_795_248_000_123), "2026-11-22T00:00:00.123Z");
+        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn every_offered_cap_can_be_enabled() {
+        let mut caps = Caps::default();
+        for cap in CAPS {
+            *caps.flag(cap).expect("known") = true;
+        }
+        assert_eq!(caps.enabled(), CAPS);
+    }
+}

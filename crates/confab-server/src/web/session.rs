@@ -1,0 +1,589 @@
+//! One WebSocket client: JSON requests in, core commands to the chat, core events out
+//! as JSON, with the web front-end's limits (message size, request rate, send queue,
+//! timeouts) and a clean close whatever the reason.
+//!
+//! A session is two loops over the two halves of the socket, raced in one task: the
+//! reader turns frames into commands, the writer drains the outbox into frames. Neither
+//! waits on the other, so a client that stops reading still has its requests answered
+//! into its outbox until that overflows, and a shutdown reaches a session whatever it
+//! is waiting on.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use confab_core::{Command, Event, Recipient};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{self, Request};
+use super::Settings;
+use crate::connection::{Ctx, Shared};
+use crate::outbox::{Outbox, OutboxRef, Outgoing};
+
+/// Why a session ended. Each reason decides what others are told, and what the client
+/// gets as its last event and close code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    /// The client asked to leave, with this reason.
+    Quit(String),
+    /// The client closed the WebSocket or the connection.
+    Eof,
+    SendQueueExceeded,
+    RegistrationTimeout,
+    IdleTimeout,
+    Shutdown,
+    /// A frame or message went past the frame limit.
+    FrameTooLarge,
+    /// The client broke the WebSocket protocol.
+    Protocol(String),
+    /// A server operator removed the client; the text is the full quit reason.
+    Killed(String),
+    /// The socket failed.
+    Io(String),
+}
+
+/// The last event and close frame a client gets: the event's code and text, and the
+/// WebSocket close code (RFC 6455, section 7.4.1).
+struct Farewell {
+    code: &'static str,
+    text: String,
+    close_code: u16,
+}
+
+impl End {
+    /// The reason others see in the quit event; the same words as the line front-end.
+    fn reason(&self) -> String {
+        match self {
+            End::Quit(reason) => reason.clone(),
+            End::Eof => "Connection closed".into(),
+            End::SendQueueExceeded => "Send queue exceeded".into(),
+            End::RegistrationTimeout => "Registration timeout".into(),
+            End::IdleTimeout => "Idle timeout".into(),
+            End::Shutdown => "Server shutting down".into(),
+            End::FrameTooLarge => "Frame too large".into(),
+            End::Protocol(_) => "WebSocket protocol error".into(),
+            End::Killed(reason) => reason.clone(),
+            End::Io(e) => format!("Connection error: {e}"),
+        }
+    }
+
+    fn farewell(&self, settings: &Settings) -> Option<Farewell> {
+        let (code, text, close_code) = match self {
+            End::Quit(_) => ("quit", "Goodbye".to_string(), 1000),
+            End::Shutdown => ("shutdown", "Server is shutting down".to_string(), 1001),
+            End::SendQueueExceeded => (
+                "send_queue_exceeded",
+                "Disconnected: you were not reading fast enough (send queue exceeded)".to_string(),
+                1008,
+            ),
+            End::RegistrationTimeout => (
+                "registration_timeout",
+                "Disconnected: register sooner next time".to_string(),
+                1008,
+            ),
+            End::IdleTimeout => (
+                "idle_timeout",
+                "Disconnected: idle for too long".to_string(),
+                1008,
+            ),
+            End::FrameTooLarge => (
+                "frame_too_large",
+                format!(
+                    "Disconnected: a frame was larger than {} bytes",
+                    settings.max_frame
+                ),
+                1009,
+            ),
+            End::Protocol(_) => (
+                "protocol_error",
+                "Disconnected: WebSocket protocol error".to_string(),
+                1002,
+            ),
+            End::Killed(reason) => ("killed", format!("Disconnected: {reason}"), 1008),
+            End::Eof | End::Io(_) => return None,
+        };
+        Some(Farewell {
+            code,
+            text,
+            close_code,
+        })
+    }
+
+    /// Whether events queued before the end are still worth sending.
+    fn delivers_backlog(&self) -> bool {
+        !matches!(self, End::SendQueueExceeded | End::Io(_))
+    }
+
+    /// Sorts a read error: a frame past the limit, a broken protocol or a failed socket.
+    fn from_read_error(error: axum::Error) -> End {
+        let inner = error.into_inner();
+        match inner.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Capacity(_)) => End::FrameTooLarge,
+            Some(tungstenite::Error::Protocol(e)) => End::Protocol(e.to_string()),
+            Some(tungstenite::Error::Utf8(e)) => End::Protocol(e.clone()),
+            _ => End::Io(inner.to_string()),
+        }
+    }
+}
+
+/// Serves one upgraded WebSocket until it ends, then removes the client from the core.
+/// `permit` is the connection slot this client holds until then.
+pub(super) async fn run(
+    socket: WebSocket,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    settings: Settings,
+    permit: OwnedSemaphorePermit,
+) {
+    let id = shared
+        .next_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let outbox = Arc::new(Outbox::new(shared.limits.send_queue));
+    {
+        let mut core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+        core.connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string());
+        // The page shows a message of its own once the server has accepted it, with the
+        // server's id and time, so it wants its own messages back.
+        core.set_echo(id, true);
+    }
+    tracing::debug!(%peer, id, "WebSocket connected");
+    let ctx = Ctx::new(&shared, id, &outbox);
+    ctx.send(protocol::hello(&shared.default_room, settings.wire_limits()));
+
+    let (mut sink, mut stream) = socket.split();
+    let end = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => End::Shutdown,
+        end = write_loop(&mut sink, &outbox) => end,
+        end = read_loop(&mut stream, &ctx, &settings) => end,
+    };
+
+    // The client leaves the chat first, so that nothing more is queued for it, then gets
+    // what was already queued, its farewell and a close frame.
+    shared
+        .core
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .disconnect(id, &end.reason());
+    match &end {
+        End::Eof | End::Quit(_) | End::Shutdown | End::Io(_) => {
+            tracing::debug!(%peer, id, reason = %end.reason(), "WebSocket closed")
+        }
+        _ => tracing::info!(%peer, id, reason = %end.reason(), "WebSocket client disconnected"),
+    }
+    finish(
+        sink,
+        stream,
+        &outbox,
+        &end,
+        &settings,
+        shared.limits.shutdown_grace,
+    )
+    .await;
+    drop(permit);
+}
+
+/// Reads requests until the client leaves, breaks a limit or times out.
+async fn read_loop<S>(stream: &mut S, ctx: &Ctx<'_>, settings: &Settings) -> End
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let limits = &ctx.shared.limits;
+    let connected_at = Instant::now();
+    let mut last_input = connected_at;
+    let mut registered = false;
+    let mut bucket = TokenBucket::new(settings.burst, settings.per_second, connected_at);
+    loop {
+        let deadline = if registered {
+            last_input + limits.idle_timeout
+        } else {
+            connected_at + limits.registration_timeout
+        };
+        let item = tokio::select! {
+            item = stream.next() => item,
+            () = sleep_until(deadline) => {
+                return if registered { End::IdleTimeout } else { End::RegistrationTimeout };
+            }
+        };
+        let message = match item {
+            None => return End::Eof,
+            Some(Err(e)) => return End::from_read_error(e),
+            Some(Ok(message)) => message,
+        };
+        last_input = Instant::now();
+        match message {
+            Message::Text(text) => {
+                if !bucket.take(last_input) {
+                    ctx.send(protocol::error_event(
+                        "rate_limited",
+                        &format!(
+                            "Slow down: at most {} requests a second; this one was dropped",
+                            settings.per_second
+                        ),
+                    ));
+                    continue;
+                }
+                match protocol::parse_request(&text) {
+                    Ok(request) => {
+                        if let Some(end) = on_request(request, ctx, settings, &mut registered) {
+                            return end;
+                        }
+                    }
+                    Err(bad) => ctx.send(protocol::error_event(bad.code, &bad.text)),
+                }
+            }
+            Message::Binary(_) => ctx.send(protocol::error_event(
+                "binary_not_supported",
+                "Send requests as JSON text frames; this binary frame was dropped",
+            )),
+            // The WebSocket library answers pings itself; a pong needs nothing.
+            Message::Ping(_) | Message::Pong(_) => {}
+            Message::Close(_) => return End::Eof,
+        }
+    }
+}
+
+/// Carries out one request. `Some` ends the session.
+fn on_request(
+    request: Request,
+    ctx: &Ctx<'_>,
+    settings: &Settings,
+    registered: &mut bool,
+) -> Option<End> {
+    let too_long = |text: &str| {
+        let long = text.len() > settings.max_message;
+        if long {
+            ctx.send(protocol::error_event(
+                "too_long",
+                &format!(
+                    "Message too long (the limit is {} bytes); it was discarded",
+                    settings.max_message
+                ),
+            ));
+        }
+        long
+    };
+    match request {
+        Request::Register { name } => {
+            ctx.command(Command::Register { name });
+            if !*registered && is_registered(ctx) {
+                *registered = true;
+                // Web users start where line users start, so that they meet there.
+                ctx.command(Command::Join {
+                    room: ctx.shared.default_room.clone(),
+                    key: None,
+                });
+            }
+        }
+        Request::Nick { name } => ctx.command(Command::Nick { name }),
+        Request::Join { room, key } => ctx.command(Command::Join {
+            room: protocol::room_arg(&room).into(),
+            key,
+        }),
+        Request::Part { room, reason } => {
+            if !reason.as_deref().is_some_and(too_long) {
+                ctx.command(Command::Part {
+                    room: protocol::room_arg(&room).into(),
+                    reason,
+                });
+            }
+        }
+        Request::Message {
+            room,
+            to,
+            text,
+            kind,
+        } => {
+            let to = match (room, to) {
+                (Some(room), None) => Recipient::Room(protocol::room_arg(&room).into()),
+                (None, Some(user)) => Recipient::User(user),
+                _ => {
+                    ctx.send(protocol::error_event(
+                        "invalid_request",
+                        "A message needs exactly one of \"room\" and \"to\"",
+                    ));
+                    return None;
+                }
+            };
+            if !too_long(&text) {
+                ctx.command(Command::Send {
+                    to,
+                    kind: kind.into(),
+                    text,
+                });
+            }
+        }
+        Request::Rooms => ctx.command(Command::Rooms),
+        Request::Who { room } => ctx.command(Command::Who {
+            room: protocol::room_arg(&room).into(),
+        }),
+        Request::Topic { room, text } => {
+            if !text.as_deref().is_some_and(too_long) {
+                ctx.command(Command::Topic {
+                    room: protocol::room_arg(&room).into(),
+                    text,
+                });
+            }
+        }
+        Request::Mode { room, changes } => ctx.command(Command::Mode {
+            room: protocol::room_arg(&room).into(),
+            changes,
+        }),
+        Request::Kick { room, name, reason } => {
+            if !reason.as_deref().is_some_and(too_long) {
+                ctx.command(Command::Kick {
+                    room: protocol::room_arg(&room).into(),
+                    name,
+                    reason,
+                });
+            }
+        }
+        Request::Invite { name, room } => ctx.command(Command::Invite {
+            name,
+            room: protocol::room_arg(&room).into(),
+        }),
+        Request::Away { message } => {
+            if !message.as_deref().is_some_and(too_long) {
+                ctx.command(Command::Away {
+                    message: message.filter(|m| !m.trim().is_empty()),
+                });
+            }
+        }
+        Request::Whois { name } => ctx.command(Command::Whois { name }),
+        Request::Ping => ctx.send(protocol::pong()),
+        Request::Quit { reason } => {
+            let reason = reason
+                .filter(|r| !r.trim().is_empty() && !too_long(r))
+                .unwrap_or_else(|| "Quit".into());
+            return Some(End::Quit(reason));
+        }
+    }
+    None
+}
+
+fn is_registered(ctx: &Ctx<'_>) -> bool {
+    ctx.shared
+        .core
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .name_of(ctx.id)
+        .is_some()
+}
+
+/// Moves everything queued for the client onto the socket, in order, until the socket
+/// fails or the outbox overflows.
+async fn write_loop<S>(sink: &mut S, outbox: &Outbox) -> End
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let mut drained = VecDeque::new();
+    let mut batch = Vec::new();
+    // Set when the outbox signalled while a batch was being written, so that what it
+    // announced is drained without waiting for a signal that will not come again.
+    let mut woken = false;
+    loop {
+        if !woken {
+            outbox.ready().await;
+        }
+        woken = false;
+        if outbox.drain(&mut drained).is_err() {
+            return End::SendQueueExceeded;
+        }
+        let mut killed = None;
+        for item in drained.drain(..) {
+            if let Outgoing::Event(envelope) = &item {
+                if let Event::Killed { by, reason } = &envelope.event {
+                    killed = Some(End::Killed(format!("Killed ({} ({reason}))", by.name)));
+                }
+            }
+            batch.push(encode(item));
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        // A client that stops reading stalls this write; meanwhile the outbox keeps
+        // taking events, and its overflow must still end the session.
+        let send = send_all(sink, &mut batch);
+        tokio::pin!(send);
+        let sent = loop {
+            tokio::select! {
+                sent = &mut send => break sent,
+                () = outbox.ready() => {
+                    if outbox.overflowed() {
+                        return End::SendQueueExceeded;
+                    }
+                    woken = true;
+                }
+            }
+        };
+        if let Err(e) = sent {
+            return End::Io(e.to_string());
+        }
+        if let Some(end) = killed {
+            return end;
+        }
+    }
+}
+
+/// The JSON text of one outbox item: a core event (encoded once for every web
+/// recipient) or a reply of the session's own.
+fn encode(item: Outgoing) -> Bytes {
+    match item {
+        Outgoing::Raw(bytes) => bytes,
+        Outgoing::Event(envelope) => envelope.encoded(protocol::SLOT, protocol::encode_event),
+    }
+}
+
+/// Writes a batch of JSON texts as text frames and flushes them with one write.
+async fn send_all<S>(sink: &mut S, batch: &mut Vec<Bytes>) -> Result<(), axum::Error>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    for json in batch.drain(..) {
+        // Every encoding is serde_json's, which is always UTF-8.
+        if let Ok(text) = Utf8Bytes::try_from(json) {
+            sink.feed(Message::Text(text)).await?;
+        }
+    }
+    sink.flush().await
+}
+
+/// Sends the backlog, the farewell event and a close frame, then waits for the client's
+/// close frame so that the closing handshake completes, all within `grace`.
+async fn finish<S, R>(
+    mut sink: S,
+    mut stream: R,
+    outbox: &Outbox,
+    end: &End,
+    settings: &Settings,
+    grace: Duration,
+) where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    if matches!(end, End::Io(_)) {
+        return;
+    }
+    let _ = timeout(grace, async {
+        let mut batch = Vec::new();
+        if end.delivers_backlog() {
+            let mut drained = VecDeque::new();
+            if outbox.drain(&mut drained).is_ok() {
+                batch.extend(drained.drain(..).map(encode));
+            }
+        }
+        match end.farewell(settings) {
+            Some(farewell) => {
+                batch.push(protocol::closing(farewell.code, &farewell.text));
+                send_all(&mut sink, &mut batch).await?;
+                sink.send(Message::Close(Some(CloseFrame {
+                    code: farewell.close_code,
+                    reason: Utf8Bytes::from(farewell.text),
+                })))
+                .await?;
+            }
+            // The client closed first: the library has queued the reply to its close
+            // frame, and closing the sink sends it.
+            None => {
+                send_all(&mut sink, &mut batch).await?;
+                sink.close().await?;
+            }
+        }
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+        Ok::<(), axum::Error>(())
+    })
+    .await;
+}
+
+/// Requests allowed per client: `burst` at once, refilled at `per_second`. Time is
+/// passed in, so that tests need no clock.
+struct TokenBucket {
+    tokens: u32,
+    burst: u32,
+    /// Time for one token to come back.
+    interval: Duration,
+    /// When the last token came back (or the bucket was last full).
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    fn new(burst: u32, per_second: u32, now: Instant) -> TokenBucket {
+        TokenBucket {
+            tokens: burst,
+            burst,
+            interval: Duration::from_secs(1) / per_second.max(1),
+            refilled: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled);
+        let earned = elapsed.as_nanos() / self.interval.as_nanos().max(1);
+        let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+        if earned > 0 {
+            self.tokens = self.tokens.saturating_add(earned).min(self.burst);
+            // A full bucket banks no time; otherwise keep the fraction of a token earned.
+            self.refilled = if self.tokens == self.burst {
+                now
+            } else {
+                self.refilled + self.interval * earned
+            };
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(3, 10, start);
+        assert!((0..3).all(|_| bucket.take(start)));
+        assert!(!bucket.take(start));
+        assert!(!bucket.take(start + Duration::from_millis(99)));
+        assert!(bucket.take(start + Duration::from_millis(100)));
+        assert!(!bucket.take(start + Duration::from_millis(150)));
+        assert!(bucket.take(start + Duration::from_millis(200)));
+        // A long pause refills to the burst and no further.
+        let later = start + Duration::from_secs(60);
+        assert!((0..3).all(|_| bucket.take(later)));
+        assert!(!bucket.take(later));
+    }
+
+    #[test]
+    fn every_end_but_a_vanished_client_says_goodbye() {
+        let settings = Settings::for_limits(&crate::config::Limits::default());
+        for (end, code, close_code) in [
+            (End::Shutdown, "shutdown", 1001),
+            (End::Quit("bye".into()), "quit", 1000),
+            (End::FrameTooLarge, "frame_too_large", 1009),
+            (End::SendQueueExceeded, "send_queue_exceeded", 1008),
+        ] {
+            let farewell = end.farewell(&settings).expect("a farewell");
+            assert_eq!((farewell.code, farewell.close_code), (code, close_code));
+            // Close frame reasons are limited to 123 bytes.
+            assert!(farewell.text.len() <= 123);
+        }
+        assert!(End::Eof.farewell(&settings).is_none());
+        assert_eq!(End::Shutdown.reason(), "Server shutting down");
+    }
+}
