@@ -1,5 +1,5 @@
-//! Every workload, run small against a real confab server (line protocol), a fake IRC
-//! server and the raw relay: everything expected must arrive exactly once.
+//! Every workload, run small against a real confab server (line protocol and IRC), a fake
+//! IRC server and the raw relay: everything expected must arrive exactly once.
 
 mod common;
 
@@ -63,6 +63,18 @@ async fn line_protocol_workloads_against_confab() {
             idle.result_line()
         );
     }
+    check(&format!("idle {common} --clients 10")).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irc_workloads_against_confab() {
+    let server = TestServer::start().await;
+    let common = format!("--protocol irc --addr {} --duration 30 --threads 2", server.irc_addr);
+
+    check(&format!("fanout {common} --clients 5 --senders 2 --messages 20")).await;
+    check(&format!("dm {common} --pairs 3 --messages 20")).await;
+    check(&format!("connect {common} --clients 20 --concurrency 4")).await;
     check(&format!("idle {common} --clients 10")).await;
     server.stop().await;
 }

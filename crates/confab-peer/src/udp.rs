@@ -22,6 +22,8 @@ const RECV_BUFFER: usize = 65536;
 /// Datagrams read in one turn before the session's answers are sent, so that a burst is
 /// acknowledged with one packet instead of one per datagram.
 const RECV_BATCH: usize = 64;
+/// Lines taken from the user in one turn at most, for the same reason.
+const INPUT_BATCH: usize = 64;
 
 pub(crate) async fn run(
     args: PeerArgs,
@@ -101,13 +103,26 @@ impl Driver {
                     self.on_received(received, &mut buf)?;
                 }
                 input = user.recv(), if wants_input => {
-                    let now = Instant::now();
-                    match input {
-                        Some(Input::Line(line)) if is_exit_word(&line) => self.session.close(now),
-                        Some(Input::Line(line)) => self.send(line).await,
-                        Some(Input::Leave) | None => {
-                            user_open = false;
-                            self.session.close(now);
+                    let mut next = input;
+                    // Lines already waiting go out together, so that a burst shares
+                    // packets instead of taking one each.
+                    for _ in 0..INPUT_BATCH {
+                        match next {
+                            Some(Input::Line(line)) if is_exit_word(&line) => {
+                                self.session.close(Instant::now());
+                            }
+                            Some(Input::Line(line)) => self.send(line).await,
+                            Some(Input::Leave) | None => {
+                                user_open = false;
+                                self.session.close(Instant::now());
+                            }
+                        }
+                        if !user_open || !self.session.can_send() {
+                            break;
+                        }
+                        match user.try_recv() {
+                            Ok(input) => next = Some(input),
+                            Err(_) => break,
                         }
                     }
                 }

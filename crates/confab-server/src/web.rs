@@ -230,7 +230,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn page() -> Response {
-    asset("text/html; charset=utf-8", include_str!("../web/index.html"))
+    asset(
+        "text/html; charset=utf-8",
+        include_str!("../web/index.html"),
+    )
 }
 
 async fn script() -> Response {
@@ -270,11 +273,7 @@ async fn websocket(
         )
             .into_response();
     }
-    let permit = conn
-        .permit
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
+    let permit = conn.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
     let Some(permit) = permit else {
         return (StatusCode::SERVICE_UNAVAILABLE, "Server is full\n").into_response();
     };
@@ -379,11 +378,36 @@ mod tests {
         check(Some("null"), host, &[], false);
         check(Some("http://127.0.0.1:8080/x"), host, &[], false);
         check(Some("http://127.0.0.1:8080"), None, &[], false);
-        check(Some("HTTP://Chat.Example.org"), Some("chat.example.org:80"), &[], true);
-        check(Some("https://chat.example.org"), Some("chat.example.org"), &[], true);
-        check(Some("https://app.example"), host, &["https://app.example/"], true);
-        check(Some("https://APP.example"), host, &["https://app.example"], true);
-        check(Some("https://other.example"), host, &["https://app.example"], false);
+        check(
+            Some("HTTP://Chat.Example.org"),
+            Some("chat.example.org:80"),
+            &[],
+            true,
+        );
+        check(
+            Some("https://chat.example.org"),
+            Some("chat.example.org"),
+            &[],
+            true,
+        );
+        check(
+            Some("https://app.example"),
+            host,
+            &["https://app.example/"],
+            true,
+        );
+        check(
+            Some("https://APP.example"),
+            host,
+            &["https://app.example"],
+            true,
+        );
+        check(
+            Some("https://other.example"),
+            host,
+            &["https://app.example"],
+            false,
+        );
         check(Some("https://other.example"), host, &["*"], true);
     }
 

@@ -139,7 +139,7 @@ function timeElement(ms) {
   const el = document.createElement("time");
   el.dateTime = when.toISOString();
   el.title = when.toLocaleString();
-  el.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  el.textContent = when.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
   return el;
 }
 

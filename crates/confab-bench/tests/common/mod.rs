@@ -1,6 +1,6 @@
 //! Helpers for the workload tests: parsing a `confab bench` command line, a real confab
 //! server on port 0, and a small fake IRC server that routes just enough of IRC for the
-//! generator (confab's own IRC front-end does not exist yet).
+//! generator, standing in for other servers' IRC and answering the generator's PONGs.
 
 #![allow(dead_code)]
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use confab_bench::{BenchArgs, Workload};
-use confab_server::{Config, Limits, Server};
+use confab_server::{Config, Frontend, Limits, Server};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -32,9 +32,11 @@ pub fn workload(args: &str) -> Workload {
     }
 }
 
-/// A confab server on a free loopback port, stopped by [`TestServer::stop`].
+/// A confab server on free loopback ports (line protocol and IRC, no HTTP), stopped by
+/// [`TestServer::stop`].
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub irc_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -43,6 +45,8 @@ impl TestServer {
     pub async fn start() -> TestServer {
         let config = Config {
             line_listen: vec!["127.0.0.1:0".parse().unwrap()],
+            irc_listen: vec!["127.0.0.1:0".parse().unwrap()],
+            http_listen: Vec::new(),
             limits: Limits {
                 shutdown_grace: Duration::from_millis(500),
                 ..Limits::default()
@@ -51,12 +55,14 @@ impl TestServer {
         };
         let server = Server::bind(config).await.expect("bind");
         let addr = server.line_addrs()[0];
+        let irc_addr = server.addrs(Frontend::Irc)[0];
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            irc_addr,
             stop: Some(stop),
             task,
         }

@@ -614,7 +614,9 @@ mod tests {
     #[test]
     fn events_encode_as_documented() {
         check_event(
-            Event::Registered { name: name("alice") },
+            Event::Registered {
+                name: name("alice"),
+            },
             r#"{"type":"registered","name":"alice"}"#,
         );
         check_event(

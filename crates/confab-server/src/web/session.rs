@@ -125,6 +125,10 @@ impl End {
         let inner = error.into_inner();
         match inner.downcast_ref::<tungstenite::Error>() {
             Some(tungstenite::Error::Capacity(_)) => End::FrameTooLarge,
+            // A tab closed or a network gone without a close frame: an ordinary end.
+            Some(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => End::Eof,
             Some(tungstenite::Error::Protocol(e)) => End::Protocol(e.to_string()),
             Some(tungstenite::Error::Utf8(e)) => End::Protocol(e.clone()),
             _ => End::Io(inner.to_string()),
@@ -155,7 +159,10 @@ pub(super) async fn run(
     }
     tracing::debug!(%peer, id, "WebSocket connected");
     let ctx = Ctx::new(&shared, id, &outbox);
-    ctx.send(protocol::hello(&shared.default_room, settings.wire_limits()));
+    ctx.send(protocol::hello(
+        &shared.default_room,
+        settings.wire_limits(),
+    ));
 
     let (mut sink, mut stream) = socket.split();
     let end = tokio::select! {

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use confab_server::{Config, Frontend, Limits, Server};
+use confab_server::{Config, Frontend, IrcConfig, Limits, Server};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -33,11 +33,17 @@ impl TestServer {
     /// A server with `limits`, except that shutdown waits at most half a second for
     /// clients to close their side, since test clients stay open until they are dropped.
     pub async fn with_limits(limits: Limits) -> TestServer {
+        Self::with_config(limits, IrcConfig::default()).await
+    }
+
+    /// A server with `limits` and IRC settings `irc`.
+    pub async fn with_config(limits: Limits, irc: IrcConfig) -> TestServer {
         let limits = Limits {
             shutdown_grace: Duration::from_millis(500),
             ..limits
         };
         let config = Config {
+            irc,
             line_listen: vec!["127.0.0.1:0".parse().unwrap()],
             irc_listen: vec!["127.0.0.1:0".parse().unwrap()],
             http_listen: vec!["127.0.0.1:0".parse().unwrap()],
@@ -65,7 +71,10 @@ impl TestServer {
     pub async fn connect(&self) -> Client {
         let mut client = Client::connect(self.addr).await;
         let first = client.line().await;
-        assert!(first.contains("You are connected from: 127.0.0.1:"), "{first}");
+        assert!(
+            first.contains("You are connected from: 127.0.0.1:"),
+            "{first}"
+        );
         let second = client.line().await;
         assert!(second.contains("#name"), "{second}");
         client
@@ -75,7 +84,9 @@ impl TestServer {
     pub async fn user(&self, name: &str) -> Client {
         let mut client = self.connect().await;
         client.send(&format!("#{name}")).await;
-        client.expect(&format!("* Your user detail saved as : {name}")).await;
+        client
+            .expect(&format!("* Your user detail saved as : {name}"))
+            .await;
         client.expect("* Members of lobby").await;
         client
     }

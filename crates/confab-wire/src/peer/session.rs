@@ -250,6 +250,8 @@ pub struct Session {
     replay: ReplayWindow,
     next_id: u64,
     hello_due: bool,
+    /// When our latest hello went out; its echo gives the first round-trip sample.
+    last_hello_sent: Option<Instant>,
     next_hello: Instant,
     hello_gap: Duration,
     last_mismatch_reply: Option<Instant>,
@@ -296,6 +298,7 @@ impl Session {
             largest_pn_in: None,
             replay: ReplayWindow::default(),
             next_id: 0,
+            last_hello_sent: None,
             next_hello: now + HELLO_GAP,
             hello_gap: HELLO_GAP * 2,
             last_mismatch_reply: None,
@@ -454,6 +457,12 @@ impl Session {
         }
         if hello.echo == Some(self.nonce) {
             if self.phase != Phase::Established {
+                // The echo may answer an earlier hello than the latest, which makes this
+                // sample short; that costs at most a spurious retransmission, while the
+                // initial timeout of a second would cost every early loss a second.
+                if let Some(sent) = self.last_hello_sent {
+                    self.rtt.sample(now.saturating_duration_since(sent));
+                }
                 self.establish(now);
             }
         } else {
@@ -716,6 +725,7 @@ impl Session {
         }
         if self.hello_due {
             self.hello_due = false;
+            self.last_hello_sent = Some(now);
             return Some(self.hello());
         }
         if self.failed || self.closed || self.phase != Phase::Established {

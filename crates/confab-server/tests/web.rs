@@ -1,0 +1,619 @@
+//! End-to-end tests of the web front-end: the WebSocket JSON protocol through a real
+//! WebSocket client, the page and `/healthz` over plain HTTP, and browser users meeting
+//! line-protocol users in one namespace.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{TestServer, PATIENCE};
+use confab_server::{Config, Frontend, Limits, Server};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const INJECTION: &str = "<img src=x onerror=alert(1)>";
+
+/// A WebSocket client that reads events with timeouts instead of sleeping.
+struct Web {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Web {
+    /// Connects and reads the `hello` event.
+    async fn connect(addr: SocketAddr) -> Web {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("WebSocket handshake");
+        let mut web = Web { ws };
+        let hello = web.event().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        web
+    }
+
+    /// Connects, registers `name` and reads up to the default room's member list.
+    async fn user(addr: SocketAddr, name: &str) -> Web {
+        let mut web = Web::connect(addr).await;
+        web.send(json!({"type": "register", "name": name})).await;
+        assert_eq!(
+            web.expect("registered").await,
+            json!({"type": "registered", "name": name})
+        );
+        let joined = web.expect("joined").await;
+        assert_eq!(
+            joined,
+            json!({"type": "joined", "room": "lobby", "name": name})
+        );
+        web.expect("members").await;
+        web
+    }
+
+    async fn send(&mut self, request: Value) {
+        self.send_text(&request.to_string()).await;
+    }
+
+    async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::text(text))
+            .await
+            .expect("send a frame");
+    }
+
+    /// The next frame, whatever it is; panics on timeout.
+    async fn frame(&mut self) -> Option<Result<Message, WsError>> {
+        tokio::time::timeout(PATIENCE, self.ws.next())
+            .await
+            .expect("timed out waiting for a frame")
+    }
+
+    /// The next event; panics on timeout, a close or a frame that is not JSON text.
+    async fn event(&mut self) -> Value {
+        loop {
+            match self.frame().await {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(&text).expect("events are JSON")
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads events until one of type `kind`, returning it. Skipped events must not be
+    /// errors.
+    async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let event = self.event().await;
+            if event["type"] == kind {
+                return event;
+            }
+            assert_ne!(
+                event["type"], "error",
+                "unexpected error while waiting for {kind}: {event}"
+            );
+        }
+    }
+
+    /// Reads the next error event, which must have `code`.
+    async fn expect_error(&mut self, code: &str) -> Value {
+        let event = self.expect("error").await;
+        assert_eq!(event["code"], code, "{event}");
+        event
+    }
+
+    /// Proves nothing else is queued: a ping's pong is the next event.
+    async fn expect_quiet(&mut self) {
+        self.send(json!({"type": "ping"})).await;
+        assert_eq!(self.event().await, json!({"type": "pong"}));
+    }
+
+    /// Reads until the server closes: the events on the way and the close frame's code.
+    async fn until_closed(&mut self) -> (Vec<Value>, Option<CloseCode>) {
+        let mut events = Vec::new();
+        loop {
+            match self.frame().await {
+                Some(Ok(Message::Text(text))) => {
+                    events.push(serde_json::from_str(&text).expect("events are JSON"))
+                }
+                Some(Ok(Message::Close(frame))) => return (events, frame.map(|f| f.code)),
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return (events, None),
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection: the status, the head and the body.
+async fn http(addr: SocketAddr, request: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut bytes = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut bytes))
+        .await
+        .expect("timed out reading the response")
+        .expect("read");
+    let text = String::from_utf8(bytes).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Opens the WebSocket with an `Origin` header; the HTTP status of a refusal.
+async fn connect_with_origin(addr: SocketAddr, origin: &str) -> Result<Web, u16> {
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Origin", HeaderValue::from_str(origin).unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(Web { ws }),
+        Err(WsError::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("unexpected handshake failure: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let server = TestServer::start().await;
+    let (status, head, body) = get(server.http_addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert!(head.contains("content-type: text/plain"), "{head}");
+    let (status, _, _) = get(server.http_addr, "/no/such/page").await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_with_their_types() {
+    let server = TestServer::start().await;
+    let (status, head, body) = get(server.http_addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(body.contains("<title>confab</title>"));
+    assert!(body.contains(r#"<script type="module" src="app.js"></script>"#));
+    for (path, content_type, needle) in [
+        ("/app.js", "text/javascript", "new WebSocket("),
+        ("/style.css", "text/css", ".messages"),
+        ("/favicon.svg", "image/svg+xml", "<svg"),
+    ] {
+        let (status, head, body) = get(server.http_addr, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            head.contains(&format!("content-type: {content_type}")),
+            "{path}: {head}"
+        );
+        assert!(body.contains(needle), "{path}");
+    }
+    // HEAD works too, for health checkers that use it.
+    let (status, _, body) = http(
+        server.http_addr,
+        "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn registration_and_its_errors() {
+    let server = TestServer::start().await;
+    let _alice = server.user("alice").await;
+    let mut web = Web::connect(server.http_addr).await;
+
+    web.send(json!({"type": "message", "room": "lobby", "text": "hi"}))
+        .await;
+    web.expect_error("not_registered").await;
+    web.send(json!({"type": "register", "name": "ALICE"})).await;
+    let taken = web.expect_error("name_in_use").await;
+    assert_eq!(taken["text"], "The name ALICE is taken; try another");
+    web.send(json!({"type": "register", "name": "bad name"}))
+        .await;
+    web.expect_error("invalid_name").await;
+    web.send(json!({"type": "register", "name": INJECTION}))
+        .await;
+    let refused = web.expect_error("invalid_name").await;
+    assert!(refused["text"].as_str().unwrap().contains(INJECTION));
+
+    web.send(json!({"type": "register", "name": "bob"})).await;
+    assert_eq!(
+        web.event().await,
+        json!({"type": "registered", "name": "bob"})
+    );
+    assert_eq!(
+        web.event().await,
+        json!({"type": "joined", "room": "lobby", "name": "bob"})
+    );
+    let members = web.event().await;
+    assert_eq!(members["type"], "members");
+    assert_eq!(members["room"], "lobby");
+    let names: Vec<&str> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    web.send(json!({"type": "register", "name": "carol"})).await;
+    web.expect_error("already_registered").await;
+    web.expect_quiet().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn room_messages_flow_both_ways_with_line_users() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("alice").await;
+    let mut bob = Web::user(server.http_addr, "bob").await;
+    alice.expect("* bob joined lobby").await;
+
+    bob.send(json!({"type": "message", "room": "lobby", "text": "hello from the web"}))
+        .await;
+    assert_eq!(alice.line().await, "[lobby] bob: hello from the web");
+    // The page gets its own message back, with the server's id and time.
+    let echo = bob.expect("message").await;
+    assert_eq!(echo["from"], "bob");
+    assert_eq!(echo["room"], "lobby");
+    assert_eq!(echo["text"], "hello from the web");
+    assert!(echo["id"].as_u64().is_some() && echo["time"].as_u64().unwrap() > 0);
+
+    alice.send("hello from nc").await;
+    let message = bob.expect("message").await;
+    assert_eq!(message["from"], "alice");
+    assert_eq!(message["room"], "lobby");
+    assert_eq!(message["kind"], "normal");
+    assert_eq!(message["text"], "hello from nc");
+    assert!(message.get("to").is_none());
+
+    alice.send("/me waves").await;
+    let action = bob.expect("message").await;
+    assert_eq!(
+        (&action["kind"], &action["text"]),
+        (&json!("action"), &json!("waves"))
+    );
+    bob.send(json!({"type": "message", "room": "#lobby", "text": "waves back", "kind": "action"}))
+        .await;
+    assert_eq!(alice.line().await, "[lobby] * bob waves back");
+
+    bob.send(json!({"type": "message", "room": "nowhere", "text": "x"}))
+        .await;
+    bob.expect_error("no_such_room").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn direct_messages_flow_every_way() {
+    let server = TestServer::start().await;
+    let mut carol = server.user("carol").await;
+    let mut alice = Web::user(server.http_addr, "alice").await;
+    let mut bob = Web::user(server.http_addr, "bob").await;
+
+    alice
+        .send(json!({"type": "message", "to": "CAROL", "text": "web to line"}))
+        .await;
+    carol.expect("[dm] alice: web to line").await;
+    // The page gets a copy of what it sent, naming the recipient.
+    let copy = alice.expect("message").await;
+    assert_eq!(
+        (&copy["from"], &copy["to"]),
+        (&json!("alice"), &json!("carol"))
+    );
+    carol.send("@alice:line to web").await;
+    let dm = alice.expect("message").await;
+    assert_eq!(
+        (&dm["from"], &dm["to"], &dm["text"]),
+        (&json!("carol"), &json!("alice"), &json!("line to web"))
+    );
+    assert!(dm.get("room").is_none());
+
+    alice
+        .send(json!({"type": "message", "to": "bob", "text": "web to web"}))
+        .await;
+    let dm = bob.expect("message").await;
+    assert_eq!((&dm["from"], &dm["to"]), (&json!("alice"), &json!("bob")));
+    // The sender's copy names the recipient, so the page files it under bob.
+    let copy = alice.expect("message").await;
+    assert_eq!(
+        (&copy["from"], &copy["to"]),
+        (&json!("alice"), &json!("bob"))
+    );
+
+    bob.send(json!({"type": "message", "to": "dave", "text": "anyone?"}))
+        .await;
+    let error = bob.expect_error("no_such_user").await;
+    assert_eq!(error["text"], "No such user: dave is not online");
+    bob.send(json!({"type": "message", "to": "alice", "room": "lobby", "text": "both"}))
+        .await;
+    bob.expect_error("invalid_request").await;
+    carol.expect_quiet().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn joins_parts_quits_and_renames_are_announced() {
+    let server = TestServer::start().await;
+    let mut bob = Web::user(server.http_addr, "bob").await;
+    let mut alice = server.user("alice").await;
+    assert_eq!(
+        bob.expect("joined").await,
+        json!({"type": "joined", "room": "lobby", "name": "alice"})
+    );
+
+    bob.send(json!({"type": "join", "room": "#Rust"})).await;
+    assert_eq!(
+        bob.expect("joined").await,
+        json!({"type": "joined", "room": "Rust", "name": "bob"})
+    );
+    let members = bob.expect("members").await;
+    assert_eq!(members["room"], "Rust");
+    assert_eq!(members["members"][0]["name"], "bob");
+    assert_eq!(members["members"][0]["op"], true);
+
+    alice.send("/join rust").await;
+    alice.expect("* Members of Rust").await;
+    assert_eq!(
+        bob.expect("joined").await,
+        json!({"type": "joined", "room": "Rust", "name": "alice"})
+    );
+    bob.send(json!({"type": "who", "room": "rust"})).await;
+    let members = bob.expect("members").await;
+    assert_eq!(members["members"].as_array().unwrap().len(), 2);
+
+    alice.send("/part rust gone fishing").await;
+    assert_eq!(
+        bob.expect("parted").await,
+        json!({"type": "parted", "room": "Rust", "name": "alice", "reason": "gone fishing"})
+    );
+    alice.send("/nick alicia").await;
+    assert_eq!(
+        bob.expect("nick").await,
+        json!({"type": "nick", "old": "alice", "new": "alicia"})
+    );
+    alice.send("/quit see you").await;
+    assert_eq!(
+        bob.expect("quit").await,
+        json!({"type": "quit", "name": "alicia", "reason": "see you"})
+    );
+
+    bob.send(json!({"type": "part", "room": "rust"})).await;
+    assert_eq!(
+        bob.expect("parted").await,
+        json!({"type": "parted", "room": "Rust", "name": "bob", "reason": null})
+    );
+    bob.send(json!({"type": "rooms"})).await;
+    let rooms = bob.expect("rooms").await;
+    assert_eq!(
+        rooms["rooms"],
+        json!([{"name": "lobby", "members": 1, "topic": null}])
+    );
+
+    // A web user leaving is announced to line users with the reason it gave.
+    let mut carol = server.user("carol").await;
+    bob.send(json!({"type": "quit", "reason": "off to bed"}))
+        .await;
+    carol.expect("* bob quit (off to bed)").await;
+    let (events, code) = bob.until_closed().await;
+    assert_eq!(
+        events.last(),
+        Some(&json!({"type": "closing", "code": "quit", "text": "Goodbye"}))
+    );
+    assert_eq!(code, Some(CloseCode::Normal));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_closed_browser_tab_counts_as_a_quit() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("alice").await;
+    let bob = Web::user(server.http_addr, "bob").await;
+    alice.expect("* bob joined lobby").await;
+    drop(bob);
+    alice.expect("* bob quit (Connection closed)").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn markup_is_carried_as_plain_data() {
+    let server = TestServer::start().await;
+    let mut carol = server.user("carol").await;
+    let mut alice = Web::user(server.http_addr, "alice").await;
+    let mut bob = Web::user(server.http_addr, "bob").await;
+    alice.expect("joined").await;
+
+    alice
+        .send(json!({"type": "message", "room": "lobby", "text": INJECTION}))
+        .await;
+    assert_eq!(bob.expect("message").await["text"], INJECTION);
+    carol.expect(&format!("[lobby] alice: {INJECTION}")).await;
+    carol
+        .send(&format!("@bob:{INJECTION} \"quoted\" \\ </script>"))
+        .await;
+    assert_eq!(
+        bob.expect("message").await["text"],
+        format!("{INJECTION} \"quoted\" \\ </script>")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_errors_and_the_connection_stays() {
+    let server = TestServer::start().await;
+    let mut web = Web::user(server.http_addr, "bob").await;
+    for (frame, code) in [
+        ("{not json", "invalid_json"),
+        ("", "invalid_json"),
+        ("[]", "invalid_request"),
+        (r#"{"type":"dance"}"#, "invalid_request"),
+        (r#"{"type":"message","room":"lobby"}"#, "invalid_request"),
+    ] {
+        web.send_text(frame).await;
+        web.expect_error(code).await;
+    }
+    web.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    web.expect_error("binary_not_supported").await;
+
+    // Longer than a message may be (4096 bytes), though within the frame limit.
+    let long = "x".repeat(5000);
+    web.send(json!({"type": "message", "room": "lobby", "text": long}))
+        .await;
+    let error = web.expect_error("too_long").await;
+    assert!(error["text"].as_str().unwrap().contains("4096"));
+    web.send(json!({"type": "message", "room": "lobby", "text": "still here"}))
+        .await;
+    assert_eq!(web.expect("message").await["text"], "still here");
+    web.expect_quiet().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_over_the_limit_closes_with_1009() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("alice").await;
+    let mut web = Web::user(server.http_addr, "bob").await;
+    alice.expect("* bob joined lobby").await;
+    let huge = json!({"type": "message", "room": "lobby", "text": "x".repeat(20 * 1024)});
+    web.send(huge).await;
+    let (events, code) = web.until_closed().await;
+    let closing = events.last().expect("a closing event");
+    assert_eq!(closing["type"], "closing");
+    assert_eq!(closing["code"], "frame_too_large");
+    assert_eq!(code, Some(CloseCode::Size));
+    alice.expect("* bob quit (Frame too large)").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_past_the_rate_are_dropped_with_an_error() {
+    let server = TestServer::start().await;
+    let mut web = Web::user(server.http_addr, "bob").await;
+    for _ in 0..40 {
+        web.send(json!({"type": "ping"})).await;
+    }
+    let mut pongs = 0;
+    let mut limited = 0;
+    while pongs + limited < 40 {
+        let event = web.event().await;
+        match event["type"].as_str() {
+            Some("pong") => pongs += 1,
+            Some("error") if event["code"] == "rate_limited" => limited += 1,
+            _ => panic!("unexpected {event}"),
+        }
+    }
+    // Registering took one request of the burst of 20.
+    assert!(
+        limited > 0 && pongs >= 19,
+        "{pongs} pongs, {limited} refusals"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn registering_too_late_is_a_timeout() {
+    let server = TestServer::with_limits(Limits {
+        registration_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut web = Web::connect(server.http_addr).await;
+    let (events, code) = web.until_closed().await;
+    assert_eq!(events[0]["code"], "registration_timeout");
+    assert_eq!(code, Some(CloseCode::Policy));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn origins_other_than_the_pages_own_are_refused() {
+    let server = TestServer::start().await;
+    let addr = server.http_addr;
+    assert_eq!(
+        connect_with_origin(addr, "http://evil.example").await.err(),
+        Some(403)
+    );
+    assert_eq!(connect_with_origin(addr, "null").await.err(), Some(403));
+    let mut same = connect_with_origin(addr, &format!("http://{addr}"))
+        .await
+        .expect("the page's own origin is allowed");
+    assert_eq!(same.event().await["type"], "hello");
+    // With no Origin at all (not a browser), the connection is allowed.
+    Web::connect(addr).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_allow_list_admits_other_origins() {
+    let config = Config {
+        line_listen: Vec::new(),
+        http_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        allowed_origins: vec!["https://chat.example.org".into()],
+        limits: Limits {
+            shutdown_grace: Duration::from_millis(500),
+            ..Limits::default()
+        },
+        ..Config::default()
+    };
+    let server = Server::bind(config).await.expect("bind");
+    let addr = server.addrs(Frontend::Http)[0];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    let mut allowed = connect_with_origin(addr, "https://chat.example.org")
+        .await
+        .expect("an allowed origin");
+    assert_eq!(allowed.event().await["type"], "hello");
+    assert_eq!(
+        connect_with_origin(addr, "https://evil.example.org")
+            .await
+            .err(),
+        Some(403)
+    );
+    assert!(connect_with_origin(addr, &format!("http://{addr}"))
+        .await
+        .is_ok());
+
+    let _ = stop.send(());
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_tells_web_clients_then_closes() {
+    let server = TestServer::start().await;
+    let mut web = Web::user(server.http_addr, "bob").await;
+    let stopping = tokio::spawn(server.stop());
+    let (events, code) = web.until_closed().await;
+    assert_eq!(
+        events.last(),
+        Some(&json!({"type": "closing", "code": "shutdown", "text": "Server is shutting down"}))
+    );
+    assert_eq!(code, Some(CloseCode::Away));
+    // The close handshake completes, so the server finishes well within its grace.
+    drop(web);
+    stopping.await.unwrap();
+}

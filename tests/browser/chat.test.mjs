@@ -1,0 +1,463 @@
+// End-to-end test of confab's web page in Debian's Chromium, driven by playwright-core: two browser users and one raw-socket line user chat in rooms and by DM, markup shows as text, and the page reconnects after a server restart.
+//
+// Run from this folder with the built binary's path in CONFAB_BIN:
+//   CONFAB_BIN=../../target/debug/confab node --test
+// Screenshots of each step go to out/ (ignored by git); look at them after a change.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const OUT = path.join(HERE, "out");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+/** Chromium's switches besides --headless, which playwright adds for headless: true. */
+const FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+/** How long any one expected thing may take. */
+const PATIENCE = 10_000;
+const INJECTION = "<img src=x onerror=alert(1)>";
+
+function binary() {
+  const bin = process.env.CONFAB_BIN;
+  assert.ok(bin, "set CONFAB_BIN to the built confab binary, e.g. ../../target/debug/confab");
+  const resolved = path.resolve(bin);
+  assert.ok(fs.existsSync(resolved), `CONFAB_BIN ${resolved} does not exist; build it first`);
+  return resolved;
+}
+
+// ---------------------------------------------------------------- the server
+
+/** Starts `confab serve` and reads the addresses it bound from its stdout. */
+async function startServer({ http = "127.0.0.1:0", line = "127.0.0.1:0" } = {}) {
+  const child = spawn(
+    binary(),
+    ["serve", "--listen", line, "--irc-listen", "127.0.0.1:0", "--http-listen", http],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "info" } },
+  );
+  const log = fs.createWriteStream(path.join(OUT, "server.log"), { flags: "a" });
+  child.stderr.pipe(log);
+  const addrs = {};
+  let buffered = "";
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("confab serve did not print its addresses")), PATIENCE);
+    child.on("exit", (code) => reject(new Error(`confab serve exited early with ${code}`)));
+    child.stdout.on("data", (chunk) => {
+      buffered += chunk;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const lineText = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        const web = /web page and WebSocket listening on (\S+)/.exec(lineText);
+        const plain = /line protocol listening on (\S+)/.exec(lineText);
+        if (web) addrs.http = web[1];
+        if (plain) addrs.line = plain[1];
+        if (addrs.http && addrs.line) {
+          clearTimeout(timer);
+          resolve();
+        }
+      }
+    });
+  });
+  return { child, ...addrs };
+}
+
+/** Stops the server the way Ctrl-C does and waits for it to exit. */
+async function stopServer(server) {
+  if (server.child.exitCode !== null) return;
+  const exited = once(server.child, "exit");
+  server.child.kill("SIGTERM");
+  const timer = setTimeout(() => server.child.kill("SIGKILL"), 15_000);
+  const [code] = await exited;
+  clearTimeout(timer);
+  return code;
+}
+
+// ---------------------------------------------------------------- a line-protocol user
+
+/** A raw TCP client of the line protocol, as `nc` would be. */
+class LineUser {
+  constructor(socket) {
+    this.socket = socket;
+    this.lines = [];
+    this.cursor = 0;
+    this.waiters = [];
+    let partial = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk) => {
+      partial += chunk;
+      let newline;
+      while ((newline = partial.indexOf("\n")) >= 0) {
+        this.lines.push(partial.slice(0, newline));
+        partial = partial.slice(newline + 1);
+      }
+      for (const wake of this.waiters.splice(0)) wake();
+    });
+  }
+
+  static async register(addr, name) {
+    const [host, port] = splitAddr(addr);
+    const socket = net.connect(port, host);
+    await once(socket, "connect");
+    const user = new LineUser(socket);
+    user.send(`#${name}`);
+    await user.expect(`* Members of lobby`);
+    return user;
+  }
+
+  send(line) {
+    this.socket.write(line + "\n");
+  }
+
+  /** Waits for a line that starts with `prefix`, past the lines already matched. */
+  async expect(prefix) {
+    const deadline = Date.now() + PATIENCE;
+    for (;;) {
+      while (this.cursor < this.lines.length) {
+        const line = this.lines[this.cursor++];
+        if (line.startsWith(prefix)) return line;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`line user: no line starting ${JSON.stringify(prefix)}; got ${JSON.stringify(this.lines)}`);
+      }
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  close() {
+    this.socket.destroy();
+  }
+}
+
+function splitAddr(addr) {
+  const at = addr.lastIndexOf(":");
+  return [addr.slice(0, at).replace(/^\[|\]$/g, ""), Number(addr.slice(at + 1))];
+}
+
+// ---------------------------------------------------------------- browser users
+
+let shots = 0;
+
+/** A browser with its own fresh profile and one tab on the chat page. */
+async function openBrowser(url, label) {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), `confab-${label}-`));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: FLAGS,
+    viewport: { width: 1100, height: 700 },
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const user = { label, context, page, profile, dialogs: [], errors: [] };
+  // Any dialog would mean markup ran as script; any page error is a bug.
+  page.on("dialog", (dialog) => {
+    user.dialogs.push(dialog.message());
+    dialog.dismiss().catch(() => {});
+  });
+  page.on("pageerror", (error) => user.errors.push(String(error)));
+  await page.goto(url);
+  return user;
+}
+
+async function closeBrowser(user) {
+  await user.context.close();
+  fs.rmSync(user.profile, { recursive: true, force: true });
+}
+
+async function shot(user, name) {
+  shots += 1;
+  const file = path.join(OUT, `${String(shots).padStart(2, "0")}-${user.label}-${name}.png`);
+  await user.page.screenshot({ path: file });
+}
+
+async function register(user, name) {
+  await user.page.fill("#name-input", name);
+  await user.page.press("#name-input", "Enter");
+  await user.page.locator("#me", { hasText: name }).waitFor({ timeout: PATIENCE });
+  await waitForStatus(user, "online");
+}
+
+async function waitForStatus(user, state, timeout = PATIENCE) {
+  await user.page.waitForFunction(
+    (wanted) => document.getElementById("status").dataset.state === wanted,
+    state,
+    { timeout },
+  );
+}
+
+/** Types into the message box and sends with Enter, as a person would. */
+async function type(user, text) {
+  await user.page.fill("#message-input", text);
+  await user.page.press("#message-input", "Enter");
+}
+
+/** Waits until the open conversation shows a message whose text is exactly `text`. */
+async function seeMessage(user, from, text) {
+  const item = user.page
+    .locator("#messages li.msg")
+    .filter({ has: user.page.locator(".from", { hasText: from }) })
+    .filter({ has: user.page.getByText(text, { exact: true }) });
+  await item.last().waitFor({ timeout: PATIENCE });
+  return item.last();
+}
+
+async function seeNote(user, text) {
+  await user.page.locator("#messages li.sys", { hasText: text }).last().waitFor({ timeout: PATIENCE });
+}
+
+/** The sidebar button of a conversation ("#lobby" or a name). */
+function convButton(user, label) {
+  return user.page.locator(".conv-list button").filter({
+    has: user.page.locator(".label", { hasText: new RegExp(`^${escapeRegExp(label)}$`) }),
+  });
+}
+
+async function unreadOf(user, label) {
+  const badge = convButton(user, label).locator(".unread");
+  return (await badge.count()) === 0 ? 0 : Number(await badge.textContent());
+}
+
+async function waitForUnread(user, label, count) {
+  const deadline = Date.now() + PATIENCE;
+  while ((await unreadOf(user, label)) !== count) {
+    if (Date.now() > deadline) {
+      throw new Error(`${user.label}: ${label} shows ${await unreadOf(user, label)} unread, not ${count}`);
+    }
+    await user.page.waitForTimeout(50);
+  }
+}
+
+async function openConv(user, label) {
+  await convButton(user, label).click();
+  await user.page.locator("#conv-name", { hasText: label }).waitFor({ timeout: PATIENCE });
+}
+
+async function members(user) {
+  return user.page.locator("#member-list li").evaluateAll((items) =>
+    items.map((li) => li.querySelector("span:nth-child(2)").textContent),
+  );
+}
+
+async function waitForMembers(user, wanted) {
+  const deadline = Date.now() + PATIENCE;
+  for (;;) {
+    const now = await members(user);
+    if (JSON.stringify(now) === JSON.stringify(wanted)) return;
+    if (Date.now() > deadline) throw new Error(`${user.label}: members ${now}, wanted ${wanted}`);
+    await user.page.waitForTimeout(50);
+  }
+}
+
+function escapeRegExp(s) {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+// ---------------------------------------------------------------- the test
+
+test("two browser users and a line user chat, safely, across a server restart", async (t) => {
+  fs.rmSync(OUT, { recursive: true, force: true });
+  fs.mkdirSync(OUT, { recursive: true });
+  let server = await startServer();
+  const url = `http://${server.http}/`;
+  const alice = await openBrowser(url, "alice");
+  const bob = await openBrowser(url, "bob");
+  let carol = null;
+  t.after(async () => {
+    carol?.close();
+    await closeBrowser(alice).catch(() => {});
+    await closeBrowser(bob).catch(() => {});
+    await stopServer(server).catch(() => {});
+  });
+
+  await t.test("a name with markup is refused and shown as text", async () => {
+    await shot(alice, "name-form");
+    await alice.page.fill("#name-input", INJECTION);
+    await alice.page.press("#name-input", "Enter");
+    const error = alice.page.locator("#login-error");
+    await error.filter({ hasText: "Invalid name" }).waitFor({ timeout: PATIENCE });
+    assert.match(await error.textContent(), new RegExp(escapeRegExp(INJECTION)));
+    assert.equal(await alice.page.locator("#login img").count(), 0);
+    await shot(alice, "invalid-name");
+  });
+
+  await t.test("everyone registers and meets in the lobby", async () => {
+    await register(alice, "alice");
+    await register(bob, "bob");
+    carol = await LineUser.register(server.line, "carol");
+    await waitForMembers(alice, ["alice", "bob", "carol"]);
+    await waitForMembers(bob, ["alice", "bob", "carol"]);
+    assert.equal(await alice.page.locator("#conv-name").textContent(), "#lobby");
+  });
+
+  await t.test("room messages reach everyone, in every direction", async () => {
+    await type(alice, "hello from alice");
+    await seeMessage(bob, "alice", "hello from alice");
+    await carol.expect("[lobby] alice: hello from alice");
+    // Alice sees her own message once, as the server stamped it.
+    await seeMessage(alice, "alice", "hello from alice");
+
+    await type(bob, "hello from bob");
+    await seeMessage(alice, "bob", "hello from bob");
+    await carol.expect("[lobby] bob: hello from bob");
+
+    carol.send("hello from carol");
+    await seeMessage(alice, "carol", "hello from carol");
+    await seeMessage(bob, "carol", "hello from carol");
+    await type(bob, "/me waves");
+    await seeMessage(alice, "* bob", "waves");
+    await carol.expect("[lobby] * bob waves");
+    await shot(bob, "lobby");
+  });
+
+  await t.test("direct messages reach only their recipient, in every direction", async () => {
+    await type(alice, "/msg bob psst, bob");
+    await waitForUnread(bob, "alice", 1);
+    await shot(bob, "dm-unread");
+    await openConv(bob, "alice");
+    await seeMessage(bob, "alice", "psst, bob");
+    await waitForUnread(bob, "alice", 0);
+    await type(bob, "hi alice, from bob");
+    await waitForUnread(alice, "bob", 0);
+    await seeMessage(alice, "bob", "hi alice, from bob");
+
+    await type(bob, "/msg carol hi carol, from bob");
+    await carol.expect("[dm] bob: hi carol, from bob");
+    carol.send("@bob:hi bob, from carol");
+    await waitForUnread(bob, "carol", 0);
+    await seeMessage(bob, "carol", "hi bob, from carol");
+
+    await type(alice, "/msg carol hi carol, from alice");
+    await carol.expect("[dm] alice: hi carol, from alice");
+    carol.send("@alice:hi alice, from carol");
+    await openConv(alice, "carol");
+    await seeMessage(alice, "carol", "hi alice, from carol");
+    await shot(alice, "dm");
+  });
+
+  await t.test("markup in messages shows as text and never runs", async () => {
+    await openConv(alice, "#lobby");
+    await openConv(bob, "#lobby");
+    await type(alice, INJECTION);
+    const fromAlice = await seeMessage(bob, "alice", INJECTION);
+    assert.equal(await fromAlice.locator(".text").textContent(), INJECTION);
+    await carol.expect(`[lobby] alice: ${INJECTION}`);
+    carol.send(`${INJECTION} from carol`);
+    await seeMessage(alice, "carol", `${INJECTION} from carol`);
+    await seeMessage(bob, "carol", `${INJECTION} from carol`);
+    for (const user of [alice, bob]) {
+      assert.equal(await user.page.locator("#messages img").count(), 0, `${user.label} has an img`);
+    }
+    await bob.page.waitForTimeout(300);
+    await shot(bob, "markup-as-text");
+  });
+
+  await t.test("rooms: join, unread counts, members, leave", async () => {
+    await alice.page.fill("#join-input", "rust");
+    await alice.page.press("#join-input", "Enter");
+    await alice.page.locator("#conv-name", { hasText: "#rust" }).waitFor({ timeout: PATIENCE });
+    await type(bob, "/join rust");
+    await bob.page.locator("#conv-name", { hasText: "#rust" }).waitFor({ timeout: PATIENCE });
+    await waitForMembers(alice, ["alice", "bob"]);
+    carol.send("/join rust");
+    await waitForMembers(bob, ["alice", "bob", "carol"]);
+    await openConv(bob, "#lobby");
+    await type(alice, "anyone for rust?");
+    await carol.expect("[rust] alice: anyone for rust?");
+    await waitForUnread(bob, "#rust", 1);
+    assert.equal(await bob.page.title(), "(1) confab");
+    await shot(bob, "room-unread");
+    await openConv(bob, "#rust");
+    await seeMessage(bob, "alice", "anyone for rust?");
+    await waitForUnread(bob, "#rust", 0);
+    await shot(alice, "rust-members");
+    await bob.page.click("#leave-button");
+    await seeNote(alice, "bob left");
+    await waitForMembers(alice, ["alice", "carol"]);
+    assert.equal(await convButton(bob, "#rust").count(), 0);
+    await carol.expect("* bob left rust");
+  });
+
+  await t.test("the keyboard moves between conversations", async () => {
+    await alice.page.focus("#message-input");
+    const before = await alice.page.locator("#conv-name").textContent();
+    await alice.page.keyboard.press("Alt+ArrowDown");
+    const after = await alice.page.locator("#conv-name").textContent();
+    assert.notEqual(after, before);
+    await alice.page.keyboard.press("Alt+ArrowUp");
+    assert.equal(await alice.page.locator("#conv-name").textContent(), before);
+    assert.equal(await alice.page.evaluate(() => document.activeElement.id), "message-input");
+  });
+
+  await t.test("a phone-sized screen gets one column with slide-over panels", async () => {
+    await openConv(bob, "#lobby");
+    await openConv(alice, "#lobby");
+    await bob.page.setViewportSize({ width: 390, height: 760 });
+    await shot(bob, "phone");
+    assert.equal(await bob.page.locator("#sidebar").isVisible(), false);
+    await bob.page.click("#toggle-sidebar");
+    await bob.page.locator("#sidebar").waitFor({ state: "visible", timeout: PATIENCE });
+    await shot(bob, "phone-rooms");
+    await bob.page.keyboard.press("Escape");
+    await bob.page.click("#toggle-members");
+    await bob.page.locator("#members-panel").waitFor({ state: "visible", timeout: PATIENCE });
+    await shot(bob, "phone-members");
+    await bob.page.keyboard.press("Escape");
+    await type(bob, "typed on a phone");
+    await seeMessage(alice, "bob", "typed on a phone");
+    await bob.page.setViewportSize({ width: 1100, height: 700 });
+  });
+
+  await t.test("the page reconnects after the server restarts", async () => {
+    const httpAddr = server.http;
+    const lineAddr = server.line;
+    const stopping = stopServer(server);
+    await seeNote(alice, "Server is shutting down");
+    await waitForStatus(bob, "reconnecting");
+    await stopping;
+    carol.close();
+    await shot(alice, "server-down");
+    server = await startServer({ http: httpAddr, line: lineAddr });
+    await waitForStatus(alice, "online", 30_000);
+    await waitForStatus(bob, "online", 30_000);
+    await seeNote(alice, "Reconnected.");
+    carol = await LineUser.register(server.line, "carol");
+    // Alice was in #rust before the restart and is back in it.
+    await openConv(alice, "#rust");
+    await waitForMembers(alice, ["alice"]);
+    await openConv(alice, "#lobby");
+    await waitForMembers(alice, ["alice", "bob", "carol"]);
+    await openConv(bob, "#lobby");
+    await type(bob, "back again");
+    await seeMessage(alice, "bob", "back again");
+    await carol.expect("[lobby] bob: back again");
+    await shot(alice, "reconnected");
+  });
+
+  await t.test("no dialog opened and no script failed", async () => {
+    for (const user of [alice, bob]) {
+      assert.deepEqual(user.dialogs, [], `${user.label} saw dialogs`);
+      assert.deepEqual(user.errors, [], `${user.label} had page errors`);
+    }
+  });
+});
