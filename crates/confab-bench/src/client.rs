@@ -122,10 +122,6 @@ impl Conn {
         protocol: Protocol,
         mut done: impl FnMut(&Reply) -> bool,
     ) -> anyhow::Result<()> {
-        if protocol == Protocol::Raw {
-            // Raw lines have no replies to wait for.
-            return Ok(self.flush().await?);
-        }
         loop {
             self.flush().await?;
             let mut finished = false;

@@ -403,7 +403,7 @@ async fn set_up(exchange: &Exchange, i: u64, shard: &Shard) -> anyhow::Result<Co
     conn.converse(protocol, |reply| protocol.registered(reply))
         .await
         .context("registering")?;
-    if let Pattern::Fanout { room, .. } = &exchange.pattern {
+    if let (Pattern::Fanout { room, .. }, true) = (&exchange.pattern, protocol.has_rooms()) {
         protocol.join(room, &mut conn.out);
         conn.converse(protocol, |reply| protocol.joined(room, reply))
             .await

@@ -12,7 +12,7 @@ pub enum Protocol {
     Line,
     /// IRC: NICK/USER, JOIN, PRIVMSG; for confab's IRC front-end and other IRC servers.
     Irc,
-    /// Bare lines with no registration, for `confab bench relay`.
+    /// Bare lines for `confab bench relay`, whose greeting stands for registration.
     Raw,
 }
 

@@ -3,7 +3,9 @@
 //! read's complete lines are forwarded as one shared chunk, so its cost per line is
 //! what tokio and the kernel cost, and nothing a chat server adds.
 //!
-//! Drive it with `confab bench fanout --protocol raw` (also `connect` and `idle`).
+//! Each connection is greeted with one line once it is counted in, so that a client
+//! knows when it will start receiving. Drive it with `confab bench fanout --protocol
+//! raw` (also `connect` and `idle`).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -17,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use crate::options::{is_loopback, seconds};
+use crate::wire::RELAY_HELLO;
 
 /// Options of `confab bench relay`.
 #[derive(Debug, Clone, clap::Args)]
@@ -144,11 +147,19 @@ impl Relay {
                 },
             };
             next_id += 1;
+            // The greeting is queued ahead of everything relayed to this connection,
+            // so that a client that has read it knows it will get every later line.
+            let hello = Bytes::from_static(RELAY_HELLO);
             let peer = Arc::new(Peer {
                 id: next_id,
-                queue: Mutex::new(Queue::default()),
+                queue: Mutex::new(Queue {
+                    bytes: hello.len(),
+                    chunks: VecDeque::from([hello]),
+                    overflowed: false,
+                }),
                 ready: Notify::new(),
             });
+            peer.ready.notify_one();
             self.hub
                 .peers
                 .lock()

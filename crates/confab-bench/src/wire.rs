@@ -34,6 +34,7 @@ impl Protocol {
         match self {
             Protocol::Line => classify_line(line),
             Protocol::Irc => classify_irc(line),
+            Protocol::Raw if line == RELAY_HELLO.trim_ascii_end() => Reply::Welcome,
             Protocol::Raw => Reply::Other,
         }
     }
@@ -59,13 +60,17 @@ impl Protocol {
 
     /// Whether `reply` completes registration. The line protocol registers and joins
     /// the default room in one step; waiting for that room's member list means the whole
-    /// step is done.
+    /// step is done. The relay's greeting says it has counted the connection in.
     pub fn registered(self, reply: &Reply) -> bool {
         match self {
             Protocol::Line => matches!(reply, Reply::Members(_)),
-            Protocol::Irc => matches!(reply, Reply::Welcome),
-            Protocol::Raw => true,
+            Protocol::Irc | Protocol::Raw => matches!(reply, Reply::Welcome),
         }
+    }
+
+    /// Whether joining a room takes a request and a reply; the relay has no rooms.
+    pub fn has_rooms(self) -> bool {
+        self != Protocol::Raw
     }
 
     /// Appends the line that joins `room` (and makes it the line protocol's current
@@ -85,7 +90,6 @@ impl Protocol {
             (Protocol::Irc, Reply::Members(r)) => r
                 .strip_prefix('#')
                 .is_some_and(|r| r.eq_ignore_ascii_case(room)),
-            (Protocol::Raw, _) => true,
             _ => false,
         }
     }
@@ -128,6 +132,10 @@ impl Protocol {
         }
     }
 }
+
+/// The line `confab bench relay` greets each connection with, once every line relayed
+/// from then on will reach it.
+pub const RELAY_HELLO: &[u8] = b"* relay: connected\n";
 
 /// Where a sender's messages go.
 #[derive(Debug, Clone, Copy)]
@@ -397,6 +405,14 @@ mod tests {
         for (protocol, line, reply) in cases {
             assert_eq!(&protocol.classify(line.as_bytes()), reply, "{line}");
         }
+        assert_eq!(
+            Protocol::Raw.classify(b"* relay: connected"),
+            Reply::Welcome
+        );
+        assert_eq!(
+            Protocol::Raw.classify(b"* Members of x (1): y"),
+            Reply::Other
+        );
         assert!(Irc.joined("Bench", &Reply::Members("#bench")));
         assert!(!Line.joined("bench", &Reply::Members("lobby")));
     }

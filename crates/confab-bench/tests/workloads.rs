@@ -70,9 +70,15 @@ async fn line_protocol_workloads_against_confab() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn irc_workloads_against_confab() {
     let server = TestServer::start().await;
-    let common = format!("--protocol irc --addr {} --duration 30 --threads 2", server.irc_addr);
+    let common = format!(
+        "--protocol irc --addr {} --duration 30 --threads 2",
+        server.irc_addr
+    );
 
-    check(&format!("fanout {common} --clients 5 --senders 2 --messages 20")).await;
+    check(&format!(
+        "fanout {common} --clients 5 --senders 2 --messages 20"
+    ))
+    .await;
     check(&format!("dm {common} --pairs 3 --messages 20")).await;
     check(&format!("connect {common} --clients 20 --concurrency 4")).await;
     check(&format!("idle {common} --clients 10")).await;

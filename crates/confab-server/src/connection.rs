@@ -141,6 +141,8 @@ pub(crate) trait Protocol: Send {
     fn on_too_long(&mut self, ctx: &Ctx);
     /// A core event for this client: encode it into `out` and update any session state.
     fn on_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue);
+    /// Called after each input line and the replies it caused have been handled.
+    fn after_line(&mut self, _ctx: &Ctx, _out: &mut WriteQueue) {}
     /// The last line the client sees before the connection closes for `why`.
     fn farewell(&mut self, why: &Close) -> Option<Bytes>;
     /// Whether the client has registered, which switches from the registration timeout
@@ -168,6 +170,11 @@ impl WriteQueue {
 
     fn is_empty(&self) -> bool {
         self.chunks.is_empty()
+    }
+
+    /// The queued chunks, in order.
+    pub fn into_chunks(self) -> impl Iterator<Item = Bytes> {
+        self.chunks.into_iter()
     }
 
     /// Writes as much as the socket takes without waiting. `Ok(true)` means everything
@@ -397,6 +404,7 @@ fn read_lines<P: Protocol>(
             if pump(sink.outbox, sink.drained, protocol, ctx, sink.out).is_err() {
                 close = Some(Close::SendQueueExceeded);
             }
+            protocol.after_line(ctx, sink.out);
         });
         Ok(close)
     })

@@ -37,7 +37,7 @@ pub struct Server {
 
 /// Failure to start: which address could not be bound, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}")]
+#[error("cannot listen on {addr}")]
 pub struct BindError {
     pub addr: SocketAddr,
     pub source: io::Error,

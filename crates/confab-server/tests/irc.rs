@@ -665,3 +665,39 @@ async fn silent_clients_are_pinged_then_dropped() {
     assert_eq!(raw.rest().await, ["ERROR :Closing Link: 127.0.0.1 (Ping timeout)\r"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn labeled_responses_carry_the_label() {
+    let server = TestServer::start().await;
+    let mut raw = LineClient::connect(server.irc_addr).await;
+    raw.send("CAP LS 302\r\nCAP REQ :labeled-response batch\r\nCAP END\r\nNICK lab\r\nUSER lab 0 * :L\r").await;
+    raw.expect(":confab.local CAP * ACK :labeled-response batch").await;
+    raw.expect(":confab.local 376 lab ").await;
+
+    raw.send("@label=one PING :token\r").await;
+    assert_eq!(raw.line().await, "@label=one :confab.local PONG confab.local token\r");
+    raw.send("@label=two PONG :nothing\r").await;
+    assert_eq!(raw.line().await, "@label=two :confab.local ACK\r");
+    raw.send("@label=three WHOIS lab\r").await;
+    let start = raw.line().await;
+    let id = start
+        .strip_prefix("@label=three :confab.local BATCH +")
+        .and_then(|rest| rest.strip_suffix(" labeled-response\r"))
+        .unwrap_or_else(|| panic!("{start}"))
+        .to_string();
+    let mut inside = Vec::new();
+    loop {
+        let line = raw.line().await;
+        if line == format!(":confab.local BATCH -{id}\r") {
+            break;
+        }
+        assert!(line.starts_with(&format!("@batch={id} ")), "{line}");
+        inside.push(line);
+    }
+    assert!(inside[0].contains(" 311 lab lab "), "{inside:?}");
+    assert!(inside.last().unwrap().contains(" 318 lab lab "), "{inside:?}");
+    // Without a label nothing changes.
+    raw.send("PING :plain\r").await;
+    assert_eq!(raw.line().await, ":confab.local PONG confab.local plain\r");
+    server.stop().await;
+}

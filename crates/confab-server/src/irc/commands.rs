@@ -85,7 +85,7 @@ pub(super) fn dispatch(session: &mut IrcSession, message: &Message<'_>, ctx: &Ct
 }
 
 /// A channel parameter as a room name, or `None` (and 403 sent) when it is not one.
-fn room_of<'a>(session: &IrcSession, ctx: &Ctx, chan: &'a str) -> Option<&'a str> {
+fn room_of<'a>(session: &mut IrcSession, ctx: &Ctx, chan: &'a str) -> Option<&'a str> {
     match chan.strip_prefix('#') {
         Some(room) if !room.is_empty() => Some(room),
         _ => {
@@ -98,12 +98,12 @@ fn room_of<'a>(session: &IrcSession, ctx: &Ctx, chan: &'a str) -> Option<&'a str
 fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let target = session.target().to_string();
     let sub = m.params[0].to_ascii_uppercase();
-    let send = |params: &[&str]| {
+    let line = |params: &[&str]| {
         let mut all = vec![target.as_str()];
         all.extend_from_slice(params);
         let mut out = BytesMut::new();
         write_message(&mut out, &[], Some(&ctx.shared.irc.server_name), "CAP", &all, true);
-        ctx.send(out.freeze());
+        out.freeze()
     };
     match sub.as_str() {
         "LS" => {
@@ -114,9 +114,12 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             if m.params.get(1).and_then(|v| v.parse::<u32>().ok()).is_some_and(|v| v >= 302) {
                 session.caps.cap_notify = true;
             }
-            send(&["LS", &super::CAPS.join(" ")]);
+            session.send(ctx, line(&["LS", &super::CAPS.join(" ")]));
         }
-        "LIST" => send(&["LIST", &session.caps.enabled().join(" ")]),
+        "LIST" => {
+            let enabled = session.caps.enabled().join(" ");
+            session.send(ctx, line(&["LIST", &enabled]));
+        }
         "REQ" => {
             if session.name.is_none() {
                 session.negotiating = true;
@@ -146,9 +149,9 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                         .unwrap_or_else(|e| e.into_inner())
                         .set_echo(ctx.id, caps.echo_message);
                 }
-                send(&["ACK", wanted]);
+                session.send(ctx, line(&["ACK", wanted]));
             } else {
-                send(&["NAK", wanted]);
+                session.send(ctx, line(&["NAK", wanted]));
             }
         }
         "END" => {
@@ -216,7 +219,8 @@ fn ping(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         return Flow::Continue;
     }
     let server = ctx.shared.irc.server_name.clone();
-    ctx.send(session.server_line(ctx, "PONG", &[&server, token]));
+    let pong = session.server_line(ctx, "PONG", &[&server, token]);
+    session.send(ctx, pong);
     Flow::Continue
 }
 
@@ -483,7 +487,7 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         if !applied.is_empty() {
             let mut out = BytesMut::new();
             write_message(&mut out, &[], Some(&me), "MODE", &[&me, &applied], false);
-            ctx.send(out.freeze());
+            session.send(ctx, out.freeze());
         }
         return Flow::Continue;
     }
@@ -576,7 +580,7 @@ fn oper(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let me = session.target().to_string();
     let mut out = BytesMut::new();
     write_message(&mut out, &[], Some(&me), "MODE", &[&me, "+o"], false);
-    ctx.send(out.freeze());
+    session.send(ctx, out.freeze());
     Flow::Continue
 }
 
@@ -597,7 +601,7 @@ fn version(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     let server = ctx.shared.irc.server_name.clone();
     session.reply(ctx, RPL_VERSION, &[super::VERSION, &server, "confab chat server"]);
     for line in session.isupport(ctx) {
-        ctx.send(line);
+        session.send(ctx, line);
     }
     Flow::Continue
 }
@@ -610,14 +614,14 @@ fn time(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
 
 fn motd(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     for line in session.motd(ctx) {
-        ctx.send(line);
+        session.send(ctx, line);
     }
     Flow::Continue
 }
 
 fn lusers(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     for line in session.lusers(ctx) {
-        ctx.send(line);
+        session.send(ctx, line);
     }
     Flow::Continue
 }

@@ -39,6 +39,7 @@ const CAPS: &[&str] = &[
     "cap-notify",
     "echo-message",
     "extended-join",
+    "labeled-response",
     "message-tags",
     "multi-prefix",
     "server-time",
@@ -54,6 +55,7 @@ struct Caps {
     cap_notify: bool,
     echo_message: bool,
     extended_join: bool,
+    labeled_response: bool,
     message_tags: bool,
     multi_prefix: bool,
     server_time: bool,
@@ -69,6 +71,7 @@ impl Caps {
             "cap-notify" => &mut self.cap_notify,
             "echo-message" => &mut self.echo_message,
             "extended-join" => &mut self.extended_join,
+            "labeled-response" => &mut self.labeled_response,
             "message-tags" => &mut self.message_tags,
             "multi-prefix" => &mut self.multi_prefix,
             "server-time" => &mut self.server_time,
@@ -135,6 +138,16 @@ pub(crate) struct IrcSession {
     oper: bool,
     /// Set when a server operator removed this user: the session must end.
     killed: Option<String>,
+    /// The response being collected for a command that carried a `label` tag.
+    labeled: Option<Labeled>,
+    /// Batches opened so far, for unique batch ids.
+    batches: u64,
+}
+
+/// A labeled command's response, collected until the command is done.
+struct Labeled {
+    label: String,
+    bytes: BytesMut,
 }
 
 fn now_ms() -> u64 {
@@ -284,6 +297,8 @@ impl IrcSession {
             invisible: false,
             oper: false,
             killed: None,
+            labeled: None,
+            batches: 0,
         }
     }
 
@@ -313,8 +328,86 @@ impl IrcSession {
     }
 
     /// Sends a numeric now, in order with the core's replies.
-    fn reply(&self, ctx: &Ctx, code: &str, params: &[&str]) {
-        ctx.send(self.numeric(ctx, code, params));
+    fn reply(&mut self, ctx: &Ctx, code: &str, params: &[&str]) {
+        let line = self.numeric(ctx, code, params);
+        self.send(ctx, line);
+    }
+
+    /// Sends a line of the session's own: into the labeled response being collected,
+    /// or through the outbox so that it keeps its place among the core's replies.
+    fn send(&mut self, ctx: &Ctx, line: Bytes) {
+        match &mut self.labeled {
+            Some(labeled) => labeled.bytes.extend_from_slice(&line),
+            None => ctx.send(line),
+        }
+    }
+
+    /// Whether an event is part of the response to this client's current command: a
+    /// reply, or a broadcast of something this client did.
+    fn is_response(&self, event: &Event) -> bool {
+        match event {
+            Event::Message(m) => self.is_me(&m.from.name),
+            Event::Joined { who, .. } | Event::Parted { who, .. } => self.is_me(&who.name),
+            Event::NickChanged { old, .. } => self.is_me(&old.name),
+            Event::TopicChanged { by, .. } | Event::ModeChanged { by, .. } | Event::Kicked { by, .. } => {
+                self.is_me(&by.name)
+            }
+            Event::Quit { .. } | Event::AwayChanged { .. } | Event::Invited { .. } | Event::Killed { .. } => false,
+            _ => true,
+        }
+    }
+
+    /// Wraps what was collected for a labeled command: one line gets the label tag,
+    /// several go in a `labeled-response` batch, none gets an `ACK`.
+    fn finish_labeled(&mut self, ctx: &Ctx, out: &mut WriteQueue) {
+        let Some(Labeled { label, bytes }) = self.labeled.take() else {
+            return;
+        };
+        let server = &ctx.shared.irc.server_name;
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+        let mut result = BytesMut::new();
+        let tag = |line: &str, tag: &str, result: &mut BytesMut| {
+            match line.strip_prefix('@') {
+                Some(rest) => {
+                    result.extend_from_slice(b"@");
+                    result.extend_from_slice(tag.as_bytes());
+                    result.extend_from_slice(b";");
+                    result.extend_from_slice(rest.as_bytes());
+                }
+                None => {
+                    result.extend_from_slice(b"@");
+                    result.extend_from_slice(tag.as_bytes());
+                    result.extend_from_slice(b" ");
+                    result.extend_from_slice(line.as_bytes());
+                }
+            }
+            result.extend_from_slice(b"\r\n");
+        };
+        let mut label_tag = BytesMut::new();
+        label_tag.extend_from_slice(b"label=");
+        wire::escape_tag(&label, &mut label_tag);
+        let label_tag = String::from_utf8_lossy(&label_tag).into_owned();
+        match lines.len() {
+            0 => tag(&format!(":{server} ACK"), &label_tag, &mut result),
+            1 => tag(lines[0], &label_tag, &mut result),
+            _ if self.caps.batch => {
+                self.batches += 1;
+                let id = format!("lr{}", self.batches);
+                tag(&format!(":{server} BATCH +{id} labeled-response"), &label_tag, &mut result);
+                for line in lines {
+                    tag(line, &format!("batch={id}"), &mut result);
+                }
+                result.extend_from_slice(format!(":{server} BATCH -{id}\r\n").as_bytes());
+            }
+            _ => {
+                for line in lines {
+                    result.extend_from_slice(line.as_bytes());
+                    result.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        out.push(result.freeze());
     }
 
     /// A line from the server itself, such as `CAP` or `PONG`.
@@ -750,7 +843,7 @@ impl Protocol for IrcSession {
                 &[self.target(), "Your message was not valid UTF-8 and was dropped"],
                 true,
             );
-            ctx.send(out.freeze());
+            self.send(ctx, out.freeze());
             return Flow::Continue;
         };
         let message = match wire::parse(line) {
@@ -763,6 +856,14 @@ impl Protocol for IrcSession {
             Err(wire::ParseError::NoCommand) => return Flow::Continue,
         };
         self.context = Context::None;
+        if self.caps.labeled_response {
+            if let Some(label) = message.tag("label").filter(|l| !l.is_empty() && l.len() <= 64) {
+                self.labeled = Some(Labeled {
+                    label: label.into_owned(),
+                    bytes: BytesMut::new(),
+                });
+            }
+        }
         commands::dispatch(self, &message, ctx)
     }
 
@@ -771,6 +872,42 @@ impl Protocol for IrcSession {
     }
 
     fn on_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue) {
+        if self.labeled.is_some() && self.is_response(&envelope.event) {
+            let mut collected = WriteQueue::default();
+            self.handle_event(envelope, ctx, &mut collected);
+            if let Some(labeled) = &mut self.labeled {
+                for chunk in collected.into_chunks() {
+                    labeled.bytes.extend_from_slice(&chunk);
+                }
+            }
+        } else {
+            self.handle_event(envelope, ctx, out);
+        }
+    }
+
+    fn after_line(&mut self, ctx: &Ctx, out: &mut WriteQueue) {
+        self.finish_labeled(ctx, out);
+    }
+
+    fn farewell(&mut self, why: &Close) -> Option<Bytes> {
+        let reason = match why {
+            Close::Eof | Close::Io(_) => return None,
+            Close::Shutdown => "Server shutting down".to_string(),
+            other => other.reason(),
+        };
+        let mut out = BytesMut::new();
+        let text = format!("Closing Link: {} ({reason})", self.peer.ip());
+        write_message(&mut out, &[], None, "ERROR", &[&text], true);
+        Some(out.freeze())
+    }
+
+    fn registered(&self) -> bool {
+        self.name.is_some()
+    }
+}
+
+impl IrcSession {
+    fn handle_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue) {
         let event = &envelope.event;
         match event {
             Event::Message(Message { .. })
@@ -808,22 +945,6 @@ impl Protocol for IrcSession {
             _ => {}
         }
     }
-
-    fn farewell(&mut self, why: &Close) -> Option<Bytes> {
-        let reason = match why {
-            Close::Eof | Close::Io(_) => return None,
-            Close::Shutdown => "Server shutting down".to_string(),
-            other => other.reason(),
-        };
-        let mut out = BytesMut::new();
-        let text = format!("Closing Link: {} ({reason})", self.peer.ip());
-        write_message(&mut out, &[], None, "ERROR", &[&text], true);
-        Some(out.freeze())
-    }
-
-    fn registered(&self) -> bool {
-        self.name.is_some()
-    }
 }
 
 #[cfg(test)]
@@ -833,7 +954,7 @@ mod tests {
     #[test]
     fn formats_server_time() {
         assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_time(1_795_248_000_123), "2026-11-22T00:00:00.123Z");
+        assert_eq!(iso_time(1_795_248_000_123), "2026-11-21T08:00:00.123Z");
         assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
