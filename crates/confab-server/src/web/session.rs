@@ -165,10 +165,13 @@ pub(super) async fn run(
     ));
 
     let (mut sink, mut stream) = socket.split();
+    // Frames taken from the outbox and not yet handed to the socket. They live here, not
+    // in the writer, so that none is lost when the writer is stopped halfway through.
+    let mut unsent = VecDeque::new();
     let end = tokio::select! {
         biased;
         () = shutdown.cancelled() => End::Shutdown,
-        end = write_loop(&mut sink, &outbox) => end,
+        end = write_loop(&mut sink, &outbox, &mut unsent) => end,
         end = read_loop(&mut stream, &ctx, &settings) => end,
     };
 
@@ -189,6 +192,7 @@ pub(super) async fn run(
         sink,
         stream,
         &outbox,
+        unsent,
         &end,
         &settings,
         shared.limits.shutdown_grace,
@@ -386,12 +390,11 @@ fn is_registered(ctx: &Ctx<'_>) -> bool {
 
 /// Moves everything queued for the client onto the socket, in order, until the socket
 /// fails or the outbox overflows.
-async fn write_loop<S>(sink: &mut S, outbox: &Outbox) -> End
+async fn write_loop<S>(sink: &mut S, outbox: &Outbox, unsent: &mut VecDeque<Bytes>) -> End
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
     let mut drained = VecDeque::new();
-    let mut batch = Vec::new();
     // Set when the outbox signalled while a batch was being written, so that what it
     // announced is drained without waiting for a signal that will not come again.
     let mut woken = false;
@@ -410,14 +413,14 @@ where
                     killed = Some(End::Killed(format!("Killed ({} ({reason}))", by.name)));
                 }
             }
-            batch.push(encode(item));
+            unsent.push_back(encode(item));
         }
-        if batch.is_empty() {
+        if unsent.is_empty() {
             continue;
         }
         // A client that stops reading stalls this write; meanwhile the outbox keeps
         // taking events, and its overflow must still end the session.
-        let send = send_all(sink, &mut batch);
+        let send = send_all(sink, unsent);
         tokio::pin!(send);
         let sent = loop {
             tokio::select! {
@@ -448,16 +451,18 @@ fn encode(item: Outgoing) -> Bytes {
     }
 }
 
-/// Writes a batch of JSON texts as text frames and flushes them with one write.
-async fn send_all<S>(sink: &mut S, batch: &mut Vec<Bytes>) -> Result<(), axum::Error>
+/// Writes JSON texts as text frames and flushes them with one write. A text leaves
+/// `unsent` only once the socket has taken it, so stopping this halfway loses nothing.
+async fn send_all<S>(sink: &mut S, unsent: &mut VecDeque<Bytes>) -> Result<(), axum::Error>
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    for json in batch.drain(..) {
+    while let Some(json) = unsent.front() {
         // Every encoding is serde_json's, which is always UTF-8.
-        if let Ok(text) = Utf8Bytes::try_from(json) {
+        if let Ok(text) = Utf8Bytes::try_from(json.clone()) {
             sink.feed(Message::Text(text)).await?;
         }
+        unsent.pop_front();
     }
     sink.flush().await
 }
@@ -468,6 +473,7 @@ async fn finish<S, R>(
     mut sink: S,
     mut stream: R,
     outbox: &Outbox,
+    mut unsent: VecDeque<Bytes>,
     end: &End,
     settings: &Settings,
     grace: Duration,
@@ -479,17 +485,18 @@ async fn finish<S, R>(
         return;
     }
     let _ = timeout(grace, async {
-        let mut batch = Vec::new();
         if end.delivers_backlog() {
             let mut drained = VecDeque::new();
             if outbox.drain(&mut drained).is_ok() {
-                batch.extend(drained.drain(..).map(encode));
+                unsent.extend(drained.drain(..).map(encode));
             }
+        } else {
+            unsent.clear();
         }
         match end.farewell(settings) {
             Some(farewell) => {
-                batch.push(protocol::closing(farewell.code, &farewell.text));
-                send_all(&mut sink, &mut batch).await?;
+                unsent.push_back(protocol::closing(farewell.code, &farewell.text));
+                send_all(&mut sink, &mut unsent).await?;
                 sink.send(Message::Close(Some(CloseFrame {
                     code: farewell.close_code,
                     reason: Utf8Bytes::from(farewell.text),
@@ -499,7 +506,7 @@ async fn finish<S, R>(
             // The client closed first: the library has queued the reply to its close
             // frame, and closing the sink sends it.
             None => {
-                send_all(&mut sink, &mut batch).await?;
+                send_all(&mut sink, &mut unsent).await?;
                 sink.close().await?;
             }
         }

@@ -206,3 +206,44 @@ fn passes_the_mask_match_vectors() {
         }
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(line in ".{0,600}") {
+            if let Ok(m) = parse(&line) {
+                let _ = m.tags().count();
+                prop_assert!(m.params.len() <= MAX_PARAMS);
+            }
+        }
+
+        #[test]
+        fn written_messages_parse_back(
+            command in "[A-Z]{1,10}",
+            middle in proptest::collection::vec("[a-z#0-9]{1,8}", 0..5),
+            trailing in "[ -~]{0,40}",
+            tag in "[ -~]{0,20}",
+        ) {
+            let mut params: Vec<&str> = middle.iter().map(String::as_str).collect();
+            params.push(&trailing);
+            let mut out = BytesMut::new();
+            write_message(&mut out, &[("k", &tag)], Some("src"), &command, &params, false);
+            let text = std::str::from_utf8(&out).unwrap();
+            let m = parse(text).unwrap();
+            prop_assert_eq!(m.command, command.as_str());
+            let value = m.tag("k").map(|v| v.into_owned()).unwrap_or_default();
+            prop_assert_eq!(&m.params, &params);
+            prop_assert_eq!(value, tag);
+        }
+
+        #[test]
+        fn masks_never_panic(mask in "[*?a-c!@.]{0,20}", subject in "[a-c!@.]{0,30}") {
+            let _ = mask_matches(&mask, &subject);
+            prop_assert!(mask_matches("*", &subject));
+        }
+    }
+}

@@ -115,3 +115,37 @@ fn only_errors_start_with_bang() {
         assert!(!encode_event(&event).starts_with(b"!"), "{event:?}");
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::*;
+    use crate::framing::{Frame, LineDecoder};
+
+    proptest! {
+        #[test]
+        fn parsing_input_never_panics(line in "\\PC{0,200}") {
+            let _ = parse_input(&line);
+            let _ = parse_server_line(&line);
+        }
+
+        #[test]
+        fn decoded_lines_respect_the_limit_however_bytes_are_split(
+            data in proptest::collection::vec(any::<u8>(), 0..2000),
+            split in 1usize..50,
+        ) {
+            let mut decoder = LineDecoder::new(32);
+            let mut lines = 0;
+            for chunk in data.chunks(split) {
+                decoder.feed(chunk, |frame| {
+                    if let Frame::Line(line) = frame {
+                        assert!(line.len() <= 32);
+                        lines += 1;
+                    }
+                });
+            }
+            prop_assert!(lines <= data.iter().filter(|&&b| b == b'\n').count());
+            prop_assert!(decoder.pending() <= 33);
+        }
+    }
+}
