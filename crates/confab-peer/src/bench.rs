@@ -135,7 +135,7 @@ pub async fn bench(config: BenchConfig) -> anyhow::Result<BenchReport> {
     .await?;
     let mut a = spawn_peer(sa, relay.addr_for_a(), config.encrypted)?;
     let mut b = spawn_peer(sb, relay.addr_for_b(), config.encrypted)?;
-    let limit = Duration::from_secs(10);
+    let limit = Duration::from_secs(120);
     let body = "x".repeat(config.message_size.saturating_sub(8));
 
     // Warm up: the handshake completes and the first round trips set the RTO.

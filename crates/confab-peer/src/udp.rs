@@ -103,33 +103,34 @@ impl Driver {
                     self.on_received(received, &mut buf)?;
                 }
                 input = user.recv(), if wants_input => {
-                    let mut next = input;
+                    user_open = self.on_input(input).await;
                     // Lines already waiting go out together, so that a burst shares
                     // packets instead of taking one each.
-                    for _ in 0..INPUT_BATCH {
-                        match next {
-                            Some(Input::Line(line)) if is_exit_word(&line) => {
-                                self.session.close(Instant::now());
-                            }
-                            Some(Input::Line(line)) => self.send(line).await,
-                            Some(Input::Leave) | None => {
-                                user_open = false;
-                                self.session.close(Instant::now());
-                            }
-                        }
+                    for _ in 1..INPUT_BATCH {
                         if !user_open || !self.session.can_send() {
                             break;
                         }
-                        match user.try_recv() {
-                            Ok(input) => next = Some(input),
-                            Err(_) => break,
-                        }
+                        let Ok(input) = user.try_recv() else { break };
+                        user_open = self.on_input(Some(input)).await;
                     }
                 }
                 () = sleep_until(deadline.map_or_else(far_future, tokio::time::Instant::from_std)),
                     if deadline.is_some() => {}
             }
         }
+    }
+
+    /// Takes one thing the user did; returns whether more input may follow.
+    async fn on_input(&mut self, input: Option<Input>) -> bool {
+        match input {
+            Some(Input::Line(line)) if is_exit_word(&line) => self.session.close(Instant::now()),
+            Some(Input::Line(line)) => {
+                self.send(line).await;
+                return true;
+            }
+            Some(Input::Leave) | None => self.session.close(Instant::now()),
+        }
+        false
     }
 
     /// Hands one datagram, and any others already waiting, to the session.

@@ -927,10 +927,8 @@ impl IrcSession {
         }
         // Keep the session's own view of itself current.
         match event {
-            Event::Joined { room, who } if self.is_me(&who.name) => {
-                if !self.channels.contains(room) {
-                    self.channels.push(room.clone());
-                }
+            Event::Joined { room, who } if self.is_me(&who.name) && !self.channels.contains(room) => {
+                self.channels.push(room.clone());
             }
             Event::Parted { room, who, .. } if self.is_me(&who.name) => {
                 self.channels.retain(|r| r != room);

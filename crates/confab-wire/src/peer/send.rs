@@ -105,6 +105,7 @@ impl Sender {
         self.awaiting.len() + self.queued_messages()
     }
 
+
     pub fn has_lost(&self) -> bool {
         self.unacked.values().any(|f| f.lost)
     }

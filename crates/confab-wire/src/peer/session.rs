@@ -822,6 +822,7 @@ impl Session {
         self.rtt.srtt()
     }
 
+
     pub fn is_closed(&self) -> bool {
         self.closed
     }

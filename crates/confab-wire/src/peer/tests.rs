@@ -611,23 +611,3 @@ proptest! {
         session.handle_datagram(&d, Instant::now());
     }
 }
-
-#[test]
-fn tmp_stress() {
-    for seed in 0..300 {
-        for psk in [None, Some([5; 32])] {
-            let link = Lossy { drop: 0.1, duplicate: 0.0, reorder: 0.0 };
-            let mut pair = Pair::new(config(Mode::Reliable, psk), config(Mode::Reliable, psk), link, seed);
-            let lines = (0..2000).map(|i| format!("m {i}")).collect::<VecDeque<_>>();
-            let mut feeder = Feeder { lines };
-            let start = pair.now;
-            while pair.messages(1).len() < 2000 {
-                if pair.now - start > Duration::from_secs(60) {
-                    panic!("seed {seed} psk {} stuck at {} {:?} {:?}", psk.is_some(), pair.messages(1).len(), pair.stats(0), pair.stats(1));
-                }
-                feeder.feed(pair.sides[0].as_mut().unwrap());
-                pair.step();
-            }
-        }
-    }
-}
