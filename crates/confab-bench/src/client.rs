@@ -116,7 +116,9 @@ impl Conn {
     }
 
     /// Sends the queued output, then reads until `done` accepts a reply. Pings are
-    /// answered on the way; an error reply or the end of the stream fails.
+    /// answered on the way; an error reply before that, or the end of the stream, fails.
+    /// Lines after the accepted reply in the same read are only checked for pings:
+    /// nothing else that follows a welcome or a join is needed.
     pub async fn converse(
         &mut self,
         protocol: Protocol,
@@ -129,10 +131,9 @@ impl Conn {
             let open = self.read_available(4, |scanner, data, out| {
                 scanner.feed(data, |line| match protocol.classify(line) {
                     Reply::Ping(token) => protocol.pong(token, out),
-                    Reply::Error(text) => {
-                        failure.get_or_insert_with(|| text.to_string());
-                    }
-                    reply => finished |= done(&reply),
+                    _ if finished || failure.is_some() => {}
+                    Reply::Error(text) => failure = Some(text.to_string()),
+                    reply => finished = done(&reply),
                 })
             })?;
             if let Some(failure) = failure {

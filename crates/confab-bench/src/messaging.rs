@@ -281,6 +281,9 @@ fn report(
                 .into(),
         );
     }
+    if let Some(rate) = traffic.rate {
+        report.extra.push(("pace", rate.to_string()));
+    }
     if tally.stray > 0 {
         report.extra.push(("stray", tally.stray.to_string()));
     }

@@ -181,6 +181,8 @@ fn classify_irc(line: &[u8]) -> Reply<'_> {
             let _nick = words.next();
             Reply::Members(utf8(words.next().unwrap_or_default()))
         }
+        // 422 only says there is no message of the day; it is part of a normal welcome.
+        b"422" => Reply::Other,
         [b'4' | b'5', b'0'..=b'9', b'0'..=b'9'] => Reply::Error(utf8(line)),
         _ => Reply::Other,
     }
@@ -401,6 +403,7 @@ mod tests {
                 Reply::Error("ERROR :Closing link"),
             ),
             (Irc, ":irc.local 372 b1 :- 600 messages", Reply::Other),
+            (Irc, ":irc.local 422 b1 :MOTD File is missing", Reply::Other),
         ];
         for (protocol, line, reply) in cases {
             assert_eq!(&protocol.classify(line.as_bytes()), reply, "{line}");

@@ -11,7 +11,7 @@ use crate::event::{
     Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes,
     RoomSummary, Source, Target, Topic, UserInfo, UserSummary,
 };
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Journal, Mailbox};
 use crate::name::{Key, Name, RoomName};
 
 /// Identifies one connection for as long as it lasts; never reused within one core.
@@ -116,6 +116,8 @@ struct Client<M> {
     oper: bool,
     signon_ms: u64,
     last_spoke_ms: u64,
+    /// An account proven before the client registered a name (IRC SASL).
+    pending_account: Option<Arc<str>>,
 }
 
 struct Member<M> {
@@ -189,6 +191,12 @@ pub struct Core<M> {
     /// Users who left or renamed, newest last, for WHOWAS.
     whowas: VecDeque<Arc<Source>>,
     next_message_id: u64,
+    /// Records messages for history before they are delivered; none without history.
+    journal: Option<Box<dyn Journal>>,
+    /// Registered account names, folded: only their owners may use them.
+    accounts: HashSet<Key>,
+    /// The last guest number handed out.
+    next_guest: u64,
 }
 
 impl<M: Mailbox> Default for Core<M> {
@@ -199,6 +207,9 @@ impl<M: Mailbox> Default for Core<M> {
             rooms: HashMap::new(),
             whowas: VecDeque::new(),
             next_message_id: 1,
+            journal: None,
+            accounts: HashSet::new(),
+            next_guest: 0,
         }
     }
 }
@@ -241,6 +252,16 @@ impl<M: Mailbox> Core<M> {
         Self::default()
     }
 
+    /// A core that records every message in `journal` and numbers messages after
+    /// `last_id`, the highest id already recorded.
+    pub fn with_journal(journal: Box<dyn Journal>, last_id: u64) -> Self {
+        Core {
+            journal: Some(journal),
+            next_message_id: last_id + 1,
+            ..Self::default()
+        }
+    }
+
     /// Adds a connection that has not registered yet. `host` is what others will see as
     /// its address.
     pub fn connect(&mut self, id: ClientId, mailbox: M, host: &str) {
@@ -258,6 +279,7 @@ impl<M: Mailbox> Core<M> {
                 oper: false,
                 signon_ms: 0,
                 last_spoke_ms: 0,
+                pending_account: None,
             },
         );
     }
@@ -420,7 +442,10 @@ impl<M: Mailbox> Core<M> {
     fn register(&mut self, id: ClientId, wanted: &str, now: u64) -> Result<(), ChatError> {
         let name = self.claim_name(wanted)?;
         self.names.insert(name.key(), id);
+        let protected = self.accounts.contains(&name.key());
         let client = self.clients.get_mut(&id).expect("caller checked");
+        let account = client.pending_account.take();
+        let owns = account.as_deref().map(Key::of) == Some(name.key());
         client.signon_ms = now;
         client.last_spoke_ms = now;
         client.source = Some(Arc::new(Source {
@@ -431,9 +456,20 @@ impl<M: Mailbox> Core<M> {
                 .realname
                 .clone()
                 .unwrap_or_else(|| name.as_str().into()),
-            account: None,
+            account: account.clone(),
         }));
-        reply(client, Event::Registered { name });
+        reply(client, Event::Registered { name: name.clone() });
+        if account.is_some() {
+            reply(
+                client,
+                Event::LoggedIn {
+                    account: Name::parse(account.as_deref().unwrap_or_default()).unwrap_or(name.clone()),
+                },
+            );
+        }
+        if protected && !owns {
+            reply(client, Event::LoginRequired { name });
+        }
         Ok(())
     }
 
@@ -464,8 +500,18 @@ impl<M: Mailbox> Core<M> {
         } else {
             self.claim_name(wanted)?
         };
+        if self.accounts.contains(&name.key()) && old.account.as_deref().map(Key::of) != Some(name.key()) {
+            return Err(ChatError::NameRegistered(name.to_string()));
+        }
+        self.rename(id, name);
+        Ok(())
+    }
+
+    /// Gives client `id` the (free) name `name` and tells everyone concerned.
+    fn rename(&mut self, id: ClientId, name: Name) {
+        let old = self.source(id);
         if name == old.name {
-            return Ok(());
+            return;
         }
         self.names.remove(&old.name.key());
         self.names.insert(name.key(), id);
@@ -477,7 +523,86 @@ impl<M: Mailbox> Core<M> {
         }));
         let envelope = Envelope::new(Event::NickChanged { old, new: name });
         self.tell_neighbours(id, &envelope, true);
+    }
+
+    /// A free `GuestN` name.
+    fn guest_name(&mut self) -> Name {
+        loop {
+            self.next_guest += 1;
+            let name = Name::parse(&format!("Guest{}", self.next_guest)).expect("valid name");
+            if !self.names.contains_key(&name.key()) && !self.accounts.contains(&name.key()) {
+                return name;
+            }
+        }
+    }
+
+    /// Marks `name` as a registered account: from now on only its owner may use it.
+    pub fn add_account(&mut self, name: &str) {
+        self.accounts.insert(Key::of(name));
+    }
+
+    /// Whether `name` is a registered account.
+    pub fn is_account(&self, name: &str) -> bool {
+        self.accounts.contains(&Key::of(name))
+    }
+
+    /// The account client `id` is logged into.
+    pub fn account_of(&self, id: ClientId) -> Option<Arc<str>> {
+        self.clients.get(&id)?.source.as_ref()?.account.clone()
+    }
+
+    /// Client `id` proved it owns `account` (the front-end checked the password). A
+    /// registered client is renamed to the account's name if needed; one that has not
+    /// registered yet takes the name now when `register` says so, and otherwise keeps
+    /// the account for when it registers (IRC SASL). An unauthenticated client holding
+    /// the name is renamed to a guest name first.
+    pub fn logged_in(&mut self, id: ClientId, account: &str, register: bool, now_ms: u64) -> Result<(), ChatError> {
+        let name = Name::parse(account).map_err(|reason| ChatError::InvalidName {
+            name: account.to_string(),
+            reason,
+        })?;
+        if !self.clients.contains_key(&id) {
+            return Ok(());
+        }
+        if let Some(&holder) = self.names.get(&name.key()) {
+            if holder != id {
+                if self.account_of(holder).is_some_and(|a| Key::of(&a) == name.key()) {
+                    return Err(ChatError::AlreadyLoggedIn(name.to_string()));
+                }
+                let guest = self.guest_name();
+                self.rename(holder, guest);
+                reply(&self.clients[&holder], Event::Error(ChatError::NameRegistered(name.to_string())));
+            }
+        }
+        let client = self.clients.get_mut(&id).expect("checked above");
+        let Some(old) = client.source.clone() else {
+            client.pending_account = Some(name.as_str().into());
+            if register {
+                return self.register(id, name.as_str(), now_ms);
+            }
+            return Ok(());
+        };
+        client.source = Some(Arc::new(Source {
+            account: Some(name.as_str().into()),
+            ..(*old).clone()
+        }));
+        self.rename(id, name.clone());
+        reply(&self.clients[&id], Event::LoggedIn { account: name });
         Ok(())
+    }
+
+    /// The login grace period of client `id` ran out: if it still uses a registered
+    /// name it does not own, it becomes a guest.
+    pub fn enforce_login(&mut self, id: ClientId) {
+        let Some(source) = self.clients.get(&id).and_then(|c| c.source.clone()) else {
+            return;
+        };
+        let owned = source.account.as_deref().map(Key::of) == Some(source.name.key());
+        if self.accounts.contains(&source.name.key()) && !owned {
+            let guest = self.guest_name();
+            self.rename(id, guest);
+            reply(&self.clients[&id], Event::Error(ChatError::NameRegistered(source.name.to_string())));
+        }
     }
 
     fn join(&mut self, id: ClientId, wanted: &str, key: Option<&str>, now: u64) -> Result<(), ChatError> {
@@ -527,6 +652,7 @@ impl<M: Mailbox> Core<M> {
         let envelope = Envelope::new(Event::Joined {
             room: room_name.clone(),
             who: source,
+            history_until: self.next_message_id - 1,
         });
         for m in room.members.values() {
             m.mailbox.deliver(&envelope);
@@ -594,15 +720,16 @@ impl<M: Mailbox> Core<M> {
         }
         let client = &self.clients[&id];
         let from = client.source.clone().expect("caller checked");
-        let sender = from.clone();
         let message = |to| Message {
             id: self.next_message_id,
             time_ms: now_ms,
-            from,
+            from: from.clone(),
             to,
             kind,
-            text: text.into(),
+            text: text.as_str().into(),
         };
+        let journal = self.journal.as_deref();
+        let record = |message: &Message| journal.is_none_or(|j| j.record(message));
         match to {
             Recipient::Room(wanted) => {
                 let Some(room) = self.rooms.get(&Key::of(&wanted)) else {
@@ -611,14 +738,17 @@ impl<M: Mailbox> Core<M> {
                 let member = room.members.get(&id);
                 let privileged = member.is_some_and(|m| m.op || m.voice);
                 let allowed = match member {
-                    None => !room.modes.no_external && !room.is_banned(&sender),
-                    Some(_) => privileged || !(room.modes.moderated || room.is_banned(&sender)),
+                    None => !room.modes.no_external && !room.is_banned(&from),
+                    Some(_) => privileged || !(room.modes.moderated || room.is_banned(&from)),
                 };
                 if !allowed {
                     return Err(ChatError::CannotSend(room.name.to_string()));
                 }
-                let envelope =
-                    Envelope::new(Event::Message(message(Target::Room(room.name.clone()))));
+                let message = message(Target::Room(room.name.clone()));
+                if !record(&message) {
+                    return Err(ChatError::Busy);
+                }
+                let envelope = Envelope::new(Event::Message(message));
                 for (member, m) in &room.members {
                     if *member != id || client.echo {
                         m.mailbox.deliver(&envelope);
@@ -629,12 +759,28 @@ impl<M: Mailbox> Core<M> {
                 }
             }
             Recipient::User(wanted) => {
-                let Some(recipient_id) = self.names.get(&Key::of(&wanted)) else {
-                    return Err(ChatError::NoSuchUser(wanted));
+                let key = Key::of(&wanted);
+                let Some(recipient_id) = self.names.get(&key) else {
+                    // A registered user who is offline gets the message on next login.
+                    let (Some(journal), true) = (journal, self.accounts.contains(&key)) else {
+                        return Err(ChatError::NoSuchUser(wanted));
+                    };
+                    let name = Name::parse(&wanted).map_err(|_| ChatError::NoSuchUser(wanted.clone()))?;
+                    let message = message(Target::User(name.clone()));
+                    if !journal.record_offline(&message, key.as_str()) {
+                        return Err(ChatError::Busy);
+                    }
+                    reply(client, Event::StoredForLater { name });
+                    self.next_message_id += 1;
+                    return Ok(());
                 };
                 let recipient = &self.clients[recipient_id];
                 let name = recipient.source.as_ref().expect("named").name.clone();
-                let envelope = Envelope::new(Event::Message(message(Target::User(name.clone()))));
+                let message = message(Target::User(name.clone()));
+                if !record(&message) {
+                    return Err(ChatError::Busy);
+                }
+                let envelope = Envelope::new(Event::Message(message));
                 recipient.mailbox.deliver(&envelope);
                 if client.echo && *recipient_id != id {
                     client.mailbox.deliver(&envelope);

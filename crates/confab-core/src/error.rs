@@ -49,6 +49,20 @@ pub enum ChatError {
     ModeNeedsParameter(char),
     #[error("Permission denied: you are not a server operator")]
     NoPrivileges,
+    #[error("The name {0} is registered; log in with /login {0} PASSWORD or pick another")]
+    NameRegistered(String),
+    #[error("{0} is already logged in elsewhere")]
+    AlreadyLoggedIn(String),
+    #[error("Wrong name or password")]
+    LoginFailed,
+    #[error("Too many failed logins; try again in {0} seconds")]
+    LoginThrottled(u64),
+    #[error("The name {0} is already registered")]
+    AccountExists(String),
+    #[error("Accounts need a server with a data directory")]
+    NoAccounts,
+    #[error("The server is busy; try again in a moment")]
+    Busy,
     #[error("Messages cannot be empty")]
     EmptyMessage,
     #[error("Messages cannot contain control characters such as NUL, CR or LF")]

@@ -174,7 +174,14 @@ pub enum Event {
     /// A message to a room the recipient is in, or to the recipient directly.
     Message(Message),
     /// `who` joined `room`; sent to every member, the joiner included.
-    Joined { room: RoomName, who: Arc<Source> },
+    Joined {
+        room: RoomName,
+        who: Arc<Source>,
+        /// The newest message id assigned before the join: what the joiner sees of the
+        /// room's past (history shown on join) ends there, and live messages begin.
+        #[serde(default)]
+        history_until: u64,
+    },
     /// `who` left `room`; sent to every member, the leaver included.
     Parted {
         room: RoomName,
@@ -249,6 +256,13 @@ pub enum Event {
     Presence { users: Vec<UserSummary> },
     /// To a user a server operator removed: the connection must close.
     Killed { by: Arc<Source>, reason: Arc<str> },
+    /// Reply: you are logged into `account` (and now use its name).
+    LoggedIn { account: Name },
+    /// Reply: the name you took is a registered account; log in within the grace
+    /// period or be renamed.
+    LoginRequired { name: Name },
+    /// Reply: `name` is offline; your direct message was stored for their next login.
+    StoredForLater { name: Name },
 }
 
 /// How many distinct encodings an envelope can cache: one slot per wire format variant.

@@ -25,7 +25,7 @@ pub use crate::event::{
     slot, Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes,
     RoomSummary, Source, Target, Topic, UserInfo, UserSummary, ENCODING_SLOTS,
 };
-pub use crate::mailbox::Mailbox;
+pub use crate::mailbox::{Journal, Mailbox};
 pub use crate::name::{Key, Name, NameError, RoomName};
 
 #[cfg(test)]

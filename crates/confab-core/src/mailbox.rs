@@ -12,3 +12,14 @@ use crate::event::Envelope;
 pub trait Mailbox: Clone {
     fn deliver(&self, envelope: &Arc<Envelope>);
 }
+
+/// Where the core records every message before it is delivered, so that history can
+/// keep it (the server's store thread). Like a mailbox, it must never block.
+pub trait Journal: Send {
+    /// Takes one message for recording; `false` when it cannot keep up, in which case
+    /// the message is refused rather than delivered unrecorded.
+    fn record(&self, message: &crate::event::Message) -> bool;
+    /// Takes a direct message for a registered user who is offline, to be delivered
+    /// when they next log in. `recipient` is their folded name.
+    fn record_offline(&self, message: &crate::event::Message, recipient: &str) -> bool;
+}

@@ -108,6 +108,10 @@ impl Key {
     pub fn of(s: &str) -> Key {
         fold(s)
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 macro_rules! show_as_str {

@@ -153,7 +153,7 @@ fn joins_parts_quits_and_nick_changes_are_seen_by_members() {
     let mut chat = Chat::with(&["alice", "bob"]);
     chat.run(0, Command::Join { room: "rust".into(), key: None });
     let events = chat.take(0);
-    assert!(matches!(&events[0], Event::Joined { room, who } if room.as_str() == "rust" && who.name.as_str() == "alice"));
+    assert!(matches!(&events[0], Event::Joined { room, who, .. } if room.as_str() == "rust" && who.name.as_str() == "alice"));
     assert!(matches!(&events[1], Event::Members { members, .. } if members.len() == 1 && members[0].op));
     assert!(chat.take(1).is_empty(), "bob is not in rust");
 

@@ -91,7 +91,11 @@ struct Cli {
     args: PeerArgs,
 }
 
-fn spawn_peer(socket: tokio::net::UdpSocket, to: SocketAddr, encrypted: bool) -> anyhow::Result<BenchPeer> {
+fn spawn_peer(
+    socket: tokio::net::UdpSocket,
+    to: SocketAddr,
+    encrypted: bool,
+) -> anyhow::Result<BenchPeer> {
     let mut argv = vec![
         "peer".to_owned(),
         "--udp".into(),
@@ -147,7 +151,9 @@ pub async fn bench(config: BenchConfig) -> anyhow::Result<BenchReport> {
     let mut latencies = Vec::with_capacity(config.latency_samples);
     for i in 0..config.latency_samples {
         let start = Instant::now();
-        a.input.write_all(format!("{i:07} {body}\n").as_bytes()).await?;
+        a.input
+            .write_all(format!("{i:07} {body}\n").as_bytes())
+            .await?;
         next_line(&mut b, limit).await?;
         latencies.push(start.elapsed());
     }

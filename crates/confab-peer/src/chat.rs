@@ -21,7 +21,10 @@ pub(crate) enum Show {
     Incoming(String),
     /// The user's own message as it was sent; `id` names it for a later [`Show::Mark`]
     /// when the transport gives receipts.
-    Outgoing { id: Option<u64>, text: String },
+    Outgoing {
+        id: Option<u64>,
+        text: String,
+    },
     Mark(u64, Mark),
     /// Something that happened, in a sentence.
     Notice(String),
@@ -86,7 +89,13 @@ pub(crate) async fn drive(
 /// (escape sequences, newlines) become U+FFFD, tabs stay.
 pub(crate) fn sanitize(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() && c != '\t' { '\u{FFFD}' } else { c })
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 

@@ -5,7 +5,8 @@
 //! binds its own address and sends to the friend's, as in the tutorial; when both ends
 //! are confab they agree on a reliable, ordered (and with `--secret`, encrypted)
 //! protocol, and otherwise they speak the tutorial's one-line-per-datagram plain text.
-//! The protocol itself is the pure state machine [`confab_wire::peer::Session`].
+//! The protocol itself is the pure state machine [`confab_wire::peer::Session`]; the
+//! design, wire format and measurements are in `docs/peer.md`.
 //!
 //! # Layout
 //! - This file: the command-line options, [`open`]ing the socket, and the entry points
@@ -108,7 +109,9 @@ impl std::fmt::Debug for Secret {
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s.parse().map_err(|e| format!("not a number of seconds: {e}"))?;
+    let secs: f64 = s
+        .parse()
+        .map_err(|e| format!("not a number of seconds: {e}"))?;
     Duration::try_from_secs_f64(secs).map_err(|e| format!("not a number of seconds: {e}"))
 }
 

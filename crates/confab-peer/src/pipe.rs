@@ -49,7 +49,9 @@ where
         let chunk = match input.fill_buf().await {
             Ok(chunk) => chunk,
             Err(e) => {
-                let _ = show.send(Show::Notice(format!("reading input failed: {e}"))).await;
+                let _ = show
+                    .send(Show::Notice(format!("reading input failed: {e}")))
+                    .await;
                 break;
             }
         };

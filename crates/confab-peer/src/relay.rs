@@ -5,8 +5,8 @@
 //! Peer A sends to [`Relay::addr_for_a`] and peer B to [`Relay::addr_for_b`]; each sees
 //! the relay's address as its friend's. Datagrams from anyone else are ignored.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -72,7 +72,11 @@ pub struct Relay {
 
 impl Relay {
     /// Starts relaying between `a` and `b` on two fresh loopback ports.
-    pub async fn start(a: SocketAddr, b: SocketAddr, config: RelayConfig) -> std::io::Result<Relay> {
+    pub async fn start(
+        a: SocketAddr,
+        b: SocketAddr,
+        config: RelayConfig,
+    ) -> std::io::Result<Relay> {
         let loopback: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
         let facing_a = crate::bind_udp(loopback)?;
         let facing_b = crate::bind_udp(loopback)?;
@@ -128,6 +132,10 @@ impl Rng {
     }
 }
 
+/// A datagram held back: release time, arrival order (so equal times stay first-in
+/// first-out), the side to send it from, and its bytes.
+type Held = (Instant, u64, usize, Vec<u8>);
+
 async fn relay(
     sockets: [UdpSocket; 2],
     peers: [SocketAddr; 2],
@@ -135,9 +143,7 @@ async fn relay(
     stats: Arc<RelayStats>,
 ) {
     let mut rng = Rng(config.seed);
-    // (release time, arrival order, side to send from, bytes); the order keeps equal
-    // times first-in first-out.
-    let mut held: BinaryHeap<Reverse<(Instant, u64, usize, Vec<u8>)>> = BinaryHeap::new();
+    let mut held: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
     let mut order = 0u64;
     let mut bufs = [vec![0u8; 65536], vec![0u8; 65536]];
     loop {
@@ -182,7 +188,12 @@ async fn relay(
             if delayed && held.len() < MAX_HELD {
                 stats.delayed.fetch_add(1, Ordering::Relaxed);
                 order += 1;
-                held.push(Reverse((Instant::now() + rng.delay(), order, out, datagram.clone())));
+                held.push(Reverse((
+                    Instant::now() + rng.delay(),
+                    order,
+                    out,
+                    datagram.clone(),
+                )));
             } else {
                 let _ = sockets[out].send_to(&datagram, peers[out]).await;
             }

@@ -30,9 +30,13 @@ pub(crate) async fn accept_and_run(
     user: UserRx,
     show: ShowTx,
 ) -> anyhow::Result<Report> {
-    let local = listener.local_addr().context("reading the listening address")?;
+    let local = listener
+        .local_addr()
+        .context("reading the listening address")?;
     let _ = show
-        .send(Show::Notice(format!("waiting on {local} for the friend to connect")))
+        .send(Show::Notice(format!(
+            "waiting on {local} for the friend to connect"
+        )))
         .await;
     let (stream, _) = listener.accept().await.context("accepting the friend")?;
     // Only one friend: later connections are refused.
@@ -52,7 +56,9 @@ pub(crate) async fn run(
     let _ = show
         .send(Show::Notice(format!("connected to {friend} over TCP")))
         .await;
-    let _ = show.send(Show::Status(status(friend, Presence::Online))).await;
+    let _ = show
+        .send(Show::Status(status(friend, Presence::Online)))
+        .await;
     let (mut reader, writer) = stream.into_split();
     let (left_tx, mut left_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -113,7 +119,9 @@ pub(crate) async fn run(
     }
     if friend_left && grace_until.is_none() {
         let _ = show.send(Show::Notice("the friend left".into())).await;
-        let _ = show.send(Show::Status(status(friend, Presence::Offline))).await;
+        let _ = show
+            .send(Show::Status(status(friend, Presence::Offline)))
+            .await;
     }
     // The writer stops at once if it is still going: the friend is gone.
     let _ = stop_tx.send(());

@@ -151,18 +151,26 @@ fn status_line(app: &App) -> Line<'static> {
     let (dot, presence) = match status.presence {
         Presence::Online => (Span::styled(" ● ", Style::new().fg(Color::Green)), "online"),
         Presence::Offline => (Span::styled(" ● ", Style::new().fg(Color::Red)), "offline"),
-        Presence::Unknown => (Span::styled(" ○ ", Style::new().fg(Color::DarkGray)), "presence unknown"),
+        Presence::Unknown => (
+            Span::styled(" ○ ", Style::new().fg(Color::DarkGray)),
+            "presence unknown",
+        ),
     };
     let mut spans = vec![
         title,
-        Span::raw(format!(" {} · {} · friend {}", status.transport, status.mode, status.friend)),
+        Span::raw(format!(
+            " {} · {} · friend {}",
+            status.transport, status.mode, status.friend
+        )),
         dot,
         Span::raw(presence),
     ];
     let [strangers, forged, malformed] = status.dropped;
     if strangers + forged + malformed > 0 {
         spans.push(Span::styled(
-            format!(" · dropped: {strangers} from strangers, {forged} forged, {malformed} malformed"),
+            format!(
+                " · dropped: {strangers} from strangers, {forged} forged, {malformed} malformed"
+            ),
             Style::new().fg(Color::Yellow),
         ));
     }
@@ -173,7 +181,10 @@ fn status_line(app: &App) -> Line<'static> {
 fn entry_segments(entry: &Entry) -> Vec<(String, Style)> {
     match entry {
         Entry::Friend(text) => vec![
-            ("friend ".into(), Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)),
+            (
+                "friend ".into(),
+                Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+            ),
             (text.clone(), Style::new()),
         ],
         Entry::Mine { text, mark, .. } => {
@@ -183,14 +194,19 @@ fn entry_segments(entry: &Entry) -> Vec<(String, Style)> {
                 Some(Mark::Sent) => (" →", Style::new().fg(Color::DarkGray)),
             };
             vec![
-                ("you    ".into(), Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD)),
+                (
+                    "you    ".into(),
+                    Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD),
+                ),
                 (text.clone(), Style::new()),
                 (sign.into(), style),
             ]
         }
         Entry::Notice(text) => vec![(
             format!("  · {text}"),
-            Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC),
+            Style::new()
+                .fg(Color::DarkGray)
+                .add_modifier(Modifier::ITALIC),
         )],
     }
 }
@@ -246,7 +262,9 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &App, area: Rect) {
 
 fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
     const PROMPT: &str = "> ";
-    let room = usize::from(area.width).saturating_sub(PROMPT.len() + 1).max(1);
+    let room = usize::from(area.width)
+        .saturating_sub(PROMPT.len() + 1)
+        .max(1);
     let widths: Vec<usize> = app.input.chars().map(|c| c.width().unwrap_or(0)).collect();
     let cursor_col: usize = widths[..app.cursor.min(widths.len())].iter().sum();
     // Scroll the line sideways so that the cursor stays in view.
@@ -308,15 +326,24 @@ mod tests {
             dropped: [0, 2, 0],
         }));
         app.apply(Show::Incoming("hi there".into()));
-        app.apply(Show::Outgoing { id: Some(0), text: "hello".into() });
-        app.apply(Show::Outgoing { id: Some(1), text: "still going".into() });
+        app.apply(Show::Outgoing {
+            id: Some(0),
+            text: "hello".into(),
+        });
+        app.apply(Show::Outgoing {
+            id: Some(1),
+            text: "still going".into(),
+        });
         app.apply(Show::Mark(0, Mark::Delivered));
         app.apply(Show::Notice("the friend is online".into()));
         app.input = "typing".into();
         app.cursor = 6;
         let screen = screen(&app, 100, 8);
         let rows: Vec<&str> = screen.lines().collect();
-        assert!(rows[0].contains("udp · reliable · friend 127.0.0.1:5001 ● online"), "{screen}");
+        assert!(
+            rows[0].contains("udp · reliable · friend 127.0.0.1:5001 ● online"),
+            "{screen}"
+        );
         assert!(rows[0].contains("2 forged"), "{screen}");
         assert_eq!(rows[3], "friend hi there");
         assert_eq!(rows[4], "you    hello ✓");

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use confab_wire::peer::{is_exit_word, Config, Event, Mode, PlainReason, SendError, Session, Stats};
+use confab_wire::peer::{
+    is_exit_word, Config, Event, Mode, PlainReason, SendError, Session, Stats,
+};
 use tokio::net::UdpSocket;
 use tokio::time::sleep_until;
 
@@ -62,6 +64,7 @@ pub(crate) async fn run(
         report: Report::default(),
         status: None,
         warned: Stats::default(),
+        leaving: false,
     };
     driver
         .notice(format!("chatting over UDP from {local} with {friend}"))
@@ -80,6 +83,8 @@ struct Driver {
     /// The counters at the last warning in the log, so each kind of drop is logged
     /// when it starts rather than for every datagram.
     warned: Stats,
+    /// The user left first; the friend's bye is then only its answer, not news.
+    leaving: bool,
 }
 
 /// How the loop ends.
@@ -123,14 +128,17 @@ impl Driver {
     /// Takes one thing the user did; returns whether more input may follow.
     async fn on_input(&mut self, input: Option<Input>) -> bool {
         match input {
-            Some(Input::Line(line)) if is_exit_word(&line) => self.session.close(Instant::now()),
-            Some(Input::Line(line)) => {
+            Some(Input::Line(line)) if !is_exit_word(&line) => {
                 self.send(line).await;
-                return true;
+                true
             }
-            Some(Input::Leave) | None => self.session.close(Instant::now()),
+            // An exit word, the end of input, or the front-end gone.
+            _ => {
+                self.leaving = true;
+                self.session.close(Instant::now());
+                false
+            }
         }
-        false
     }
 
     /// Hands one datagram, and any others already waiting, to the session.
@@ -157,7 +165,9 @@ impl Driver {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused | ErrorKind::Interrupted
+                        ErrorKind::ConnectionReset
+                            | ErrorKind::ConnectionRefused
+                            | ErrorKind::Interrupted
                     ) =>
                 {
                     tracing::debug!(error = %e, "transient receive error");
@@ -223,8 +233,13 @@ impl Driver {
     async fn on_event(&mut self, event: Event) -> Option<Outcome> {
         match event {
             Event::Connected { encrypted } => {
-                let how = if encrypted { "reliable and encrypted" } else { "reliable" };
-                self.notice(format!("connected to {}: {how}", self.friend)).await;
+                let how = if encrypted {
+                    "reliable and encrypted"
+                } else {
+                    "reliable"
+                };
+                self.notice(format!("connected to {}: {how}", self.friend))
+                    .await;
             }
             Event::PlainMode(reason) => {
                 let why = match reason {
@@ -232,8 +247,10 @@ impl Driver {
                     PlainReason::NoAnswer => "the friend did not answer confab's handshake",
                     PlainReason::FriendSpokePlain => "the friend sent plain text",
                 };
-                self.notice(format!("plain text, one line per datagram ({why}); no receipts"))
-                    .await;
+                self.notice(format!(
+                    "plain text, one line per datagram ({why}); no receipts"
+                ))
+                .await;
             }
             Event::Message(text) => {
                 self.report.received += 1;
@@ -244,11 +261,15 @@ impl Driver {
             Event::Online => self.notice("the friend is online".into()).await,
             Event::Offline => self.notice("the friend is offline".into()).await,
             Event::FriendRestarted => {
-                self.notice("the friend restarted; sending again what it had not acknowledged".into())
-                    .await;
+                self.notice(
+                    "the friend restarted; sending again what it had not acknowledged".into(),
+                )
+                .await;
             }
             Event::FriendLeft => {
-                self.notice("the friend left".into()).await;
+                if !self.leaving {
+                    self.notice("the friend left".into()).await;
+                }
                 self.session.close(Instant::now());
             }
             Event::Mismatch(mismatch) => {
@@ -265,7 +286,11 @@ impl Driver {
         let stats = self.session.stats();
         self.report.stats = stats;
         self.report.undelivered = self.session.undelivered();
-        tracing::info!(?stats, undelivered = self.report.undelivered, "peer chat ended");
+        tracing::info!(
+            ?stats,
+            undelivered = self.report.undelivered,
+            "peer chat ended"
+        );
         let dropped = stats.strangers + stats.forged + stats.malformed;
         if dropped > 0 {
             self.notice(format!(
@@ -293,8 +318,16 @@ impl Driver {
             confab_wire::peer::Status::Handshake => ("handshake", Presence::Unknown),
             confab_wire::peer::Status::Plain => ("plain text", Presence::Unknown),
             confab_wire::peer::Status::Reliable { encrypted } => (
-                if encrypted { "reliable, encrypted" } else { "reliable" },
-                if self.session.is_online() { Presence::Online } else { Presence::Offline },
+                if encrypted {
+                    "reliable, encrypted"
+                } else {
+                    "reliable"
+                },
+                if self.session.is_online() {
+                    Presence::Online
+                } else {
+                    Presence::Offline
+                },
             ),
         };
         let status = Status {
@@ -314,10 +347,16 @@ impl Driver {
     fn log_drops(&mut self) {
         let now = self.session.stats();
         if now.strangers > self.warned.strangers {
-            tracing::warn!(total = now.strangers, "ignoring datagrams from addresses other than the friend's");
+            tracing::warn!(
+                total = now.strangers,
+                "ignoring datagrams from addresses other than the friend's"
+            );
         }
         if now.forged > self.warned.forged {
-            tracing::warn!(total = now.forged, "dropping datagrams that fail authentication");
+            tracing::warn!(
+                total = now.forged,
+                "dropping datagrams that fail authentication"
+            );
         }
         if now.malformed > self.warned.malformed {
             tracing::warn!(total = now.malformed, "dropping malformed datagrams");

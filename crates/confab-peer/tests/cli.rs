@@ -24,9 +24,35 @@ fn options_follow_their_rules() {
     let ok: &[&[&str]] = &[
         &["--listen", "127.0.0.1:5000"],
         &["--connect", "127.0.0.1:5000"],
-        &["--udp", "--bind", "127.0.0.1:5000", "--to", "127.0.0.1:5001"],
-        &["--udp", "--bind", "0.0.0.0:1", "--to", "h:2", "--plain", "--handshake-timeout", "0.5"],
-        &["--udp", "--bind", "a:1", "--to", "b:2", "--reliable", "--secret", "s", "--linger", "2"],
+        &[
+            "--udp",
+            "--bind",
+            "127.0.0.1:5000",
+            "--to",
+            "127.0.0.1:5001",
+        ],
+        &[
+            "--udp",
+            "--bind",
+            "0.0.0.0:1",
+            "--to",
+            "h:2",
+            "--plain",
+            "--handshake-timeout",
+            "0.5",
+        ],
+        &[
+            "--udp",
+            "--bind",
+            "a:1",
+            "--to",
+            "b:2",
+            "--reliable",
+            "--secret",
+            "s",
+            "--linger",
+            "2",
+        ],
     ];
     for argv in ok {
         parse(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
@@ -38,7 +64,15 @@ fn options_follow_their_rules() {
         &["--udp", "--bind", "a:1"],
         &["--udp", "--to", "a:1"],
         &["--listen", "a:1", "--plain"],
-        &["--udp", "--bind", "a:1", "--to", "b:2", "--plain", "--reliable"],
+        &[
+            "--udp",
+            "--bind",
+            "a:1",
+            "--to",
+            "b:2",
+            "--plain",
+            "--reliable",
+        ],
         &["--udp", "--bind", "a:1", "--to", "b:2", "--linger", "soon"],
     ];
     for argv in bad {
@@ -46,19 +80,37 @@ fn options_follow_their_rules() {
     }
 
     // The secret stays out of Debug output, and may come from the environment.
-    let args = parse(&["--udp", "--bind", "a:1", "--to", "b:2", "--secret", "hunter2"]).unwrap();
+    let args = parse(&[
+        "--udp", "--bind", "a:1", "--to", "b:2", "--secret", "hunter2",
+    ])
+    .unwrap();
     assert!(!format!("{args:?}").contains("hunter2"));
     std::env::set_var(SECRET_ENV, "from the environment");
     let args = parse(&["--udp", "--bind", "a:1", "--to", "b:2"]).unwrap();
-    assert_eq!(args.secret.map(|s| s.0).as_deref(), Some("from the environment"));
+    assert_eq!(
+        args.secret.map(|s| s.0).as_deref(),
+        Some("from the environment")
+    );
     let tcp = parse(&["--listen", "127.0.0.1:0"]).unwrap();
     std::env::remove_var(SECRET_ENV);
 
     // A secret cannot protect TCP's plain lines: refused before anything is opened.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let refused = runtime.block_on(async {
-        let link = confab_peer::Link::Listener(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
-        run_with(tcp, link, tokio::io::empty(), tokio::io::sink(), tokio::io::sink()).await
+        let link = confab_peer::Link::Listener(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        );
+        run_with(
+            tcp,
+            link,
+            tokio::io::empty(),
+            tokio::io::sink(),
+            tokio::io::sink(),
+        )
+        .await
     });
     assert!(refused.unwrap_err().to_string().contains("UDP only"));
 }

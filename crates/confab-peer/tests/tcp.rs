@@ -26,7 +26,11 @@ async fn both_sides_send_at_once_and_nothing_is_lost_or_interleaved() {
     let lines = |who: &str| -> Vec<String> {
         (0..1000)
             .map(|i| {
-                let pad = if i % 100 == 0 { "=".repeat(20_000) } else { String::new() };
+                let pad = if i % 100 == 0 {
+                    "=".repeat(20_000)
+                } else {
+                    String::new()
+                };
                 format!("{who} line {i} {pad}")
             })
             .collect()
@@ -59,7 +63,10 @@ async fn both_sides_send_at_once_and_nothing_is_lost_or_interleaved() {
 async fn a_raw_socket_friend_chats_and_its_exit_word_ends_the_chat() {
     let listener = listener().await;
     let addr = listener.local_addr().unwrap();
-    let mut confab = Peer::spawn(args(&["--listen", &addr.to_string()]), Link::Listener(listener));
+    let mut confab = Peer::spawn(
+        args(&["--listen", &addr.to_string()]),
+        Link::Listener(listener),
+    );
     let friend = TcpStream::connect(addr).await.unwrap();
     let (read, mut write) = friend.into_split();
     let mut read = BufReader::new(read).lines();

@@ -39,8 +39,14 @@ impl Script {
             .expect("python3 must be installed to run the tutorial's script");
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let bound = next(&mut stdout).await.expect("the script says where it listens");
-        let port = bound.strip_prefix("BOUND ").expect("BOUND line").parse::<u16>().unwrap();
+        let bound = next(&mut stdout)
+            .await
+            .expect("the script says where it listens");
+        let port = bound
+            .strip_prefix("BOUND ")
+            .expect("BOUND line")
+            .parse::<u16>()
+            .unwrap();
         Script {
             child,
             stdin,
@@ -50,7 +56,10 @@ impl Script {
     }
 
     async fn type_line(&mut self, line: &str) {
-        self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
     }
 
     /// The next message the script shows from its friend, or its "friend left" line.
@@ -68,19 +77,29 @@ impl Script {
 
     /// Waits for the script to exit; the tutorial exits with status 1 on an exit word.
     async fn exit_code(mut self) -> Option<i32> {
-        timeout(WAIT, self.child.wait()).await.expect("the script did not exit").unwrap().code()
+        timeout(WAIT, self.child.wait())
+            .await
+            .expect("the script did not exit")
+            .unwrap()
+            .code()
     }
 }
 
 async fn next(lines: &mut Lines<BufReader<ChildStdout>>) -> Option<String> {
-    timeout(WAIT, lines.next_line()).await.expect("the script said nothing in time").unwrap()
+    timeout(WAIT, lines.next_line())
+        .await
+        .expect("the script said nothing in time")
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_mode_talks_with_the_script_and_its_exit_word_ends_the_chat() {
     let socket = loopback_udp();
     let mut script = Script::start(socket.local_addr().unwrap()).await;
-    let mut confab = Peer::spawn(udp_args(&socket, script.addr, &["--plain"]), Link::Udp(socket));
+    let mut confab = Peer::spawn(
+        udp_args(&socket, script.addr, &["--plain"]),
+        Link::Udp(socket),
+    );
 
     script.type_line("hello from python").await;
     assert_eq!(confab.line().await, "hello from python");
@@ -121,7 +140,10 @@ async fn confab_falls_back_to_plain_text_and_its_exit_word_ends_the_script() {
         if shown == "can you read me" {
             break;
         }
-        assert!(shown.contains("confab-peer/1 hello"), "only hellos come before: {shown:?}");
+        assert!(
+            shown.contains("confab-peer/1 hello"),
+            "only hellos come before: {shown:?}"
+        );
     }
     script.type_line("loud and clear").await;
     assert_eq!(confab.line().await, "loud and clear");
@@ -130,17 +152,26 @@ async fn confab_falls_back_to_plain_text_and_its_exit_word_ends_the_script() {
     assert_eq!(script.shown().await, FRIEND_LEFT);
     assert_eq!(script.exit_code().await, Some(1));
     let report = confab.finish().await.unwrap();
-    assert_eq!((report.undelivered, report.sent, report.received), (0, 1, 1));
+    assert_eq!(
+        (report.undelivered, report.sent, report.received),
+        (0, 1, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_of_input_says_goodbye_in_the_tutorials_words() {
     let socket = loopback_udp();
     let mut script = Script::start(socket.local_addr().unwrap()).await;
-    let mut confab = Peer::spawn(udp_args(&socket, script.addr, &["--plain"]), Link::Udp(socket));
+    let mut confab = Peer::spawn(
+        udp_args(&socket, script.addr, &["--plain"]),
+        Link::Udp(socket),
+    );
     confab.send("last line").await;
     confab.close_input();
     assert_eq!(script.shown().await, "last line");
     assert_eq!(script.shown().await, FRIEND_LEFT);
-    assert_eq!(confab.finish().await.unwrap().exit_code(), std::process::ExitCode::SUCCESS);
+    assert_eq!(
+        confab.finish().await.unwrap().exit_code(),
+        std::process::ExitCode::SUCCESS
+    );
 }

@@ -37,13 +37,19 @@ fn direct(extra_a: &[&str], extra_b: &[&str]) -> (Peer, Peer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_messages_each_way_arrive_once_and_in_order_through_a_lossy_relay() {
     let (mut a, mut b, relay) = through_relay(RelayConfig::lossy(0.3, 0.1, 0.1, 7), &[]).await;
-    let lines = |who: &str| (0..1000).map(|i| format!("{who} says {i}")).collect::<Vec<_>>();
+    let lines = |who: &str| {
+        (0..1000)
+            .map(|i| format!("{who} says {i}"))
+            .collect::<Vec<_>>()
+    };
     let (from_a, from_b) = (lines("a"), lines("b"));
     let feed = |peer: &mut Peer, lines: &[String]| {
         let mut input = peer.input.take().unwrap();
         let text = lines.join("\n") + "\n";
         tokio::spawn(async move {
-            tokio::io::AsyncWriteExt::write_all(&mut input, text.as_bytes()).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut input, text.as_bytes())
+                .await
+                .unwrap();
             input
         })
     };
@@ -57,16 +63,27 @@ async fn a_thousand_messages_each_way_arrive_once_and_in_order_through_a_lossy_r
     let (ra, rb) = tokio::join!(a.finish(), b.finish());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!((ra.undelivered, rb.undelivered), (0, 0));
-    assert_eq!((ra.sent, ra.received, rb.sent, rb.received), (1000, 1000, 1000, 1000));
-    assert!(ra.stats.retransmissions > 0 && rb.stats.duplicates > 0, "{ra:?} {rb:?}");
-    let dropped = relay.stats().dropped.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (ra.sent, ra.received, rb.sent, rb.received),
+        (1000, 1000, 1000, 1000)
+    );
+    assert!(
+        ra.stats.retransmissions > 0 && rb.stats.duplicates > 0,
+        "{ra:?} {rb:?}"
+    );
+    let dropped = relay
+        .stats()
+        .dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert!(dropped > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_kib_message_arrives_whole_through_a_lossy_relay() {
     let (mut a, mut b, _relay) = through_relay(RelayConfig::lossy(0.3, 0.1, 0.1, 11), &[]).await;
-    let big: String = (0..64 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let big: String = (0..64 * 1024)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     a.send(&big).await;
     a.send("and a short one").await;
     assert_eq!(b.line().await, big);
@@ -88,13 +105,15 @@ async fn the_friend_shows_offline_when_killed_and_online_when_back() {
     b.task.abort();
     let _ = b.task.await;
     let killed = Instant::now();
-    a.notice("the friend is offline", Duration::from_secs(10)).await;
+    a.notice("the friend is offline", Duration::from_secs(10))
+        .await;
     let took = killed.elapsed();
     assert!(took < Duration::from_secs(5), "offline after {took:?}");
 
     let sb = bind_udp(b_addr).expect("the friend's port is free again");
     let mut b = Peer::spawn(udp_args(&sb, a_addr, &[]), Link::Udp(sb));
-    a.notice("the friend is online", Duration::from_secs(10)).await;
+    a.notice("the friend is online", Duration::from_secs(10))
+        .await;
     a.send("welcome back").await;
     assert_eq!(b.line().await, "welcome back");
     a.close_input();
@@ -107,7 +126,10 @@ async fn a_wrong_secret_is_a_clear_error_and_shows_no_text() {
     let (mut a, mut b) = direct(&["--secret", "open sesame"], &["--secret", "open barley"]);
     a.send("for your eyes only").await;
     b.send("mine too").await;
-    assert!(a.rest().await.is_empty() && b.rest().await.is_empty(), "no text is shown");
+    assert!(
+        a.rest().await.is_empty() && b.rest().await.is_empty(),
+        "no text is shown"
+    );
     let (ra, rb) = tokio::join!(a.finish(), b.finish());
     for result in [ra, rb] {
         let error = result.expect_err("a wrong secret must end the chat");
@@ -137,7 +159,12 @@ async fn tampered_datagrams_are_dropped_counted_and_repaired() {
     let (ra, rb) = tokio::join!(a.finish(), b.finish());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.undelivered, 0);
-    assert!(ra.stats.forged + rb.stats.forged > 0, "{:?} {:?}", ra.stats, rb.stats);
+    assert!(
+        ra.stats.forged + rb.stats.forged > 0,
+        "{:?} {:?}",
+        ra.stats,
+        rb.stats
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,13 +180,21 @@ async fn strangers_are_ignored_and_counted() {
     forged_packet.extend([1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     forged_packet.extend(b"\0\0\0\0\0\0\0\0\0\0");
     let hello = b"\x01confab-peer/1 hello 00".to_vec();
-    for datagram in [b"i am your friend, honest".to_vec(), b"quit".to_vec(), forged_packet, hello] {
+    for datagram in [
+        b"i am your friend, honest".to_vec(),
+        b"quit".to_vec(),
+        forged_packet,
+        hello,
+    ] {
         stranger.send_to(&datagram, addr_a).await.unwrap();
     }
     b.send("the real friend").await;
     assert_eq!(a.line().await, "the real friend");
     a.close_input();
-    assert!(a.rest().await.is_empty(), "nothing from the stranger was shown");
+    assert!(
+        a.rest().await.is_empty(),
+        "nothing from the stranger was shown"
+    );
     let ra = a.finish().await.unwrap();
     assert_eq!(ra.stats.strangers, 4);
     assert_eq!(ra.received, 1);
@@ -171,7 +206,10 @@ async fn messages_left_undelivered_fail_the_exit_status() {
     // A friend address where nobody listens.
     let nobody = loopback_udp().local_addr().unwrap();
     let sa = loopback_udp();
-    let mut a = Peer::spawn(udp_args(&sa, nobody, &["--reliable", "--linger", "1"]), Link::Udp(sa));
+    let mut a = Peer::spawn(
+        udp_args(&sa, nobody, &["--reliable", "--linger", "1"]),
+        Link::Udp(sa),
+    );
     a.send("hello?").await;
     a.send("anyone?").await;
     a.close_input();

@@ -27,8 +27,13 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// The room every line-protocol user joins on registering.
     pub default_room: String,
+    /// Where the SQLite database lives; `None` keeps no history.
+    pub data_dir: Option<std::path::PathBuf>,
     pub limits: Limits,
     pub irc: IrcConfig,
+    /// TLS listeners beside (or, with `tls_only`, instead of) the plain ones; `None`
+    /// means no TLS at all.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// What the IRC front-end tells clients about the server, and who may become an IRC
@@ -72,6 +77,8 @@ pub struct Limits {
     /// Time a registered client may send nothing before it is closed. `confab join`
     /// pings well within it; TCP keepalive separately finds peers that vanished.
     pub idle_timeout: Duration,
+    /// Time a client using a registered name has to log in before it is renamed.
+    pub login_grace: Duration,
     /// Silence after which an IRC client is pinged, and then the time it has to answer.
     pub ping_interval: Duration,
     /// Idle time before the kernel starts TCP keepalive probes on a connection.
@@ -89,6 +96,7 @@ impl Default for Limits {
             registration_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(3600),
             ping_interval: Duration::from_secs(90),
+            login_grace: Duration::from_secs(60),
             tcp_keepalive: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
         }
@@ -104,7 +112,9 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             irc: IrcConfig::default(),
             default_room: "lobby".into(),
+            data_dir: None,
             limits: Limits::default(),
+            tls: None,
         }
     }
 }

@@ -5,9 +5,13 @@
 //! Memory per idle connection is kept small on purpose: reads go through one scratch
 //! buffer per worker thread and only an unfinished line is copied out, and the write
 //! queue holds shared `Bytes` rather than copies.
+//!
+//! The loop runs over a [`Transport`]: a plain `TcpStream`, or TLS over one
+//! (`crate::tls::TlsTransport`). There is one loop for both.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -23,6 +27,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Limits;
+use crate::history::{Durability, History};
 use crate::outbox::{Outbox, OutboxRef, Outgoing, Overflowed};
 
 /// State every connection shares.
@@ -42,6 +47,12 @@ pub(crate) struct Shared {
     pub slots: Arc<Semaphore>,
     /// The next client id; ids are never reused.
     pub next_id: AtomicU64,
+    /// The store thread, when history is on.
+    pub history: Option<History>,
+    /// How far messages are durable; clients are sent nothing beyond it.
+    pub durability: Arc<Durability>,
+    /// Failed logins per account and per address.
+    pub logins: crate::accounts::LoginThrottle,
 }
 
 /// Why a connection ended; logged, and turned into a last line where one makes sense.
@@ -91,14 +102,19 @@ pub(crate) enum Flow {
 /// What a protocol handler may do to the world: talk to the core and queue lines for its
 /// own client. Lines queued here keep their order with the core's replies.
 pub(crate) struct Ctx<'a> {
-    pub shared: &'a Shared,
+    pub shared: &'a Arc<Shared>,
     pub id: ClientId,
-    outbox: &'a Outbox,
+    outbox: &'a Arc<Outbox>,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(shared: &'a Shared, id: ClientId, outbox: &'a Outbox) -> Ctx<'a> {
+    pub fn new(shared: &'a Arc<Shared>, id: ClientId, outbox: &'a Arc<Outbox>) -> Ctx<'a> {
         Ctx { shared, id, outbox }
+    }
+
+    /// This client's outbox, for answers that arrive later (history queries).
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.outbox.clone()
     }
 
     /// Runs one command in the core.
@@ -150,11 +166,91 @@ pub(crate) trait Protocol: Send {
     fn registered(&self) -> bool;
 }
 
+/// A connection's byte stream as the session loop drives it: readiness futures and
+/// non-blocking reads and writes, the shape of tokio's `TcpStream` API.
+///
+/// Why readiness rather than tokio-rustls's `TlsStream` behind `AsyncRead` and
+/// `AsyncWrite`: the loop waits for readiness, reads into a scratch buffer shared by the
+/// worker thread and writes queued `Bytes` with one vectored write, so an idle plain
+/// connection owns no buffer. For `TcpStream` this trait is exactly the calls the loop
+/// made before it existed, so the plain path gains no copy and no allocation. The TLS
+/// transport drives a `rustls::ServerConnection` from the same readiness events (the
+/// handshake included), which keeps one loop, one set of timeouts and one shutdown for
+/// both, where a `TlsStream` would have needed poll-style reads with a task context
+/// and a second way of writing.
+///
+/// Contract:
+/// 1. `try_read` and `try_write_vectored` never wait; `WouldBlock` means "wait for
+///    `readable` or `writable`, then try again".
+/// 2. `try_read` returning `Ok(0)` means the peer finished sending.
+/// 3. Bytes that `try_write_vectored` accepted are sent in order, with bytes of the
+///    transport's own (TLS records) going out through `try_flush` when `wants_write`.
+/// 4. A transport holds a bounded amount of data of its own.
+pub(crate) trait Transport: Send + Sync {
+    /// Resolves when `try_read` may make progress (it may still find nothing).
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Resolves when a write may make progress (it may still find no room).
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Reads what is available without waiting.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes what fits without waiting.
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Whether the transport has bytes of its own waiting for the socket, such as a
+    /// TLS handshake message, so that the loop waits for `writable` even with nothing
+    /// of the session's to write.
+    fn wants_write(&self) -> bool {
+        false
+    }
+    /// Sends the transport's own pending bytes without waiting; `Ok(true)` means none
+    /// are left.
+    fn try_flush(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+    /// While a handshake is still running, the time by which it must have finished.
+    fn handshake_deadline(&self) -> Option<Instant> {
+        None
+    }
+    /// Ends our direction of the stream, after the transport's own pending bytes;
+    /// `WouldBlock` means "wait for `writable` and call again".
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        TcpStream::readable(self)
+    }
+
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        TcpStream::writable(self)
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::try_read(self, buf)
+    }
+
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        TcpStream::try_write_vectored(self, bufs)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        socket2::SockRef::from(&*self).shutdown(std::net::Shutdown::Write)
+    }
+}
+
 /// Bytes waiting for the socket, as shared chunks written with vectored writes.
+///
+/// With history on, a message may be queued before it is durable; a *gate* then marks
+/// its position in the stream, and nothing from there on is written until the
+/// durability watermark reaches its id. Everything before the gate flows as usual.
 #[derive(Default)]
 pub(crate) struct WriteQueue {
     chunks: VecDeque<Bytes>,
     bytes: usize,
+    /// Bytes ever queued and ever written: stream positions for the gates.
+    queued: u64,
+    written: u64,
+    /// (stream position, message id) pairs, in stream order.
+    gates: VecDeque<(u64, u64)>,
 }
 
 /// iovecs handed to one `writev`; well under every platform's `IOV_MAX`.
@@ -164,7 +260,15 @@ impl WriteQueue {
     pub fn push(&mut self, chunk: Bytes) {
         if !chunk.is_empty() {
             self.bytes += chunk.len();
+            self.queued += chunk.len() as u64;
             self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Holds everything queued from now on until message `id` is durable.
+    fn gate(&mut self, id: u64, durable: u64) {
+        if id > durable {
+            self.gates.push_back((self.queued, id));
         }
     }
 
@@ -172,19 +276,58 @@ impl WriteQueue {
         self.chunks.is_empty()
     }
 
+    /// Bytes that may be written now, after dropping gates that `durable` opened.
+    fn open_len(&mut self, durable: u64) -> u64 {
+        while self.gates.front().is_some_and(|&(_, id)| id <= durable) {
+            self.gates.pop_front();
+        }
+        match self.gates.front() {
+            Some(&(position, _)) => position - self.written,
+            None => self.bytes as u64,
+        }
+    }
+
+    /// Whether some bytes can be written now.
+    fn has_open(&mut self, durable: u64) -> bool {
+        !self.is_empty() && self.open_len(durable) > 0
+    }
+
+    /// The message id everything queued is waiting for, when nothing can be written.
+    fn blocked_on(&mut self, durable: u64) -> Option<u64> {
+        if self.is_empty() || self.open_len(durable) > 0 {
+            return None;
+        }
+        self.gates.front().map(|&(_, id)| id)
+    }
+
     /// The queued chunks, in order.
     pub fn into_chunks(self) -> impl Iterator<Item = Bytes> {
         self.chunks.into_iter()
     }
 
-    /// Writes as much as the socket takes without waiting. `Ok(true)` means everything
-    /// was written.
-    fn write_some(&mut self, stream: &TcpStream) -> io::Result<bool> {
-        while !self.chunks.is_empty() {
+    /// Writes as much as the socket and the gates allow without waiting. `Ok(true)`
+    /// means everything open was written.
+    fn write_some<T: Transport>(&mut self, stream: &mut T, durable: u64) -> io::Result<bool> {
+        // The transport's own bytes (TLS records) go first: they come before ours on
+        // the wire.
+        if !stream.try_flush()? {
+            return Ok(false);
+        }
+        loop {
+            let open = self.open_len(durable);
+            if open == 0 {
+                return Ok(true);
+            }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
+            let mut budget = open;
             for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
-                *slot = IoSlice::new(chunk);
+                if budget == 0 {
+                    break;
+                }
+                let take = (chunk.len() as u64).min(budget) as usize;
+                *slot = IoSlice::new(&chunk[..take]);
+                budget -= take as u64;
                 count += 1;
             }
             let written = match stream.try_write_vectored(&slices[..count]) {
@@ -194,6 +337,7 @@ impl WriteQueue {
                 Err(e) => return Err(e),
             };
             self.bytes -= written;
+            self.written += written as u64;
             let mut left = written;
             while left > 0 {
                 let front = self.chunks.front_mut().expect("written bytes were queued");
@@ -206,13 +350,20 @@ impl WriteQueue {
                 }
             }
         }
-        Ok(true)
     }
 
-    /// Writes everything, waiting for the socket as needed.
-    async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
-        while !self.write_some(stream)? {
-            stream.writable().await?;
+    /// Writes everything, waiting for the socket and for durability as needed.
+    async fn flush<T: Transport>(
+        &mut self,
+        stream: &mut T,
+        durability: &Durability,
+    ) -> io::Result<()> {
+        while !self.is_empty() {
+            if let Some(id) = self.blocked_on(durability.durable()) {
+                durability.wait_for(id).await;
+            } else if !self.write_some(stream, durability.durable())? {
+                stream.writable().await?;
+            }
         }
         Ok(())
     }
@@ -226,8 +377,8 @@ thread_local! {
 }
 
 /// Serves one accepted connection until it ends, then removes the client from the core.
-pub(crate) async fn run<P: Protocol>(
-    stream: TcpStream,
+pub(crate) async fn run<T: Transport, P: Protocol>(
+    mut stream: T,
     peer: SocketAddr,
     id: ClientId,
     shared: Arc<Shared>,
@@ -267,9 +418,15 @@ pub(crate) async fn run<P: Protocol>(
         } else {
             last_input + limits.idle_timeout
         };
+        let deadline = stream
+            .handshake_deadline()
+            .map_or(deadline, |d| d.min(deadline));
         // Stop reading while a backlog of our own output waits: a client that floods
         // without reading slows itself down instead of growing our buffers.
         let may_read = out.bytes < limits.send_queue;
+        let durable = shared.durability.durable();
+        let can_write = out.has_open(durable) || stream.wants_write();
+        let gated_on = out.blocked_on(durable);
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break Close::Shutdown,
@@ -283,13 +440,14 @@ pub(crate) async fn run<P: Protocol>(
                     if let Err(Overflowed) = pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out) {
                         break Close::SendQueueExceeded;
                     }
-                    if let Err(e) = out.write_some(&stream) {
+                    if let Err(e) = out.write_some(&mut stream, shared.durability.durable()) {
                         break Close::Io(e.to_string());
                     }
                 }
             }
-            ready = stream.writable(), if !out.is_empty() => {
-                if let Err(e) = ready.and_then(|()| out.write_some(&stream)) {
+            () = shared.durability.wait_for(gated_on.unwrap_or(0)), if gated_on.is_some() => {}
+            ready = stream.writable(), if can_write => {
+                if let Err(e) = ready.and_then(|()| out.write_some(&mut stream, shared.durability.durable())) {
                     break Close::Io(e.to_string());
                 }
                 if out.is_empty() {
@@ -303,7 +461,7 @@ pub(crate) async fn run<P: Protocol>(
                     break Close::Io(e.to_string());
                 }
                 let mut sink = Sink { outbox: &outbox, drained: &mut drained, out: &mut out };
-                match read_lines(&stream, &mut decoder, &mut protocol, &ctx, &mut sink) {
+                match read_lines(&mut stream, &mut decoder, &mut protocol, &ctx, &mut sink) {
                     Ok(None) => {
                         last_input = Instant::now();
                         pinged = None;
@@ -314,6 +472,9 @@ pub(crate) async fn run<P: Protocol>(
                 }
             }
             () = sleep_until(deadline) => {
+                if stream.handshake_deadline().is_some() {
+                    break Close::Io("TLS handshake timed out".into());
+                }
                 if !protocol.registered() {
                     break Close::RegistrationTimeout;
                 }
@@ -358,8 +519,9 @@ pub(crate) async fn run<P: Protocol>(
         }
         _ => tracing::info!(%peer, id, reason = %close.reason(), "client disconnected"),
     }
-    if !matches!(close, Close::Io(_)) {
-        linger(stream, out, limits.shutdown_grace).await;
+    // A client still in its TLS handshake could read nothing we sent, so it is dropped.
+    if !matches!(close, Close::Io(_)) && stream.handshake_deadline().is_none() {
+        linger(stream, out, &shared.durability, limits.shutdown_grace).await;
     }
 }
 
@@ -375,8 +537,8 @@ struct Sink<'a> {
 ///
 /// The outbox is pumped after every line, so that the session has seen the outcome of
 /// one command (a join that changes the current room, say) before it reads the next.
-fn read_lines<P: Protocol>(
-    stream: &TcpStream,
+fn read_lines<T: Transport, P: Protocol>(
+    stream: &mut T,
     decoder: &mut LineDecoder,
     protocol: &mut P,
     ctx: &Ctx,
@@ -431,7 +593,12 @@ fn pump<P: Protocol>(
         for item in drained.drain(..) {
             match item {
                 Outgoing::Raw(line) => out.push(line),
-                Outgoing::Event(envelope) => protocol.on_event(&envelope, ctx, out),
+                Outgoing::Event(envelope) => {
+                    if let confab_core::Event::Message(m) = &envelope.event {
+                        out.gate(m.id, ctx.shared.durability.durable());
+                    }
+                    protocol.on_event(&envelope, ctx, out)
+                }
             }
         }
     }
@@ -441,10 +608,21 @@ fn pump<P: Protocol>(
 /// Flushes the last lines and closes gracefully: shutting down our side first and
 /// reading until the client closes its side, so that unread input on our socket does
 /// not turn the close into a reset that destroys the lines still in flight.
-async fn linger(stream: TcpStream, mut out: WriteQueue, grace: Duration) {
+async fn linger<T: Transport>(
+    mut stream: T,
+    mut out: WriteQueue,
+    durability: &Durability,
+    grace: Duration,
+) {
     let _ = timeout(grace, async {
-        out.flush(&stream).await?;
-        socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write)?;
+        out.flush(&mut stream, durability).await?;
+        loop {
+            match stream.shutdown_write() {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
         let mut sink = [0u8; 1024];
         loop {
             stream.readable().await?;

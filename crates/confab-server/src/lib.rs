@@ -6,11 +6,15 @@
 //! - [`server`]: [`Server`], which binds the listeners, accepts connections, caps their
 //!   number and shuts everything down in order.
 //! - `outbox`: each client's bounded send queue, the core's [`confab_core::Mailbox`].
+//! - `accounts`: registration, login with its throttle, offline delivery.
 //! - `connection`: the socket loop every front-end shares: reading bounded lines,
 //!   draining the outbox, batched vectored writes, timeouts, lingering close.
+//! - `history`: the store thread (group commits, history queries) and the durability
+//!   watermark that holds messages back from clients until they are on disk.
 //! - `line`: the line protocol front-end, a `connection::Protocol` implementation.
 //! - `irc`: the IRC front-end, another `connection::Protocol`.
 //! - `web`: the HTTP front-end: the bundled page and the WebSocket JSON protocol.
+//! - [`tls`]: certificates and TLS for every front-end ([`TlsConfig`], [`TlsIdentity`]).
 //!
 //! A request's path: `server` accepts → `connection::run` reads a line → the protocol
 //! parses it and calls [`confab_core::Core::handle`] under the core mutex → the core
@@ -18,12 +22,16 @@
 //! encodes (once per wire format, shared) and writes.
 
 pub mod config;
+mod accounts;
 mod connection;
+mod history;
 mod irc;
 mod line;
 mod outbox;
 pub mod server;
+pub mod tls;
 mod web;
 
 pub use config::{Config, IrcConfig, Limits};
 pub use server::{BindError, Frontend, Server};
+pub use tls::{TlsConfig, TlsError, TlsIdentity};

@@ -8,7 +8,12 @@ use bytes::Bytes;
 use confab_core::{slot, Command, Envelope, Event, MessageKind, Name, Recipient, RoomName};
 use confab_wire::line::{self, Input};
 
+use confab_store::Range;
+
+use crate::accounts;
 use crate::connection::{Close, Ctx, Flow, Protocol, WriteQueue};
+use crate::history::{direct_conversation, room_conversation, History};
+use crate::outbox::{Outbox, Outgoing};
 
 /// One line-protocol user's session state.
 pub(crate) struct LineSession {
@@ -69,8 +74,92 @@ impl LineSession {
         }
     }
 
+    /// Answers `/history` from the store thread, straight into this client's outbox.
+    /// Only members read a room's history; a conversation only its two parties.
+    fn history(&self, target: Option<&str>, count: usize, ctx: &Ctx) {
+        let Some(history) = &ctx.shared.history else {
+            ctx.send(line::error("This server keeps no history"));
+            return;
+        };
+        let me = self.name.as_ref().expect("registered").to_string();
+        let (conversation, label, room) = match target.or(self.current.as_ref().map(RoomName::as_str)) {
+            Some(user) if user.starts_with('@') => {
+                let user = &user[1..];
+                (direct_conversation(&me, user), format!("@{user}"), None)
+            }
+            Some(room) => match self.rooms.iter().find(|r| r.as_str().eq_ignore_ascii_case(room)) {
+                Some(room) => (room_conversation(room.as_str()), room.to_string(), Some(room.to_string())),
+                None => {
+                    ctx.send(line::error(&format!("You are not in room {room}")));
+                    return;
+                }
+            },
+            None => {
+                ctx.send(line::error("You are in no room; use /history ROOM or /history @USER"));
+                return;
+            }
+        };
+        send_history(history, ctx.outbox(), conversation, label, room, Range::Latest, count.clamp(1, 500), true);
+    }
+
     fn room_or_current<'a>(&'a self, room: Option<&'a str>) -> Option<&'a str> {
         room.or(self.current.as_ref().map(RoomName::as_str))
+    }
+}
+
+/// Reads one conversation on the store thread and queues the lines for the client.
+/// `always` also reports an empty history; joins stay quiet about it.
+#[allow(clippy::too_many_arguments)]
+fn send_history(
+    history: &History,
+    outbox: Arc<Outbox>,
+    conversation: String,
+    label: String,
+    room: Option<String>,
+    range: Range,
+    count: usize,
+    always: bool,
+) {
+    let healthy = history.healthy();
+    let failed = outbox.clone();
+    let queued = history.run(move |store| {
+        let messages = match store.history(&conversation, range, count) {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::error!("history query failed: {e}");
+                outbox.push(Outgoing::Raw(line::error("History is unavailable right now")));
+                return;
+            }
+        };
+        if messages.is_empty() && !always {
+            return;
+        }
+        let header = if always {
+            format!("History of {label} ({} messages):", messages.len())
+        } else {
+            format!("Recent messages in {label}:")
+        };
+        outbox.push(Outgoing::Raw(line::info(&header)));
+        if !healthy {
+            outbox.push(Outgoing::Raw(line::error(
+                "History writes are failing; recent messages may be missing",
+            )));
+        }
+        for m in &messages {
+            outbox.push(Outgoing::Raw(line::history_line(
+                m.time_ms,
+                room.as_deref(),
+                &m.sender,
+                m.kind,
+                &m.text,
+            )));
+        }
+        if always {
+            outbox.push(Outgoing::Raw(line::info("End of history")));
+        }
+    });
+    if !queued {
+        failed.push(Outgoing::Raw(line::error("The server is busy; try /history again in a moment")));
     }
 }
 
@@ -95,7 +184,7 @@ impl Protocol for LineSession {
         let input = line::parse_input(text);
         let allowed_unregistered = matches!(
             input,
-            Input::Empty | Input::Register(_) | Input::Help | Input::Quit(_)
+            Input::Empty | Input::Register(_) | Input::Help | Input::Quit(_) | Input::Login { .. }
         );
         if self.name.is_none() && !allowed_unregistered {
             ctx.send(line::error("Register first by sending #yourname"));
@@ -141,6 +230,19 @@ impl Protocol for LineSession {
                 }
             }
             Input::Ping => ctx.send(line::info("pong")),
+            Input::RegisterAccount(password) => {
+                accounts::register(ctx.shared, ctx.id, ctx.outbox(), password.to_string())
+            }
+            Input::Login { name, password } => accounts::login(
+                ctx.shared,
+                ctx.id,
+                ctx.outbox(),
+                self.peer.ip(),
+                name,
+                password.to_string(),
+                true,
+            ),
+            Input::History { target, count } => self.history(target, count.unwrap_or(50), ctx),
             Input::Quit(reason) => {
                 return Flow::Close(Close::Quit(reason.unwrap_or("Quit").to_string()));
             }
@@ -169,16 +271,28 @@ impl Protocol for LineSession {
                     key: None,
                 });
             }
-            Event::Joined { room, who } if self.is_me(&who.name) => {
+            Event::Joined {
+                room,
+                who,
+                history_until,
+            } if self.is_me(&who.name) => {
                 self.rooms.push(room.clone());
                 self.current = Some(room.clone());
                 out.push(self.current_room_note());
+                // Joining shows the last few lines, so that a newcomer has context;
+                // only lines from before the join, which are not delivered live.
+                if let Some(history) = &ctx.shared.history {
+                    let key = room_conversation(room.as_str());
+                    let range = Range::BeforeId(history_until + 1);
+                    send_history(history, ctx.outbox(), key, room.to_string(), Some(room.to_string()), range, 10, false);
+                }
             }
             Event::Parted { room, who, .. } if self.is_me(&who.name) => self.left(room, out),
             Event::Kicked { room, target, .. } if self.is_me(target) => self.left(room, out),
             Event::Killed { by, reason } => {
                 self.killed = Some(format!("Killed ({} ({reason}))", by.name));
             }
+            Event::LoginRequired { .. } => accounts::start_grace(ctx.shared, ctx.id),
             Event::NickChanged { old, new } if self.is_me(&old.name) => {
                 self.name = Some(new.clone());
             }

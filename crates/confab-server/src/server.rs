@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use confab_core::Core;
+use rustls::ServerConfig;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -16,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::connection::{self, Shared};
+use crate::connection::{self, Shared, Transport};
+use crate::history::{Durability, History};
 use crate::irc::IrcSession;
 use crate::line::LineSession;
+use crate::tls::{TlsConfig, TlsTransport};
 use crate::web;
 
 /// Which protocol a listener speaks.
@@ -27,44 +30,90 @@ pub enum Frontend {
     Line,
     Irc,
     Http,
+    /// The line protocol over TLS.
+    LineTls,
+    /// IRC over TLS (port 6697 by convention).
+    IrcTls,
+    /// The web page and its WebSocket over HTTPS and WSS.
+    Https,
+}
+
+impl Frontend {
+    /// Whether the listener speaks TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Frontend::LineTls | Frontend::IrcTls | Frontend::Https)
+    }
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     listeners: Vec<(Frontend, TcpListener)>,
     shared: Arc<Shared>,
+    /// The certificate and handshake limit of the TLS listeners, if there are any.
+    tls: Option<TlsConfig>,
 }
 
-/// Failure to start: which address could not be bound, and why.
+/// Failure to start: an address that could not be bound, or a store that could not
+/// be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}")]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub source: io::Error,
+pub enum BindError {
+    #[error("cannot listen on {addr}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("cannot open the history database")]
+    Store(#[from] confab_store::StoreError),
 }
 
 impl Server {
     /// Binds every configured address. Nothing is accepted until [`Server::run`].
     pub async fn bind(config: Config) -> Result<Server, BindError> {
         let mut listeners = Vec::new();
-        let wanted = [
-            (Frontend::Line, &config.line_listen),
-            (Frontend::Irc, &config.irc_listen),
-            (Frontend::Http, &config.http_listen),
-        ];
+        let mut wanted = Vec::new();
+        if !config.tls.as_ref().is_some_and(|tls| tls.tls_only) {
+            wanted.extend([
+                (Frontend::Line, &config.line_listen),
+                (Frontend::Irc, &config.irc_listen),
+                (Frontend::Http, &config.http_listen),
+            ]);
+        }
+        if let Some(tls) = &config.tls {
+            wanted.extend([
+                (Frontend::LineTls, &tls.line_listen),
+                (Frontend::IrcTls, &tls.irc_listen),
+                (Frontend::Https, &tls.https_listen),
+            ]);
+        }
         for (frontend, addrs) in wanted {
             for addr in addrs {
                 let listener = TcpListener::bind(addr)
                     .await
-                    .map_err(|source| BindError { addr: *addr, source })?;
+                    .map_err(|source| BindError::Listen { addr: *addr, source })?;
                 listeners.push((frontend, listener));
             }
         }
         let slots = Arc::new(Semaphore::new(config.limits.max_connections));
+        let (core, history, durability) = match &config.data_dir {
+            Some(dir) => {
+                let store = confab_store::SqliteStore::open_dir(dir)?;
+                let accounts = confab_store::Store::account_names(&store)?;
+                let (history, last_id) = History::start(Box::new(store))?;
+                tracing::info!(dir = %dir.display(), last_id, "history kept in SQLite");
+                let durability = history.durability();
+                let mut core = Core::with_journal(Box::new(history.clone()), last_id);
+                for name in &accounts {
+                    core.add_account(name);
+                }
+                (core, Some(history), durability)
+            }
+            None => (Core::new(), None, Durability::always()),
+        };
         Ok(Server {
             listeners,
+            tls: config.tls,
             shared: Arc::new(Shared {
-                core: Mutex::new(Core::new()),
+                core: Mutex::new(core),
+                history,
+                durability,
+                logins: Default::default(),
                 limits: config.limits,
                 default_room: config.default_room,
                 allowed_origins: config.allowed_origins,
@@ -105,18 +154,31 @@ impl Server {
         let tracker = TaskTracker::new();
         for (frontend, listener) in self.listeners {
             let shared = self.shared.clone();
+            // Only TLS listeners get the TLS settings; `bind` made TLS listeners only
+            // when there are settings.
+            let tls = self.tls.as_ref().filter(|_| frontend.is_tls());
+            let timeout = tls.map(|tls| tls.handshake_timeout);
             match frontend {
-                Frontend::Line | Frontend::Irc => {
+                Frontend::Line | Frontend::Irc | Frontend::LineTls | Frontend::IrcTls => {
+                    let tls = tls.map(|tls| tls.identity.stream_config());
                     tracker.spawn(accept_loop(
                         frontend,
                         listener,
                         shared,
+                        tls.zip(timeout),
                         token.clone(),
                         tracker.clone(),
                     ));
                 }
-                Frontend::Http => {
-                    tracker.spawn(web::serve(listener, shared, token.clone(), tracker.clone()));
+                Frontend::Http | Frontend::Https => {
+                    let tls = tls.map(|tls| tls.identity.https_config().into());
+                    tracker.spawn(web::serve(
+                        listener,
+                        shared,
+                        tls.zip(timeout),
+                        token.clone(),
+                        tracker.clone(),
+                    ));
                 }
             }
         }
@@ -131,10 +193,13 @@ impl Server {
     }
 }
 
+/// Accepts line-protocol or IRC connections, over TLS when `tls` holds its settings
+/// (the rustls configuration and the time a handshake may take).
 async fn accept_loop(
     frontend: Frontend,
     listener: TcpListener,
     shared: Arc<Shared>,
+    tls: Option<(Arc<ServerConfig>, Duration)>,
     token: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -159,6 +224,8 @@ async fn accept_loop(
             tracing::warn!(%peer, "refused: server full");
             let refusal: &[u8] = match frontend {
                 Frontend::Irc => b"ERROR :Server is full; try again later\r\n",
+                // A TLS client could not read a plain-text refusal; it is just closed.
+                Frontend::LineTls | Frontend::IrcTls => b"",
                 _ => b"! Server is full; try again later\n",
             };
             let _ = stream.try_write(refusal);
@@ -169,19 +236,37 @@ async fn accept_loop(
         let shared = shared.clone();
         let token = token.clone();
         tracing::debug!(%peer, id, ?frontend, "connected");
+        let tls = tls.clone();
         tracker.spawn(async move {
-            match frontend {
-                Frontend::Irc => {
-                    let session = IrcSession::new(peer, &shared);
-                    connection::run(stream, peer, id, shared, token, session).await
-                }
-                _ => {
-                    let session = LineSession::new(peer, shared.limits.max_line);
-                    connection::run(stream, peer, id, shared, token, session).await
-                }
+            let irc = matches!(frontend, Frontend::Irc | Frontend::IrcTls);
+            match tls {
+                None => session(irc, stream, peer, id, shared, token).await,
+                // The handshake runs inside the session loop, under its own deadline.
+                Some((config, timeout)) => match TlsTransport::new(stream, config, timeout) {
+                    Ok(stream) => session(irc, stream, peer, id, shared, token).await,
+                    Err(e) => tracing::warn!(%peer, "cannot start TLS: {e}"),
+                },
             }
             drop(permit);
         });
+    }
+}
+
+/// Runs the IRC or line-protocol session of one connection, over any transport.
+async fn session<T: Transport>(
+    irc: bool,
+    stream: T,
+    peer: SocketAddr,
+    id: confab_core::ClientId,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+) {
+    if irc {
+        let session = IrcSession::new(peer, &shared);
+        connection::run(stream, peer, id, shared, token, session).await
+    } else {
+        let session = LineSession::new(peer, shared.limits.max_line);
+        connection::run(stream, peer, id, shared, token, session).await
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - this file: accepting HTTP connections (each holds a connection slot, like every
-//!   other front-end's), routing, the embedded page and the Origin check.
+//!   other front-end's), over TLS on HTTPS listeners, routing, the embedded page and
+//!   the Origin check.
 //! - `protocol`: the JSON requests and events, pure.
 //! - `session`: one WebSocket client's loop, limits and close.
 //!
@@ -26,8 +27,10 @@ use axum::routing::get;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service as _;
@@ -103,15 +106,21 @@ struct Conn {
     permit: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
 }
 
-/// Serves HTTP on `listener` until `token` is cancelled. Every connection and every
-/// WebSocket session runs on `tracker`, so that shutdown waits for them.
+/// Serves HTTP on `listener` until `token` is cancelled; HTTPS when `tls` holds the
+/// acceptor and the time a handshake may take. Every connection and every WebSocket
+/// session runs on `tracker`, so that shutdown waits for them.
+///
+/// HTTPS uses tokio-rustls rather than the session loop's hand-driven transport
+/// because hyper wants an `AsyncRead + AsyncWrite` stream, which `TlsStream` is.
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
+    tls: Option<(TlsAcceptor, Duration)>,
     token: CancellationToken,
     tracker: TaskTracker,
 ) {
-    tracing::info!(addr = ?listener.local_addr().ok(), "web front-end listening");
+    let https = tls.is_some();
+    tracing::info!(addr = ?listener.local_addr().ok(), https, "web front-end listening");
     let grace = shared.limits.shutdown_grace;
     let router = router(App {
         settings: Settings::for_limits(&shared.limits),
@@ -139,6 +148,10 @@ pub(crate) async fn serve(
         };
         let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "refused: server full");
+            if https {
+                // A TLS client could not read a plain-text refusal; it is just closed.
+                continue;
+            }
             let _ = stream.try_write(
                 b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
                   Content-Length: 32\r\nConnection: close\r\n\r\n\
@@ -151,27 +164,40 @@ pub(crate) async fn serve(
             peer,
             permit: Arc::new(Mutex::new(Some(permit))),
         };
-        tracker.spawn(serve_connection(
-            stream,
-            conn,
-            router.clone(),
-            http.clone(),
-            token.clone(),
-            grace,
-        ));
+        let (router, http, token) = (router.clone(), http.clone(), token.clone());
+        let Some((acceptor, handshake_timeout)) = &tls else {
+            tracker.spawn(serve_connection(stream, conn, router, http, token, grace));
+            continue;
+        };
+        // The handshake runs in the connection's task, so that a slow or failing one
+        // holds up nobody else, and is bounded in time like every other wait.
+        let handshake = tokio::time::timeout(*handshake_timeout, acceptor.accept(stream));
+        tracker.spawn(async move {
+            let accepted = tokio::select! {
+                () = token.cancelled() => return,
+                accepted = handshake => accepted,
+            };
+            match accepted {
+                Ok(Ok(stream)) => serve_connection(stream, conn, router, http, token, grace).await,
+                Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
     }
 }
 
 /// Serves one HTTP/1.1 connection; on shutdown, finishes the request in progress and
 /// closes.
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     conn: Conn,
     router: Router,
     http: hyper::server::conn::http1::Builder,
     shutdown: CancellationToken,
     grace: Duration,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let peer = conn.peer;
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(conn.clone());

@@ -247,7 +247,11 @@ pub fn room_modes_string(modes: &confab_core::RoomModes, show_key: bool) -> (Str
     }
     if let Some(key) = &modes.key {
         flags.push('k');
-        args.push(if show_key { key.to_string() } else { "*".into() });
+        args.push(if show_key {
+            key.to_string()
+        } else {
+            "*".into()
+        });
     }
     if let Some(limit) = modes.limit {
         flags.push('l');

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`framing`]: splits a byte stream into bounded lines.
 //! - [`irc`]: the IRC message codec (tags, source, parameters, limits).
+//! - [`time`]: timestamps as text.
 //! - [`line`]: the tutorials' line protocol: what a user types ([`line::Input`]), what
 //!   the server prints for each core event ([`line::encode_event`]), and how a client
 //!   reads those lines back ([`line::ServerLine`]).
@@ -12,3 +13,4 @@ pub mod framing;
 pub mod irc;
 pub mod line;
 pub mod peer;
+pub mod time;

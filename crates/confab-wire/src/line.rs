@@ -26,7 +26,10 @@ pub enum Input<'a> {
     /// `#name`: register.
     Register(&'a str),
     /// `@user:text` or `/msg user text`.
-    Direct { to: &'a str, text: &'a str },
+    Direct {
+        to: &'a str,
+        text: &'a str,
+    },
     /// Plain text for the current room (`//text` sends `/text`).
     Say(&'a str),
     /// `/me action` for the current room.
@@ -46,6 +49,15 @@ pub enum Input<'a> {
     Help,
     /// `/ping`: answered with `* pong`; clients use it as a keepalive.
     Ping,
+    /// `/register PASSWORD`: make your current name an account.
+    RegisterAccount(&'a str),
+    /// `/login NAME PASSWORD`.
+    Login { name: &'a str, password: &'a str },
+    /// `/history [ROOM|@USER] [N]`.
+    History {
+        target: Option<&'a str>,
+        count: Option<usize>,
+    },
     /// `/quit [REASON]` or an exit word.
     Quit(Option<&'a str>),
     /// A known command used wrongly; the text is its usage.
@@ -122,7 +134,10 @@ pub fn parse_input(line: &str) -> Input<'_> {
             Some(new) => Input::Nick(new),
             None => Input::Usage("/nick NEW"),
         },
-        "me" => match command.split_once(char::is_whitespace).and_then(|(_, a)| nonempty(a)) {
+        "me" => match command
+            .split_once(char::is_whitespace)
+            .and_then(|(_, a)| nonempty(a))
+        {
             Some(action) => Input::Action(action),
             None => Input::Usage("/me ACTION"),
         },
@@ -130,6 +145,26 @@ pub fn parse_input(line: &str) -> Input<'_> {
             Some((to, Some(text))) => Input::Direct { to, text },
             _ => Input::Usage("/msg USER MESSAGE"),
         },
+        "register" => match args {
+            Some(password) => Input::RegisterAccount(password),
+            None => Input::Usage("/register PASSWORD"),
+        },
+        "login" | "identify" => match args.map(word_and_rest) {
+            Some((name, Some(password))) => Input::Login { name, password },
+            _ => Input::Usage("/login NAME PASSWORD"),
+        },
+        "history" => {
+            let mut target = None;
+            let mut count = None;
+            for arg in args.unwrap_or("").split_whitespace() {
+                match arg.parse::<usize>() {
+                    Ok(n) if count.is_none() => count = Some(n),
+                    _ if target.is_none() && count.is_none() => target = Some(room_arg(arg)),
+                    _ => return Input::Usage("/history [ROOM|@USER] [N]"),
+                }
+            }
+            Input::History { target, count }
+        }
         "help" => Input::Help,
         "ping" => Input::Ping,
         "quit" => Input::Quit(args),
@@ -149,10 +184,55 @@ pub const HELP: &[&str] = &[
     "  /who [ROOM]        list the members of ROOM, or of your current room",
     "  /nick NEW          change your name",
     "  /me ACTION         act, as in /me waves",
+    "  /history [ROOM|@USER] [N]  the last N messages (50) of a room or a conversation",
+    "  /register PASSWORD make your name an account that only you can use",
+    "  /login NAME PASSWORD  log in (also before #name); messages sent while away arrive",
     "  //text             send text that starts with /",
     "  /help              show this",
     "  /quit [REASON]     leave (so do q, quit, exit and bye bye)",
 ];
+
+/// One stored message as `/history` shows it:
+/// `* [2026-11-21 06:00:01] [lobby] alice: hello`.
+pub fn history_line(
+    time_ms: u64,
+    room: Option<&str>,
+    sender: &str,
+    kind: MessageKind,
+    text: &str,
+) -> Bytes {
+    let mut out = BytesMut::with_capacity(text.len() + 64);
+    out.put_slice(b"* [");
+    out.put_slice(crate::time::human_time(time_ms).as_bytes());
+    out.put_slice(b"] ");
+    match room {
+        Some(room) => {
+            out.put_u8(b'[');
+            out.put_slice(room.as_bytes());
+            out.put_slice(b"] ");
+        }
+        None => out.put_slice(b"[dm] "),
+    }
+    match kind {
+        MessageKind::Normal => {
+            out.put_slice(sender.as_bytes());
+            out.put_slice(b": ");
+        }
+        MessageKind::Action => {
+            out.put_slice(b"* ");
+            out.put_slice(sender.as_bytes());
+            out.put_u8(b' ');
+        }
+        MessageKind::Notice => {
+            out.put_u8(b'-');
+            out.put_slice(sender.as_bytes());
+            out.put_slice(b"- ");
+        }
+    }
+    put_text(&mut out, text);
+    out.put_u8(b'\n');
+    out.freeze()
+}
 
 /// An information line: `* text\n`.
 pub fn info(text: &str) -> Bytes {
@@ -253,7 +333,7 @@ pub fn encode_event(event: &Event) -> Bytes {
         }
         Event::Error(e) => return error(&error_text(e)),
         Event::Registered { name } => format!("Your user detail saved as : {name}"),
-        Event::Joined { room, who } => format!("{} joined {room}", who.name),
+        Event::Joined { room, who, .. } => format!("{} joined {room}", who.name),
         Event::Parted { room, who, reason } => match reason {
             Some(reason) => format!("{} left {room} ({reason})", who.name),
             None => format!("{} left {room}", who.name),
@@ -275,7 +355,11 @@ pub fn encode_event(event: &Event) -> Bytes {
             for (i, room) in rooms.iter().enumerate() {
                 let sep = if i > 0 { "," } else { "" };
                 let plural = if room.members == 1 { "" } else { "s" };
-                let _ = write!(text, "{sep} {} ({} member{plural})", room.name, room.members);
+                let _ = write!(
+                    text,
+                    "{sep} {} ({} member{plural})",
+                    room.name, room.members
+                );
             }
             text
         }
@@ -285,25 +369,39 @@ pub fn encode_event(event: &Event) -> Bytes {
         Event::TopicChanged { room, by, text } => {
             format!("{} set the topic of {room}: {text}", by.name)
         }
-        Event::TopicIs { room, topic: Some(topic) } => {
+        Event::TopicIs {
+            room,
+            topic: Some(topic),
+        } => {
             format!("Topic of {room}: {} (set by {})", topic.text, topic.by)
         }
         Event::TopicIs { room, topic: None } => format!("{room} has no topic"),
         Event::ModeChanged { room, by, changes } => {
             let (modes, args) = crate::irc::mode_string(changes);
-            let args = if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) };
+            let args = if args.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", args.join(" "))
+            };
             format!("{} sets mode {modes}{args} on {room}", by.name)
         }
         Event::RoomModes { room, modes, .. } => {
             let (flags, args) = crate::irc::room_modes_string(modes, true);
-            format!("Modes of {room}: {flags} {}", args.join(" ")).trim_end().to_string()
+            format!("Modes of {room}: {flags} {}", args.join(" "))
+                .trim_end()
+                .to_string()
         }
         Event::BanList { room, bans } if bans.is_empty() => format!("No bans on {room}"),
         Event::BanList { room, bans } => {
             let masks: Vec<&str> = bans.iter().map(|b| &*b.mask).collect();
             format!("Bans on {room}: {}", masks.join(", "))
         }
-        Event::Kicked { room, by, target, reason } => {
+        Event::Kicked {
+            room,
+            by,
+            target,
+            reason,
+        } => {
             format!("{target} was kicked from {room} by {} ({reason})", by.name)
         }
         Event::Invited { room, by } => {
@@ -324,7 +422,11 @@ pub fn encode_event(event: &Event) -> Bytes {
                 info.who.user,
                 info.who.host,
                 info.who.realname,
-                if rooms.is_empty() { "none".into() } else { rooms.join(", ") }
+                if rooms.is_empty() {
+                    "none".into()
+                } else {
+                    rooms.join(", ")
+                }
             );
             if let Some(away) = &info.away {
                 let _ = write!(text, "; away: {away}");
@@ -343,6 +445,13 @@ pub fn encode_event(event: &Event) -> Bytes {
             format!("Online: {}", names.join(", "))
         }
         Event::Killed { by, reason } => format!("You were removed by {}: {reason}", by.name),
+        Event::LoggedIn { account } => format!("You are logged in as {account}"),
+        Event::LoginRequired { name } => format!(
+            "The name {name} is registered: log in with /login {name} PASSWORD soon, or you will be renamed"
+        ),
+        Event::StoredForLater { name } => {
+            format!("{name} is offline; your message was stored and will be delivered when they log in")
+        }
     };
     info(&text)
 }

@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use confab_server::{Config, Frontend, IrcConfig, Limits, Server};
 
+mod tls;
+
 /// confab: a chat server, client and peer-to-peer chat in one binary.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
@@ -59,6 +61,14 @@ struct ServeArgs {
     /// passwords out of the process list.
     #[arg(long = "oper", value_name = "NAME:PASSWORD", env = "CONFAB_OPERS", value_delimiter = ',', hide_env_values = true)]
     opers: Vec<String>,
+    /// Directory for the SQLite database (history, accounts, offline messages); created
+    /// on first run. Default: $XDG_DATA_HOME/confab, ~/.local/share/confab, or
+    /// %APPDATA%\\confab on Windows.
+    #[arg(long = "data", value_name = "DIR", env = "CONFAB_DATA")]
+    data: Option<std::path::PathBuf>,
+    /// Keep no history at all: nothing is written to disk.
+    #[arg(long, conflicts_with = "data")]
+    no_history: bool,
     /// Room every line-protocol user joins on registering.
     #[arg(long, value_name = "ROOM", default_value = "lobby")]
     default_room: String,
@@ -80,6 +90,8 @@ struct ServeArgs {
     /// Seconds of silence before TCP keepalive probes check that a peer still exists.
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().tcp_keepalive.as_secs())]
     tcp_keepalive: u64,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 impl ServeArgs {
@@ -102,12 +114,19 @@ impl ServeArgs {
                 .with_context(|| "--oper takes NAME:PASSWORD".to_string())?;
             irc.opers.push((name.to_string(), password.to_string()));
         }
+        let data_dir = if self.no_history {
+            None
+        } else {
+            Some(self.data.unwrap_or_else(default_data_dir))
+        };
         Ok(Config {
+            data_dir,
             irc,
             line_listen: self.listen,
             irc_listen: self.irc_listen,
             http_listen: self.http_listen,
             allowed_origins: self.allow_origin,
+            tls: self.tls.config()?,
             default_room: self.default_room,
             limits: Limits {
                 max_line: self.max_line,
@@ -171,6 +190,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Frontend::Line => "line protocol",
             Frontend::Irc => "IRC",
             Frontend::Http => "web page and WebSocket",
+            Frontend::LineTls => "line protocol over TLS",
+            Frontend::IrcTls => "IRC over TLS",
+            Frontend::Https => "web page and WebSocket over HTTPS",
         };
         // A closed stdout (`confab serve | head -1`) must not stop the server.
         let _ = writeln!(std::io::stdout(), "confab: {what} listening on {addr}");
@@ -178,6 +200,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _ = std::io::stdout().flush();
     server.run(shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the database lives when `--data` is not given, following each platform's
+/// convention for per-user application data.
+fn default_data_dir() -> std::path::PathBuf {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    if cfg!(windows) {
+        if let Some(appdata) = var("APPDATA") {
+            return appdata.join("confab");
+        }
+    } else if let Some(xdg) = var("XDG_DATA_HOME") {
+        return xdg.join("confab");
+    } else if let Some(home) = var("HOME") {
+        return home.join(".local").join("share").join("confab");
+    }
+    std::path::PathBuf::from("confab-data")
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is such a thing.

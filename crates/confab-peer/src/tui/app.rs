@@ -67,7 +67,9 @@ impl App {
             }
             Show::Mark(marked, new) => {
                 let found = self.entries.iter_mut().rev().find_map(|e| match e {
-                    Entry::Mine { id: Some(id), mark, .. } if *id == marked => Some(mark),
+                    Entry::Mine {
+                        id: Some(id), mark, ..
+                    } if *id == marked => Some(mark),
                     _ => None,
                 });
                 if let Some(mark) = found {
@@ -132,12 +134,10 @@ impl App {
                 self.cursor = 0;
             }
             KeyCode::Char(_) if ctrl => {}
-            KeyCode::Char(c) => {
-                if self.input.len() + c.len_utf8() <= MAX_INPUT && !self.leaving {
-                    let at = self.byte_index(self.cursor);
-                    self.input.insert(at, c);
-                    self.cursor += 1;
-                }
+            KeyCode::Char(c) if self.input.len() + c.len_utf8() <= MAX_INPUT && !self.leaving => {
+                let at = self.byte_index(self.cursor);
+                self.input.insert(at, c);
+                self.cursor += 1;
             }
             KeyCode::Backspace if self.cursor > 0 => {
                 self.cursor -= 1;
@@ -201,9 +201,16 @@ mod tests {
         ctrl(&mut app, 'a');
         press(&mut app, KeyCode::Delete);
         assert_eq!(app.input, "élLo");
-        assert_eq!(press(&mut app, KeyCode::Enter), Some(Action::Send("élLo".into())));
+        assert_eq!(
+            press(&mut app, KeyCode::Enter),
+            Some(Action::Send("élLo".into()))
+        );
         assert!(app.input.is_empty());
-        assert_eq!(press(&mut app, KeyCode::Enter), None, "an empty line is not sent");
+        assert_eq!(
+            press(&mut app, KeyCode::Enter),
+            None,
+            "an empty line is not sent"
+        );
     }
 
     #[test]
@@ -215,7 +222,11 @@ mod tests {
 
         let mut app = App::default();
         type_text(&mut app, "x");
-        assert_eq!(ctrl(&mut app, 'd'), None, "Ctrl-D on a non-empty line deletes");
+        assert_eq!(
+            ctrl(&mut app, 'd'),
+            None,
+            "Ctrl-D on a non-empty line deletes"
+        );
         ctrl(&mut app, 'u');
         assert_eq!(ctrl(&mut app, 'd'), Some(Action::Leave));
     }
@@ -223,9 +234,18 @@ mod tests {
     #[test]
     fn marks_land_on_the_right_message() {
         let mut app = App::default();
-        app.apply(Show::Outgoing { id: Some(1), text: "one".into() });
-        app.apply(Show::Outgoing { id: Some(2), text: "two".into() });
-        app.apply(Show::Outgoing { id: None, text: "over tcp".into() });
+        app.apply(Show::Outgoing {
+            id: Some(1),
+            text: "one".into(),
+        });
+        app.apply(Show::Outgoing {
+            id: Some(2),
+            text: "two".into(),
+        });
+        app.apply(Show::Outgoing {
+            id: None,
+            text: "over tcp".into(),
+        });
         app.apply(Show::Mark(2, Mark::Delivered));
         let marks: Vec<_> = app
             .entries

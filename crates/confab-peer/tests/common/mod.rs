@@ -137,7 +137,10 @@ impl Peer {
         .await;
         match found {
             Ok(Some(line)) => line,
-            _ => panic!("no notice with {needle:?} within {within:?}; saw {:?}", self.seen_notices),
+            _ => panic!(
+                "no notice with {needle:?} within {within:?}; saw {:?}",
+                self.seen_notices
+            ),
         }
     }
 

@@ -58,6 +58,7 @@ const COMMANDS: &[Spec] = &[
     spec("TIME", 0, false, time),
     spec("MOTD", 0, false, motd),
     spec("LUSERS", 0, false, lusers),
+    spec("CHATHISTORY", 1, false, super::history::chathistory),
 ];
 
 /// Checks registration and arity, then runs the command's handler.
@@ -114,7 +115,12 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             if m.params.get(1).and_then(|v| v.parse::<u32>().ok()).is_some_and(|v| v >= 302) {
                 session.caps.cap_notify = true;
             }
-            session.send(ctx, line(&["LS", &super::CAPS.join(" ")]));
+            let mut caps = super::CAPS.to_vec();
+            if ctx.shared.history.is_some() {
+                caps.push(super::HISTORY_CAP);
+            }
+            caps.sort_unstable();
+            session.send(ctx, line(&["LS", &caps.join(" ")]));
         }
         "LIST" => {
             let enabled = session.caps.enabled().join(" ");
@@ -131,7 +137,8 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                     Some(name) => (false, name),
                     None => (true, item),
                 };
-                match caps.flag(name) {
+                let offered = name != super::HISTORY_CAP || ctx.shared.history.is_some();
+                match caps.flag(name).filter(|_| offered) {
                     Some(flag) => {
                         *flag = on;
                         true

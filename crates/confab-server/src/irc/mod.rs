@@ -15,6 +15,7 @@
 //! output after WHO).
 
 mod commands;
+mod history;
 mod numerics;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use confab_core::{slot, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName, Source, Target};
 use confab_wire::irc::{self as wire, write_message, MAX_LINE};
+use confab_wire::time::iso_time;
 
 use crate::connection::{Close, Ctx, Flow, Protocol, Shared, WriteQueue};
 use numerics::*;
@@ -46,6 +48,9 @@ const CAPS: &[&str] = &[
     "userhost-in-names",
 ];
 
+/// Offered besides [`CAPS`] when the server keeps history.
+const HISTORY_CAP: &str = "draft/chathistory";
+
 /// Which capabilities a client enabled.
 #[derive(Debug, Default, Clone, Copy)]
 struct Caps {
@@ -60,6 +65,7 @@ struct Caps {
     multi_prefix: bool,
     server_time: bool,
     userhost_in_names: bool,
+    chathistory: bool,
 }
 
 impl Caps {
@@ -76,6 +82,7 @@ impl Caps {
             "multi-prefix" => &mut self.multi_prefix,
             "server-time" => &mut self.server_time,
             "userhost-in-names" => &mut self.userhost_in_names,
+            "draft/chathistory" => &mut self.chathistory,
             _ => return None,
         })
     }
@@ -83,6 +90,7 @@ impl Caps {
     fn enabled(&self) -> Vec<&'static str> {
         let mut copy = *self;
         CAPS.iter()
+            .chain(&[HISTORY_CAP])
             .copied()
             .filter(|c| copy.flag(c).is_some_and(|f| *f))
             .collect()
@@ -156,30 +164,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `YYYY-MM-DDThh:mm:ss.sssZ` for IRCv3 server-time, without a date library: the
-/// civil-from-days algorithm (Howard Hinnant) is ten lines.
-fn iso_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
 fn channel(room: &RoomName) -> String {
     format!("#{room}")
 }
@@ -205,7 +189,7 @@ fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
             };
             write_message(&mut out, &[], Some(&prefix(&m.from)), command, &[&target, &text], true);
         }
-        Event::Joined { room, who } => {
+        Event::Joined { room, who, .. } => {
             let chan = channel(room);
             if extended_join {
                 let account = who.account.as_deref().unwrap_or("*");
@@ -357,6 +341,12 @@ impl IrcSession {
         }
     }
 
+    /// A fresh batch reference.
+    fn next_batch(&mut self) -> String {
+        self.batches += 1;
+        format!("b{}", self.batches)
+    }
+
     /// Wraps what was collected for a labeled command: one line gets the label tag,
     /// several go in a `labeled-response` batch, none gets an `ACK`.
     fn finish_labeled(&mut self, ctx: &Ctx, out: &mut WriteQueue) {
@@ -392,8 +382,7 @@ impl IrcSession {
             0 => tag(&format!(":{server} ACK"), &label_tag, &mut result),
             1 => tag(lines[0], &label_tag, &mut result),
             _ if self.caps.batch => {
-                self.batches += 1;
-                let id = format!("lr{}", self.batches);
+                let id = self.next_batch();
                 tag(&format!(":{server} BATCH +{id} labeled-response"), &label_tag, &mut result);
                 for line in lines {
                     tag(line, &format!("batch={id}"), &mut result);
@@ -408,6 +397,13 @@ impl IrcSession {
             }
         }
         out.push(result.freeze());
+    }
+
+    /// A NOTICE from the server to this client.
+    fn notice(&self, ctx: &Ctx, text: &str) -> Bytes {
+        let mut out = BytesMut::new();
+        write_message(&mut out, &[], Some(&ctx.shared.irc.server_name), "NOTICE", &[self.target(), text], true);
+        out.freeze()
     }
 
     /// A line from the server itself, such as `CAP` or `PONG`.
@@ -495,6 +491,12 @@ impl IrcSession {
             "TOPICLEN=390",
             "UTF8ONLY",
         ];
+        let mut tokens: Vec<&str> = tokens.to_vec();
+        let history_limit = format!("CHATHISTORY={}", history::MAX_LIMIT);
+        if ctx.shared.history.is_some() {
+            tokens.push(&history_limit);
+            tokens.push("MSGREFTYPES=timestamp,msgid");
+        }
         tokens
             .chunks(12)
             .map(|chunk| {
@@ -652,6 +654,11 @@ impl IrcSession {
             (ChatError::ControlCharacter, _) => n(ERR_NOTEXTTOSEND, &["Messages cannot contain NUL"]),
             (ChatError::NotRegistered, _) => n(ERR_NOTREGISTERED, &["You have not registered"]),
             (ChatError::AlreadyRegistered(_), _) => n(ERR_ALREADYREGISTERED, &["You may not reregister"]),
+            (ChatError::Busy, _) => n(ERR_UNKNOWNERROR, &["PRIVMSG", &text]),
+            (ChatError::NameRegistered(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
+            (ChatError::AlreadyLoggedIn(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
+            (ChatError::LoginFailed | ChatError::LoginThrottled(_), _) => n(ERR_SASLFAIL, &[&text]),
+            (ChatError::AccountExists(_) | ChatError::NoAccounts, _) => n(ERR_UNKNOWNERROR, &["REGISTER", &text]),
         };
         out.push(line);
     }
@@ -808,6 +815,18 @@ impl IrcSession {
             Event::Killed { by, reason } => {
                 self.killed = Some(format!("Killed ({} ({reason}))", by.name));
             }
+            Event::LoggedIn { account } => {
+                let mask = format!("{}!{}@{}", self.target(), self.user.as_ref().map_or("", |u| &u.0), self.peer.ip());
+                out.push(self.numeric(ctx, RPL_LOGGEDIN, &[&mask, account.as_str(), &format!("You are now logged in as {account}")]));
+            }
+            Event::LoginRequired { name } => {
+                out.push(self.notice(ctx, &format!(
+                    "The nick {name} is registered: identify with SASL or /msg NickServ IDENTIFY PASSWORD soon, or you will be renamed"
+                )));
+            }
+            Event::StoredForLater { name } => {
+                out.push(self.notice(ctx, &format!("{name} is offline; your message was stored and will be delivered when they log in")));
+            }
             _ => {}
         }
     }
@@ -927,7 +946,7 @@ impl IrcSession {
         }
         // Keep the session's own view of itself current.
         match event {
-            Event::Joined { room, who } if self.is_me(&who.name) && !self.channels.contains(room) => {
+            Event::Joined { room, who, .. } if self.is_me(&who.name) && !self.channels.contains(room) => {
                 self.channels.push(room.clone());
             }
             Event::Parted { room, who, .. } if self.is_me(&who.name) => {
@@ -948,13 +967,6 @@ impl IrcSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_server_time() {
-        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_time(1_795_248_000_123), "2026-11-21T08:00:00.123Z");
-        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn every_offered_cap_can_be_enabled() {

@@ -280,6 +280,15 @@ enum Out<'a> {
         by: &'a Name,
         reason: &'a str,
     },
+    LoggedIn {
+        account: &'a Name,
+    },
+    LoginRequired {
+        name: &'a Name,
+    },
+    StoredForLater {
+        name: &'a Name,
+    },
     Pong,
     Closing {
         code: &'a str,
@@ -396,7 +405,7 @@ pub(crate) fn encode_event(event: &Event) -> Bytes {
                 text: &m.text,
             }
         }
-        Event::Joined { room, who } => Out::Joined {
+        Event::Joined { room, who, .. } => Out::Joined {
             room: room.as_str(),
             name: &who.name,
         },
@@ -521,6 +530,9 @@ pub(crate) fn encode_event(event: &Event) -> Bytes {
             by: &by.name,
             reason,
         },
+        Event::LoggedIn { account } => Out::LoggedIn { account },
+        Event::LoginRequired { name } => Out::LoginRequired { name },
+        Event::StoredForLater { name } => Out::StoredForLater { name },
     };
     to_bytes(&out)
 }
@@ -649,6 +661,7 @@ mod tests {
             Event::Joined {
                 room: room("rust"),
                 who: source("bob"),
+                history_until: 0,
             },
             r#"{"type":"joined","room":"rust","name":"bob"}"#,
         );

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::protocol::{self, Request};
 use super::Settings;
 use crate::connection::{Ctx, Shared};
+use crate::history::Durability;
 use crate::outbox::{Outbox, OutboxRef, Outgoing};
 
 /// Why a session ended. Each reason decides what others are told, and what the client
@@ -171,7 +172,7 @@ pub(super) async fn run(
     let end = tokio::select! {
         biased;
         () = shutdown.cancelled() => End::Shutdown,
-        end = write_loop(&mut sink, &outbox, &mut unsent) => end,
+        end = write_loop(&mut sink, &outbox, &mut unsent, &shared.durability) => end,
         end = read_loop(&mut stream, &ctx, &settings) => end,
     };
 
@@ -390,7 +391,12 @@ fn is_registered(ctx: &Ctx<'_>) -> bool {
 
 /// Moves everything queued for the client onto the socket, in order, until the socket
 /// fails or the outbox overflows.
-async fn write_loop<S>(sink: &mut S, outbox: &Outbox, unsent: &mut VecDeque<Bytes>) -> End
+async fn write_loop<S>(
+    sink: &mut S,
+    outbox: &Outbox,
+    unsent: &mut VecDeque<Bytes>,
+    durability: &Durability,
+) -> End
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
@@ -407,10 +413,17 @@ where
             return End::SendQueueExceeded;
         }
         let mut killed = None;
+        // The newest message in this batch: nothing of the batch is sent before it is
+        // durable, which keeps the order and the history guarantee.
+        let mut needed = 0;
         for item in drained.drain(..) {
             if let Outgoing::Event(envelope) = &item {
-                if let Event::Killed { by, reason } = &envelope.event {
-                    killed = Some(End::Killed(format!("Killed ({} ({reason}))", by.name)));
+                match &envelope.event {
+                    Event::Killed { by, reason } => {
+                        killed = Some(End::Killed(format!("Killed ({} ({reason}))", by.name)));
+                    }
+                    Event::Message(m) => needed = needed.max(m.id),
+                    _ => {}
                 }
             }
             unsent.push_back(encode(item));
@@ -420,7 +433,10 @@ where
         }
         // A client that stops reading stalls this write; meanwhile the outbox keeps
         // taking events, and its overflow must still end the session.
-        let send = send_all(sink, unsent);
+        let send = async {
+            durability.wait_for(needed).await;
+            send_all(sink, unsent).await
+        };
         tokio::pin!(send);
         let sent = loop {
             tokio::select! {

@@ -36,14 +36,33 @@ impl TestServer {
         Self::with_config(limits, IrcConfig::default()).await
     }
 
+    /// A server keeping its history in `dir`.
+    pub async fn with_data(dir: &std::path::Path) -> TestServer {
+        Self::with_data_and_limits(dir, Limits::default()).await
+    }
+
+    /// A server keeping its history in `dir`, with `limits`.
+    pub async fn with_data_and_limits(dir: &std::path::Path, limits: Limits) -> TestServer {
+        Self::build(limits, IrcConfig::default(), Some(dir.to_path_buf())).await
+    }
+
     /// A server with `limits` and IRC settings `irc`.
     pub async fn with_config(limits: Limits, irc: IrcConfig) -> TestServer {
+        Self::build(limits, irc, None).await
+    }
+
+    async fn build(
+        limits: Limits,
+        irc: IrcConfig,
+        data_dir: Option<std::path::PathBuf>,
+    ) -> TestServer {
         let limits = Limits {
             shutdown_grace: Duration::from_millis(500),
             ..limits
         };
         let config = Config {
             irc,
+            data_dir,
             line_listen: vec!["127.0.0.1:0".parse().unwrap()],
             irc_listen: vec!["127.0.0.1:0".parse().unwrap()],
             http_listen: vec!["127.0.0.1:0".parse().unwrap()],

@@ -44,7 +44,14 @@ fn folds_parameters_past_fifteen() {
 #[test]
 fn writes_trailing_only_when_needed() {
     let mut out = BytesMut::new();
-    write_message(&mut out, &[("time", "x y")], Some("srv"), "001", &["nick", "Welcome here"], false);
+    write_message(
+        &mut out,
+        &[("time", "x y")],
+        Some("srv"),
+        "001",
+        &["nick", "Welcome here"],
+        false,
+    );
     assert_eq!(&out[..], b"@time=x\\sy :srv 001 nick :Welcome here\r\n");
     out.clear();
     write_message(&mut out, &[], None, "JOIN", &["#c"], false);
@@ -64,17 +71,22 @@ fn masks_match_without_backtracking_blowup() {
 // tests ask python3 where the package lives and read its YAML files.
 
 fn vectors(file: &str) -> String {
-    let dir = std::env::var("IRC_PARSER_TESTS_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        let out = Command::new("python3")
-            .args(["-c", "import parser_tests, os; print(os.path.dirname(parser_tests.__file__))"])
-            .output()
-            .expect("python3 runs");
-        assert!(
-            out.status.success(),
-            "the irc-parser-tests package is missing: pip install irc-parser-tests"
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    });
+    let dir = std::env::var("IRC_PARSER_TESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let out = Command::new("python3")
+                .args([
+                    "-c",
+                    "import parser_tests, os; print(os.path.dirname(parser_tests.__file__))",
+                ])
+                .output()
+                .expect("python3 runs");
+            assert!(
+                out.status.success(),
+                "the irc-parser-tests package is missing: pip install irc-parser-tests"
+            );
+            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        });
     std::fs::read_to_string(dir.join("data").join(file)).expect("vector file")
 }
 
@@ -107,8 +119,10 @@ fn passes_the_msg_split_vectors() {
     assert!(suite.tests.len() > 20);
     for case in suite.tests {
         let m = parse(&case.input).unwrap_or_else(|e| panic!("{:?}: {e}", case.input));
-        let tags: BTreeMap<String, String> =
-            m.tags().map(|(k, v)| (k.to_string(), v.into_owned())).collect();
+        let tags: BTreeMap<String, String> = m
+            .tags()
+            .map(|(k, v)| (k.to_string(), v.into_owned()))
+            .collect();
         let expected_tags: BTreeMap<String, String> = case
             .atoms
             .tags
@@ -117,10 +131,25 @@ fn passes_the_msg_split_vectors() {
             .map(|(k, v)| (k, v.unwrap_or_default()))
             .collect();
         assert_eq!(tags, expected_tags, "tags of {:?}", case.input);
-        assert_eq!(m.source.map(str::to_string), case.atoms.source, "{:?}", case.input);
-        assert_eq!(Some(m.command.to_string()), case.atoms.verb, "{:?}", case.input);
+        assert_eq!(
+            m.source.map(str::to_string),
+            case.atoms.source,
+            "{:?}",
+            case.input
+        );
+        assert_eq!(
+            Some(m.command.to_string()),
+            case.atoms.verb,
+            "{:?}",
+            case.input
+        );
         let params: Vec<String> = m.params.iter().map(|p| p.to_string()).collect();
-        assert_eq!(params, case.atoms.params.unwrap_or_default(), "{:?}", case.input);
+        assert_eq!(
+            params,
+            case.atoms.params.unwrap_or_default(),
+            "{:?}",
+            case.input
+        );
     }
 }
 
@@ -181,7 +210,12 @@ fn passes_the_userhost_split_vectors() {
     for case in suite.tests {
         let (nick, user, host) = split_userhost(&case.source);
         let get = |k: &str| case.atoms.get(k).cloned().unwrap_or_default();
-        assert_eq!((nick, user, host), (&*get("nick"), &*get("user"), &*get("host")), "{}", case.source);
+        assert_eq!(
+            (nick, user, host),
+            (&*get("nick"), &*get("user"), &*get("host")),
+            "{}",
+            case.source
+        );
     }
 }
 
@@ -199,10 +233,18 @@ fn passes_the_mask_match_vectors() {
     let suite: Suite<MaskCase> = serde_yaml::from_str(&vectors("mask-match.yaml")).unwrap();
     for case in suite.tests {
         for subject in &case.matches {
-            assert!(mask_matches(&case.mask, subject), "{} should match {subject}", case.mask);
+            assert!(
+                mask_matches(&case.mask, subject),
+                "{} should match {subject}",
+                case.mask
+            );
         }
         for subject in &case.fails {
-            assert!(!mask_matches(&case.mask, subject), "{} should not match {subject}", case.mask);
+            assert!(
+                !mask_matches(&case.mask, subject),
+                "{} should not match {subject}",
+                case.mask
+            );
         }
     }
 }

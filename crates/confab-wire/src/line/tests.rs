@@ -12,10 +12,28 @@ fn parses_what_users_type() {
         ("   ", Input::Empty),
         ("#alice", Input::Register("alice")),
         ("# alice ", Input::Register("alice")),
-        ("@bob:hi there", Input::Direct { to: "bob", text: "hi there" }),
-        ("@bob: hi", Input::Direct { to: "bob", text: "hi" }),
+        (
+            "@bob:hi there",
+            Input::Direct {
+                to: "bob",
+                text: "hi there",
+            },
+        ),
+        (
+            "@bob: hi",
+            Input::Direct {
+                to: "bob",
+                text: "hi",
+            },
+        ),
         ("@bob hi", Input::Usage("@user:message")),
-        ("/msg bob hi there", Input::Direct { to: "bob", text: "hi there" }),
+        (
+            "/msg bob hi there",
+            Input::Direct {
+                to: "bob",
+                text: "hi there",
+            },
+        ),
         ("/msg bob", Input::Usage("/msg USER MESSAGE")),
         ("hello world", Input::Say("hello world")),
         ("//slash", Input::Say("/slash")),
@@ -24,8 +42,20 @@ fn parses_what_users_type() {
         ("/join rust", Input::Join("rust")),
         ("/JOIN #rust", Input::Join("rust")),
         ("/join", Input::Usage("/join ROOM")),
-        ("/part", Input::Part { room: None, reason: None }),
-        ("/part rust see you", Input::Part { room: Some("rust"), reason: Some("see you") }),
+        (
+            "/part",
+            Input::Part {
+                room: None,
+                reason: None,
+            },
+        ),
+        (
+            "/part rust see you",
+            Input::Part {
+                room: Some("rust"),
+                reason: Some("see you"),
+            },
+        ),
         ("/rooms", Input::Rooms),
         ("/who", Input::Who(None)),
         ("/who #rust", Input::Who(Some("rust"))),
@@ -33,6 +63,35 @@ fn parses_what_users_type() {
         ("/nick", Input::Usage("/nick NEW")),
         ("/help", Input::Help),
         ("/ping", Input::Ping),
+        (
+            "/history",
+            Input::History {
+                target: None,
+                count: None,
+            },
+        ),
+        (
+            "/history 10",
+            Input::History {
+                target: None,
+                count: Some(10),
+            },
+        ),
+        (
+            "/history #rust 5",
+            Input::History {
+                target: Some("rust"),
+                count: Some(5),
+            },
+        ),
+        (
+            "/history @bob",
+            Input::History {
+                target: Some("@bob"),
+                count: None,
+            },
+        ),
+        ("/history a b", Input::Usage("/history [ROOM|@USER] [N]")),
         ("/quit", Input::Quit(None)),
         ("/quit gone fishing", Input::Quit(Some("gone fishing"))),
         ("q", Input::Quit(None)),
@@ -74,18 +133,56 @@ fn encodes_events_as_lines_that_parse_back() {
     let lobby = || Target::Room(RoomName::parse("lobby").unwrap());
     let bob = || Target::User(Name::parse("bob").unwrap());
     let cases = [
-        (message(lobby(), MessageKind::Normal, "hi: there"), "[lobby] alice: hi: there\n",
-         ServerLine::Room { room: "lobby", from: "alice", kind: MessageKind::Normal, text: "hi: there" }),
-        (message(lobby(), MessageKind::Action, "waves"), "[lobby] * alice waves\n",
-         ServerLine::Room { room: "lobby", from: "alice", kind: MessageKind::Action, text: "waves" }),
-        (message(bob(), MessageKind::Normal, "psst"), "[dm] alice: psst\n",
-         ServerLine::Direct { from: "alice", kind: MessageKind::Normal, text: "psst" }),
-        (message(bob(), MessageKind::Notice, "note"), "[dm] -alice- note\n",
-         ServerLine::Direct { from: "alice", kind: MessageKind::Notice, text: "note" }),
-        (Event::Registered { name: Name::parse("alice").unwrap() }, "* Your user detail saved as : alice\n",
-         ServerLine::Info("Your user detail saved as : alice")),
-        (Event::Error(ChatError::NotRegistered), "! Register first by sending #yourname\n",
-         ServerLine::Error("Register first by sending #yourname")),
+        (
+            message(lobby(), MessageKind::Normal, "hi: there"),
+            "[lobby] alice: hi: there\n",
+            ServerLine::Room {
+                room: "lobby",
+                from: "alice",
+                kind: MessageKind::Normal,
+                text: "hi: there",
+            },
+        ),
+        (
+            message(lobby(), MessageKind::Action, "waves"),
+            "[lobby] * alice waves\n",
+            ServerLine::Room {
+                room: "lobby",
+                from: "alice",
+                kind: MessageKind::Action,
+                text: "waves",
+            },
+        ),
+        (
+            message(bob(), MessageKind::Normal, "psst"),
+            "[dm] alice: psst\n",
+            ServerLine::Direct {
+                from: "alice",
+                kind: MessageKind::Normal,
+                text: "psst",
+            },
+        ),
+        (
+            message(bob(), MessageKind::Notice, "note"),
+            "[dm] -alice- note\n",
+            ServerLine::Direct {
+                from: "alice",
+                kind: MessageKind::Notice,
+                text: "note",
+            },
+        ),
+        (
+            Event::Registered {
+                name: Name::parse("alice").unwrap(),
+            },
+            "* Your user detail saved as : alice\n",
+            ServerLine::Info("Your user detail saved as : alice"),
+        ),
+        (
+            Event::Error(ChatError::NotRegistered),
+            "! Register first by sending #yourname\n",
+            ServerLine::Error("Register first by sending #yourname"),
+        ),
     ];
     for (event, line, parsed) in cases {
         let bytes = encode_event(&event);
@@ -101,15 +198,29 @@ fn control_characters_in_text_are_neutralised() {
         MessageKind::Normal,
         "\x1b[31mred\ttab",
     );
-    assert_eq!(&encode_event(&event)[..], "[lobby] alice: \u{fffd}[31mred\ttab\n".as_bytes());
+    assert_eq!(
+        &encode_event(&event)[..],
+        "[lobby] alice: \u{fffd}[31mred\ttab\n".as_bytes()
+    );
 }
 
 #[test]
 fn only_errors_start_with_bang() {
     let events = [
-        Event::Joined { room: RoomName::parse("x").unwrap(), who: source("alice") },
-        Event::Quit { who: source("alice"), reason: "! gotcha".into() },
-        message(Target::Room(RoomName::parse("x").unwrap()), MessageKind::Normal, "! fake error"),
+        Event::Joined {
+            room: RoomName::parse("x").unwrap(),
+            who: source("alice"),
+            history_until: 0,
+        },
+        Event::Quit {
+            who: source("alice"),
+            reason: "! gotcha".into(),
+        },
+        message(
+            Target::Room(RoomName::parse("x").unwrap()),
+            MessageKind::Normal,
+            "! fake error",
+        ),
     ];
     for event in events {
         assert!(!encode_event(&event).starts_with(b"!"), "{event:?}");

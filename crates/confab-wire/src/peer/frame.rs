@@ -341,8 +341,7 @@ impl BodyWriter {
         let Ok(len) = u16::try_from(data.len()) else {
             return false;
         };
-        if data.len() > self.fragment_room() || self.limit < self.buf.len() + FRAGMENT_HEADER_LEN
-        {
+        if data.len() > self.fragment_room() || self.limit < self.buf.len() + FRAGMENT_HEADER_LEN {
             return false;
         }
         self.buf.extend_from_slice(&seq.to_be_bytes());

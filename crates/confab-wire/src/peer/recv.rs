@@ -8,7 +8,11 @@ use super::WINDOW;
 
 #[derive(Debug)]
 enum Stored {
-    Fragment { index: u16, count: u16, data: Vec<u8> },
+    Fragment {
+        index: u16,
+        count: u16,
+        data: Vec<u8>,
+    },
     Bye,
 }
 

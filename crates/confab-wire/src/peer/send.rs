@@ -105,7 +105,6 @@ impl Sender {
         self.awaiting.len() + self.queued_messages()
     }
 
-
     pub fn has_lost(&self) -> bool {
         self.unacked.values().any(|f| f.lost)
     }
@@ -121,11 +120,13 @@ impl Sender {
 
     /// Adds lost chunks, oldest first, then new ones while the window allows, until the
     /// packet is full. Returns how many chunks were retransmissions.
-    pub fn fill(&mut self, w: &mut BodyWriter, now: Instant, pn: u64, allow_new: bool) -> u64 {
+    pub fn fill(&mut self, w: &mut BodyWriter, now: Instant, pn: u64) -> u64 {
         let mut retransmitted = 0;
         for (&seq, f) in self.unacked.iter_mut().filter(|(_, f)| f.lost) {
             let fits = match &f.payload {
-                Owned::Fragment { index, count, data } => w.push_fragment(seq, *index, *count, data),
+                Owned::Fragment { index, count, data } => {
+                    w.push_fragment(seq, *index, *count, data)
+                }
                 Owned::Bye => w.push_bye(seq),
             };
             if !fits {
@@ -136,7 +137,7 @@ impl Sender {
             f.last_pn = pn;
             retransmitted += 1;
         }
-        while allow_new && self.next_seq < self.acked_below + WINDOW {
+        while self.next_seq < self.acked_below + WINDOW {
             let seq = self.next_seq;
             let payload = match self.queue.front_mut() {
                 None => break,

@@ -15,7 +15,9 @@ use super::frame::{self, Body, BodyWriter, Datagram, Header, Hello, Nonce, Paylo
 use super::recv::{Accepted, Delivery, Receiver};
 use super::rtt::Rtt;
 use super::send::Sender;
-use super::{is_exit_word, plain_pieces, GOODBYE, MAX_FRAGMENT, MAX_FRAGMENTS, MAX_MESSAGE, MAX_QUEUED};
+use super::{
+    is_exit_word, plain_pieces, GOODBYE, MAX_FRAGMENT, MAX_FRAGMENTS, MAX_MESSAGE, MAX_QUEUED,
+};
 
 /// The gap between the first two hellos; it doubles up to [`HELLO_GAP_MAX`].
 const HELLO_GAP: Duration = Duration::from_millis(500);
@@ -23,10 +25,15 @@ const HELLO_GAP_MAX: Duration = Duration::from_secs(1);
 /// While established, a friend knocking with the wrong secret is answered at most this
 /// often, so that it can tell its user, without letting it make us send at will.
 const MISMATCH_REPLY_GAP: Duration = Duration::from_secs(1);
-/// After both byes, the session stays this long (twice the RTO, within these bounds) to
-/// acknowledge the friend's bye again should our acknowledgement be lost.
-const TIME_WAIT_MIN: Duration = Duration::from_millis(50);
-const TIME_WAIT_MAX: Duration = Duration::from_secs(1);
+/// Once the friend's bye is in, the session stays this long (three timeouts, within these
+/// bounds) to acknowledge it again should our acknowledgement be lost, and to repeat our
+/// own bye.
+const TIME_WAIT_MIN: Duration = Duration::from_millis(200);
+const TIME_WAIT_MAX: Duration = Duration::from_secs(2);
+/// How long after our bye is acknowledged the friend's bye is waited for. The friend
+/// sends it as soon as its own messages are acknowledged, so this only matters when the
+/// friend vanished or every copy of its bye was lost.
+const BYE_GRACE: Duration = Duration::from_secs(2);
 
 /// How the session picks between the tutorial's plain text and confab's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,9 +197,13 @@ pub enum Status {
 enum Phase {
     /// Offering the handshake. Auto mode gives up at `give_up`; there is none once the
     /// friend is known to speak confab or when plain text is not allowed.
-    Handshake { give_up: Option<Instant> },
+    Handshake {
+        give_up: Option<Instant>,
+    },
     /// Plain text. `upgradable` unless in [`Mode::Plain`]: a hello still upgrades.
-    Plain { upgradable: bool },
+    Plain {
+        upgradable: bool,
+    },
     Established,
 }
 
@@ -263,6 +274,8 @@ pub struct Session {
     /// Set by [`Session::close`]: the deadline for everything to be acknowledged.
     closing: Option<Instant>,
     time_wait_until: Option<Instant>,
+    /// When our bye was first seen acknowledged.
+    bye_acked_at: Option<Instant>,
     closed: bool,
     /// A mismatched hello ended the session.
     failed: bool,
@@ -309,6 +322,7 @@ impl Session {
             online: false,
             closing: None,
             time_wait_until: None,
+            bye_acked_at: None,
             closed: false,
             failed: false,
             plain_out: VecDeque::new(),
@@ -551,7 +565,10 @@ impl Session {
             self.largest_pn_in = Some(header.pn);
         }
         let echo = body.echo;
-        for id in self.sender.on_ack(body.ack, body.sack, echo, now, &mut self.rtt) {
+        for id in self
+            .sender
+            .on_ack(body.ack, body.sack, echo, now, &mut self.rtt)
+        {
             self.events.push_back(Event::Delivered(id));
         }
         for chunk in &body.chunks {
@@ -632,14 +649,23 @@ impl Session {
             self.finish();
             return;
         }
-        match self.time_wait_until {
-            Some(until) if now >= until => self.finish(),
-            Some(_) => {}
-            None if self.sender.bye_acked() && self.receiver.bye() => {
-                let wait = (self.rtt.rto() * 2).clamp(TIME_WAIT_MIN, TIME_WAIT_MAX);
-                self.time_wait_until = Some(now + wait);
+        if let Some(until) = self.time_wait_until {
+            if now >= until {
+                self.finish();
             }
-            None => {}
+            return;
+        }
+        if self.sender.bye_acked() && self.bye_acked_at.is_none() {
+            self.bye_acked_at = Some(now);
+        }
+        // The friend is done once its bye is in; we are, once it has everything of ours
+        // that matters. Our own bye needs no acknowledgement: it only spares the friend
+        // its grace period.
+        if self.receiver.bye() && self.sender.undelivered() == 0 {
+            let wait = (self.rtt.rto() * 3).clamp(TIME_WAIT_MIN, TIME_WAIT_MAX);
+            self.time_wait_until = Some(now + wait);
+        } else if matches!(self.bye_acked_at, Some(at) if now >= at + BYE_GRACE) {
+            self.finish();
         }
     }
 
@@ -670,8 +696,7 @@ impl Session {
                 if self.sender.on_timeout(now, self.rtt.rto()) {
                     self.rtt.back_off();
                 }
-                if self.time_wait_until.is_none() && now >= self.last_sent + self.config.keepalive
-                {
+                if self.time_wait_until.is_none() && now >= self.last_sent + self.config.keepalive {
                     self.ping_due = true;
                 }
             }
@@ -693,6 +718,9 @@ impl Session {
         let mut candidates: Vec<Instant> = Vec::with_capacity(6);
         candidates.extend(self.closing);
         candidates.extend(self.time_wait_until);
+        if self.time_wait_until.is_none() {
+            candidates.extend(self.bye_acked_at.map(|at| at + BYE_GRACE));
+        }
         match self.phase {
             Phase::Handshake { give_up } => {
                 candidates.extend(give_up);
@@ -731,11 +759,8 @@ impl Session {
         if self.failed || self.closed || self.phase != Phase::Established {
             return None;
         }
-        let allow_new = self.time_wait_until.is_none();
-        let wanted = self.ack_due
-            || self.ping_due
-            || self.sender.has_lost()
-            || (allow_new && self.sender.can_send_new());
+        let wanted =
+            self.ack_due || self.ping_due || self.sender.has_lost() || self.sender.can_send_new();
         if !wanted {
             return None;
         }
@@ -756,7 +781,7 @@ impl Session {
             &sack[..sack_len],
             frame::MAX_DATAGRAM - frame::HEADER_LEN - tag_len,
         );
-        self.stats.retransmissions += self.sender.fill(&mut writer, now, pn, allow_new);
+        self.stats.retransmissions += self.sender.fill(&mut writer, now, pn);
         if self.ping_due || writer.chunks() > 0 {
             self.sender.on_packet_sent(pn, now);
         }
@@ -821,7 +846,6 @@ impl Session {
     pub fn srtt(&self) -> Option<Duration> {
         self.rtt.srtt()
     }
-
 
     pub fn is_closed(&self) -> bool {
         self.closed

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Runs the same `confab bench` workloads against confab (line protocol and IRC), the raw
+# relay (the ceiling), ngIRCd and InspIRCd, one server at a time, and prints a table.
+#
+# The server is pinned to one CPU and the generator to another, so that each has a core
+# of its own. Every server and every run is bounded by `timeout`, and everything
+# listens and connects on 127.0.0.1 only. Servers that are not installed are skipped
+# (apt-get install ngircd inspircd).
+#
+# Usage: bench/compare.sh [SERVER...]   where SERVER is confab-line, confab-irc, relay,
+#        ngircd or inspircd (default: all). Environment: CONFAB (the binary, default
+#        target/release/confab), SERVER_CPU (0), BENCH_CPU (1), MESSAGES (1000),
+#        IDLE (5000), LOG (where the full reports go, default /tmp/confab-compare.log).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CONFAB=${CONFAB:-$ROOT/target/release/confab}
+SERVER_CPU=${SERVER_CPU:-0}
+BENCH_CPU=${BENCH_CPU:-1}
+MESSAGES=${MESSAGES:-1000}
+IDLE=${IDLE:-5000}
+LOG=${LOG:-/tmp/confab-compare.log}
+RESULTS=$(mktemp)
+trap 'rm -f "$RESULTS"' EXIT
+
+if [ ! -x "$CONFAB" ]; then
+    echo "no confab binary at $CONFAB; run: cargo build --release -p confab" >&2
+    exit 1
+fi
+: >"$LOG"
+
+SERVER_WRAPPER=  # The `timeout` process that runs the current server.
+
+# start_server PORT COMMAND...: runs COMMAND pinned to SERVER_CPU for at most 30 minutes
+# and waits until PORT accepts connections.
+start_server() {
+    local port=$1
+    shift
+    timeout 1800 taskset -c "$SERVER_CPU" "$@" >>"$LOG" 2>&1 &
+    SERVER_WRAPPER=$!
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "the server did not start listening on port $port" >&2
+    stop_server
+    return 1
+}
+
+# The server's own pid: the child of the timeout wrapper (taskset execs the server).
+server_pid() {
+    ps -o pid= --ppid "$SERVER_WRAPPER" | tr -d ' ' | head -n1
+}
+
+stop_server() {
+    if [ -n "$SERVER_WRAPPER" ]; then
+        kill "$SERVER_WRAPPER" 2>/dev/null || true
+        wait "$SERVER_WRAPPER" 2>/dev/null || true
+        SERVER_WRAPPER=
+    fi
+}
+trap 'stop_server; rm -f "$RESULTS"' EXIT
+
+# bench NAME ARGS...: one run pinned to BENCH_CPU, at most three minutes; its RESULT
+# line is kept with NAME in front. A failed run is recorded and the next one goes on.
+bench() {
+    local name=$1
+    shift
+    echo "== $name: confab bench $*" | tee -a "$LOG"
+    local out
+    out=$(timeout 180 taskset -c "$BENCH_CPU" "$CONFAB" bench "$@" 2>&1) || true
+    echo "$out" >>"$LOG"
+    local result
+    result=$(grep '^RESULT ' <<<"$out" || true)
+    if [ -z "$result" ]; then
+        result="RESULT workload=$1 failed=\"$(tail -n1 <<<"$out")\""
+    fi
+    echo "$result"
+    echo "$name $result" >>"$RESULTS"
+}
+
+# workloads NAME PROTOCOL ADDR CONCURRENCY: the standard set against one server. Idle
+# goes first so that its memory reading starts from a fresh server.
+workloads() {
+    local name=$1 common="--protocol $2 --addr $3 --concurrency $4 --duration 150"
+    local pid
+    pid=$(server_pid)
+    bench "$name" idle $common --clients "$IDLE" --pid "$pid"
+    bench "$name" fanout $common --clients 100 --senders 10 --messages "$MESSAGES"
+    bench "$name" fanout $common --clients 1000 --senders 2 --messages "$MESSAGES"
+    bench "$name" fanout $common --clients 100 --senders 10 --messages 2000 --rate 1000
+    bench "$name" fanout $common --clients 100 --senders 10 --messages 1000 --rate 100
+    if [ "$2" != raw ]; then
+        bench "$name" dm $common --pairs 100 --messages "$MESSAGES"
+    fi
+    bench "$name" connect $common --clients 2000
+}
+
+run_server() {
+    case $1 in
+    confab-line | confab-irc)
+        start_server 12345 env RUST_LOG=warn "$CONFAB" serve --listen 127.0.0.1:12345 \
+            --irc-listen 127.0.0.1:6667 --http-listen 127.0.0.1:18080
+        if [ "$1" = confab-line ]; then
+            workloads "$1" line 127.0.0.1:12345 128
+        else
+            workloads "$1" irc 127.0.0.1:6667 128
+        fi
+        ;;
+    relay)
+        start_server 12346 "$CONFAB" bench relay --listen 127.0.0.1:12346 --duration 1700
+        workloads relay raw 127.0.0.1:12346 128
+        ;;
+    ngircd)
+        command -v ngircd >/dev/null || { echo "ngircd is not installed; skipped"; return; }
+        # ngIRCd listens with a backlog of 10: more connections at once than that
+        # overflow it and wait for SYN retransmits, so set-up goes 8 at a time.
+        start_server 6668 ngircd --nodaemon --config "$ROOT/bench/ngircd.conf"
+        workloads ngircd irc 127.0.0.1:6668 8
+        ;;
+    inspircd)
+        command -v inspircd >/dev/null || { echo "inspircd is not installed; skipped"; return; }
+        # InspIRCd completes registrations on its once-a-second housekeeping tick, so
+        # each takes up to a second: set-up needs many at once to get anywhere.
+        start_server 6669 inspircd --nofork --runasroot --config "$ROOT/bench/inspircd.conf"
+        workloads inspircd irc 127.0.0.1:6669 1000
+        ;;
+    *)
+        echo "unknown server $1" >&2
+        return 1
+        ;;
+    esac
+    stop_server
+}
+
+servers=("$@")
+if [ ${#servers[@]} -eq 0 ]; then
+    servers=(confab-line confab-irc relay ngircd inspircd)
+fi
+for server in "${servers[@]}"; do
+    run_server "$server"
+done
+
+# The table: one row per run, from the RESULT lines.
+echo
+echo "| server | workload | expected | lost | rate/s | p50 us | p99 us | max us | KiB/conn |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+while read -r name _ fields; do
+    declare -A f=()
+    for kv in $fields; do
+        f[${kv%%=*}]=${kv#*=}
+    done
+    shape=${f[workload]}
+    case ${f[workload]} in
+    fanout) shape="fanout ${f[clients]}x${f[senders]}x${f[messages]}${f[pace]:+ at ${f[pace]}/s}" ;;
+    dm) shape="dm $((f[clients] / 2)) pairs x${f[messages]}" ;;
+    connect | idle) shape="${f[workload]} ${f[clients]}" ;;
+    esac
+    rate=${f[deliveries_per_sec]:-${f[registrations_per_sec]:-}}
+    echo "| $name | $shape | ${f[expected]:-} | ${f[lost]:-${f[failed]:-}} | $rate | ${f[p50_us]:-} | ${f[p99_us]:-} | ${f[max_us]:-} | ${f[kib_per_conn]:-} |"
+    unset f
+done <"$RESULTS"
+echo
+echo "Full reports: $LOG"

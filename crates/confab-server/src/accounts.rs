@@ -1,0 +1,299 @@
+//! Accounts: registering a name with a password, logging in (from every front-end),
+//! the failed-login throttle, and delivering what arrived while a user was offline.
+//!
+//! Passwords are hashed with argon2 on the blocking pool, never on the core's lock or
+//! the store thread, since one hash takes tens of milliseconds by design. Nothing here
+//! logs a password.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use confab_core::{ChatError, ClientId, Envelope, Event, Key, Message, Name, Source, Target};
+use confab_store::{Account, StoredMessage};
+use rand_core::OsRng;
+
+use crate::connection::Shared;
+use crate::outbox::{Outbox, Outgoing};
+
+/// Failed logins allowed per account and per address within [`WINDOW`].
+const MAX_FAILURES: u32 = 5;
+const WINDOW: Duration = Duration::from_secs(60);
+/// Entries the throttle keeps before it forgets the oldest; bounds its memory.
+const MAX_ENTRIES: usize = 100_000;
+/// The longest password accepted, so that hashing cost stays bounded.
+const MAX_PASSWORD: usize = 512;
+
+/// Counts failed logins per account and per client address.
+#[derive(Default)]
+pub(crate) struct LoginThrottle {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginThrottle {
+    /// `Err(seconds)` when any of `keys` failed too often lately.
+    fn check(&self, keys: &[String]) -> Result<(), u64> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            if let Some(&(count, since)) = failures.get(key) {
+                let left = WINDOW.saturating_sub(since.elapsed());
+                if count >= MAX_FAILURES && !left.is_zero() {
+                    return Err(left.as_secs().max(1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn failed(&self, keys: &[String]) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= MAX_ENTRIES {
+            failures.retain(|_, (_, since)| since.elapsed() < WINDOW);
+        }
+        for key in keys {
+            let entry = failures.entry(key.clone()).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+
+    fn succeeded(&self, account: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(account);
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn tell(outbox: &Outbox, event: Event) {
+    outbox.push(Outgoing::Event(Envelope::new(event)));
+}
+
+fn hash(password: &str) -> Option<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .ok()
+        .map(|h| h.to_string())
+}
+
+fn verify(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false)
+}
+
+/// A hash of nothing in particular, checked when an account does not exist so that a
+/// login takes as long either way and does not reveal which names are registered.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash("confab-dummy-password").unwrap_or_default())
+}
+
+/// `/register PASSWORD`: makes the client's current name an account it owns.
+pub(crate) fn register(shared: &Arc<Shared>, id: ClientId, outbox: Arc<Outbox>, password: String) {
+    let Some(history) = shared.history.clone() else {
+        return tell(&outbox, Event::Error(ChatError::NoAccounts));
+    };
+    let name = {
+        let core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+        match core.name_of(id) {
+            None => return tell(&outbox, Event::Error(ChatError::NotRegistered)),
+            Some(name) if core.is_account(name.as_str()) => {
+                return tell(&outbox, Event::Error(ChatError::AccountExists(name.to_string())))
+            }
+            Some(name) => name.clone(),
+        }
+    };
+    if password.is_empty() || password.len() > MAX_PASSWORD {
+        return tell(&outbox, Event::Error(ChatError::LoginFailed));
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let hashed = tokio::task::spawn_blocking(move || hash(&password)).await;
+        let Ok(Some(password_hash)) = hashed else {
+            return tell(&outbox, Event::Error(ChatError::Busy));
+        };
+        let account = Account {
+            name: name.to_string(),
+            password_hash,
+            created_ms: now_ms(),
+        };
+        let busy = outbox.clone();
+        let queued = history.run(move |store| match store.create_account(name.key().as_str(), &account) {
+            Ok(true) => {
+                tracing::info!(account = %name, "account registered");
+                let mut core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+                core.add_account(name.as_str());
+                if let Err(e) = core.logged_in(id, name.as_str(), false, now_ms()) {
+                    tell(&outbox, Event::Error(e));
+                }
+            }
+            Ok(false) => tell(&outbox, Event::Error(ChatError::AccountExists(name.to_string()))),
+            Err(e) => {
+                tracing::error!("cannot store an account: {e}");
+                tell(&outbox, Event::Error(ChatError::Busy));
+            }
+        });
+        if !queued {
+            tell(&busy, Event::Error(ChatError::Busy));
+        }
+    });
+}
+
+/// Logs client `id` into account `name`. On success the core renames it to the
+/// account's name (or registers it under that name, when `register` and it has none
+/// yet) and everything stored for it while it was offline is delivered.
+pub(crate) fn login(
+    shared: &Arc<Shared>,
+    id: ClientId,
+    outbox: Arc<Outbox>,
+    ip: IpAddr,
+    name: &str,
+    password: String,
+    register: bool,
+) {
+    let Some(history) = shared.history.clone() else {
+        return tell(&outbox, Event::Error(ChatError::NoAccounts));
+    };
+    let key = Key::of(name).as_str().to_string();
+    let throttle_keys = vec![format!("account:{key}"), format!("ip:{ip}")];
+    if let Err(seconds) = shared.logins.check(&throttle_keys) {
+        return tell(&outbox, Event::Error(ChatError::LoginThrottled(seconds)));
+    }
+    if password.len() > MAX_PASSWORD {
+        return tell(&outbox, Event::Error(ChatError::LoginFailed));
+    }
+    let shared = shared.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let queued = history.clone().run(move |store| {
+        let account = match store.account(&key) {
+            Ok(account) => account,
+            Err(e) => {
+                tracing::error!("cannot read an account: {e}");
+                return tell(&outbox, Event::Error(ChatError::Busy));
+            }
+        };
+        runtime.spawn(async move {
+            let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
+            let checked = tokio::task::spawn_blocking(move || {
+                let ok = verify(&password, stored_hash.as_deref().unwrap_or(dummy_hash()));
+                ok && stored_hash.is_some()
+            })
+            .await
+            .unwrap_or(false);
+            let Some(account) = account.filter(|_| checked) else {
+                shared.logins.failed(&throttle_keys);
+                tracing::warn!(account = %key, %ip, "failed login");
+                return tell(&outbox, Event::Error(ChatError::LoginFailed));
+            };
+            shared.logins.succeeded(&throttle_keys[0]);
+            let result = shared
+                .core
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .logged_in(id, &account.name, register, now_ms());
+            if let Err(e) = result {
+                return tell(&outbox, Event::Error(e));
+            }
+            tracing::info!(account = %account.name, %ip, "logged in");
+            deliver_offline(&history, outbox, key);
+        });
+    });
+    if !queued {
+        // The outbox moved into the job; a full queue means the job never runs, and
+        // the client hears nothing but can simply try again.
+        tracing::warn!("login dropped: the store is overloaded");
+    }
+}
+
+/// Renames client `id` to a guest name after the login grace period, unless it logged
+/// in to the registered name it uses by then.
+pub(crate) fn start_grace(shared: &Arc<Shared>, id: ClientId) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(shared.limits.login_grace).await;
+        shared
+            .core
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .enforce_login(id);
+    });
+}
+
+/// Sends what was stored for account `key` while it was offline, with original times.
+pub(crate) fn deliver_offline(history: &crate::history::History, outbox: Arc<Outbox>, key: String) {
+    history.run(move |store| match store.take_offline(&key) {
+        Ok(messages) => {
+            for m in messages {
+                if let Some(event) = offline_event(&m) {
+                    tell(&outbox, event);
+                }
+            }
+        }
+        Err(e) => tracing::error!("cannot read offline messages: {e}"),
+    });
+}
+
+/// A stored direct message as the live event it was.
+fn offline_event(m: &StoredMessage) -> Option<Event> {
+    let (nick, rest) = m.sender_mask.split_once('!')?;
+    let (user, host) = rest.split_once('@')?;
+    let from = Arc::new(Source {
+        name: Name::parse(nick).ok()?,
+        user: user.into(),
+        host: host.into(),
+        realname: nick.into(),
+        account: None,
+    });
+    Some(Event::Message(Message {
+        id: m.id,
+        time_ms: m.time_ms,
+        from,
+        to: Target::User(Name::parse(&m.target).ok()?),
+        kind: m.kind,
+        text: m.text.as_str().into(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_are_salted() {
+        let a = hash("correct horse").unwrap();
+        let b = hash("correct horse").unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with("$argon2"));
+        assert!(verify("correct horse", &a));
+        assert!(!verify("wrong", &a));
+        assert!(!verify("x", "not a hash"));
+    }
+
+    #[test]
+    fn the_throttle_counts_failures_per_key() {
+        let throttle = LoginThrottle::default();
+        let keys = vec!["account:a".to_string(), "ip:1".to_string()];
+        for _ in 0..MAX_FAILURES {
+            assert!(throttle.check(&keys).is_ok());
+            throttle.failed(&keys);
+        }
+        assert!(throttle.check(&keys).is_err());
+        assert!(throttle.check(&["ip:2".to_string()]).is_ok());
+        throttle.succeeded("account:a");
+        assert!(throttle.check(&["account:a".to_string()]).is_ok());
+        assert!(throttle.check(&keys).is_err(), "the address stays throttled");
+    }
+}

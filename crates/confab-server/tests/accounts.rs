@@ -1,0 +1,139 @@
+//! Accounts through the line protocol: registering a name, logging in, protection of
+//! registered names, the failed-login throttle and offline delivery.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use confab_server::Limits;
+
+async fn server(dir: &std::path::Path) -> TestServer {
+    TestServer::with_data_and_limits(
+        dir,
+        Limits {
+            login_grace: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_registered_name_is_protected_and_its_owner_logs_in() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path()).await;
+    let mut alice = server.user("alice").await;
+    alice.send("/register correct horse").await;
+    assert_eq!(alice.line().await, "* You are logged in as alice");
+    alice.send("/register again").await;
+    assert_eq!(alice.line().await, "! The name alice is already registered");
+    alice.send("/quit").await;
+    alice.rest().await;
+
+    // Someone else takes the name: told to log in, then renamed after the grace period.
+    let mut mallory = server.connect().await;
+    mallory.send("#alice").await;
+    assert_eq!(mallory.line().await, "* Your user detail saved as : alice");
+    let warning = mallory.line().await;
+    assert!(warning.starts_with("* The name alice is registered: log in with /login alice PASSWORD"), "{warning}");
+    mallory.expect("* Members of lobby").await;
+    let renamed = mallory.expect("* alice is now known as Guest").await;
+    let guest = renamed.rsplit(' ').next().unwrap().to_string();
+    assert_eq!(
+        mallory.line().await,
+        "! The name alice is registered; log in with /login alice PASSWORD or pick another"
+    );
+    mallory.send("/nick alice").await;
+    assert!(mallory.line().await.starts_with("! The name alice is registered"));
+
+    // The owner logs in before registering a name: the name is theirs.
+    let mut owner = server.connect().await;
+    owner.send("/login ALICE correct horse").await;
+    owner.expect("* Your user detail saved as : alice").await;
+    owner.expect("* Members of lobby").await;
+    mallory.expect(&format!("* alice joined lobby")).await;
+    assert!(guest.starts_with("Guest"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn logging_in_takes_the_name_back_from_an_impostor() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path()).await;
+    let mut alice = server.user("alice").await;
+    alice.send("/register pw").await;
+    alice.expect("* You are logged in as alice").await;
+    drop(alice);
+
+    let mut impostor = server.user("alice").await;
+    let mut owner = server.user("temp").await;
+    owner.send("/login alice pw").await;
+    owner.expect("* temp is now known as alice").await;
+    assert_eq!(owner.line().await, "* You are logged in as alice");
+    let renamed = impostor.expect("* alice is now known as Guest").await;
+    assert!(renamed.contains("Guest"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_passwords_fail_and_are_throttled() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path()).await;
+    let mut alice = server.user("alice").await;
+    alice.send("/register right").await;
+    alice.expect("* You are logged in as alice").await;
+    let mut guesser = server.user("guesser").await;
+    for _ in 0..5 {
+        guesser.send("/login alice wrong").await;
+        assert_eq!(guesser.line().await, "! Wrong name or password");
+    }
+    guesser.send("/login alice right").await;
+    let throttled = guesser.line().await;
+    assert!(throttled.starts_with("! Too many failed logins; try again in "), "{throttled}");
+    guesser.send("/login nobody x").await;
+    let line = guesser.line().await;
+    assert!(line.starts_with("! Too many failed logins"), "the address is throttled too: {line}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn direct_messages_to_an_offline_user_wait_for_their_login() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path()).await;
+    let mut alice = server.user("alice").await;
+    alice.send("/register pw").await;
+    alice.expect("* You are logged in as alice").await;
+    alice.send("/quit").await;
+    alice.rest().await;
+
+    let mut bob = server.user("bob").await;
+    bob.send("@alice:while you were out").await;
+    assert_eq!(
+        bob.line().await,
+        "* alice is offline; your message was stored and will be delivered when they log in"
+    );
+    bob.send("@nobody:hello?").await;
+    assert_eq!(bob.line().await, "! No such user: nobody is not online");
+    server.stop().await;
+
+    // Across a restart too.
+    let server = TestServer::with_data(data.path()).await;
+    let mut alice = server.connect().await;
+    alice.send("/login alice pw").await;
+    alice.expect("* You are logged in as alice").await;
+    assert_eq!(alice.expect("[dm]").await, "[dm] bob: while you were out");
+    alice.expect_quiet().await;
+    let mut again = server.user("watcher").await;
+    again.expect_quiet().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn accounts_need_a_data_directory() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("alice").await;
+    alice.send("/register pw").await;
+    assert_eq!(alice.line().await, "! Accounts need a server with a data directory");
+    server.stop().await;
+}

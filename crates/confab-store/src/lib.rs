@@ -1,0 +1,145 @@
+//! confab's storage: message history, accounts and offline messages behind the
+//! [`Store`] trait, with SQLite ([`SqliteStore`]) as the embedded default that needs
+//! nothing set up.
+//!
+//! # Layout
+//! - this file: the [`Store`] trait and the types it speaks in.
+//! - [`sqlite`]: the SQLite implementation, with versioned migrations and WAL.
+//!
+//! The trait is synchronous on purpose: the server runs a store on a thread of its own
+//! (see `confab-server`'s `history` module) and batches writes into one transaction, so
+//! no async runtime ever waits on the disk. A server database (PostgreSQL) for
+//! multi-node use implements the same trait.
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use confab_core::{Key, MessageKind};
+
+/// Why the store failed. Shown to users who asked for history, and logged.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("cannot open the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the database was written by a newer confab (schema {found}, this one knows {known})")]
+    NewerSchema { found: i64, known: i64 },
+}
+
+/// Where a stored message went: a room, or the conversation between two users.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Conversation {
+    /// A room, by its folded name.
+    Room(Key),
+    /// Direct messages between two users, by their folded names in either order.
+    Direct(Key, Key),
+}
+
+impl Conversation {
+    /// The key the store files messages under: `#room`, or `@a@b` with the two names
+    /// sorted so that both directions land in one conversation.
+    pub fn key(&self) -> String {
+        match self {
+            Conversation::Room(room) => format!("#{}", room.as_str()),
+            Conversation::Direct(a, b) => {
+                let (a, b) = if a <= b { (a, b) } else { (b, a) };
+                format!("@{}@{}", a.as_str(), b.as_str())
+            }
+        }
+    }
+}
+
+/// One message as stored and read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: u64,
+    pub time_ms: u64,
+    pub conversation: String,
+    /// The sender's name as shown.
+    pub sender: String,
+    /// The sender's `nick!user@host`.
+    pub sender_mask: String,
+    /// The room's display name, or the recipient's name for a direct message.
+    pub target: String,
+    /// Whether `target` is a room.
+    pub to_room: bool,
+    pub kind: MessageKind,
+    pub text: String,
+}
+
+/// Which slice of a conversation to read. Results are always oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// The newest `limit` messages.
+    Latest,
+    /// Messages with ids below the given one.
+    BeforeId(u64),
+    /// Messages with ids above the given one.
+    AfterId(u64),
+    /// Messages strictly before a time (ms since the epoch).
+    BeforeTime(u64),
+    /// Messages strictly after a time.
+    AfterTime(u64),
+    /// Messages around an id: half before, half after.
+    AroundId(u64),
+    /// Messages around a time.
+    AroundTime(u64),
+    /// Messages strictly between two times, in either order.
+    BetweenTimes(u64, u64),
+    /// Messages strictly between two ids.
+    BetweenIds(u64, u64),
+}
+
+/// A stored account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    /// A PHC-format argon2 hash; never the password.
+    pub password_hash: String,
+    pub created_ms: u64,
+}
+
+/// What a conversation list shows for one conversation (IRC `CHATHISTORY TARGETS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    pub conversation: String,
+    pub latest_ms: u64,
+}
+
+/// Persistent state: history, accounts and offline messages.
+pub trait Store: Send {
+    /// Writes messages, and queues those listed in `offline` (recipient, message id)
+    /// for offline delivery, in one transaction; when this returns `Ok`, all of it is
+    /// durable.
+    fn append(&mut self, messages: &[StoredMessage], offline: &[(String, u64)]) -> Result<(), StoreError>;
+    /// The highest message id ever stored (0 for an empty store), so that ids keep
+    /// increasing across restarts.
+    fn last_id(&self) -> Result<u64, StoreError>;
+    /// Reads up to `limit` messages of one conversation, oldest first.
+    fn history(
+        &self,
+        conversation: &str,
+        range: Range,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Conversations among `candidates` with messages between two times, newest first.
+    fn active_conversations(
+        &self,
+        candidates: &[String],
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError>;
+    /// Creates an account; `Ok(false)` when the name is already registered.
+    fn create_account(&mut self, key: &str, account: &Account) -> Result<bool, StoreError>;
+    fn account(&self, key: &str) -> Result<Option<Account>, StoreError>;
+    /// Every registered account's name, to protect them from the start.
+    fn account_names(&self) -> Result<Vec<String>, StoreError>;
+    /// Takes everything queued for `recipient`, oldest first.
+    fn take_offline(&mut self, recipient: &str) -> Result<Vec<StoredMessage>, StoreError>;
+}
