@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
 use crate::event::{
-    Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes,
-    RoomSummary, Source, Target, Topic, UserInfo, UserSummary,
+    Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes, RoomSummary,
+    Source, Target, Topic, UserInfo, UserSummary,
 };
 use crate::mailbox::{Journal, Mailbox};
 use crate::name::{Key, Name, RoomName};
@@ -149,9 +149,7 @@ impl<M> Room<M> {
             return false;
         }
         let mask = source.mask();
-        self.bans
-            .iter()
-            .any(|ban| confab_glob(&ban.mask, &mask))
+        self.bans.iter().any(|ban| confab_glob(&ban.mask, &mask))
     }
 }
 
@@ -433,7 +431,8 @@ impl<M: Mailbox> Core<M> {
             name: wanted.to_string(),
             reason,
         })?;
-        if self.names.contains_key(&name.key()) {
+        // NickServ is the name of the IRC front-end's account service.
+        if self.names.contains_key(&name.key()) || name.key().as_str() == "nickserv" {
             return Err(ChatError::NameInUse(name.to_string()));
         }
         Ok(name)
@@ -463,7 +462,8 @@ impl<M: Mailbox> Core<M> {
             reply(
                 client,
                 Event::LoggedIn {
-                    account: Name::parse(account.as_deref().unwrap_or_default()).unwrap_or(name.clone()),
+                    account: Name::parse(account.as_deref().unwrap_or_default())
+                        .unwrap_or(name.clone()),
                 },
             );
         }
@@ -500,7 +500,9 @@ impl<M: Mailbox> Core<M> {
         } else {
             self.claim_name(wanted)?
         };
-        if self.accounts.contains(&name.key()) && old.account.as_deref().map(Key::of) != Some(name.key()) {
+        if self.accounts.contains(&name.key())
+            && old.account.as_deref().map(Key::of) != Some(name.key())
+        {
             return Err(ChatError::NameRegistered(name.to_string()));
         }
         self.rename(id, name);
@@ -556,7 +558,13 @@ impl<M: Mailbox> Core<M> {
     /// registered yet takes the name now when `register` says so, and otherwise keeps
     /// the account for when it registers (IRC SASL). An unauthenticated client holding
     /// the name is renamed to a guest name first.
-    pub fn logged_in(&mut self, id: ClientId, account: &str, register: bool, now_ms: u64) -> Result<(), ChatError> {
+    pub fn logged_in(
+        &mut self,
+        id: ClientId,
+        account: &str,
+        register: bool,
+        now_ms: u64,
+    ) -> Result<(), ChatError> {
         let name = Name::parse(account).map_err(|reason| ChatError::InvalidName {
             name: account.to_string(),
             reason,
@@ -566,17 +574,29 @@ impl<M: Mailbox> Core<M> {
         }
         if let Some(&holder) = self.names.get(&name.key()) {
             if holder != id {
-                if self.account_of(holder).is_some_and(|a| Key::of(&a) == name.key()) {
+                if self
+                    .account_of(holder)
+                    .is_some_and(|a| Key::of(&a) == name.key())
+                {
                     return Err(ChatError::AlreadyLoggedIn(name.to_string()));
                 }
                 let guest = self.guest_name();
                 self.rename(holder, guest);
-                reply(&self.clients[&holder], Event::Error(ChatError::NameRegistered(name.to_string())));
+                reply(
+                    &self.clients[&holder],
+                    Event::Error(ChatError::NameRegistered(name.to_string())),
+                );
             }
         }
         let client = self.clients.get_mut(&id).expect("checked above");
         let Some(old) = client.source.clone() else {
             client.pending_account = Some(name.as_str().into());
+            reply(
+                client,
+                Event::LoggedIn {
+                    account: name.clone(),
+                },
+            );
             if register {
                 return self.register(id, name.as_str(), now_ms);
             }
@@ -601,11 +621,20 @@ impl<M: Mailbox> Core<M> {
         if self.accounts.contains(&source.name.key()) && !owned {
             let guest = self.guest_name();
             self.rename(id, guest);
-            reply(&self.clients[&id], Event::Error(ChatError::NameRegistered(source.name.to_string())));
+            reply(
+                &self.clients[&id],
+                Event::Error(ChatError::NameRegistered(source.name.to_string())),
+            );
         }
     }
 
-    fn join(&mut self, id: ClientId, wanted: &str, key: Option<&str>, now: u64) -> Result<(), ChatError> {
+    fn join(
+        &mut self,
+        id: ClientId,
+        wanted: &str,
+        key: Option<&str>,
+        now: u64,
+    ) -> Result<(), ChatError> {
         let name = parse_room(wanted)?;
         let room_key = name.key();
         let client = self.clients.get_mut(&id).expect("caller checked");
@@ -690,7 +719,12 @@ impl<M: Mailbox> Core<M> {
             .ok_or_else(|| ChatError::NotInRoom(wanted.to_string()))
     }
 
-    fn part(&mut self, id: ClientId, wanted: &str, reason: Option<String>) -> Result<(), ChatError> {
+    fn part(
+        &mut self,
+        id: ClientId,
+        wanted: &str,
+        reason: Option<String>,
+    ) -> Result<(), ChatError> {
         let room = self.member_room(id, wanted)?;
         let envelope = Envelope::new(Event::Parted {
             room: room.name.clone(),
@@ -765,7 +799,8 @@ impl<M: Mailbox> Core<M> {
                     let (Some(journal), true) = (journal, self.accounts.contains(&key)) else {
                         return Err(ChatError::NoSuchUser(wanted));
                     };
-                    let name = Name::parse(&wanted).map_err(|_| ChatError::NoSuchUser(wanted.clone()))?;
+                    let name =
+                        Name::parse(&wanted).map_err(|_| ChatError::NoSuchUser(wanted.clone()))?;
                     let message = message(Target::User(name.clone()));
                     if !journal.record_offline(&message, key.as_str()) {
                         return Err(ChatError::Busy);
@@ -855,7 +890,13 @@ impl<M: Mailbox> Core<M> {
         Ok(())
     }
 
-    fn topic(&mut self, id: ClientId, wanted: &str, text: Option<String>, now: u64) -> Result<(), ChatError> {
+    fn topic(
+        &mut self,
+        id: ClientId,
+        wanted: &str,
+        text: Option<String>,
+        now: u64,
+    ) -> Result<(), ChatError> {
         let Some(text) = text else {
             let room = self.visible_room(id, wanted)?;
             reply(
@@ -893,7 +934,13 @@ impl<M: Mailbox> Core<M> {
         Ok(())
     }
 
-    fn mode(&mut self, id: ClientId, wanted: &str, changes: Vec<ModeChange>, now: u64) -> Result<(), ChatError> {
+    fn mode(
+        &mut self,
+        id: ClientId,
+        wanted: &str,
+        changes: Vec<ModeChange>,
+        now: u64,
+    ) -> Result<(), ChatError> {
         if changes.is_empty() {
             let room = self.visible_room(id, wanted)?;
             reply(
@@ -1041,7 +1088,10 @@ impl<M: Mailbox> Core<M> {
                     return Ok(None);
                 };
                 let mask = normalize_mask(mask);
-                let existing = room.bans.iter().position(|b| b.mask.eq_ignore_ascii_case(&mask));
+                let existing = room
+                    .bans
+                    .iter()
+                    .position(|b| b.mask.eq_ignore_ascii_case(&mask));
                 match (change.add, existing) {
                     (true, None) => {
                         if room.bans.len() >= MAX_BANS {
@@ -1068,7 +1118,13 @@ impl<M: Mailbox> Core<M> {
         Ok(changed.then(|| change.clone()))
     }
 
-    fn kick(&mut self, id: ClientId, wanted: &str, name: &str, reason: Option<String>) -> Result<(), ChatError> {
+    fn kick(
+        &mut self,
+        id: ClientId,
+        wanted: &str,
+        name: &str,
+        reason: Option<String>,
+    ) -> Result<(), ChatError> {
         let room = self.member_room(id, wanted)?;
         if !room.is_op(id) {
             return Err(ChatError::OperatorNeeded(room.name.to_string()));

@@ -189,10 +189,7 @@ pub enum Event {
         reason: Option<Arc<str>>,
     },
     /// `who` disconnected; sent once to everyone who shared a room with them.
-    Quit {
-        who: Arc<Source>,
-        reason: Arc<str>,
-    },
+    Quit { who: Arc<Source>, reason: Arc<str> },
     /// `old` is now called `new`; sent to the user and everyone sharing a room.
     NickChanged { old: Arc<Source>, new: Name },
     /// Reply: the members of `room`, sorted by name.
@@ -309,7 +306,9 @@ impl Envelope {
     /// time any recipient asks. `encode` must depend on the event and slot only, never on
     /// the recipient, or recipients would see each other's encodings.
     pub fn encoded(&self, slot: usize, encode: impl FnOnce(&Event) -> Bytes) -> Bytes {
-        self.encoded[slot].get_or_init(|| encode(&self.event)).clone()
+        self.encoded[slot]
+            .get_or_init(|| encode(&self.event))
+            .clone()
     }
 
     /// A rough size in bytes, for bounding send queues before the event is encoded.

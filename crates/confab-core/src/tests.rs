@@ -17,7 +17,11 @@ impl Mailbox for Inbox {
 
 impl Inbox {
     fn take(&self) -> Vec<Event> {
-        self.0.borrow_mut().drain(..).map(|e| e.event.clone()).collect()
+        self.0
+            .borrow_mut()
+            .drain(..)
+            .map(|e| e.event.clone())
+            .collect()
     }
 }
 
@@ -37,8 +41,19 @@ impl Chat {
             let inbox = Inbox::default();
             chat.core.connect(id as u64, inbox.clone(), "127.0.0.1");
             chat.inboxes.push(inbox);
-            chat.run(id, Command::Register { name: name.to_string() });
-            chat.run(id, Command::Join { room: "lobby".into(), key: None });
+            chat.run(
+                id,
+                Command::Register {
+                    name: name.to_string(),
+                },
+            );
+            chat.run(
+                id,
+                Command::Join {
+                    room: "lobby".into(),
+                    key: None,
+                },
+            );
         }
         for inbox in &chat.inboxes {
             inbox.take();
@@ -83,11 +98,27 @@ fn names_are_unique_ignoring_case() {
     let mut chat = Chat::with(&["alice"]);
     let inbox = Inbox::default();
     chat.core.connect(9, inbox.clone(), "h");
-    chat.core.handle(9, Command::Register { name: "ALICE".into() }, 0);
+    chat.core.handle(
+        9,
+        Command::Register {
+            name: "ALICE".into(),
+        },
+        0,
+    );
     assert_eq!(error(&inbox.take()), &ChatError::NameInUse("ALICE".into()));
-    chat.core.handle(9, Command::Register { name: "bad name".into() }, 0);
-    assert!(matches!(error(&inbox.take()), ChatError::InvalidName { .. }));
-    chat.core.handle(9, Command::Register { name: "bob".into() }, 0);
+    chat.core.handle(
+        9,
+        Command::Register {
+            name: "bad name".into(),
+        },
+        0,
+    );
+    assert!(matches!(
+        error(&inbox.take()),
+        ChatError::InvalidName { .. }
+    ));
+    chat.core
+        .handle(9, Command::Register { name: "bob".into() }, 0);
     assert!(matches!(&inbox.take()[..], [Event::Registered { name }] if name.as_str() == "bob"));
 }
 
@@ -96,7 +127,14 @@ fn nothing_but_registration_before_registering() {
     let mut chat = Chat::with(&[]);
     let inbox = Inbox::default();
     chat.core.connect(1, inbox.clone(), "h");
-    for command in [say("lobby", "hi"), Command::Rooms, Command::Join { room: "x".into(), key: None }] {
+    for command in [
+        say("lobby", "hi"),
+        Command::Rooms,
+        Command::Join {
+            room: "x".into(),
+            key: None,
+        },
+    ] {
         chat.core.handle(1, command, 0);
         assert_eq!(error(&inbox.take()), &ChatError::NotRegistered);
     }
@@ -151,21 +189,50 @@ fn direct_messages_go_to_one_user_and_fail_for_unknown_ones() {
 #[test]
 fn joins_parts_quits_and_nick_changes_are_seen_by_members() {
     let mut chat = Chat::with(&["alice", "bob"]);
-    chat.run(0, Command::Join { room: "rust".into(), key: None });
+    chat.run(
+        0,
+        Command::Join {
+            room: "rust".into(),
+            key: None,
+        },
+    );
     let events = chat.take(0);
-    assert!(matches!(&events[0], Event::Joined { room, who, .. } if room.as_str() == "rust" && who.name.as_str() == "alice"));
-    assert!(matches!(&events[1], Event::Members { members, .. } if members.len() == 1 && members[0].op));
+    assert!(
+        matches!(&events[0], Event::Joined { room, who, .. } if room.as_str() == "rust" && who.name.as_str() == "alice")
+    );
+    assert!(
+        matches!(&events[1], Event::Members { members, .. } if members.len() == 1 && members[0].op)
+    );
     assert!(chat.take(1).is_empty(), "bob is not in rust");
 
-    chat.run(1, Command::Join { room: "Rust".into(), key: None });
+    chat.run(
+        1,
+        Command::Join {
+            room: "Rust".into(),
+            key: None,
+        },
+    );
     assert!(matches!(&chat.take(0)[..], [Event::Joined { who, .. }] if who.name.as_str() == "bob"));
     chat.take(1);
 
-    chat.run(1, Command::Nick { name: "robert".into() });
-    assert!(matches!(&chat.take(0)[..], [Event::NickChanged { old, new }] if old.name.as_str() == "bob" && new.as_str() == "robert"));
+    chat.run(
+        1,
+        Command::Nick {
+            name: "robert".into(),
+        },
+    );
+    assert!(
+        matches!(&chat.take(0)[..], [Event::NickChanged { old, new }] if old.name.as_str() == "bob" && new.as_str() == "robert")
+    );
     assert_eq!(chat.take(1).len(), 1, "the renamed user is told too");
 
-    chat.run(1, Command::Part { room: "rust".into(), reason: Some("bye".into()) });
+    chat.run(
+        1,
+        Command::Part {
+            room: "rust".into(),
+            reason: Some("bye".into()),
+        },
+    );
     assert!(matches!(&chat.take(0)[..], [Event::Parted { reason: Some(r), .. }] if &**r == "bye"));
     chat.take(1);
 
@@ -180,7 +247,13 @@ fn joins_parts_quits_and_nick_changes_are_seen_by_members() {
     // The name is free again.
     let inbox = Inbox::default();
     chat.core.connect(7, inbox.clone(), "h");
-    chat.core.handle(7, Command::Register { name: "robert".into() }, 0);
+    chat.core.handle(
+        7,
+        Command::Register {
+            name: "robert".into(),
+        },
+        0,
+    );
     assert!(matches!(&inbox.take()[..], [Event::Registered { .. }]));
 }
 
@@ -188,19 +261,54 @@ fn joins_parts_quits_and_nick_changes_are_seen_by_members() {
 fn errors_for_rooms() {
     let mut chat = Chat::with(&["alice"]);
     chat.run(0, say("nowhere", "x"));
-    assert_eq!(error(&chat.take(0)), &ChatError::NoSuchRoom("nowhere".into()));
-    chat.run(0, Command::Part { room: "nowhere".into(), reason: None });
-    assert_eq!(error(&chat.take(0)), &ChatError::NotInRoom("nowhere".into()));
-    chat.run(0, Command::Join { room: "bad room".into(), key: None });
-    assert!(matches!(error(&chat.take(0)), ChatError::InvalidRoom { .. }));
-    chat.run(0, Command::Who { room: "nowhere".into() });
-    assert_eq!(error(&chat.take(0)), &ChatError::NoSuchRoom("nowhere".into()));
+    assert_eq!(
+        error(&chat.take(0)),
+        &ChatError::NoSuchRoom("nowhere".into())
+    );
+    chat.run(
+        0,
+        Command::Part {
+            room: "nowhere".into(),
+            reason: None,
+        },
+    );
+    assert_eq!(
+        error(&chat.take(0)),
+        &ChatError::NotInRoom("nowhere".into())
+    );
+    chat.run(
+        0,
+        Command::Join {
+            room: "bad room".into(),
+            key: None,
+        },
+    );
+    assert!(matches!(
+        error(&chat.take(0)),
+        ChatError::InvalidRoom { .. }
+    ));
+    chat.run(
+        0,
+        Command::Who {
+            room: "nowhere".into(),
+        },
+    );
+    assert_eq!(
+        error(&chat.take(0)),
+        &ChatError::NoSuchRoom("nowhere".into())
+    );
 }
 
 #[test]
 fn empty_rooms_disappear_and_rooms_are_listed() {
     let mut chat = Chat::with(&["alice", "bob"]);
-    chat.run(0, Command::Join { room: "rust".into(), key: None });
+    chat.run(
+        0,
+        Command::Join {
+            room: "rust".into(),
+            key: None,
+        },
+    );
     chat.take(0);
     chat.run(1, Command::Rooms);
     match &chat.take(1)[..] {
@@ -210,7 +318,13 @@ fn empty_rooms_disappear_and_rooms_are_listed() {
         }
         other => panic!("{other:?}"),
     }
-    chat.run(0, Command::Part { room: "rust".into(), reason: None });
+    chat.run(
+        0,
+        Command::Part {
+            room: "rust".into(),
+            reason: None,
+        },
+    );
     chat.run(1, Command::Rooms);
     assert!(matches!(&chat.take(1)[..], [Event::Rooms { rooms }] if rooms.len() == 1));
 }
@@ -252,19 +366,36 @@ fn mode(add: bool, mode: char, arg: Option<&str>) -> ModeChange {
 }
 
 fn set_modes(chat: &mut Chat, id: usize, room: &str, changes: Vec<ModeChange>) {
-    chat.run(id, Command::Mode { room: room.into(), changes });
+    chat.run(
+        id,
+        Command::Mode {
+            room: room.into(),
+            changes,
+        },
+    );
 }
 
 #[test]
 fn the_first_member_is_operator_and_only_operators_change_modes() {
     let mut chat = Chat::with(&["alice", "bob"]);
     set_modes(&mut chat, 1, "lobby", vec![mode(true, 'm', None)]);
-    assert_eq!(error(&chat.take(1)), &ChatError::OperatorNeeded("lobby".into()));
-    set_modes(&mut chat, 0, "lobby", vec![mode(true, 'm', None), mode(true, 'v', Some("bob"))]);
+    assert_eq!(
+        error(&chat.take(1)),
+        &ChatError::OperatorNeeded("lobby".into())
+    );
+    set_modes(
+        &mut chat,
+        0,
+        "lobby",
+        vec![mode(true, 'm', None), mode(true, 'v', Some("bob"))],
+    );
     match &chat.take(1)[..] {
         [Event::ModeChanged { changes, by, .. }] => {
             assert_eq!(by.name.as_str(), "alice");
-            assert_eq!(changes, &[mode(true, 'm', None), mode(true, 'v', Some("bob"))]);
+            assert_eq!(
+                changes,
+                &[mode(true, 'm', None), mode(true, 'v', Some("bob"))]
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -273,8 +404,19 @@ fn the_first_member_is_operator_and_only_operators_change_modes() {
     let inbox = Inbox::default();
     chat.core.connect(2, inbox.clone(), "h");
     chat.inboxes.push(inbox);
-    chat.run(2, Command::Register { name: "carol".into() });
-    chat.run(2, Command::Join { room: "lobby".into(), key: None });
+    chat.run(
+        2,
+        Command::Register {
+            name: "carol".into(),
+        },
+    );
+    chat.run(
+        2,
+        Command::Join {
+            room: "lobby".into(),
+            key: None,
+        },
+    );
     chat.take(2);
     chat.take(0);
     chat.take(1);
@@ -287,89 +429,251 @@ fn the_first_member_is_operator_and_only_operators_change_modes() {
 #[test]
 fn keys_limits_invites_and_bans_guard_joining() {
     let mut chat = Chat::with(&["alice", "bob"]);
-    chat.run(0, Command::Join { room: "vault".into(), key: None });
+    chat.run(
+        0,
+        Command::Join {
+            room: "vault".into(),
+            key: None,
+        },
+    );
     chat.take(0);
     set_modes(&mut chat, 0, "vault", vec![mode(true, 'k', Some("sesame"))]);
-    chat.run(1, Command::Join { room: "vault".into(), key: None });
+    chat.run(
+        1,
+        Command::Join {
+            room: "vault".into(),
+            key: None,
+        },
+    );
     assert_eq!(error(&chat.take(1)), &ChatError::BadKey("vault".into()));
-    set_modes(&mut chat, 0, "vault", vec![mode(false, 'k', None), mode(true, 'i', None)]);
-    chat.run(1, Command::Join { room: "vault".into(), key: None });
+    set_modes(
+        &mut chat,
+        0,
+        "vault",
+        vec![mode(false, 'k', None), mode(true, 'i', None)],
+    );
+    chat.run(
+        1,
+        Command::Join {
+            room: "vault".into(),
+            key: None,
+        },
+    );
     assert_eq!(error(&chat.take(1)), &ChatError::InviteOnly("vault".into()));
-    chat.run(0, Command::Invite { name: "bob".into(), room: "vault".into() });
-    assert!(matches!(&chat.take(1)[..], [Event::Invited { by, .. }] if by.name.as_str() == "alice"));
-    chat.run(1, Command::Join { room: "vault".into(), key: None });
+    chat.run(
+        0,
+        Command::Invite {
+            name: "bob".into(),
+            room: "vault".into(),
+        },
+    );
+    assert!(
+        matches!(&chat.take(1)[..], [Event::Invited { by, .. }] if by.name.as_str() == "alice")
+    );
+    chat.run(
+        1,
+        Command::Join {
+            room: "vault".into(),
+            key: None,
+        },
+    );
     assert!(matches!(&chat.take(1)[0], Event::Joined { .. }));
-    chat.run(1, Command::Part { room: "vault".into(), reason: None });
-    chat.run(1, Command::Join { room: "vault".into(), key: None });
-    assert_eq!(chat.take(1).last().unwrap(), &Event::Error(ChatError::InviteOnly("vault".into())), "invitations are used up");
-    set_modes(&mut chat, 0, "vault", vec![mode(false, 'i', None), mode(true, 'b', Some("bob"))]);
+    chat.run(
+        1,
+        Command::Part {
+            room: "vault".into(),
+            reason: None,
+        },
+    );
+    chat.run(
+        1,
+        Command::Join {
+            room: "vault".into(),
+            key: None,
+        },
+    );
+    assert_eq!(
+        chat.take(1).last().unwrap(),
+        &Event::Error(ChatError::InviteOnly("vault".into())),
+        "invitations are used up"
+    );
+    set_modes(
+        &mut chat,
+        0,
+        "vault",
+        vec![mode(false, 'i', None), mode(true, 'b', Some("bob"))],
+    );
     chat.take(0);
-    chat.run(1, Command::Join { room: "vault".into(), key: None });
+    chat.run(
+        1,
+        Command::Join {
+            room: "vault".into(),
+            key: None,
+        },
+    );
     assert_eq!(error(&chat.take(1)), &ChatError::Banned("vault".into()));
     set_modes(&mut chat, 1, "vault", vec![mode(true, 'b', None)]);
     match &chat.take(1)[..] {
         [Event::BanList { bans, .. }] => assert_eq!(&*bans[0].mask, "bob!*@*"),
         other => panic!("{other:?}"),
     }
-    set_modes(&mut chat, 0, "vault", vec![mode(false, 'b', Some("bob!*@*")), mode(true, 'l', Some("1"))]);
-    chat.run(1, Command::Join { room: "vault".into(), key: None });
+    set_modes(
+        &mut chat,
+        0,
+        "vault",
+        vec![
+            mode(false, 'b', Some("bob!*@*")),
+            mode(true, 'l', Some("1")),
+        ],
+    );
+    chat.run(
+        1,
+        Command::Join {
+            room: "vault".into(),
+            key: None,
+        },
+    );
     assert_eq!(error(&chat.take(1)), &ChatError::RoomFull("vault".into()));
 }
 
 #[test]
 fn kicks_topics_away_whois_whowas_and_kill() {
     let mut chat = Chat::with(&["alice", "bob"]);
-    chat.run(1, Command::Kick { room: "lobby".into(), name: "alice".into(), reason: None });
-    assert_eq!(error(&chat.take(1)), &ChatError::OperatorNeeded("lobby".into()));
-    chat.run(1, Command::Topic { room: "lobby".into(), text: Some("x".into()) });
-    assert_eq!(error(&chat.take(1)), &ChatError::OperatorNeeded("lobby".into()));
-    chat.run(0, Command::Topic { room: "lobby".into(), text: Some("Welcome".into()) });
-    assert!(matches!(&chat.take(1)[..], [Event::TopicChanged { text, .. }] if &**text == "Welcome"));
+    chat.run(
+        1,
+        Command::Kick {
+            room: "lobby".into(),
+            name: "alice".into(),
+            reason: None,
+        },
+    );
+    assert_eq!(
+        error(&chat.take(1)),
+        &ChatError::OperatorNeeded("lobby".into())
+    );
+    chat.run(
+        1,
+        Command::Topic {
+            room: "lobby".into(),
+            text: Some("x".into()),
+        },
+    );
+    assert_eq!(
+        error(&chat.take(1)),
+        &ChatError::OperatorNeeded("lobby".into())
+    );
+    chat.run(
+        0,
+        Command::Topic {
+            room: "lobby".into(),
+            text: Some("Welcome".into()),
+        },
+    );
+    assert!(
+        matches!(&chat.take(1)[..], [Event::TopicChanged { text, .. }] if &**text == "Welcome")
+    );
     chat.take(0);
 
-    chat.run(1, Command::Away { message: Some("lunch".into()) });
+    chat.run(
+        1,
+        Command::Away {
+            message: Some("lunch".into()),
+        },
+    );
     assert_eq!(chat.take(1), [Event::AwayStatus { away: true }]);
-    assert!(matches!(&chat.take(0)[..], [Event::AwayChanged { message: Some(m), .. }] if &**m == "lunch"));
+    assert!(
+        matches!(&chat.take(0)[..], [Event::AwayChanged { message: Some(m), .. }] if &**m == "lunch")
+    );
     chat.run(0, dm("bob", "there?"));
-    assert!(matches!(&chat.take(0)[..], [Event::RecipientAway { message, .. }] if &**message == "lunch"));
+    assert!(
+        matches!(&chat.take(0)[..], [Event::RecipientAway { message, .. }] if &**message == "lunch")
+    );
     chat.take(1);
 
     chat.run(0, Command::Whois { name: "BOB".into() });
     match &chat.take(0)[..] {
         [Event::UserInfo(info)] => {
             assert_eq!(info.who.name.as_str(), "bob");
-            assert_eq!(info.rooms, [(String::new(), RoomName::parse("lobby").unwrap())]);
+            assert_eq!(
+                info.rooms,
+                [(String::new(), RoomName::parse("lobby").unwrap())]
+            );
             assert_eq!(info.away.as_deref(), Some("lunch"));
         }
         other => panic!("{other:?}"),
     }
 
-    chat.run(0, Command::Kick { room: "lobby".into(), name: "bob".into(), reason: Some("bye".into()) });
-    assert!(matches!(&chat.take(1)[..], [Event::Kicked { target, reason, .. }] if target.as_str() == "bob" && &**reason == "bye"));
+    chat.run(
+        0,
+        Command::Kick {
+            room: "lobby".into(),
+            name: "bob".into(),
+            reason: Some("bye".into()),
+        },
+    );
+    assert!(
+        matches!(&chat.take(1)[..], [Event::Kicked { target, reason, .. }] if target.as_str() == "bob" && &**reason == "bye")
+    );
     chat.run(1, say("lobby", "still here?"));
     assert_eq!(error(&chat.take(1)), &ChatError::CannotSend("lobby".into()));
 
-    chat.run(1, Command::Kill { name: "alice".into(), reason: "no".into() });
+    chat.run(
+        1,
+        Command::Kill {
+            name: "alice".into(),
+            reason: "no".into(),
+        },
+    );
     assert_eq!(error(&chat.take(1)), &ChatError::NoPrivileges);
     chat.core.set_oper(0, true);
     chat.take(0);
-    chat.run(0, Command::Kill { name: "bob".into(), reason: "spam".into() });
+    chat.run(
+        0,
+        Command::Kill {
+            name: "bob".into(),
+            reason: "spam".into(),
+        },
+    );
     assert!(matches!(&chat.take(1)[..], [Event::Killed { reason, .. }] if &**reason == "spam"));
     chat.core.disconnect(1, "Killed");
     chat.run(0, Command::WhoWas { name: "bob".into() });
-    assert!(matches!(&chat.take(0)[..], [Event::WasUser { entries }] if entries[0].name.as_str() == "bob"));
-    chat.run(0, Command::WhoWas { name: "nobody".into() });
-    assert_eq!(error(&chat.take(0)), &ChatError::WasNoSuchUser("nobody".into()));
+    assert!(
+        matches!(&chat.take(0)[..], [Event::WasUser { entries }] if entries[0].name.as_str() == "bob")
+    );
+    chat.run(
+        0,
+        Command::WhoWas {
+            name: "nobody".into(),
+        },
+    );
+    assert_eq!(
+        error(&chat.take(0)),
+        &ChatError::WasNoSuchUser("nobody".into())
+    );
 }
 
 #[test]
 fn secret_rooms_are_hidden_from_outsiders() {
     let mut chat = Chat::with(&["alice", "bob"]);
-    chat.run(0, Command::Join { room: "hidden".into(), key: None });
+    chat.run(
+        0,
+        Command::Join {
+            room: "hidden".into(),
+            key: None,
+        },
+    );
     set_modes(&mut chat, 0, "hidden", vec![mode(true, 's', None)]);
     chat.take(0);
     chat.run(1, Command::Rooms);
     assert!(matches!(&chat.take(1)[..], [Event::Rooms { rooms }] if rooms.len() == 1));
-    chat.run(1, Command::Who { room: "hidden".into() });
-    assert_eq!(error(&chat.take(1)), &ChatError::NoSuchRoom("hidden".into()));
+    chat.run(
+        1,
+        Command::Who {
+            room: "hidden".into(),
+        },
+    );
+    assert_eq!(
+        error(&chat.take(1)),
+        &ChatError::NoSuchRoom("hidden".into())
+    );
 }

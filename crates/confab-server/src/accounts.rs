@@ -90,7 +90,11 @@ fn hash(password: &str) -> Option<String> {
 
 fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -111,7 +115,10 @@ pub(crate) fn register(shared: &Arc<Shared>, id: ClientId, outbox: Arc<Outbox>, 
         match core.name_of(id) {
             None => return tell(&outbox, Event::Error(ChatError::NotRegistered)),
             Some(name) if core.is_account(name.as_str()) => {
-                return tell(&outbox, Event::Error(ChatError::AccountExists(name.to_string())))
+                return tell(
+                    &outbox,
+                    Event::Error(ChatError::AccountExists(name.to_string())),
+                )
             }
             Some(name) => name.clone(),
         }
@@ -131,21 +138,27 @@ pub(crate) fn register(shared: &Arc<Shared>, id: ClientId, outbox: Arc<Outbox>, 
             created_ms: now_ms(),
         };
         let busy = outbox.clone();
-        let queued = history.run(move |store| match store.create_account(name.key().as_str(), &account) {
-            Ok(true) => {
-                tracing::info!(account = %name, "account registered");
-                let mut core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
-                core.add_account(name.as_str());
-                if let Err(e) = core.logged_in(id, name.as_str(), false, now_ms()) {
-                    tell(&outbox, Event::Error(e));
-                }
-            }
-            Ok(false) => tell(&outbox, Event::Error(ChatError::AccountExists(name.to_string()))),
-            Err(e) => {
-                tracing::error!("cannot store an account: {e}");
-                tell(&outbox, Event::Error(ChatError::Busy));
-            }
-        });
+        let queued =
+            history.run(
+                move |store| match store.create_account(name.key().as_str(), &account) {
+                    Ok(true) => {
+                        tracing::info!(account = %name, "account registered");
+                        let mut core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+                        core.add_account(name.as_str());
+                        if let Err(e) = core.logged_in(id, name.as_str(), false, now_ms()) {
+                            tell(&outbox, Event::Error(e));
+                        }
+                    }
+                    Ok(false) => tell(
+                        &outbox,
+                        Event::Error(ChatError::AccountExists(name.to_string())),
+                    ),
+                    Err(e) => {
+                        tracing::error!("cannot store an account: {e}");
+                        tell(&outbox, Event::Error(ChatError::Busy));
+                    }
+                },
+            );
         if !queued {
             tell(&busy, Event::Error(ChatError::Busy));
         }
@@ -199,16 +212,22 @@ pub(crate) fn login(
                 return tell(&outbox, Event::Error(ChatError::LoginFailed));
             };
             shared.logins.succeeded(&throttle_keys[0]);
-            let result = shared
-                .core
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .logged_in(id, &account.name, register, now_ms());
-            if let Err(e) = result {
-                return tell(&outbox, Event::Error(e));
+            let result = {
+                let mut core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+                core.logged_in(id, &account.name, register, now_ms())
+                    .map(|()| core.name_of(id).is_some())
+            };
+            match result {
+                Err(e) => tell(&outbox, Event::Error(e)),
+                Ok(registered) => {
+                    tracing::info!(account = %account.name, %ip, "logged in");
+                    // A client still registering (IRC SASL) gets its stored messages
+                    // once it has a name; its front-end asks then.
+                    if registered {
+                        deliver_offline(&history, outbox, key);
+                    }
+                }
             }
-            tracing::info!(account = %account.name, %ip, "logged in");
-            deliver_offline(&history, outbox, key);
         });
     });
     if !queued {
@@ -294,6 +313,9 @@ mod tests {
         assert!(throttle.check(&["ip:2".to_string()]).is_ok());
         throttle.succeeded("account:a");
         assert!(throttle.check(&["account:a".to_string()]).is_ok());
-        assert!(throttle.check(&keys).is_err(), "the address stays throttled");
+        assert!(
+            throttle.check(&keys).is_err(),
+            "the address stays throttled"
+        );
     }
 }

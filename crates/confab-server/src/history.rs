@@ -68,12 +68,15 @@ impl Durability {
     }
 }
 
+/// A job run on the store thread with the store in hand.
+type StoreJob = Box<dyn FnOnce(&mut dyn Store) + Send>;
+
 /// Work for the store thread.
 enum Job {
     /// A message to keep, and the folded name of an offline recipient it waits for.
     Append(StoredMessage, Option<String>),
     /// A read (or account operation) run on the store thread between commits.
-    Run(Box<dyn FnOnce(&mut dyn Store) + Send>),
+    Run(StoreJob),
 }
 
 /// The handle sessions and the core use to reach the store thread.
@@ -105,7 +108,9 @@ pub(crate) fn room_conversation(room: &str) -> String {
 
 impl History {
     /// Starts the store thread. Ids continue after the highest one stored.
-    pub(crate) fn start(mut store: Box<dyn Store>) -> Result<(History, u64), confab_store::StoreError> {
+    pub(crate) fn start(
+        mut store: Box<dyn Store>,
+    ) -> Result<(History, u64), confab_store::StoreError> {
         let last = store.last_id()?;
         let durability = Durability::starting_at(last);
         let (jobs, receiver) = mpsc::sync_channel(QUEUE);
@@ -153,7 +158,10 @@ impl History {
             kind: message.kind,
             text: message.text.to_string(),
         };
-        match self.jobs.try_send(Job::Append(stored, offline.map(str::to_string))) {
+        match self
+            .jobs
+            .try_send(Job::Append(stored, offline.map(str::to_string)))
+        {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => false,
             // The thread is gone (it only stops when the server does): deliver anyway.

@@ -21,8 +21,8 @@
 //! drops events into recipients' outboxes → each recipient's connection task wakes,
 //! encodes (once per wire format, shared) and writes.
 
-pub mod config;
 mod accounts;
+pub mod config;
 mod connection;
 mod history;
 mod irc;

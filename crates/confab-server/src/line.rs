@@ -82,24 +82,44 @@ impl LineSession {
             return;
         };
         let me = self.name.as_ref().expect("registered").to_string();
-        let (conversation, label, room) = match target.or(self.current.as_ref().map(RoomName::as_str)) {
-            Some(user) if user.starts_with('@') => {
-                let user = &user[1..];
-                (direct_conversation(&me, user), format!("@{user}"), None)
-            }
-            Some(room) => match self.rooms.iter().find(|r| r.as_str().eq_ignore_ascii_case(room)) {
-                Some(room) => (room_conversation(room.as_str()), room.to_string(), Some(room.to_string())),
+        let (conversation, label, room) =
+            match target.or(self.current.as_ref().map(RoomName::as_str)) {
+                Some(user) if user.starts_with('@') => {
+                    let user = &user[1..];
+                    (direct_conversation(&me, user), format!("@{user}"), None)
+                }
+                Some(room) => match self
+                    .rooms
+                    .iter()
+                    .find(|r| r.as_str().eq_ignore_ascii_case(room))
+                {
+                    Some(room) => (
+                        room_conversation(room.as_str()),
+                        room.to_string(),
+                        Some(room.to_string()),
+                    ),
+                    None => {
+                        ctx.send(line::error(&format!("You are not in room {room}")));
+                        return;
+                    }
+                },
                 None => {
-                    ctx.send(line::error(&format!("You are not in room {room}")));
+                    ctx.send(line::error(
+                        "You are in no room; use /history ROOM or /history @USER",
+                    ));
                     return;
                 }
-            },
-            None => {
-                ctx.send(line::error("You are in no room; use /history ROOM or /history @USER"));
-                return;
-            }
-        };
-        send_history(history, ctx.outbox(), conversation, label, room, Range::Latest, count.clamp(1, 500), true);
+            };
+        send_history(
+            history,
+            ctx.outbox(),
+            conversation,
+            label,
+            room,
+            Range::Latest,
+            count.clamp(1, 500),
+            true,
+        );
     }
 
     fn room_or_current<'a>(&'a self, room: Option<&'a str>) -> Option<&'a str> {
@@ -127,7 +147,9 @@ fn send_history(
             Ok(messages) => messages,
             Err(e) => {
                 tracing::error!("history query failed: {e}");
-                outbox.push(Outgoing::Raw(line::error("History is unavailable right now")));
+                outbox.push(Outgoing::Raw(line::error(
+                    "History is unavailable right now",
+                )));
                 return;
             }
         };
@@ -159,7 +181,9 @@ fn send_history(
         }
     });
     if !queued {
-        failed.push(Outgoing::Raw(line::error("The server is busy; try /history again in a moment")));
+        failed.push(Outgoing::Raw(line::error(
+            "The server is busy; try /history again in a moment",
+        )));
     }
 }
 
@@ -201,7 +225,11 @@ impl Protocol for LineSession {
             Input::Say(text) => self.say(text, MessageKind::Normal, ctx),
             Input::Action(text) => self.say(text, MessageKind::Action, ctx),
             Input::Join(room) => {
-                if let Some(known) = self.rooms.iter().find(|r| r.as_str().eq_ignore_ascii_case(room)) {
+                if let Some(known) = self
+                    .rooms
+                    .iter()
+                    .find(|r| r.as_str().eq_ignore_ascii_case(room))
+                {
                     self.current = Some(known.clone());
                     ctx.send(self.current_room_note());
                 } else {
@@ -284,7 +312,16 @@ impl Protocol for LineSession {
                 if let Some(history) = &ctx.shared.history {
                     let key = room_conversation(room.as_str());
                     let range = Range::BeforeId(history_until + 1);
-                    send_history(history, ctx.outbox(), key, room.to_string(), Some(room.to_string()), range, 10, false);
+                    send_history(
+                        history,
+                        ctx.outbox(),
+                        key,
+                        room.to_string(),
+                        Some(room.to_string()),
+                        range,
+                        10,
+                        false,
+                    );
                 }
             }
             Event::Parted { room, who, .. } if self.is_me(&who.name) => self.left(room, out),

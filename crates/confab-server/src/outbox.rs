@@ -93,7 +93,10 @@ impl Outbox {
 
     /// Whether the limit was crossed.
     pub(crate) fn overflowed(&self) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).overflowed
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .overflowed
     }
 
     /// Resolves when something was queued since the last drain.
@@ -132,6 +135,9 @@ mod tests {
         outbox.push(raw(60));
         assert!(outbox.drain(&mut VecDeque::new()).is_err());
         outbox.push(raw(1));
-        assert!(outbox.drain(&mut VecDeque::new()).is_err(), "overflow is final");
+        assert!(
+            outbox.drain(&mut VecDeque::new()).is_err(),
+            "overflow is final"
+        );
     }
 }

@@ -84,9 +84,13 @@ impl Server {
         }
         for (frontend, addrs) in wanted {
             for addr in addrs {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| BindError::Listen { addr: *addr, source })?;
+                let listener =
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| BindError::Listen {
+                            addr: *addr,
+                            source,
+                        })?;
                 listeners.push((frontend, listener));
             }
         }

@@ -36,7 +36,10 @@ async fn a_registered_name_is_protected_and_its_owner_logs_in() {
     mallory.send("#alice").await;
     assert_eq!(mallory.line().await, "* Your user detail saved as : alice");
     let warning = mallory.line().await;
-    assert!(warning.starts_with("* The name alice is registered: log in with /login alice PASSWORD"), "{warning}");
+    assert!(
+        warning.starts_with("* The name alice is registered: log in with /login alice PASSWORD"),
+        "{warning}"
+    );
     mallory.expect("* Members of lobby").await;
     let renamed = mallory.expect("* alice is now known as Guest").await;
     let guest = renamed.rsplit(' ').next().unwrap().to_string();
@@ -45,7 +48,10 @@ async fn a_registered_name_is_protected_and_its_owner_logs_in() {
         "! The name alice is registered; log in with /login alice PASSWORD or pick another"
     );
     mallory.send("/nick alice").await;
-    assert!(mallory.line().await.starts_with("! The name alice is registered"));
+    assert!(mallory
+        .line()
+        .await
+        .starts_with("! The name alice is registered"));
 
     // The owner logs in before registering a name: the name is theirs.
     let mut owner = server.connect().await;
@@ -90,10 +96,16 @@ async fn wrong_passwords_fail_and_are_throttled() {
     }
     guesser.send("/login alice right").await;
     let throttled = guesser.line().await;
-    assert!(throttled.starts_with("! Too many failed logins; try again in "), "{throttled}");
+    assert!(
+        throttled.starts_with("! Too many failed logins; try again in "),
+        "{throttled}"
+    );
     guesser.send("/login nobody x").await;
     let line = guesser.line().await;
-    assert!(line.starts_with("! Too many failed logins"), "the address is throttled too: {line}");
+    assert!(
+        line.starts_with("! Too many failed logins"),
+        "the address is throttled too: {line}"
+    );
     server.stop().await;
 }
 
@@ -134,6 +146,110 @@ async fn accounts_need_a_data_directory() {
     let server = TestServer::start().await;
     let mut alice = server.user("alice").await;
     alice.send("/register pw").await;
-    assert_eq!(alice.line().await, "! Accounts need a server with a data directory");
+    assert_eq!(
+        alice.line().await,
+        "! Accounts need a server with a data directory"
+    );
+    server.stop().await;
+}
+
+/// Base64 of SASL PLAIN credentials, written out so that the test does not share the
+/// server's encoder.
+fn plain(account: &str, password: &str) -> String {
+    const TABLE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = format!("{account}\0{account}\0{password}").into_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn irc_register_sasl_nickserv_and_offline_delivery() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path()).await;
+    let mut irc = common::Client::connect(server.irc_addr).await;
+    irc.send("CAP LS 302\r").await;
+    let ls = irc.line().await;
+    assert!(
+        ls.contains("sasl=PLAIN") && ls.contains("draft/account-registration"),
+        "{ls}"
+    );
+    irc.send("CAP END\r\nNICK ircuser\r\nUSER u 0 * :U\r").await;
+    irc.expect(":confab.local 376 ircuser ").await;
+    irc.send("REGISTER * * hunter22\r").await;
+    assert!(irc
+        .expect(":confab.local 900 ircuser ")
+        .await
+        .contains("You are now logged in as ircuser"));
+    assert_eq!(
+        irc.line().await,
+        ":confab.local REGISTER SUCCESS ircuser :Account created\r"
+    );
+    irc.send("REGISTER * * again\r").await;
+    assert!(irc
+        .line()
+        .await
+        .starts_with(":confab.local FAIL REGISTER ACCOUNT_EXISTS ircuser"));
+    irc.send("QUIT\r").await;
+    irc.rest().await;
+
+    // A line user leaves a message for the offline IRC user.
+    let mut bob = server.user("bob").await;
+    bob.send("@ircuser:see you later").await;
+    bob.expect("* ircuser is offline").await;
+
+    // SASL PLAIN with a wrong password, then the right one; the stored message
+    // arrives with its original time.
+    let mut irc = common::Client::connect(server.irc_addr).await;
+    irc.send("CAP LS 302\r\nCAP REQ :sasl server-time\r").await;
+    irc.expect(":confab.local CAP * ACK").await;
+    irc.send("AUTHENTICATE PLAIN\r").await;
+    assert_eq!(irc.line().await, "AUTHENTICATE +\r");
+    irc.send(&format!("AUTHENTICATE {}\r", plain("ircuser", "wrong")))
+        .await;
+    assert!(irc.line().await.contains(" 904 * :Wrong name or password"));
+    irc.send("AUTHENTICATE PLAIN\r").await;
+    irc.expect("AUTHENTICATE +").await;
+    irc.send(&format!("AUTHENTICATE {}\r", plain("ircuser", "hunter22")))
+        .await;
+    assert!(irc.line().await.contains(" 900 * "));
+    assert!(irc
+        .line()
+        .await
+        .contains(" 903 * :SASL authentication successful"));
+    irc.send("CAP END\r\nNICK ircuser\r\nUSER u 0 * :U\r").await;
+    irc.expect(":confab.local 376 ircuser ").await;
+    let stored = irc.expect("@time=").await;
+    assert!(
+        stored.ends_with(":bob!bob@127.0.0.1 PRIVMSG ircuser :see you later\r"),
+        "{stored}"
+    );
+    irc.send("QUIT\r").await;
+    irc.rest().await;
+
+    // NickServ IDENTIFY takes the name back from an impostor.
+    let mut impostor = server.user("ircuser").await;
+    let mut irc = common::Client::connect(server.irc_addr).await;
+    irc.send("NICK other\r\nUSER u 0 * :U\r").await;
+    irc.expect(":confab.local 376 other ").await;
+    irc.send("PRIVMSG NickServ :IDENTIFY ircuser hunter22\r")
+        .await;
+    assert_eq!(irc.line().await, ":other!~u@127.0.0.1 NICK ircuser\r");
+    assert!(irc.line().await.contains(" 900 ircuser "));
+    impostor.expect("* ircuser is now known as Guest").await;
     server.stop().await;
 }

@@ -16,7 +16,10 @@ async fn read_history(client: &mut Client) -> Vec<String> {
         }
         lines.push(line);
     }
-    assert!(header.ends_with(&format!("({} messages):", lines.len())), "{header}");
+    assert!(
+        header.ends_with(&format!("({} messages):", lines.len())),
+        "{header}"
+    );
     lines
 }
 
@@ -60,7 +63,10 @@ async fn history_is_kept_across_restarts_and_shown_on_join() {
     let mut alice = server.user("alice").await;
     alice.send("/history @BOB").await;
     let lines = read_history(&mut alice).await;
-    assert_eq!(lines.iter().map(|l| body(l)).collect::<Vec<_>>(), ["[dm] bob: a secret"]);
+    assert_eq!(
+        lines.iter().map(|l| body(l)).collect::<Vec<_>>(),
+        ["[dm] bob: a secret"]
+    );
     server.stop().await;
 }
 
@@ -77,7 +83,10 @@ async fn only_members_read_a_rooms_history() {
     assert_eq!(eve.line().await, "! You are not in room secret");
     alice.send("/history secret").await;
     let lines = read_history(&mut alice).await;
-    assert_eq!(lines.iter().map(|l| body(l)).collect::<Vec<_>>(), ["[secret] alice: for members only"]);
+    assert_eq!(
+        lines.iter().map(|l| body(l)).collect::<Vec<_>>(),
+        ["[secret] alice: for members only"]
+    );
     server.stop().await;
 }
 
@@ -99,7 +108,11 @@ async fn irc_chathistory_returns_a_batch_with_tags() {
         alice.send(&format!("line {i}")).await;
     }
     alice.send("/history").await;
-    assert_eq!(read_history(&mut alice).await.len(), 5, "all five are durable");
+    assert_eq!(
+        read_history(&mut alice).await.len(),
+        5,
+        "all five are durable"
+    );
 
     let mut irc = Client::connect(server.irc_addr).await;
     irc.send("CAP LS 302\r").await;
@@ -129,14 +142,22 @@ async fn irc_chathistory_returns_a_batch_with_tags() {
         assert!(line.starts_with("@time=20"), "{line}");
         assert!(line.contains(&format!("batch={batch}")), "{line}");
         if first_id.is_empty() {
-            first_id = line.split("msgid=").nth(1).unwrap().split([';', ' ']).next().unwrap().to_string();
+            first_id = line
+                .split("msgid=")
+                .nth(1)
+                .unwrap()
+                .split([';', ' '])
+                .next()
+                .unwrap()
+                .to_string();
         }
         texts.push(line.rsplit_once(" :").unwrap().1.trim_end().to_string());
     }
     assert_eq!(texts, ["line 2", "line 3", "line 4"]);
     assert_eq!(irc.line().await, format!(":confab.local BATCH -{batch}\r"));
 
-    irc.send(&format!("CHATHISTORY BEFORE #lobby msgid={first_id} 10\r")).await;
+    irc.send(&format!("CHATHISTORY BEFORE #lobby msgid={first_id} 10\r"))
+        .await;
     irc.expect(":confab.local BATCH +").await;
     assert!(irc.line().await.ends_with(":line 0\r"));
     assert!(irc.line().await.ends_with(":line 1\r"));
@@ -149,8 +170,14 @@ async fn irc_chathistory_returns_a_batch_with_tags() {
     irc.expect(":confab.local BATCH -").await;
 
     irc.send("CHATHISTORY LATEST #elsewhere * 10\r").await;
-    assert!(irc.line().await.starts_with(":confab.local FAIL CHATHISTORY INVALID_TARGET LATEST #elsewhere"));
+    assert!(irc
+        .line()
+        .await
+        .starts_with(":confab.local FAIL CHATHISTORY INVALID_TARGET LATEST #elsewhere"));
     irc.send("CHATHISTORY BEFORE #lobby nonsense 10\r").await;
-    assert!(irc.line().await.starts_with(":confab.local FAIL CHATHISTORY INVALID_PARAMS BEFORE"));
+    assert!(irc
+        .line()
+        .await
+        .starts_with(":confab.local FAIL CHATHISTORY INVALID_PARAMS BEFORE"));
     server.stop().await;
 }

@@ -131,8 +131,11 @@ impl Irc {
     /// Proves the server has answered everything sent before: a PING round trip.
     async fn sync(&mut self) {
         self.raw("PING", &["sync-token"]);
-        self.expect("PONG", |m| matches!(&m.command, Command::PONG(_, Some(t)) if t == "sync-token") || matches!(&m.command, Command::PONG(t, None) if t == "sync-token"))
-            .await;
+        self.expect("PONG", |m| {
+            matches!(&m.command, Command::PONG(_, Some(t)) if t == "sync-token")
+                || matches!(&m.command, Command::PONG(t, None) if t == "sync-token")
+        })
+        .await;
     }
 }
 
@@ -162,8 +165,18 @@ async fn registration_sends_a_truthful_welcome() {
     assert_eq!(myinfo[1], "confab.local");
     let mut isupport = irc.numeric(Response::RPL_ISUPPORT).await;
     isupport.extend(irc.numeric(Response::RPL_ISUPPORT).await);
-    for token in ["CASEMAPPING=ascii", "CHANTYPES=#", "PREFIX=(ov)@+", "NICKLEN=32", "CHANMODES=b,k,l,imnst", "NETWORK=confab"] {
-        assert!(isupport.iter().any(|t| t == token), "{token} missing from {isupport:?}");
+    for token in [
+        "CASEMAPPING=ascii",
+        "CHANTYPES=#",
+        "PREFIX=(ov)@+",
+        "NICKLEN=32",
+        "CHANMODES=b,k,l,imnst",
+        "NETWORK=confab",
+    ] {
+        assert!(
+            isupport.iter().any(|t| t == token),
+            "{token} missing from {isupport:?}"
+        );
     }
     irc.numeric(Response::RPL_LUSERCLIENT).await;
     irc.numeric(Response::RPL_MOTDSTART).await;
@@ -202,46 +215,72 @@ async fn channel_chat_names_and_presence_between_irc_clients() {
     let mut alice = Irc::connect(&server, "alice", &[Capability::MultiPrefix]).await;
     let mut bob = Irc::connect(&server, "bob", &[]).await;
     alice.client.send_join("#rust").unwrap();
-    alice.expect("own JOIN", |m| is_join(m, "alice", "#rust")).await;
+    alice
+        .expect("own JOIN", |m| is_join(m, "alice", "#rust"))
+        .await;
     let names = alice.numeric(Response::RPL_NAMREPLY).await;
     assert_eq!(names[3], "@alice", "the first member is operator");
     alice.numeric(Response::RPL_ENDOFNAMES).await;
 
     bob.client.send_join("#rust").unwrap();
-    alice.expect("bob's JOIN", |m| is_join(m, "bob", "#rust")).await;
+    alice
+        .expect("bob's JOIN", |m| is_join(m, "bob", "#rust"))
+        .await;
     let names = bob.numeric(Response::RPL_NAMREPLY).await;
     assert_eq!(names[3], "@alice bob");
 
     alice.say("#rust", "hello bob");
-    assert_eq!(bob.privmsg().await, ("alice".into(), "#rust".into(), "hello bob".into()));
+    assert_eq!(
+        bob.privmsg().await,
+        ("alice".into(), "#rust".into(), "hello bob".into())
+    );
     bob.say("alice", "hi alice");
-    assert_eq!(alice.privmsg().await, ("bob".into(), "alice".into(), "hi alice".into()));
+    assert_eq!(
+        alice.privmsg().await,
+        ("bob".into(), "alice".into(), "hi alice".into())
+    );
     bob.client.send_notice("#rust", "a notice").unwrap();
-    let notice = alice.expect("NOTICE", |m| matches!(m.command, Command::NOTICE(..))).await;
-    assert!(matches!(notice.command, Command::NOTICE(ref t, ref x) if t == "#rust" && x == "a notice"));
+    let notice = alice
+        .expect("NOTICE", |m| matches!(m.command, Command::NOTICE(..)))
+        .await;
+    assert!(
+        matches!(notice.command, Command::NOTICE(ref t, ref x) if t == "#rust" && x == "a notice")
+    );
     bob.client.send_action("#rust", "waves").unwrap();
     assert_eq!(alice.privmsg().await.2, "\u{1}ACTION waves\u{1}");
 
     bob.raw("NICK", &["robert"]);
-    let nick = alice.expect("NICK", |m| matches!(m.command, Command::NICK(_))).await;
+    let nick = alice
+        .expect("NICK", |m| matches!(m.command, Command::NICK(_)))
+        .await;
     assert_eq!(nick.source_nickname(), Some("bob"));
     assert!(matches!(nick.command, Command::NICK(ref n) if n == "robert"));
 
     bob.client.send_part("#rust").unwrap();
-    let part = alice.expect("PART", |m| matches!(m.command, Command::PART(..))).await;
+    let part = alice
+        .expect("PART", |m| matches!(m.command, Command::PART(..)))
+        .await;
     assert_eq!(part.source_nickname(), Some("robert"));
     bob.client.send_join("#rust").unwrap();
-    alice.expect("rejoin", |m| is_join(m, "robert", "#rust")).await;
+    alice
+        .expect("rejoin", |m| is_join(m, "robert", "#rust"))
+        .await;
     bob.client.send_quit("so long").unwrap();
-    let quit = alice.expect("QUIT", |m| matches!(m.command, Command::QUIT(_))).await;
+    let quit = alice
+        .expect("QUIT", |m| matches!(m.command, Command::QUIT(_)))
+        .await;
     assert!(matches!(quit.command, Command::QUIT(Some(ref r)) if r == "Quit: so long"));
 
     // JOIN 0 leaves every channel.
     alice.client.send_join("#second").unwrap();
-    alice.expect("JOIN #second", |m| is_join(m, "alice", "#second")).await;
+    alice
+        .expect("JOIN #second", |m| is_join(m, "alice", "#second"))
+        .await;
     alice.raw("JOIN", &["0"]);
     for _ in 0..2 {
-        alice.expect("PART", |m| matches!(m.command, Command::PART(..))).await;
+        alice
+            .expect("PART", |m| matches!(m.command, Command::PART(..)))
+            .await;
     }
     server.stop().await;
 }
@@ -259,12 +298,22 @@ async fn irc_and_line_users_share_one_namespace() {
     ircy.say("#lobby", "hello from IRC");
     assert_eq!(line.line().await, "[lobby] ircy: hello from IRC");
     line.send("hello from the line").await;
-    assert_eq!(ircy.privmsg().await, ("liner".into(), "#lobby".into(), "hello from the line".into()));
+    assert_eq!(
+        ircy.privmsg().await,
+        (
+            "liner".into(),
+            "#lobby".into(),
+            "hello from the line".into()
+        )
+    );
 
     ircy.say("liner", "a private word");
     assert_eq!(line.line().await, "[dm] ircy: a private word");
     line.send("@ircy:a private answer").await;
-    assert_eq!(ircy.privmsg().await, ("liner".into(), "ircy".into(), "a private answer".into()));
+    assert_eq!(
+        ircy.privmsg().await,
+        ("liner".into(), "ircy".into(), "a private answer".into())
+    );
     ircy.client.send_action("#lobby", "nods").unwrap();
     assert_eq!(line.line().await, "[lobby] * ircy nods");
     line.send("/me nods back").await;
@@ -277,7 +326,9 @@ async fn irc_and_line_users_share_one_namespace() {
     assert_eq!(who[5], "ircy");
 
     line.send("/nick lina").await;
-    let nick = ircy.expect("NICK", |m| matches!(m.command, Command::NICK(_))).await;
+    let nick = ircy
+        .expect("NICK", |m| matches!(m.command, Command::NICK(_)))
+        .await;
     assert!(matches!(nick.command, Command::NICK(ref n) if n == "lina"));
     ircy.raw("NICK", &["ircster"]);
     line.expect("* ircy is now known as ircster").await;
@@ -286,7 +337,9 @@ async fn irc_and_line_users_share_one_namespace() {
     ircy.client.send_join("#lobby").unwrap();
     assert_eq!(line.line().await, "* ircster joined lobby");
     line.send("bye bye").await;
-    let quit = ircy.expect("QUIT", |m| matches!(m.command, Command::QUIT(_))).await;
+    let quit = ircy
+        .expect("QUIT", |m| matches!(m.command, Command::QUIT(_)))
+        .await;
     assert_eq!(quit.source_nickname(), Some("lina"));
     ircy.client.send_quit("done").unwrap();
     server.stop().await;
@@ -312,17 +365,23 @@ async fn channel_modes_are_enforced_with_their_numerics() {
 
     // +n: outsiders cannot talk in.
     user.say("#club", "knock knock");
-    assert_eq!(user.numeric(Response::ERR_CANNOTSENDTOCHAN).await[1], "#club");
+    assert_eq!(
+        user.numeric(Response::ERR_CANNOTSENDTOCHAN).await[1],
+        "#club"
+    );
 
     // +k
     mode_line(&op, "#club", &["+k", "sesame"]);
-    op.expect("MODE +k", |m| m.to_string().contains("MODE #club +k")).await;
+    op.expect("MODE +k", |m| m.to_string().contains("MODE #club +k"))
+        .await;
     user.client.send_join("#club").unwrap();
     assert_eq!(user.numeric(Response::ERR_BADCHANNELKEY).await[1], "#club");
     user.client.send_join_with_keys("#club", "sesame").unwrap();
-    user.expect("JOIN with key", |m| is_join(m, "user", "#club")).await;
+    user.expect("JOIN with key", |m| is_join(m, "user", "#club"))
+        .await;
     user.client.send_part("#club").unwrap();
-    user.expect("PART", |m| matches!(m.command, Command::PART(..))).await;
+    user.expect("PART", |m| matches!(m.command, Command::PART(..)))
+        .await;
     mode_line(&op, "#club", &["-k", "sesame"]);
 
     // +i and INVITE.
@@ -331,29 +390,52 @@ async fn channel_modes_are_enforced_with_their_numerics() {
     user.client.send_join("#club").unwrap();
     assert_eq!(user.numeric(Response::ERR_INVITEONLYCHAN).await[1], "#club");
     op.client.send_invite("user", "#club").unwrap();
-    assert_eq!(op.numeric(Response::RPL_INVITING).await[1..], ["user", "#club"]);
-    let invite = user.expect("INVITE", |m| matches!(m.command, Command::INVITE(..))).await;
+    assert_eq!(
+        op.numeric(Response::RPL_INVITING).await[1..],
+        ["user", "#club"]
+    );
+    let invite = user
+        .expect("INVITE", |m| matches!(m.command, Command::INVITE(..)))
+        .await;
     assert_eq!(invite.source_nickname(), Some("op"));
     user.client.send_join("#club").unwrap();
-    user.expect("JOIN after INVITE", |m| is_join(m, "user", "#club")).await;
+    user.expect("JOIN after INVITE", |m| is_join(m, "user", "#club"))
+        .await;
     mode_line(&op, "#club", &["-i"]);
 
     // Operator-only actions.
     mode_line(&user, "#club", &["+m"]);
-    assert_eq!(user.numeric(Response::ERR_CHANOPRIVSNEEDED).await[1], "#club");
+    assert_eq!(
+        user.numeric(Response::ERR_CHANOPRIVSNEEDED).await[1],
+        "#club"
+    );
     user.client.send_topic("#club", "mine now").unwrap();
-    assert_eq!(user.numeric(Response::ERR_CHANOPRIVSNEEDED).await[1], "#club");
+    assert_eq!(
+        user.numeric(Response::ERR_CHANOPRIVSNEEDED).await[1],
+        "#club"
+    );
     user.client.send_kick("#club", "op", "coup").unwrap();
-    assert_eq!(user.numeric(Response::ERR_CHANOPRIVSNEEDED).await[1], "#club");
+    assert_eq!(
+        user.numeric(Response::ERR_CHANOPRIVSNEEDED).await[1],
+        "#club"
+    );
 
     // +m and +v.
     mode_line(&op, "#club", &["+m"]);
-    user.expect("MODE +m", |m| m.to_string().contains("MODE #club +m")).await;
+    user.expect("MODE +m", |m| m.to_string().contains("MODE #club +m"))
+        .await;
     user.say("#club", "can I talk?");
-    assert_eq!(user.numeric(Response::ERR_CANNOTSENDTOCHAN).await[1], "#club");
+    assert_eq!(
+        user.numeric(Response::ERR_CANNOTSENDTOCHAN).await[1],
+        "#club"
+    );
     mode_line(&op, "#club", &["+v", "user"]);
-    let voiced = user.expect("MODE +v", |m| m.to_string().contains("MODE #club +v")).await;
-    assert!(matches!(&voiced.command, Command::ChannelMODE(c, modes) if c == "#club" && modes == &[Mode::Plus(ChannelMode::Voice, Some("user".into()))]));
+    let voiced = user
+        .expect("MODE +v", |m| m.to_string().contains("MODE #club +v"))
+        .await;
+    assert!(
+        matches!(&voiced.command, Command::ChannelMODE(c, modes) if c == "#club" && modes == &[Mode::Plus(ChannelMode::Voice, Some("user".into()))])
+    );
     user.say("#club", "now I can");
     assert_eq!(op.privmsg().await.2, "now I can");
     mode_line(&op, "#club", &["-m"]);
@@ -367,14 +449,21 @@ async fn channel_modes_are_enforced_with_their_numerics() {
     // +b keeps banned users out and quiet, and is listed.
     // Voice would let a banned member speak, as on other servers; drop it first.
     mode_line(&op, "#club", &["-v+b", "user", "user!*@*"]);
-    user.expect("MODE -v+b", |m| m.to_string().contains("MODE #club -v+b user user!*@*")).await;
+    user.expect("MODE -v+b", |m| {
+        m.to_string().contains("MODE #club -v+b user user!*@*")
+    })
+    .await;
     user.say("#club", "am I banned?");
-    assert_eq!(user.numeric(Response::ERR_CANNOTSENDTOCHAN).await[1], "#club");
+    assert_eq!(
+        user.numeric(Response::ERR_CANNOTSENDTOCHAN).await[1],
+        "#club"
+    );
     mode_line(&user, "#club", &["+b"]);
     assert_eq!(user.numeric(Response::RPL_BANLIST).await[2], "user!*@*");
     user.numeric(Response::RPL_ENDOFBANLIST).await;
     user.client.send_part("#club").unwrap();
-    user.expect("PART", |m| matches!(m.command, Command::PART(..))).await;
+    user.expect("PART", |m| matches!(m.command, Command::PART(..)))
+        .await;
     user.client.send_join("#club").unwrap();
     assert_eq!(user.numeric(Response::ERR_BANNEDFROMCHAN).await[1], "#club");
     mode_line(&op, "#club", &["-b", "user!*@*"]);
@@ -415,8 +504,12 @@ async fn kick_and_topic() {
 
     op.client.send_topic("#room", "").unwrap();
     op.client.send_topic("#room", "the topic").unwrap();
-    let topic = user.expect("TOPIC", |m| matches!(m.command, Command::TOPIC(..))).await;
-    assert!(matches!(topic.command, Command::TOPIC(ref c, Some(ref t)) if c == "#room" && t == "the topic"));
+    let topic = user
+        .expect("TOPIC", |m| matches!(m.command, Command::TOPIC(..)))
+        .await;
+    assert!(
+        matches!(topic.command, Command::TOPIC(ref c, Some(ref t)) if c == "#room" && t == "the topic")
+    );
     user.client.send_topic("#room", "").unwrap();
     let (topic_reply, who_time) = (
         user.numeric(Response::RPL_TOPIC).await,
@@ -426,12 +519,22 @@ async fn kick_and_topic() {
     assert!(who_time[2].starts_with("op!"));
 
     op.client.send_kick("#room", "nobody", "x").unwrap();
-    assert_eq!(op.numeric(Response::ERR_USERNOTINCHANNEL).await[1], "nobody");
+    assert_eq!(
+        op.numeric(Response::ERR_USERNOTINCHANNEL).await[1],
+        "nobody"
+    );
     op.client.send_kick("#room", "user", "behave").unwrap();
-    let kick = user.expect("KICK", |m| matches!(m.command, Command::KICK(..))).await;
-    assert!(matches!(kick.command, Command::KICK(ref c, ref n, Some(ref r)) if c == "#room" && n == "user" && r == "behave"));
+    let kick = user
+        .expect("KICK", |m| matches!(m.command, Command::KICK(..)))
+        .await;
+    assert!(
+        matches!(kick.command, Command::KICK(ref c, ref n, Some(ref r)) if c == "#room" && n == "user" && r == "behave")
+    );
     user.say("#room", "still here?");
-    assert_eq!(user.numeric(Response::ERR_CANNOTSENDTOCHAN).await[1], "#room");
+    assert_eq!(
+        user.numeric(Response::ERR_CANNOTSENDTOCHAN).await[1],
+        "#room"
+    );
     user.client.send_part("#room").unwrap();
     assert_eq!(user.numeric(Response::ERR_NOTONCHANNEL).await[1], "#room");
     server.stop().await;
@@ -445,13 +548,17 @@ async fn queries_whois_whowas_ison_userhost_who_list() {
     bob.client.send_join("#room").unwrap();
     bob.numeric(Response::RPL_ENDOFNAMES).await;
     bob.client.send_topic("#room", "about rooms").unwrap();
-    bob.expect("TOPIC", |m| matches!(m.command, Command::TOPIC(..))).await;
+    bob.expect("TOPIC", |m| matches!(m.command, Command::TOPIC(..)))
+        .await;
 
     alice.raw("WHOIS", &["BOB"]);
     let user = alice.numeric(Response::RPL_WHOISUSER).await;
     assert_eq!(&user[1..4], ["bob", "~bob", "127.0.0.1"]);
     assert_eq!(user[5], "bob real");
-    assert_eq!(alice.numeric(Response::RPL_WHOISCHANNELS).await[2], "@#room");
+    assert_eq!(
+        alice.numeric(Response::RPL_WHOISCHANNELS).await[2],
+        "@#room"
+    );
     alice.numeric(Response::RPL_ENDOFWHOIS).await;
     alice.raw("WHOIS", &["nobody"]);
     assert_eq!(alice.numeric(Response::ERR_NOSUCHNICK).await[1], "nobody");
@@ -460,7 +567,10 @@ async fn queries_whois_whowas_ison_userhost_who_list() {
     alice.raw("ISON", &["bob", "nobody", "ALICE"]);
     assert_eq!(alice.numeric(Response::RPL_ISON).await[1], "bob alice");
     alice.raw("USERHOST", &["bob"]);
-    assert_eq!(alice.numeric(Response::RPL_USERHOST).await[1], "bob=+~bob@127.0.0.1");
+    assert_eq!(
+        alice.numeric(Response::RPL_USERHOST).await[1],
+        "bob=+~bob@127.0.0.1"
+    );
     alice.raw("WHO", &["bob"]);
     let who = alice.numeric(Response::RPL_WHOREPLY).await;
     assert_eq!(&who[2..6], ["~bob", "127.0.0.1", "confab.local", "bob"]);
@@ -498,13 +608,17 @@ async fn away_replies_and_away_notify() {
 
     bob.raw("AWAY", &["gone fishing"]);
     bob.numeric(Response::RPL_NOWAWAY).await;
-    let away = alice.expect("AWAY", |m| matches!(m.command, Command::AWAY(_))).await;
+    let away = alice
+        .expect("AWAY", |m| matches!(m.command, Command::AWAY(_)))
+        .await;
     assert!(matches!(away.command, Command::AWAY(Some(ref t)) if t == "gone fishing"));
     alice.say("bob", "are you there?");
     assert_eq!(alice.numeric(Response::RPL_AWAY).await[2], "gone fishing");
     bob.raw("AWAY", &[]);
     bob.numeric(Response::RPL_UNAWAY).await;
-    let back = alice.expect("AWAY", |m| matches!(m.command, Command::AWAY(_))).await;
+    let back = alice
+        .expect("AWAY", |m| matches!(m.command, Command::AWAY(_)))
+        .await;
     assert!(matches!(back.command, Command::AWAY(None)));
     server.stop().await;
 }
@@ -530,9 +644,17 @@ async fn oper_and_kill() {
     admin.client.send_oper("admin", "hunter2").unwrap();
     admin.numeric(Response::RPL_YOUREOPER).await;
     admin.raw("KILL", &["victim", "spamming"]);
-    let error = victim.expect("ERROR", |m| matches!(m.command, Command::ERROR(_))).await;
-    assert!(matches!(error.command, Command::ERROR(ref t) if t.contains("Killed (admin (spamming))")), "{error}");
-    assert_eq!(line.line().await, "* victim quit (Killed (admin (spamming)))");
+    let error = victim
+        .expect("ERROR", |m| matches!(m.command, Command::ERROR(_)))
+        .await;
+    assert!(
+        matches!(error.command, Command::ERROR(ref t) if t.contains("Killed (admin (spamming))")),
+        "{error}"
+    );
+    assert_eq!(
+        line.line().await,
+        "* victim quit (Killed (admin (spamming)))"
+    );
     server.stop().await;
 }
 
@@ -542,31 +664,57 @@ async fn capabilities_tags_and_echo() {
     let mut alice = Irc::connect(
         &server,
         "alice",
-        &[Capability::ServerTime, Capability::EchoMessage, Capability::Custom("message-tags")],
+        &[
+            Capability::ServerTime,
+            Capability::EchoMessage,
+            Capability::Custom("message-tags"),
+        ],
     )
     .await;
-    let mut bob = Irc::connect(&server, "bob", &[Capability::ExtendedJoin, Capability::UserhostInNames]).await;
+    let mut bob = Irc::connect(
+        &server,
+        "bob",
+        &[Capability::ExtendedJoin, Capability::UserhostInNames],
+    )
+    .await;
     alice.client.send_join("#tags").unwrap();
     alice.numeric(Response::RPL_ENDOFNAMES).await;
     bob.client.send_join("#tags").unwrap();
-    let join = bob.expect("extended JOIN", |m| is_join(m, "bob", "#tags")).await;
-    assert!(matches!(join.command, Command::JOIN(_, Some(ref account), Some(ref real)) if account == "*" && real == "bob real"), "{join}");
+    let join = bob
+        .expect("extended JOIN", |m| is_join(m, "bob", "#tags"))
+        .await;
+    assert!(
+        matches!(join.command, Command::JOIN(_, Some(ref account), Some(ref real)) if account == "*" && real == "bob real"),
+        "{join}"
+    );
     let names = bob.numeric(Response::RPL_NAMREPLY).await;
     assert_eq!(names[3], "@alice!~alice@127.0.0.1 bob!~bob@127.0.0.1");
 
     alice.say("#tags", "tagged");
-    let echo = alice.expect("echo", |m| matches!(m.command, Command::PRIVMSG(..))).await;
+    let echo = alice
+        .expect("echo", |m| matches!(m.command, Command::PRIVMSG(..)))
+        .await;
     let tags = echo.tags.clone().unwrap_or_default();
-    assert!(tags.iter().any(|t| t.0 == "time" && t.1.as_deref().is_some_and(|v| v.ends_with('Z'))), "{echo}");
+    assert!(
+        tags.iter()
+            .any(|t| t.0 == "time" && t.1.as_deref().is_some_and(|v| v.ends_with('Z'))),
+        "{echo}"
+    );
     assert!(tags.iter().any(|t| t.0 == "msgid"), "{echo}");
-    let plain = bob.expect("PRIVMSG", |m| matches!(m.command, Command::PRIVMSG(..))).await;
+    let plain = bob
+        .expect("PRIVMSG", |m| matches!(m.command, Command::PRIVMSG(..)))
+        .await;
     assert!(plain.tags.is_none(), "no tags without the caps: {plain}");
 
     alice.raw("CAP", &["REQ", "no-such-cap"]);
-    let nak = alice.expect("NAK", |m| matches!(&m.command, Command::CAP(..))).await;
+    let nak = alice
+        .expect("NAK", |m| matches!(&m.command, Command::CAP(..)))
+        .await;
     assert!(nak.to_string().contains("NAK"), "{nak}");
     alice.raw("CAP", &["LIST"]);
-    let list = alice.expect("LIST", |m| matches!(&m.command, Command::CAP(..))).await;
+    let list = alice
+        .expect("LIST", |m| matches!(&m.command, Command::CAP(..)))
+        .await;
     assert!(list.to_string().contains("echo-message"), "{list}");
     server.stop().await;
 }
@@ -578,13 +726,25 @@ async fn error_numerics_for_bad_commands() {
     alice.say("nobody", "hello?");
     assert_eq!(alice.numeric(Response::ERR_NOSUCHNICK).await[1], "nobody");
     alice.say("#nowhere", "hello?");
-    assert_eq!(alice.numeric(Response::ERR_NOSUCHCHANNEL).await[1], "#nowhere");
+    assert_eq!(
+        alice.numeric(Response::ERR_NOSUCHCHANNEL).await[1],
+        "#nowhere"
+    );
     alice.raw("JOIN", &["nochan"]);
-    assert_eq!(alice.numeric(Response::ERR_NOSUCHCHANNEL).await[1], "nochan");
+    assert_eq!(
+        alice.numeric(Response::ERR_NOSUCHCHANNEL).await[1],
+        "nochan"
+    );
     alice.raw("JOIN", &["#bad!name"]);
-    assert_eq!(alice.numeric(Response::ERR_NOSUCHCHANNEL).await[1], "#bad!name");
+    assert_eq!(
+        alice.numeric(Response::ERR_NOSUCHCHANNEL).await[1],
+        "#bad!name"
+    );
     alice.raw("PART", &["#nowhere"]);
-    assert_eq!(alice.numeric(Response::ERR_NOTONCHANNEL).await[1], "#nowhere");
+    assert_eq!(
+        alice.numeric(Response::ERR_NOTONCHANNEL).await[1],
+        "#nowhere"
+    );
     alice.raw("PRIVMSG", &[]);
     alice.numeric(Response::ERR_NORECIPIENT).await;
     alice.raw("PRIVMSG", &["bob"]);
@@ -594,13 +754,21 @@ async fn error_numerics_for_bad_commands() {
     alice.raw("KICK", &["#x"]);
     assert_eq!(alice.numeric(Response::ERR_NEEDMOREPARAMS).await[1], "KICK");
     alice.raw("FROBNICATE", &[]);
-    assert_eq!(alice.numeric(Response::ERR_UNKNOWNCOMMAND).await[1], "FROBNICATE");
+    assert_eq!(
+        alice.numeric(Response::ERR_UNKNOWNCOMMAND).await[1],
+        "FROBNICATE"
+    );
     alice.raw("USER", &["a", "0", "*", "again"]);
     alice.numeric(Response::ERR_ALREADYREGISTRED).await;
     alice.raw("MODE", &["someoneelse"]);
-    assert_eq!(alice.numeric(Response::ERR_NOSUCHNICK).await[1], "someoneelse");
+    assert_eq!(
+        alice.numeric(Response::ERR_NOSUCHNICK).await[1],
+        "someoneelse"
+    );
     alice.raw("MODE", &["alice", "+i"]);
-    alice.expect("MODE +i", |m| m.to_string().contains("MODE alice +i")).await;
+    alice
+        .expect("MODE +i", |m| m.to_string().contains("MODE alice +i"))
+        .await;
     alice.raw("MODE", &["alice"]);
     assert_eq!(alice.numeric(Response::RPL_UMODEIS).await[1], "+i");
     alice.raw("OPER", &["x", "y"]);
@@ -637,17 +805,29 @@ async fn raw_socket_rules_before_registration_and_long_lines() {
     raw.send("PING :early\r").await;
     assert_eq!(raw.line().await, ":confab.local PONG confab.local early\r");
     raw.send("NICK bad!nick\r").await;
-    assert!(raw.line().await.contains(" 432 * bad!nick :Erroneous nickname"));
+    assert!(raw
+        .line()
+        .await
+        .contains(" 432 * bad!nick :Erroneous nickname"));
     raw.send("NICK raw\r\nUSER raw 0 * :Raw Socket\r").await;
     raw.expect(":confab.local 001 raw ").await;
     raw.expect(":confab.local 376 raw ").await;
     let long = format!("PRIVMSG raw :{}\r", "x".repeat(600));
     raw.send(&long).await;
-    assert!(raw.line().await.contains(" 417 raw :Input line was too long"));
+    assert!(raw
+        .line()
+        .await
+        .contains(" 417 raw :Input line was too long"));
     raw.send_bytes(b"PRIVMSG raw :\xff\xfe\r\n").await;
-    assert!(raw.line().await.contains("NOTICE raw :Your message was not valid UTF-8"));
+    assert!(raw
+        .line()
+        .await
+        .contains("NOTICE raw :Your message was not valid UTF-8"));
     raw.send("QUIT :bye\r").await;
-    assert_eq!(raw.rest().await, ["ERROR :Closing Link: 127.0.0.1 (Quit: bye)\r"]);
+    assert_eq!(
+        raw.rest().await,
+        ["ERROR :Closing Link: 127.0.0.1 (Quit: bye)\r"]
+    );
     server.stop().await;
 }
 
@@ -662,7 +842,10 @@ async fn silent_clients_are_pinged_then_dropped() {
     raw.send("NICK quiet\r\nUSER q 0 * :Q\r").await;
     raw.expect(":confab.local 376 quiet ").await;
     assert_eq!(raw.line().await, "PING :quiet\r");
-    assert_eq!(raw.rest().await, ["ERROR :Closing Link: 127.0.0.1 (Ping timeout)\r"]);
+    assert_eq!(
+        raw.rest().await,
+        ["ERROR :Closing Link: 127.0.0.1 (Ping timeout)\r"]
+    );
     server.stop().await;
 }
 
@@ -670,12 +853,19 @@ async fn silent_clients_are_pinged_then_dropped() {
 async fn labeled_responses_carry_the_label() {
     let server = TestServer::start().await;
     let mut raw = LineClient::connect(server.irc_addr).await;
-    raw.send("CAP LS 302\r\nCAP REQ :labeled-response batch\r\nCAP END\r\nNICK lab\r\nUSER lab 0 * :L\r").await;
-    raw.expect(":confab.local CAP * ACK :labeled-response batch").await;
+    raw.send(
+        "CAP LS 302\r\nCAP REQ :labeled-response batch\r\nCAP END\r\nNICK lab\r\nUSER lab 0 * :L\r",
+    )
+    .await;
+    raw.expect(":confab.local CAP * ACK :labeled-response batch")
+        .await;
     raw.expect(":confab.local 376 lab ").await;
 
     raw.send("@label=one PING :token\r").await;
-    assert_eq!(raw.line().await, "@label=one :confab.local PONG confab.local token\r");
+    assert_eq!(
+        raw.line().await,
+        "@label=one :confab.local PONG confab.local token\r"
+    );
     raw.send("@label=two PONG :nothing\r").await;
     assert_eq!(raw.line().await, "@label=two :confab.local ACK\r");
     raw.send("@label=three WHOIS lab\r").await;
@@ -695,7 +885,10 @@ async fn labeled_responses_carry_the_label() {
         inside.push(line);
     }
     assert!(inside[0].contains(" 311 lab lab "), "{inside:?}");
-    assert!(inside.last().unwrap().contains(" 318 lab lab "), "{inside:?}");
+    assert!(
+        inside.last().unwrap().contains(" 318 lab lab "),
+        "{inside:?}"
+    );
     // Without a label nothing changes.
     raw.send("PING :plain\r").await;
     assert_eq!(raw.line().await, ":confab.local PONG confab.local plain\r");

@@ -27,7 +27,10 @@ async fn bad_and_taken_names_are_refused_and_the_user_can_retry() {
     for (attempt, error) in [
         ("#aLiCe", "! The name aLiCe is taken; try another"),
         ("#", "! Invalid name \"\": a name cannot be empty"),
-        ("#bad name", "! Invalid name \"bad name\": a name may only contain letters, digits and _-[]{}|^"),
+        (
+            "#bad name",
+            "! Invalid name \"bad name\": a name may only contain letters, digits and _-[]{}|^",
+        ),
         (&format!("#{}", "n".repeat(33)), "! Invalid name"),
     ] {
         other.send(attempt).await;
@@ -45,9 +48,22 @@ async fn bad_and_taken_names_are_refused_and_the_user_can_retry() {
 async fn only_registration_help_and_quit_work_before_registering() {
     let server = TestServer::start().await;
     let mut anon = server.connect().await;
-    for line in ["hello", "@bob:hi", "/join rust", "/rooms", "/who", "/nick x", "/ping", "/bogus"] {
+    for line in [
+        "hello",
+        "@bob:hi",
+        "/join rust",
+        "/rooms",
+        "/who",
+        "/nick x",
+        "/ping",
+        "/bogus",
+    ] {
         anon.send(line).await;
-        assert_eq!(anon.line().await, "! Register first by sending #yourname", "{line}");
+        assert_eq!(
+            anon.line().await,
+            "! Register first by sending #yourname",
+            "{line}"
+        );
     }
     anon.send("/help").await;
     assert_eq!(anon.line().await, "* Commands:");
@@ -104,7 +120,10 @@ async fn room_messages_commands_and_presence() {
     bob.expect_quiet().await;
 
     bob.send("/rooms").await;
-    assert_eq!(bob.line().await, "* Rooms (2): lobby (2 members), rust (1 member)");
+    assert_eq!(
+        bob.line().await,
+        "* Rooms (2): lobby (2 members), rust (1 member)"
+    );
     bob.send("/join rust").await;
     bob.expect("* Members of rust (2): alice, bob").await;
     assert_eq!(alice.line().await, "* bob joined rust");
@@ -124,7 +143,11 @@ async fn room_messages_commands_and_presence() {
 
     bob.send("/nick robert").await;
     assert_eq!(bob.line().await, "* bob is now known as robert");
-    assert_eq!(alice.line().await, "* bob is now known as robert", "told once");
+    assert_eq!(
+        alice.line().await,
+        "* bob is now known as robert",
+        "told once"
+    );
     alice.send("@robert:new name?").await;
     assert_eq!(bob.line().await, "[dm] alice: new name?");
 
@@ -220,7 +243,9 @@ async fn invalid_utf8_is_refused_and_the_connection_stays() {
     let mut alice = server.user("alice").await;
     let mut bob = server.user("bob").await;
     alice.expect("* bob joined lobby").await;
-    alice.send_bytes(b"caf\xe9\n\xc0\xaf overlong slash\nstill here\n").await;
+    alice
+        .send_bytes(b"caf\xe9\n\xc0\xaf overlong slash\nstill here\n")
+        .await;
     assert_eq!(alice.line().await, "! Invalid UTF-8; line discarded");
     assert_eq!(alice.line().await, "! Invalid UTF-8; line discarded");
     assert_eq!(bob.expect("[lobby]").await, "[lobby] alice: still here");
@@ -293,7 +318,10 @@ async fn a_client_that_stops_reading_is_cut_and_the_others_carry_on() {
     let mut n = 0;
     for line in &lines {
         if line.starts_with("! ") {
-            assert_eq!(line, "! Disconnected: you were not reading fast enough (send queue exceeded)");
+            assert_eq!(
+                line,
+                "! Disconnected: you were not reading fast enough (send queue exceeded)"
+            );
             break;
         }
         assert!(line.starts_with(&format!("[lobby] sender: {n} ")), "{line}");

@@ -116,7 +116,11 @@ pub trait Store: Send {
     /// Writes messages, and queues those listed in `offline` (recipient, message id)
     /// for offline delivery, in one transaction; when this returns `Ok`, all of it is
     /// durable.
-    fn append(&mut self, messages: &[StoredMessage], offline: &[(String, u64)]) -> Result<(), StoreError>;
+    fn append(
+        &mut self,
+        messages: &[StoredMessage],
+        offline: &[(String, u64)],
+    ) -> Result<(), StoreError>;
     /// The highest message id ever stored (0 for an empty store), so that ids keep
     /// increasing across restarts.
     fn last_id(&self) -> Result<u64, StoreError>;

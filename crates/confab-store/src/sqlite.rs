@@ -108,7 +108,9 @@ impl SqliteStore {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let version: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
             return Err(StoreError::NewerSchema {
@@ -125,7 +127,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn query(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<StoredMessage>, StoreError> {
+    fn query(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let mut statement = self.conn.prepare_cached(sql)?;
         let rows = statement.query_map(args, row_to_message)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -133,7 +139,11 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn append(&mut self, messages: &[StoredMessage], offline: &[(String, u64)]) -> Result<(), StoreError> {
+    fn append(
+        &mut self,
+        messages: &[StoredMessage],
+        offline: &[(String, u64)],
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(&format!(
@@ -152,7 +162,8 @@ impl Store for SqliteStore {
                     m.text
                 ])?;
             }
-            let mut queue = tx.prepare_cached("INSERT INTO offline (recipient, message_id) VALUES (?1, ?2)")?;
+            let mut queue =
+                tx.prepare_cached("INSERT INTO offline (recipient, message_id) VALUES (?1, ?2)")?;
             for (recipient, id) in offline {
                 queue.execute(params![recipient, int(*id)])?;
             }
@@ -168,7 +179,12 @@ impl Store for SqliteStore {
         Ok(id.unwrap_or(0).max(0) as u64)
     }
 
-    fn history(&self, conversation: &str, range: Range, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    fn history(
+        &self,
+        conversation: &str,
+        range: Range,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let limit = limit as i64;
         let c = conversation;
         let newest_first = |mut v: Vec<StoredMessage>| {
@@ -177,19 +193,25 @@ impl Store for SqliteStore {
         };
         let sel = format!("SELECT {COLUMNS} FROM messages WHERE conversation = ?1");
         Ok(match range {
-            Range::Latest => newest_first(self.query(&format!("{sel} ORDER BY id DESC LIMIT ?2"), &[&c, &limit])?),
+            Range::Latest => newest_first(
+                self.query(&format!("{sel} ORDER BY id DESC LIMIT ?2"), &[&c, &limit])?,
+            ),
             Range::BeforeId(id) => newest_first(self.query(
                 &format!("{sel} AND id < ?2 ORDER BY id DESC LIMIT ?3"),
                 &[&c, &int(id), &limit],
             )?),
-            Range::AfterId(id) => self.query(&format!("{sel} AND id > ?2 ORDER BY id ASC LIMIT ?3"), &[&c, &int(id), &limit])?,
+            Range::AfterId(id) => self.query(
+                &format!("{sel} AND id > ?2 ORDER BY id ASC LIMIT ?3"),
+                &[&c, &int(id), &limit],
+            )?,
             Range::BeforeTime(t) => newest_first(self.query(
                 &format!("{sel} AND time_ms < ?2 ORDER BY id DESC LIMIT ?3"),
                 &[&c, &int(t), &limit],
             )?),
-            Range::AfterTime(t) => {
-                self.query(&format!("{sel} AND time_ms > ?2 ORDER BY id ASC LIMIT ?3"), &[&c, &int(t), &limit])?
-            }
+            Range::AfterTime(t) => self.query(
+                &format!("{sel} AND time_ms > ?2 ORDER BY id ASC LIMIT ?3"),
+                &[&c, &int(t), &limit],
+            )?,
             Range::AroundId(id) => {
                 let half = (limit / 2).max(1);
                 let mut before = newest_first(self.query(
@@ -241,13 +263,18 @@ impl Store for SqliteStore {
         to_ms: u64,
         limit: usize,
     ) -> Result<Vec<ConversationSummary>, StoreError> {
-        let (lo, hi) = if from_ms <= to_ms { (from_ms, to_ms) } else { (to_ms, from_ms) };
+        let (lo, hi) = if from_ms <= to_ms {
+            (from_ms, to_ms)
+        } else {
+            (to_ms, from_ms)
+        };
         let mut statement = self.conn.prepare_cached(
             "SELECT MAX(time_ms) FROM messages WHERE conversation = ?1 AND time_ms > ?2 AND time_ms < ?3",
         )?;
         let mut found = Vec::new();
         for conversation in candidates {
-            let latest: Option<i64> = statement.query_row(params![conversation, int(lo), int(hi)], |r| r.get(0))?;
+            let latest: Option<i64> =
+                statement.query_row(params![conversation, int(lo), int(hi)], |r| r.get(0))?;
             if let Some(latest) = latest {
                 found.push(ConversationSummary {
                     conversation: conversation.clone(),
@@ -255,7 +282,7 @@ impl Store for SqliteStore {
                 });
             }
         }
-        found.sort_by(|a, b| b.latest_ms.cmp(&a.latest_ms));
+        found.sort_by_key(|f| std::cmp::Reverse(f.latest_ms));
         found.truncate(limit);
         Ok(found)
     }
@@ -306,7 +333,10 @@ impl Store for SqliteStore {
             let rows = statement.query_map(params![recipient], row_to_message)?;
             rows.collect::<Result<Vec<_>, _>>()?
         };
-        tx.execute("DELETE FROM offline WHERE recipient = ?1", params![recipient])?;
+        tx.execute(
+            "DELETE FROM offline WHERE recipient = ?1",
+            params![recipient],
+        )?;
         tx.commit()?;
         Ok(messages)
     }
@@ -343,25 +373,73 @@ mod tests {
     #[test]
     fn history_survives_reopening_and_ranges_select_oldest_first() {
         let (dir, mut store) = store();
-        let batch: Vec<_> = (1..=10).map(|i| message(i, "#lobby", &format!("m{i}"))).collect();
+        let batch: Vec<_> = (1..=10)
+            .map(|i| message(i, "#lobby", &format!("m{i}")))
+            .collect();
         store.append(&batch, &[]).unwrap();
-        store.append(&[message(11, "#other", "elsewhere")], &[]).unwrap();
+        store
+            .append(&[message(11, "#other", "elsewhere")], &[])
+            .unwrap();
         drop(store);
         let store = SqliteStore::open_dir(&dir.path().join("data")).unwrap();
         assert_eq!(store.last_id().unwrap(), 11);
-        assert_eq!(ids(&store.history("#lobby", Range::Latest, 3).unwrap()), [8, 9, 10]);
-        assert_eq!(ids(&store.history("#lobby", Range::BeforeId(5), 2).unwrap()), [3, 4]);
-        assert_eq!(ids(&store.history("#lobby", Range::AfterId(8), 5).unwrap()), [9, 10]);
-        assert_eq!(ids(&store.history("#lobby", Range::BeforeTime(3000), 5).unwrap()), [1, 2]);
-        assert_eq!(ids(&store.history("#lobby", Range::AfterTime(9000), 5).unwrap()), [10]);
-        assert_eq!(ids(&store.history("#lobby", Range::AroundId(5), 4).unwrap()), [3, 4, 5, 6]);
-        assert_eq!(ids(&store.history("#lobby", Range::BetweenTimes(7000, 2000), 10).unwrap()), [3, 4, 5, 6]);
-        assert_eq!(ids(&store.history("#lobby", Range::BetweenIds(2, 5), 10).unwrap()), [3, 4]);
-        assert_eq!(store.history("#lobby", Range::AfterId(u64::MAX), 5).unwrap(), []);
+        assert_eq!(
+            ids(&store.history("#lobby", Range::Latest, 3).unwrap()),
+            [8, 9, 10]
+        );
+        assert_eq!(
+            ids(&store.history("#lobby", Range::BeforeId(5), 2).unwrap()),
+            [3, 4]
+        );
+        assert_eq!(
+            ids(&store.history("#lobby", Range::AfterId(8), 5).unwrap()),
+            [9, 10]
+        );
+        assert_eq!(
+            ids(&store.history("#lobby", Range::BeforeTime(3000), 5).unwrap()),
+            [1, 2]
+        );
+        assert_eq!(
+            ids(&store.history("#lobby", Range::AfterTime(9000), 5).unwrap()),
+            [10]
+        );
+        assert_eq!(
+            ids(&store.history("#lobby", Range::AroundId(5), 4).unwrap()),
+            [3, 4, 5, 6]
+        );
+        assert_eq!(
+            ids(&store
+                .history("#lobby", Range::BetweenTimes(7000, 2000), 10)
+                .unwrap()),
+            [3, 4, 5, 6]
+        );
+        assert_eq!(
+            ids(&store
+                .history("#lobby", Range::BetweenIds(2, 5), 10)
+                .unwrap()),
+            [3, 4]
+        );
+        assert_eq!(
+            store
+                .history("#lobby", Range::AfterId(u64::MAX), 5)
+                .unwrap(),
+            []
+        );
         let active = store
-            .active_conversations(&["#lobby".into(), "#other".into(), "#none".into()], 0, u64::MAX, 10)
+            .active_conversations(
+                &["#lobby".into(), "#other".into(), "#none".into()],
+                0,
+                u64::MAX,
+                10,
+            )
             .unwrap();
-        assert_eq!(active.iter().map(|a| a.conversation.as_str()).collect::<Vec<_>>(), ["#other", "#lobby"]);
+        assert_eq!(
+            active
+                .iter()
+                .map(|a| a.conversation.as_str())
+                .collect::<Vec<_>>(),
+            ["#other", "#lobby"]
+        );
     }
 
     #[test]
@@ -380,7 +458,10 @@ mod tests {
 
         store
             .append(
-                &[message(1, "@alice@bob", "one"), message(2, "@alice@bob", "two")],
+                &[
+                    message(1, "@alice@bob", "one"),
+                    message(2, "@alice@bob", "two"),
+                ],
                 &[("bob".into(), 1), ("bob".into(), 2)],
             )
             .unwrap();

@@ -52,7 +52,10 @@ pub enum Input<'a> {
     /// `/register PASSWORD`: make your current name an account.
     RegisterAccount(&'a str),
     /// `/login NAME PASSWORD`.
-    Login { name: &'a str, password: &'a str },
+    Login {
+        name: &'a str,
+        password: &'a str,
+    },
     /// `/history [ROOM|@USER] [N]`.
     History {
         target: Option<&'a str>,

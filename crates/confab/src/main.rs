@@ -35,13 +35,25 @@ enum Mode {
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// Address for the line protocol (usable with nc); repeat the flag for several.
-    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:12345")]
+    #[arg(
+        long = "listen",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:12345"
+    )]
     listen: Vec<SocketAddr>,
     /// Address for IRC clients (irssi, WeeChat, HexChat...); repeat for several.
-    #[arg(long = "irc-listen", value_name = "ADDR", default_value = "127.0.0.1:6667")]
+    #[arg(
+        long = "irc-listen",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:6667"
+    )]
     irc_listen: Vec<SocketAddr>,
     /// Address for the web page and its WebSocket; repeat for several.
-    #[arg(long = "http-listen", value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long = "http-listen",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     http_listen: Vec<SocketAddr>,
     /// Web origin allowed to open the WebSocket besides the page's own (for example
     /// https://chat.example.org); repeat for several.
@@ -59,7 +71,13 @@ struct ServeArgs {
     /// IRC operator credentials as NAME:PASSWORD, for OPER; repeat for several. The
     /// CONFAB_OPERS variable may hold a comma-separated list instead, to keep
     /// passwords out of the process list.
-    #[arg(long = "oper", value_name = "NAME:PASSWORD", env = "CONFAB_OPERS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "oper",
+        value_name = "NAME:PASSWORD",
+        env = "CONFAB_OPERS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     opers: Vec<String>,
     /// Directory for the SQLite database (history, accounts, offline messages); created
     /// on first run. Default: $XDG_DATA_HOME/confab, ~/.local/share/confab, or
@@ -156,7 +174,10 @@ fn main() -> ExitCode {
             }),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("confab: cannot start the async runtime: {e}");
@@ -205,7 +226,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// Where the database lives when `--data` is not given, following each platform's
 /// convention for per-user application data.
 fn default_data_dir() -> std::path::PathBuf {
-    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
     if cfg!(windows) {
         if let Some(appdata) = var("APPDATA") {
             return appdata.join("confab");

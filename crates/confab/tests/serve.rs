@@ -30,7 +30,12 @@ impl Serve {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--data")
             .arg(data)
-            .args(["--irc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args([
+                "--irc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -135,7 +140,10 @@ fn sigterm_tells_clients_the_server_is_going_down() {
     reader.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "* Server is shutting down\n");
     drop((reader, writer));
-    assert!(serve.child.wait().unwrap().success(), "exits 0 after SIGTERM");
+    assert!(
+        serve.child.wait().unwrap().success(),
+        "exits 0 after SIGTERM"
+    );
 }
 
 #[test]
@@ -143,7 +151,12 @@ fn a_taken_port_is_a_clear_error() {
     let serve = Serve::start(&[]);
     let output = Command::new(env!("CARGO_BIN_EXE_confab"))
         .args(["serve", "--no-history", "--listen", &serve.addr.to_string()])
-        .args(["--irc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "--irc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -186,10 +199,18 @@ fn history_survives_a_restart() {
     let (_s, mut sender) = user(first.addr, "sender");
     read_until(&mut listener, "* sender joined lobby");
     for i in 0..5 {
-        sender.write_all(format!("before restart {i}\n").as_bytes()).unwrap();
-        assert_eq!(read_line(&mut listener), format!("[lobby] sender: before restart {i}"));
+        sender
+            .write_all(format!("before restart {i}\n").as_bytes())
+            .unwrap();
+        assert_eq!(
+            read_line(&mut listener),
+            format!("[lobby] sender: before restart {i}")
+        );
     }
-    Command::new("kill").args(["-TERM", &first.child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &first.child.id().to_string()])
+        .status()
+        .unwrap();
     first.child.wait().unwrap();
 
     let second = Serve::with_data(data.path(), &[]);
@@ -205,7 +226,9 @@ fn history_survives_a_restart() {
 fn every_message_a_client_saw_survives_kill_9() {
     let data = tempfile::tempdir().unwrap();
     let mut server = Serve::with_data(data.path(), &[]);
-    let mut listeners: Vec<_> = (0..3).map(|i| user(server.addr, &format!("listener{i}")).0).collect();
+    let mut listeners: Vec<_> = (0..3)
+        .map(|i| user(server.addr, &format!("listener{i}")).0)
+        .collect();
     let (_s, mut sender) = user(server.addr, "sender");
     for listener in &mut listeners {
         read_until(listener, "* sender joined lobby");
@@ -215,7 +238,10 @@ fn every_message_a_client_saw_survives_kill_9() {
     let total = 400;
     let writer = std::thread::spawn(move || {
         for i in 0..total {
-            if sender.write_all(format!("message {i}\n").as_bytes()).is_err() {
+            if sender
+                .write_all(format!("message {i}\n").as_bytes())
+                .is_err()
+            {
                 break;
             }
         }
@@ -227,7 +253,10 @@ fn every_message_a_client_saw_survives_kill_9() {
         let line = read_line(&mut listeners[0]);
         seen.insert(line.trim_start_matches("[lobby] sender: ").to_string());
     }
-    Command::new("kill").args(["-KILL", &server.child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-KILL", &server.child.id().to_string()])
+        .status()
+        .unwrap();
     server.child.wait().unwrap();
     let _ = writer.join();
     // Whatever else reached any listener before the kill counts too.
@@ -243,7 +272,11 @@ fn every_message_a_client_saw_survives_kill_9() {
     assert!(seen.len() >= kill_after);
 
     let restarted = Serve::with_data(data.path(), &[]);
-    let stored: std::collections::BTreeSet<String> = history_texts(restarted.addr).into_iter().collect();
+    let stored: std::collections::BTreeSet<String> =
+        history_texts(restarted.addr).into_iter().collect();
     let missing: Vec<_> = seen.difference(&stored).collect();
-    assert!(missing.is_empty(), "received but not in history: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "received but not in history: {missing:?}"
+    );
 }

@@ -19,7 +19,12 @@ struct Spec {
     handler: Handler,
 }
 
-const fn spec(name: &'static str, min_params: usize, before_registration: bool, handler: Handler) -> Spec {
+const fn spec(
+    name: &'static str,
+    min_params: usize,
+    before_registration: bool,
+    handler: Handler,
+) -> Spec {
     Spec {
         name,
         min_params,
@@ -59,6 +64,8 @@ const COMMANDS: &[Spec] = &[
     spec("MOTD", 0, false, motd),
     spec("LUSERS", 0, false, lusers),
     spec("CHATHISTORY", 1, false, super::history::chathistory),
+    spec("AUTHENTICATE", 1, true, super::auth::authenticate),
+    spec("REGISTER", 3, false, super::auth::register),
 ];
 
 /// Checks registration and arity, then runs the command's handler.
@@ -68,7 +75,11 @@ pub(super) fn dispatch(session: &mut IrcSession, message: &Message<'_>, ctx: &Ct
         .find(|s| s.name.eq_ignore_ascii_case(message.command))
     else {
         if session.name.is_some() {
-            session.reply(ctx, ERR_UNKNOWNCOMMAND, &[message.command, "Unknown command"]);
+            session.reply(
+                ctx,
+                ERR_UNKNOWNCOMMAND,
+                &[message.command, "Unknown command"],
+            );
         } else {
             session.reply(ctx, ERR_NOTREGISTERED, &["You have not registered"]);
         }
@@ -79,7 +90,11 @@ pub(super) fn dispatch(session: &mut IrcSession, message: &Message<'_>, ctx: &Ct
         return Flow::Continue;
     }
     if message.params.len() < spec.min_params {
-        session.reply(ctx, ERR_NEEDMOREPARAMS, &[spec.name, "Not enough parameters"]);
+        session.reply(
+            ctx,
+            ERR_NEEDMOREPARAMS,
+            &[spec.name, "Not enough parameters"],
+        );
         return Flow::Continue;
     }
     (spec.handler)(session, message, ctx)
@@ -103,7 +118,14 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         let mut all = vec![target.as_str()];
         all.extend_from_slice(params);
         let mut out = BytesMut::new();
-        write_message(&mut out, &[], Some(&ctx.shared.irc.server_name), "CAP", &all, true);
+        write_message(
+            &mut out,
+            &[],
+            Some(&ctx.shared.irc.server_name),
+            "CAP",
+            &all,
+            true,
+        );
         out.freeze()
     };
     match sub.as_str() {
@@ -112,12 +134,24 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                 session.negotiating = true;
             }
             // Version 302 implies cap-notify.
-            if m.params.get(1).and_then(|v| v.parse::<u32>().ok()).is_some_and(|v| v >= 302) {
+            if m.params
+                .get(1)
+                .and_then(|v| v.parse::<u32>().ok())
+                .is_some_and(|v| v >= 302)
+            {
                 session.caps.cap_notify = true;
             }
-            let mut caps = super::CAPS.to_vec();
+            let version_302 = m
+                .params
+                .get(1)
+                .and_then(|v| v.parse::<u32>().ok())
+                .is_some_and(|v| v >= 302);
+            let mut caps: Vec<&str> = super::CAPS.to_vec();
             if ctx.shared.history.is_some() {
-                caps.push(super::HISTORY_CAP);
+                caps.extend(super::HISTORY_CAPS.iter().map(|c| match *c {
+                    "sasl" if version_302 => "sasl=PLAIN",
+                    other => other,
+                }));
             }
             caps.sort_unstable();
             session.send(ctx, line(&["LS", &caps.join(" ")]));
@@ -137,7 +171,7 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                     Some(name) => (false, name),
                     None => (true, item),
                 };
-                let offered = name != super::HISTORY_CAP || ctx.shared.history.is_some();
+                let offered = !super::HISTORY_CAPS.contains(&name) || ctx.shared.history.is_some();
                 match caps.flag(name).filter(|_| offered) {
                     Some(flag) => {
                         *flag = on;
@@ -165,7 +199,11 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             session.negotiating = false;
             session.try_register(ctx);
         }
-        _ => session.reply(ctx, ERR_INVALIDCAPCMD, &[m.params[0], "Invalid CAP command"]),
+        _ => session.reply(
+            ctx,
+            ERR_INVALIDCAPCMD,
+            &[m.params[0], "Invalid CAP command"],
+        ),
     }
     Flow::Continue
 }
@@ -191,7 +229,11 @@ fn nick(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         });
     } else if !session.registering {
         if let Err(reason) = confab_core::Name::parse(wanted) {
-            session.reply(ctx, ERR_ERRONEUSNICKNAME, &[wanted, &format!("Erroneous nickname: {reason}")]);
+            session.reply(
+                ctx,
+                ERR_ERRONEUSNICKNAME,
+                &[wanted, &format!("Erroneous nickname: {reason}")],
+            );
             return Flow::Continue;
         }
         session.nick = Some(wanted.to_string());
@@ -212,7 +254,11 @@ fn user(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
         .take(10)
         .collect();
-    let user = if clean.is_empty() { "~user".to_string() } else { format!("~{clean}") };
+    let user = if clean.is_empty() {
+        "~user".to_string()
+    } else {
+        format!("~{clean}")
+    };
     let realname: String = m.params[3].chars().filter(|c| !c.is_control()).collect();
     session.user = Some((user, realname));
     session.try_register(ctx);
@@ -256,7 +302,10 @@ fn join(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         return Flow::Continue;
     }
     session.context = Context::Join;
-    let keys: Vec<&str> = m.params.get(1).map_or(Vec::new(), |k| k.split(',').collect());
+    let keys: Vec<&str> = m
+        .params
+        .get(1)
+        .map_or(Vec::new(), |k| k.split(',').collect());
     for (i, chan) in m.params[0].split(',').enumerate() {
         if let Some(room) = room_of(session, ctx, chan) {
             ctx.command(Command::Join {
@@ -270,7 +319,11 @@ fn join(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
 
 fn part(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     session.context = Context::Part;
-    let reason = m.params.get(1).filter(|r| !r.is_empty()).map(|r| r.to_string());
+    let reason = m
+        .params
+        .get(1)
+        .filter(|r| !r.is_empty())
+        .map(|r| r.to_string());
     for chan in m.params[0].split(',') {
         if let Some(room) = room_of(session, ctx, chan) {
             ctx.command(Command::Part {
@@ -287,10 +340,18 @@ const MAX_TARGETS: usize = 4;
 
 fn send(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, notice: bool) -> Flow {
     let command = if notice { "NOTICE" } else { "PRIVMSG" };
-    session.context = if notice { Context::Silent } else { Context::Send };
+    session.context = if notice {
+        Context::Silent
+    } else {
+        Context::Send
+    };
     let Some(targets) = m.params.first().filter(|t| !t.is_empty()) else {
         if !notice {
-            session.reply(ctx, ERR_NORECIPIENT, &[&format!("No recipient given ({command})")]);
+            session.reply(
+                ctx,
+                ERR_NORECIPIENT,
+                &[&format!("No recipient given ({command})")],
+            );
         }
         return Flow::Continue;
     };
@@ -305,10 +366,21 @@ fn send(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, notice: bool) -> F
         _ if notice => (MessageKind::Notice, *text),
         _ => (MessageKind::Normal, *text),
     };
+    if targets.eq_ignore_ascii_case("NickServ") {
+        super::auth::nickserv(session, text, ctx);
+        return Flow::Continue;
+    }
     for (i, target) in targets.split(',').enumerate() {
         if i == MAX_TARGETS {
             if !notice {
-                session.reply(ctx, ERR_TOOMANYTARGETS, &[target, &format!("Too many recipients; at most {MAX_TARGETS}")]);
+                session.reply(
+                    ctx,
+                    ERR_TOOMANYTARGETS,
+                    &[
+                        target,
+                        &format!("Too many recipients; at most {MAX_TARGETS}"),
+                    ],
+                );
             }
             break;
         }
@@ -400,7 +472,11 @@ fn whois(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
 }
 
 fn whowas(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
-    let nick = m.params[0].split(',').next().unwrap_or_default().to_string();
+    let nick = m.params[0]
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     session.context = Context::WhoWas(nick.clone());
     ctx.command(Command::WhoWas { name: nick });
     Flow::Continue
@@ -425,8 +501,13 @@ fn mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                 '+' => add = true,
                 '-' => add = false,
                 'o' | 'v' | 'b' | 'k' | 'l' => {
-                    let takes_arg = matches!(c, 'o' | 'v' | 'b') || (add && matches!(c, 'k' | 'l')) || c == 'k';
-                    let arg = if takes_arg { args.next().map(|a| a.to_string()) } else { None };
+                    let takes_arg =
+                        matches!(c, 'o' | 'v' | 'b') || (add && matches!(c, 'k' | 'l')) || c == 'k';
+                    let arg = if takes_arg {
+                        args.next().map(|a| a.to_string())
+                    } else {
+                        None
+                    };
                     if arg.is_some() {
                         with_params += 1;
                         if with_params > MAX_MODES {
@@ -435,7 +516,11 @@ fn mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                     }
                     changes.push(ModeChange { add, mode: c, arg });
                 }
-                c => changes.push(ModeChange { add, mode: c, arg: None }),
+                c => changes.push(ModeChange {
+                    add,
+                    mode: c,
+                    arg: None,
+                }),
             }
         }
     }
@@ -457,7 +542,11 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             .unwrap_or_else(|e| e.into_inner())
             .is_online(target);
         if online {
-            session.reply(ctx, ERR_USERSDONTMATCH, &["Can't change mode for other users"]);
+            session.reply(
+                ctx,
+                ERR_USERSDONTMATCH,
+                &["Can't change mode for other users"],
+            );
         } else {
             session.reply(ctx, ERR_NOSUCHNICK, &[target, "No such nick/channel"]);
         }
@@ -514,7 +603,11 @@ fn kick(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let Some(room) = room_of(session, ctx, m.params[0]) else {
         return Flow::Continue;
     };
-    let reason = m.params.get(2).filter(|r| !r.is_empty()).map(|r| r.to_string());
+    let reason = m
+        .params
+        .get(2)
+        .filter(|r| !r.is_empty())
+        .map(|r| r.to_string());
     for name in m.params[1].split(',') {
         ctx.command(Command::Kick {
             room: room.to_string(),
@@ -538,7 +631,11 @@ fn invite(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
 
 fn away(_session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     ctx.command(Command::Away {
-        message: m.params.first().filter(|t| !t.is_empty()).map(|t| t.to_string()),
+        message: m
+            .params
+            .first()
+            .filter(|t| !t.is_empty())
+            .map(|t| t.to_string()),
     });
     Flow::Continue
 }
@@ -569,9 +666,9 @@ fn oper(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         session.reply(ctx, ERR_NOOPERHOST, &["No O-lines for your host"]);
         return Flow::Continue;
     }
-    let ok = opers
-        .iter()
-        .any(|(name, password)| name == m.params[0] && constant_time_eq(password.as_bytes(), m.params[1].as_bytes()));
+    let ok = opers.iter().any(|(name, password)| {
+        name == m.params[0] && constant_time_eq(password.as_bytes(), m.params[1].as_bytes())
+    });
     if !ok {
         tracing::warn!(peer = %session.peer, "failed OPER attempt");
         session.reply(ctx, ERR_PASSWDMISMATCH, &["Password incorrect"]);
@@ -606,7 +703,11 @@ fn kill(_session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
 
 fn version(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     let server = ctx.shared.irc.server_name.clone();
-    session.reply(ctx, RPL_VERSION, &[super::VERSION, &server, "confab chat server"]);
+    session.reply(
+        ctx,
+        RPL_VERSION,
+        &[super::VERSION, &server, "confab chat server"],
+    );
     for line in session.isupport(ctx) {
         session.send(ctx, line);
     }

@@ -40,17 +40,34 @@ fn fail(session: &mut IrcSession, ctx: &Ctx, code: &str, params: &[&str]) {
     let mut all = vec!["CHATHISTORY", code];
     all.extend_from_slice(params);
     let mut out = BytesMut::new();
-    write_message(&mut out, &[], Some(&ctx.shared.irc.server_name), "FAIL", &all, true);
+    write_message(
+        &mut out,
+        &[],
+        Some(&ctx.shared.irc.server_name),
+        "FAIL",
+        &all,
+        true,
+    );
     session.send(ctx, out.freeze());
 }
 
 pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let sub = m.params[0].to_ascii_uppercase();
     let Some(history) = ctx.shared.history.clone() else {
-        fail(session, ctx, "MESSAGE_ERROR", &[&sub, "This server keeps no history"]);
+        fail(
+            session,
+            ctx,
+            "MESSAGE_ERROR",
+            &[&sub, "This server keeps no history"],
+        );
         return Flow::Continue;
     };
-    let limit_at = |i: usize| m.params.get(i).and_then(|l| l.parse::<usize>().ok()).map(|l| l.clamp(1, MAX_LIMIT));
+    let limit_at = |i: usize| {
+        m.params
+            .get(i)
+            .and_then(|l| l.parse::<usize>().ok())
+            .map(|l| l.clamp(1, MAX_LIMIT))
+    };
     let me = session.target().to_string();
     if sub == "TARGETS" {
         let (Some(Ref::Time(a)), Some(Ref::Time(b)), Some(limit)) = (
@@ -58,28 +75,63 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
             m.params.get(2).and_then(|r| parse_ref(r)),
             limit_at(3),
         ) else {
-            fail(session, ctx, "INVALID_PARAMS", &[&sub, "TARGETS takes two timestamps and a limit"]);
+            fail(
+                session,
+                ctx,
+                "INVALID_PARAMS",
+                &[&sub, "TARGETS takes two timestamps and a limit"],
+            );
             return Flow::Continue;
         };
-        let rooms: Vec<String> = session.channels.iter().map(|r| room_conversation(r.as_str())).collect();
+        let rooms: Vec<String> = session
+            .channels
+            .iter()
+            .map(|r| room_conversation(r.as_str()))
+            .collect();
         let names: Vec<String> = session.channels.iter().map(|r| format!("#{r}")).collect();
         let outbox = ctx.outbox();
         let server = ctx.shared.irc.server_name.clone();
         let batch = session.next_batch();
-        history.run(move |store| match store.active_conversations(&rooms, a, b, limit) {
-            Ok(found) => {
-                let mut out = BytesMut::new();
-                write_message(&mut out, &[], Some(&server), "BATCH", &[&format!("+{batch}"), "draft/chathistory-targets"], false);
-                for summary in found {
-                    let i = rooms.iter().position(|r| *r == summary.conversation).unwrap_or(0);
-                    let time = format!("timestamp={}", iso_time(summary.latest_ms));
-                    write_message(&mut out, &[("batch", &batch)], Some(&server), "CHATHISTORY", &["TARGETS", &names[i], &time], false);
+        history.run(
+            move |store| match store.active_conversations(&rooms, a, b, limit) {
+                Ok(found) => {
+                    let mut out = BytesMut::new();
+                    write_message(
+                        &mut out,
+                        &[],
+                        Some(&server),
+                        "BATCH",
+                        &[&format!("+{batch}"), "draft/chathistory-targets"],
+                        false,
+                    );
+                    for summary in found {
+                        let i = rooms
+                            .iter()
+                            .position(|r| *r == summary.conversation)
+                            .unwrap_or(0);
+                        let time = format!("timestamp={}", iso_time(summary.latest_ms));
+                        write_message(
+                            &mut out,
+                            &[("batch", &batch)],
+                            Some(&server),
+                            "CHATHISTORY",
+                            &["TARGETS", &names[i], &time],
+                            false,
+                        );
+                    }
+                    write_message(
+                        &mut out,
+                        &[],
+                        Some(&server),
+                        "BATCH",
+                        &[&format!("-{batch}")],
+                        false,
+                    );
+                    outbox.push(Outgoing::Raw(out.freeze()));
                 }
-                write_message(&mut out, &[], Some(&server), "BATCH", &[&format!("-{batch}")], false);
-                outbox.push(Outgoing::Raw(out.freeze()));
-            }
-            Err(e) => push_error(&outbox, &server, "TARGETS", &e.to_string()),
-        });
+                Err(e) => push_error(&outbox, &server, "TARGETS", &e.to_string()),
+            },
+        );
         return Flow::Continue;
     }
     let Some(target) = m.params.get(1).copied() else {
@@ -87,10 +139,19 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
         return Flow::Continue;
     };
     let (conversation, shown_target) = match target.strip_prefix('#') {
-        Some(room) => match session.channels.iter().find(|r| r.as_str().eq_ignore_ascii_case(room)) {
+        Some(room) => match session
+            .channels
+            .iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(room))
+        {
             Some(room) => (room_conversation(room.as_str()), format!("#{room}")),
             None => {
-                fail(session, ctx, "INVALID_TARGET", &[&sub, target, "You are not on that channel"]);
+                fail(
+                    session,
+                    ctx,
+                    "INVALID_TARGET",
+                    &[&sub, target, "You are not on that channel"],
+                );
                 return Flow::Continue;
             }
         },
@@ -105,46 +166,88 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
         ("AFTER", [Some(Ref::Id(id)), _]) => Some((Ref::Any, Range::AfterId(*id))),
         ("AROUND", [Some(Ref::Time(t)), _]) => Some((Ref::Any, Range::AroundTime(*t))),
         ("AROUND", [Some(Ref::Id(id)), _]) => Some((Ref::Any, Range::AroundId(*id))),
-        ("BETWEEN", [Some(Ref::Time(a)), Some(Ref::Time(b)), _]) => Some((Ref::Any, Range::BetweenTimes(*a, *b))),
-        ("BETWEEN", [Some(Ref::Id(a)), Some(Ref::Id(b)), _]) => Some((Ref::Any, Range::BetweenIds(*a, *b))),
+        ("BETWEEN", [Some(Ref::Time(a)), Some(Ref::Time(b)), _]) => {
+            Some((Ref::Any, Range::BetweenTimes(*a, *b)))
+        }
+        ("BETWEEN", [Some(Ref::Id(a)), Some(Ref::Id(b)), _]) => {
+            Some((Ref::Any, Range::BetweenIds(*a, *b)))
+        }
         _ => None,
     };
     let limit = limit_at(m.params.len() - 1);
     let (Some((after, range)), Some(limit)) = (range, limit) else {
-        fail(session, ctx, "INVALID_PARAMS", &[&sub, "Invalid parameters"]);
+        fail(
+            session,
+            ctx,
+            "INVALID_PARAMS",
+            &[&sub, "Invalid parameters"],
+        );
         return Flow::Continue;
     };
     let outbox = ctx.outbox();
     let server = ctx.shared.irc.server_name.clone();
     let batch = session.next_batch();
     let with_batch = session.caps.batch;
-    history.run(move |store| match store.history(&conversation, range, limit) {
-        Ok(mut messages) => {
-            // LATEST with a reference: the newest messages, but only those after it.
-            messages.retain(|m| match after {
-                Ref::Any => true,
-                Ref::Time(t) => m.time_ms > t,
-                Ref::Id(id) => m.id > id,
-            });
-            outbox.push(Outgoing::Raw(encode_batch(&server, &batch, with_batch, &shown_target, &messages)));
-        }
-        Err(e) => push_error(&outbox, &server, &sub, &e.to_string()),
-    });
+    history.run(
+        move |store| match store.history(&conversation, range, limit) {
+            Ok(mut messages) => {
+                // LATEST with a reference: the newest messages, but only those after it.
+                messages.retain(|m| match after {
+                    Ref::Any => true,
+                    Ref::Time(t) => m.time_ms > t,
+                    Ref::Id(id) => m.id > id,
+                });
+                outbox.push(Outgoing::Raw(encode_batch(
+                    &server,
+                    &batch,
+                    with_batch,
+                    &shown_target,
+                    &messages,
+                )));
+            }
+            Err(e) => push_error(&outbox, &server, &sub, &e.to_string()),
+        },
+    );
     Flow::Continue
 }
 
 fn push_error(outbox: &Arc<Outbox>, server: &str, sub: &str, error: &str) {
     tracing::error!("chathistory failed: {error}");
     let mut out = BytesMut::new();
-    write_message(&mut out, &[], Some(server), "FAIL", &["CHATHISTORY", "MESSAGE_ERROR", sub, "History is unavailable right now"], true);
+    write_message(
+        &mut out,
+        &[],
+        Some(server),
+        "FAIL",
+        &[
+            "CHATHISTORY",
+            "MESSAGE_ERROR",
+            sub,
+            "History is unavailable right now",
+        ],
+        true,
+    );
     outbox.push(Outgoing::Raw(out.freeze()));
 }
 
 /// The messages as a `chathistory` batch (or bare lines for a client without batch).
-fn encode_batch(server: &str, batch: &str, with_batch: bool, target: &str, messages: &[StoredMessage]) -> Bytes {
+fn encode_batch(
+    server: &str,
+    batch: &str,
+    with_batch: bool,
+    target: &str,
+    messages: &[StoredMessage],
+) -> Bytes {
     let mut out = BytesMut::new();
     if with_batch {
-        write_message(&mut out, &[], Some(server), "BATCH", &[&format!("+{batch}"), "chathistory", target], false);
+        write_message(
+            &mut out,
+            &[],
+            Some(server),
+            "BATCH",
+            &[&format!("+{batch}"), "chathistory", target],
+            false,
+        );
     }
     for m in messages {
         let time = iso_time(m.time_ms);
@@ -153,16 +256,34 @@ fn encode_batch(server: &str, batch: &str, with_batch: bool, target: &str, messa
         if with_batch {
             tags.push(("batch", batch));
         }
-        let to = if m.to_room { format!("#{}", m.target) } else { m.target.clone() };
+        let to = if m.to_room {
+            format!("#{}", m.target)
+        } else {
+            m.target.clone()
+        };
         let (command, text) = match m.kind {
             MessageKind::Normal => ("PRIVMSG", m.text.clone()),
             MessageKind::Notice => ("NOTICE", m.text.clone()),
             MessageKind::Action => ("PRIVMSG", format!("\x01ACTION {}\x01", m.text)),
         };
-        write_message(&mut out, &tags, Some(&m.sender_mask), command, &[&to, &text], true);
+        write_message(
+            &mut out,
+            &tags,
+            Some(&m.sender_mask),
+            command,
+            &[&to, &text],
+            true,
+        );
     }
     if with_batch {
-        write_message(&mut out, &[], Some(server), "BATCH", &[&format!("-{batch}")], false);
+        write_message(
+            &mut out,
+            &[],
+            Some(server),
+            "BATCH",
+            &[&format!("-{batch}")],
+            false,
+        );
     }
     out.freeze()
 }

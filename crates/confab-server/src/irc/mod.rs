@@ -14,6 +14,7 @@
 //! command that caused it (a `Members` reply is NAMES output after JOIN or NAMES, WHO
 //! output after WHO).
 
+mod auth;
 mod commands;
 mod history;
 mod numerics;
@@ -23,7 +24,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use confab_core::{slot, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName, Source, Target};
+use confab_core::{
+    slot, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName, Source, Target,
+};
 use confab_wire::irc::{self as wire, write_message, MAX_LINE};
 use confab_wire::time::iso_time;
 
@@ -48,8 +51,8 @@ const CAPS: &[&str] = &[
     "userhost-in-names",
 ];
 
-/// Offered besides [`CAPS`] when the server keeps history.
-const HISTORY_CAP: &str = "draft/chathistory";
+/// Offered besides [`CAPS`] when the server keeps history (and so accounts).
+const HISTORY_CAPS: &[&str] = &["draft/account-registration", "draft/chathistory", "sasl"];
 
 /// Which capabilities a client enabled.
 #[derive(Debug, Default, Clone, Copy)]
@@ -66,6 +69,8 @@ struct Caps {
     server_time: bool,
     userhost_in_names: bool,
     chathistory: bool,
+    sasl: bool,
+    account_registration: bool,
 }
 
 impl Caps {
@@ -83,6 +88,8 @@ impl Caps {
             "server-time" => &mut self.server_time,
             "userhost-in-names" => &mut self.userhost_in_names,
             "draft/chathistory" => &mut self.chathistory,
+            "sasl" => &mut self.sasl,
+            "draft/account-registration" => &mut self.account_registration,
             _ => return None,
         })
     }
@@ -90,7 +97,7 @@ impl Caps {
     fn enabled(&self) -> Vec<&'static str> {
         let mut copy = *self;
         CAPS.iter()
-            .chain(&[HISTORY_CAP])
+            .chain(HISTORY_CAPS)
             .copied()
             .filter(|c| copy.flag(c).is_some_and(|f| *f))
             .collect()
@@ -150,6 +157,13 @@ pub(crate) struct IrcSession {
     labeled: Option<Labeled>,
     /// Batches opened so far, for unique batch ids.
     batches: u64,
+    /// Where a SASL exchange stands.
+    sasl: auth::Sasl,
+    /// A `REGISTER` is on its way; its success also gets `REGISTER SUCCESS`.
+    registering_account: bool,
+    /// The account logged into before registration (SASL), whose stored messages are
+    /// delivered once registration completes.
+    early_account: Option<String>,
 }
 
 /// A labeled command's response, collected until the command is done.
@@ -187,13 +201,27 @@ fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
                 MessageKind::Notice => ("NOTICE", m.text.to_string()),
                 MessageKind::Action => ("PRIVMSG", format!("\x01ACTION {}\x01", m.text)),
             };
-            write_message(&mut out, &[], Some(&prefix(&m.from)), command, &[&target, &text], true);
+            write_message(
+                &mut out,
+                &[],
+                Some(&prefix(&m.from)),
+                command,
+                &[&target, &text],
+                true,
+            );
         }
         Event::Joined { room, who, .. } => {
             let chan = channel(room);
             if extended_join {
                 let account = who.account.as_deref().unwrap_or("*");
-                write_message(&mut out, &[], Some(&prefix(who)), "JOIN", &[&chan, account, &who.realname], true);
+                write_message(
+                    &mut out,
+                    &[],
+                    Some(&prefix(who)),
+                    "JOIN",
+                    &[&chan, account, &who.realname],
+                    true,
+                );
             } else {
                 write_message(&mut out, &[], Some(&prefix(who)), "JOIN", &[&chan], false);
             }
@@ -201,7 +229,14 @@ fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
         Event::Parted { room, who, reason } => {
             let chan = channel(room);
             match reason {
-                Some(reason) => write_message(&mut out, &[], Some(&prefix(who)), "PART", &[&chan, reason], true),
+                Some(reason) => write_message(
+                    &mut out,
+                    &[],
+                    Some(&prefix(who)),
+                    "PART",
+                    &[&chan, reason],
+                    true,
+                ),
                 None => write_message(&mut out, &[], Some(&prefix(who)), "PART", &[&chan], false),
             }
         }
@@ -209,10 +244,24 @@ fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
             write_message(&mut out, &[], Some(&prefix(who)), "QUIT", &[reason], true);
         }
         Event::NickChanged { old, new } => {
-            write_message(&mut out, &[], Some(&prefix(old)), "NICK", &[new.as_str()], false);
+            write_message(
+                &mut out,
+                &[],
+                Some(&prefix(old)),
+                "NICK",
+                &[new.as_str()],
+                false,
+            );
         }
         Event::TopicChanged { room, by, text } => {
-            write_message(&mut out, &[], Some(&prefix(by)), "TOPIC", &[&channel(room), text], true);
+            write_message(
+                &mut out,
+                &[],
+                Some(&prefix(by)),
+                "TOPIC",
+                &[&channel(room), text],
+                true,
+            );
         }
         Event::ModeChanged { room, by, changes } => {
             let (modes, args) = wire::mode_string(changes);
@@ -221,11 +270,25 @@ fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
             params.extend(args);
             write_message(&mut out, &[], Some(&prefix(by)), "MODE", &params, false);
         }
-        Event::Kicked { room, by, target, reason } => {
-            write_message(&mut out, &[], Some(&prefix(by)), "KICK", &[&channel(room), target.as_str(), reason], true);
+        Event::Kicked {
+            room,
+            by,
+            target,
+            reason,
+        } => {
+            write_message(
+                &mut out,
+                &[],
+                Some(&prefix(by)),
+                "KICK",
+                &[&channel(room), target.as_str(), reason],
+                true,
+            );
         }
         Event::AwayChanged { who, message } => match message {
-            Some(message) => write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[message], true),
+            Some(message) => {
+                write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[message], true)
+            }
             None => write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[], false),
         },
         _ => {}
@@ -283,6 +346,9 @@ impl IrcSession {
             killed: None,
             labeled: None,
             batches: 0,
+            sasl: auth::Sasl::Idle,
+            registering_account: false,
+            early_account: None,
         }
     }
 
@@ -307,7 +373,14 @@ impl IrcSession {
         all.push(self.target());
         all.extend_from_slice(params);
         let mut out = BytesMut::with_capacity(64);
-        write_message(&mut out, &[], Some(&ctx.shared.irc.server_name), code, &all, true);
+        write_message(
+            &mut out,
+            &[],
+            Some(&ctx.shared.irc.server_name),
+            code,
+            &all,
+            true,
+        );
         out.freeze()
     }
 
@@ -333,10 +406,13 @@ impl IrcSession {
             Event::Message(m) => self.is_me(&m.from.name),
             Event::Joined { who, .. } | Event::Parted { who, .. } => self.is_me(&who.name),
             Event::NickChanged { old, .. } => self.is_me(&old.name),
-            Event::TopicChanged { by, .. } | Event::ModeChanged { by, .. } | Event::Kicked { by, .. } => {
-                self.is_me(&by.name)
-            }
-            Event::Quit { .. } | Event::AwayChanged { .. } | Event::Invited { .. } | Event::Killed { .. } => false,
+            Event::TopicChanged { by, .. }
+            | Event::ModeChanged { by, .. }
+            | Event::Kicked { by, .. } => self.is_me(&by.name),
+            Event::Quit { .. }
+            | Event::AwayChanged { .. }
+            | Event::Invited { .. }
+            | Event::Killed { .. } => false,
             _ => true,
         }
     }
@@ -383,7 +459,11 @@ impl IrcSession {
             1 => tag(lines[0], &label_tag, &mut result),
             _ if self.caps.batch => {
                 let id = self.next_batch();
-                tag(&format!(":{server} BATCH +{id} labeled-response"), &label_tag, &mut result);
+                tag(
+                    &format!(":{server} BATCH +{id} labeled-response"),
+                    &label_tag,
+                    &mut result,
+                );
                 for line in lines {
                     tag(line, &format!("batch={id}"), &mut result);
                 }
@@ -402,14 +482,28 @@ impl IrcSession {
     /// A NOTICE from the server to this client.
     fn notice(&self, ctx: &Ctx, text: &str) -> Bytes {
         let mut out = BytesMut::new();
-        write_message(&mut out, &[], Some(&ctx.shared.irc.server_name), "NOTICE", &[self.target(), text], true);
+        write_message(
+            &mut out,
+            &[],
+            Some(&ctx.shared.irc.server_name),
+            "NOTICE",
+            &[self.target(), text],
+            true,
+        );
         out.freeze()
     }
 
     /// A line from the server itself, such as `CAP` or `PONG`.
     fn server_line(&self, ctx: &Ctx, command: &str, params: &[&str]) -> Bytes {
         let mut out = BytesMut::with_capacity(64);
-        write_message(&mut out, &[], Some(&ctx.shared.irc.server_name), command, params, false);
+        write_message(
+            &mut out,
+            &[],
+            Some(&ctx.shared.irc.server_name),
+            command,
+            params,
+            false,
+        );
         out.freeze()
     }
 
@@ -434,7 +528,11 @@ impl IrcSession {
     fn welcome(&self, ctx: &Ctx, out: &mut WriteQueue) {
         let irc = &ctx.shared.irc;
         let me = self.name.as_ref().expect("registered");
-        let mask = format!("{me}!{}@{}", self.user.as_ref().map_or("", |u| &u.0), self.peer.ip());
+        let mask = format!(
+            "{me}!{}@{}",
+            self.user.as_ref().map_or("", |u| &u.0),
+            self.peer.ip()
+        );
         let created = iso_time(
             ctx.shared
                 .started
@@ -442,9 +540,27 @@ impl IrcSession {
                 .map_or(0, |d| d.as_millis() as u64),
         );
         let lines = [
-            self.numeric(ctx, RPL_WELCOME, &[&format!("Welcome to the {} IRC Network {mask}", irc.network)]),
-            self.numeric(ctx, RPL_YOURHOST, &[&format!("Your host is {}, running version {VERSION}", irc.server_name)]),
-            self.numeric(ctx, RPL_CREATED, &[&format!("This server was created {created}")]),
+            self.numeric(
+                ctx,
+                RPL_WELCOME,
+                &[&format!(
+                    "Welcome to the {} IRC Network {mask}",
+                    irc.network
+                )],
+            ),
+            self.numeric(
+                ctx,
+                RPL_YOURHOST,
+                &[&format!(
+                    "Your host is {}, running version {VERSION}",
+                    irc.server_name
+                )],
+            ),
+            self.numeric(
+                ctx,
+                RPL_CREATED,
+                &[&format!("This server was created {created}")],
+            ),
         ];
         for line in lines {
             out.push(line);
@@ -455,7 +571,14 @@ impl IrcSession {
             &[],
             Some(&irc.server_name),
             RPL_MYINFO,
-            &[me.as_str(), &irc.server_name, VERSION, "io", "biklmnostv", "bklov"],
+            &[
+                me.as_str(),
+                &irc.server_name,
+                VERSION,
+                "io",
+                "biklmnostv",
+                "bklov",
+            ],
             false,
         );
         out.push(myinfo.freeze());
@@ -510,16 +633,55 @@ impl IrcSession {
     fn lusers(&self, ctx: &Ctx) -> Vec<Bytes> {
         let (users, opers, rooms, clients) = {
             let core = ctx.shared.core.lock().unwrap_or_else(|e| e.into_inner());
-            (core.user_count(), core.oper_count(), core.room_count(), core.client_count())
+            (
+                core.user_count(),
+                core.oper_count(),
+                core.room_count(),
+                core.client_count(),
+            )
         };
         let users_s = users.to_string();
         vec![
-            self.numeric(ctx, RPL_LUSERCLIENT, &[&format!("There are {users} users and 0 invisible on 1 servers")]),
-            self.numeric(ctx, RPL_LUSEROP, &[&opers.to_string(), "operator(s) online"]),
-            self.numeric(ctx, RPL_LUSERCHANNELS, &[&rooms.to_string(), "channels formed"]),
-            self.numeric(ctx, RPL_LUSERME, &[&format!("I have {clients} clients and 0 servers")]),
-            self.numeric(ctx, RPL_LOCALUSERS, &[&users_s, &users_s, &format!("Current local users {users}, max {users}")]),
-            self.numeric(ctx, RPL_GLOBALUSERS, &[&users_s, &users_s, &format!("Current global users {users}, max {users}")]),
+            self.numeric(
+                ctx,
+                RPL_LUSERCLIENT,
+                &[&format!(
+                    "There are {users} users and 0 invisible on 1 servers"
+                )],
+            ),
+            self.numeric(
+                ctx,
+                RPL_LUSEROP,
+                &[&opers.to_string(), "operator(s) online"],
+            ),
+            self.numeric(
+                ctx,
+                RPL_LUSERCHANNELS,
+                &[&rooms.to_string(), "channels formed"],
+            ),
+            self.numeric(
+                ctx,
+                RPL_LUSERME,
+                &[&format!("I have {clients} clients and 0 servers")],
+            ),
+            self.numeric(
+                ctx,
+                RPL_LOCALUSERS,
+                &[
+                    &users_s,
+                    &users_s,
+                    &format!("Current local users {users}, max {users}"),
+                ],
+            ),
+            self.numeric(
+                ctx,
+                RPL_GLOBALUSERS,
+                &[
+                    &users_s,
+                    &users_s,
+                    &format!("Current global users {users}, max {users}"),
+                ],
+            ),
         ]
     }
 
@@ -528,7 +690,11 @@ impl IrcSession {
         if irc.motd.is_empty() {
             return vec![self.numeric(ctx, ERR_NOMOTD, &["MOTD File is missing"])];
         }
-        let mut lines = vec![self.numeric(ctx, RPL_MOTDSTART, &[&format!("- {} Message of the day - ", irc.server_name)])];
+        let mut lines = vec![self.numeric(
+            ctx,
+            RPL_MOTDSTART,
+            &[&format!("- {} Message of the day - ", irc.server_name)],
+        )];
         for line in &irc.motd {
             lines.push(self.numeric(ctx, RPL_MOTD, &[&format!("- {line}")]));
         }
@@ -560,14 +726,28 @@ impl IrcSession {
         }
     }
 
-    fn names_reply(&self, ctx: &Ctx, room: &RoomName, members: &[confab_core::MemberInfo], out: &mut WriteQueue) {
+    fn names_reply(
+        &self,
+        ctx: &Ctx,
+        room: &RoomName,
+        members: &[confab_core::MemberInfo],
+        out: &mut WriteQueue,
+    ) {
         let chan = channel(room);
         let mut names = String::new();
         for member in members {
             let entry = if self.caps.userhost_in_names {
-                format!("{}{}", self.member_prefix(member.op, member.voice), prefix(&member.who))
+                format!(
+                    "{}{}",
+                    self.member_prefix(member.op, member.voice),
+                    prefix(&member.who)
+                )
             } else {
-                format!("{}{}", self.member_prefix(member.op, member.voice), member.who.name)
+                format!(
+                    "{}{}",
+                    self.member_prefix(member.op, member.voice),
+                    member.who.name
+                )
             };
             // Keep each 353 line well under 512 bytes.
             if names.len() + entry.len() > 380 {
@@ -585,7 +765,15 @@ impl IrcSession {
         out.push(self.numeric(ctx, RPL_ENDOFNAMES, &[&chan, "End of /NAMES list."]));
     }
 
-    fn who_line(&self, ctx: &Ctx, chan: &str, who: &Source, away: bool, oper: bool, status: &str) -> Bytes {
+    fn who_line(
+        &self,
+        ctx: &Ctx,
+        chan: &str,
+        who: &Source,
+        away: bool,
+        oper: bool,
+        status: &str,
+    ) -> Bytes {
         let flags = format!(
             "{}{}{status}",
             if away { "G" } else { "H" },
@@ -594,14 +782,35 @@ impl IrcSession {
         self.numeric(
             ctx,
             RPL_WHOREPLY,
-            &[chan, &who.user, &who.host, &ctx.shared.irc.server_name, who.name.as_str(), &flags, &format!("0 {}", who.realname)],
+            &[
+                chan,
+                &who.user,
+                &who.host,
+                &ctx.shared.irc.server_name,
+                who.name.as_str(),
+                &flags,
+                &format!("0 {}", who.realname),
+            ],
         )
     }
 
     /// An error from the core, as the numeric the command in `context` calls for.
     fn error(&mut self, ctx: &Ctx, error: &ChatError, out: &mut WriteQueue) {
         let text = error.to_string();
-        if matches!(error, ChatError::NameInUse(_) | ChatError::InvalidName { .. }) && self.name.is_none() {
+        if matches!(error, ChatError::LoginFailed | ChatError::LoginThrottled(_)) {
+            self.sasl = auth::Sasl::Idle;
+        }
+        if matches!(
+            error,
+            ChatError::AccountExists(_) | ChatError::NoAccounts | ChatError::Busy
+        ) {
+            self.registering_account = false;
+        }
+        if matches!(
+            error,
+            ChatError::NameInUse(_) | ChatError::InvalidName { .. }
+        ) && self.name.is_none()
+        {
             // Registration failed: the client must send another NICK.
             self.registering = false;
             self.nick = None;
@@ -609,7 +818,9 @@ impl IrcSession {
         let n = |code: &str, params: &[&str]| self.numeric(ctx, code, params);
         let line = match (error, &self.context) {
             (_, Context::Silent) => return,
-            (ChatError::NameInUse(name), _) => n(ERR_NICKNAMEINUSE, &[name, "Nickname is already in use"]),
+            (ChatError::NameInUse(name), _) => {
+                n(ERR_NICKNAMEINUSE, &[name, "Nickname is already in use"])
+            }
             (ChatError::InvalidName { name, .. }, _) => n(ERR_ERRONEUSNICKNAME, &[name, &text]),
             (ChatError::NoSuchUser(name), Context::Whois) => {
                 out.push(n(ERR_NOSUCHNICK, &[name, "No such nick/channel"]));
@@ -620,9 +831,10 @@ impl IrcSession {
                 out.push(n(ERR_WASNOSUCHNICK, &[name, "There was no such nickname"]));
                 n(RPL_ENDOFWHOWAS, &[name, "End of WHOWAS"])
             }
-            (ChatError::NoSuchRoom(room), Context::Names) => {
-                n(RPL_ENDOFNAMES, &[&format!("#{room}"), "End of /NAMES list."])
-            }
+            (ChatError::NoSuchRoom(room), Context::Names) => n(
+                RPL_ENDOFNAMES,
+                &[&format!("#{room}"), "End of /NAMES list."],
+            ),
             (ChatError::NoSuchRoom(room), Context::Who(mask)) => {
                 let mask = mask.clone();
                 let _ = room;
@@ -631,34 +843,78 @@ impl IrcSession {
             (ChatError::NoSuchRoom(room) | ChatError::InvalidRoom { name: room, .. }, _) => {
                 n(ERR_NOSUCHCHANNEL, &[&format!("#{room}"), "No such channel"])
             }
-            (ChatError::NotInRoom(room), _) => n(ERR_NOTONCHANNEL, &[&format!("#{room}"), "You're not on that channel"]),
-            (ChatError::UserNotInRoom { name, room }, _) => {
-                n(ERR_USERNOTINCHANNEL, &[name, &format!("#{room}"), "They aren't on that channel"])
-            }
-            (ChatError::AlreadyInRoom { name, room }, _) => {
-                n(ERR_USERONCHANNEL, &[name, &format!("#{room}"), "is already on channel"])
-            }
-            (ChatError::CannotSend(room), _) => n(ERR_CANNOTSENDTOCHAN, &[&format!("#{room}"), "Cannot send to channel"]),
-            (ChatError::OperatorNeeded(room), _) => {
-                n(ERR_CHANOPRIVSNEEDED, &[&format!("#{room}"), "You're not channel operator"])
-            }
-            (ChatError::Banned(room), _) => n(ERR_BANNEDFROMCHAN, &[&format!("#{room}"), "Cannot join channel (+b)"]),
-            (ChatError::InviteOnly(room), _) => n(ERR_INVITEONLYCHAN, &[&format!("#{room}"), "Cannot join channel (+i)"]),
-            (ChatError::BadKey(room), _) => n(ERR_BADCHANNELKEY, &[&format!("#{room}"), "Cannot join channel (+k)"]),
-            (ChatError::RoomFull(room), _) => n(ERR_CHANNELISFULL, &[&format!("#{room}"), "Cannot join channel (+l)"]),
-            (ChatError::BanListFull(room), _) => n(ERR_BANLISTFULL, &[&format!("#{room}"), "b", "Channel ban list is full"]),
-            (ChatError::UnknownMode(c), _) => n(ERR_UNKNOWNMODE, &[&c.to_string(), "is unknown mode char to me"]),
-            (ChatError::ModeNeedsParameter(c), _) => n(ERR_NEEDMOREPARAMS, &["MODE", &format!("Mode {c} needs a parameter")]),
-            (ChatError::NoPrivileges, _) => n(ERR_NOPRIVILEGES, &["Permission Denied- You're not an IRC operator"]),
+            (ChatError::NotInRoom(room), _) => n(
+                ERR_NOTONCHANNEL,
+                &[&format!("#{room}"), "You're not on that channel"],
+            ),
+            (ChatError::UserNotInRoom { name, room }, _) => n(
+                ERR_USERNOTINCHANNEL,
+                &[name, &format!("#{room}"), "They aren't on that channel"],
+            ),
+            (ChatError::AlreadyInRoom { name, room }, _) => n(
+                ERR_USERONCHANNEL,
+                &[name, &format!("#{room}"), "is already on channel"],
+            ),
+            (ChatError::CannotSend(room), _) => n(
+                ERR_CANNOTSENDTOCHAN,
+                &[&format!("#{room}"), "Cannot send to channel"],
+            ),
+            (ChatError::OperatorNeeded(room), _) => n(
+                ERR_CHANOPRIVSNEEDED,
+                &[&format!("#{room}"), "You're not channel operator"],
+            ),
+            (ChatError::Banned(room), _) => n(
+                ERR_BANNEDFROMCHAN,
+                &[&format!("#{room}"), "Cannot join channel (+b)"],
+            ),
+            (ChatError::InviteOnly(room), _) => n(
+                ERR_INVITEONLYCHAN,
+                &[&format!("#{room}"), "Cannot join channel (+i)"],
+            ),
+            (ChatError::BadKey(room), _) => n(
+                ERR_BADCHANNELKEY,
+                &[&format!("#{room}"), "Cannot join channel (+k)"],
+            ),
+            (ChatError::RoomFull(room), _) => n(
+                ERR_CHANNELISFULL,
+                &[&format!("#{room}"), "Cannot join channel (+l)"],
+            ),
+            (ChatError::BanListFull(room), _) => n(
+                ERR_BANLISTFULL,
+                &[&format!("#{room}"), "b", "Channel ban list is full"],
+            ),
+            (ChatError::UnknownMode(c), _) => n(
+                ERR_UNKNOWNMODE,
+                &[&c.to_string(), "is unknown mode char to me"],
+            ),
+            (ChatError::ModeNeedsParameter(c), _) => n(
+                ERR_NEEDMOREPARAMS,
+                &["MODE", &format!("Mode {c} needs a parameter")],
+            ),
+            (ChatError::NoPrivileges, _) => n(
+                ERR_NOPRIVILEGES,
+                &["Permission Denied- You're not an IRC operator"],
+            ),
             (ChatError::EmptyMessage, _) => n(ERR_NOTEXTTOSEND, &["No text to send"]),
-            (ChatError::ControlCharacter, _) => n(ERR_NOTEXTTOSEND, &["Messages cannot contain NUL"]),
+            (ChatError::ControlCharacter, _) => {
+                n(ERR_NOTEXTTOSEND, &["Messages cannot contain NUL"])
+            }
             (ChatError::NotRegistered, _) => n(ERR_NOTREGISTERED, &["You have not registered"]),
-            (ChatError::AlreadyRegistered(_), _) => n(ERR_ALREADYREGISTERED, &["You may not reregister"]),
+            (ChatError::AlreadyRegistered(_), _) => {
+                n(ERR_ALREADYREGISTERED, &["You may not reregister"])
+            }
             (ChatError::Busy, _) => n(ERR_UNKNOWNERROR, &["PRIVMSG", &text]),
             (ChatError::NameRegistered(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
             (ChatError::AlreadyLoggedIn(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
             (ChatError::LoginFailed | ChatError::LoginThrottled(_), _) => n(ERR_SASLFAIL, &[&text]),
-            (ChatError::AccountExists(_) | ChatError::NoAccounts, _) => n(ERR_UNKNOWNERROR, &["REGISTER", &text]),
+            (ChatError::AccountExists(name), _) => {
+                let mut line = BytesMut::new();
+                let server = &ctx.shared.irc.server_name;
+                let params = ["REGISTER", "ACCOUNT_EXISTS", name, &text];
+                write_message(&mut line, &[], Some(server), "FAIL", &params, true);
+                line.freeze()
+            }
+            (ChatError::NoAccounts, _) => n(ERR_UNKNOWNERROR, &["REGISTER", &text]),
         };
         out.push(line);
     }
@@ -671,16 +927,31 @@ impl IrcSession {
                 self.name = Some(name.clone());
                 self.nick = Some(name.to_string());
                 if self.caps.echo_message {
-                    ctx.shared.core.lock().unwrap_or_else(|e| e.into_inner()).set_echo(ctx.id, true);
+                    ctx.shared
+                        .core
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .set_echo(ctx.id, true);
                 }
                 self.welcome(ctx, out);
+                if let (Some(key), Some(history)) = (self.early_account.take(), &ctx.shared.history)
+                {
+                    crate::accounts::deliver_offline(history, ctx.outbox(), key);
+                }
             }
             Event::Error(error) => self.error(ctx, error, out),
             Event::Members { room, members } => match &self.context {
                 Context::Who(mask) => {
                     let chan = channel(room);
                     for m in members {
-                        out.push(self.who_line(ctx, &chan, &m.who, m.away, m.oper, self.member_prefix(m.op, m.voice)));
+                        out.push(self.who_line(
+                            ctx,
+                            &chan,
+                            &m.who,
+                            m.away,
+                            m.oper,
+                            self.member_prefix(m.op, m.voice),
+                        ));
                     }
                     out.push(self.numeric(ctx, RPL_ENDOFWHO, &[mask, "End of /WHO list."]));
                 }
@@ -693,14 +964,20 @@ impl IrcSession {
                     _ => None,
                 };
                 for room in rooms {
-                    let listed = wanted.is_none_or(|w| w.iter().any(|n| n.eq_ignore_ascii_case(room.name.as_str())));
+                    let listed = wanted.is_none_or(|w| {
+                        w.iter().any(|n| n.eq_ignore_ascii_case(room.name.as_str()))
+                    });
                     if !listed {
                         continue;
                     }
                     out.push(self.numeric(
                         ctx,
                         RPL_LIST,
-                        &[&channel(&room.name), &room.members.to_string(), room.topic.as_deref().unwrap_or("")],
+                        &[
+                            &channel(&room.name),
+                            &room.members.to_string(),
+                            room.topic.as_deref().unwrap_or(""),
+                        ],
                     ));
                 }
                 out.push(self.numeric(ctx, RPL_LISTEND, &["End of /LIST"]));
@@ -710,7 +987,11 @@ impl IrcSession {
                 match topic {
                     Some(topic) => {
                         out.push(self.numeric(ctx, RPL_TOPIC, &[&chan, &topic.text]));
-                        out.push(self.numeric(ctx, RPL_TOPICWHOTIME, &[&chan, &topic.by, &(topic.time_ms / 1000).to_string()]));
+                        out.push(self.numeric(
+                            ctx,
+                            RPL_TOPICWHOTIME,
+                            &[&chan, &topic.by, &(topic.time_ms / 1000).to_string()],
+                        ));
                     }
                     None if !matches!(self.context, Context::Join) => {
                         out.push(self.numeric(ctx, RPL_NOTOPIC, &[&chan, "No topic is set"]));
@@ -718,25 +999,44 @@ impl IrcSession {
                     None => {}
                 }
             }
-            Event::RoomModes { room, modes, created_ms } => {
+            Event::RoomModes {
+                room,
+                modes,
+                created_ms,
+            } => {
                 let chan = channel(room);
                 let member = self.channels.contains(room);
                 let (flags, args) = wire::room_modes_string(modes, member);
                 let mut params = vec![chan.as_str(), flags.as_str()];
                 params.extend(args.iter().map(String::as_str));
                 out.push(self.numeric(ctx, RPL_CHANNELMODEIS, &params));
-                out.push(self.numeric(ctx, RPL_CREATIONTIME, &[&chan, &(created_ms / 1000).to_string()]));
+                out.push(self.numeric(
+                    ctx,
+                    RPL_CREATIONTIME,
+                    &[&chan, &(created_ms / 1000).to_string()],
+                ));
             }
             Event::BanList { room, bans } => {
                 let chan = channel(room);
                 for ban in bans {
-                    out.push(self.numeric(ctx, RPL_BANLIST, &[&chan, &ban.mask, &ban.by, &(ban.time_ms / 1000).to_string()]));
+                    out.push(self.numeric(
+                        ctx,
+                        RPL_BANLIST,
+                        &[&chan, &ban.mask, &ban.by, &(ban.time_ms / 1000).to_string()],
+                    ));
                 }
                 out.push(self.numeric(ctx, RPL_ENDOFBANLIST, &[&chan, "End of channel ban list"]));
             }
             Event::Invited { room, by } => {
                 let mut line = BytesMut::new();
-                write_message(&mut line, &[], Some(&prefix(by)), "INVITE", &[self.target(), &channel(room)], false);
+                write_message(
+                    &mut line,
+                    &[],
+                    Some(&prefix(by)),
+                    "INVITE",
+                    &[self.target(), &channel(room)],
+                    false,
+                );
                 out.push(line.freeze());
             }
             Event::InviteSent { room, target } => {
@@ -746,7 +1046,11 @@ impl IrcSession {
                 out.push(self.numeric(ctx, RPL_NOWAWAY, &["You have been marked as being away"]));
             }
             Event::AwayStatus { away: false } => {
-                out.push(self.numeric(ctx, RPL_UNAWAY, &["You are no longer marked as being away"]));
+                out.push(self.numeric(
+                    ctx,
+                    RPL_UNAWAY,
+                    &["You are no longer marked as being away"],
+                ));
             }
             Event::RecipientAway { name, message } => {
                 out.push(self.numeric(ctx, RPL_AWAY, &[name.as_str(), message]));
@@ -754,9 +1058,20 @@ impl IrcSession {
             Event::UserInfo(info) => {
                 let nick = info.who.name.as_str();
                 let server = &ctx.shared.irc.server_name;
-                out.push(self.numeric(ctx, RPL_WHOISUSER, &[nick, &info.who.user, &info.who.host, "*", &info.who.realname]));
+                out.push(self.numeric(
+                    ctx,
+                    RPL_WHOISUSER,
+                    &[
+                        nick,
+                        &info.who.user,
+                        &info.who.host,
+                        "*",
+                        &info.who.realname,
+                    ],
+                ));
                 if !info.rooms.is_empty() {
-                    let rooms: Vec<String> = info.rooms.iter().map(|(p, r)| format!("{p}#{r}")).collect();
+                    let rooms: Vec<String> =
+                        info.rooms.iter().map(|(p, r)| format!("{p}#{r}")).collect();
                     out.push(self.numeric(ctx, RPL_WHOISCHANNELS, &[nick, &rooms.join(" ")]));
                 }
                 out.push(self.numeric(ctx, RPL_WHOISSERVER, &[nick, server, "confab"]));
@@ -769,13 +1084,22 @@ impl IrcSession {
                 out.push(self.numeric(
                     ctx,
                     RPL_WHOISIDLE,
-                    &[nick, &(info.idle_ms / 1000).to_string(), &(info.signon_ms / 1000).to_string(), "seconds idle, signon time"],
+                    &[
+                        nick,
+                        &(info.idle_ms / 1000).to_string(),
+                        &(info.signon_ms / 1000).to_string(),
+                        "seconds idle, signon time",
+                    ],
                 ));
                 out.push(self.numeric(ctx, RPL_ENDOFWHOIS, &[nick, "End of /WHOIS list."]));
             }
             Event::WasUser { entries } => {
                 for who in entries {
-                    out.push(self.numeric(ctx, RPL_WHOWASUSER, &[who.name.as_str(), &who.user, &who.host, "*", &who.realname]));
+                    out.push(self.numeric(
+                        ctx,
+                        RPL_WHOWASUSER,
+                        &[who.name.as_str(), &who.user, &who.host, "*", &who.realname],
+                    ));
                 }
                 let name = match &self.context {
                     Context::WhoWas(name) => name.clone(),
@@ -816,10 +1140,42 @@ impl IrcSession {
                 self.killed = Some(format!("Killed ({} ({reason}))", by.name));
             }
             Event::LoggedIn { account } => {
-                let mask = format!("{}!{}@{}", self.target(), self.user.as_ref().map_or("", |u| &u.0), self.peer.ip());
-                out.push(self.numeric(ctx, RPL_LOGGEDIN, &[&mask, account.as_str(), &format!("You are now logged in as {account}")]));
+                if self.name.is_none() {
+                    self.early_account = Some(account.key().as_str().to_string());
+                }
+                let mask = format!(
+                    "{}!{}@{}",
+                    self.target(),
+                    self.user.as_ref().map_or("", |u| &u.0),
+                    self.peer.ip()
+                );
+                out.push(self.numeric(
+                    ctx,
+                    RPL_LOGGEDIN,
+                    &[
+                        &mask,
+                        account.as_str(),
+                        &format!("You are now logged in as {account}"),
+                    ],
+                ));
+                if matches!(self.sasl, auth::Sasl::Checking) {
+                    self.sasl = auth::Sasl::Idle;
+                    out.push(self.numeric(
+                        ctx,
+                        RPL_SASLSUCCESS,
+                        &["SASL authentication successful"],
+                    ));
+                }
+                if std::mem::take(&mut self.registering_account) {
+                    let mut line = BytesMut::new();
+                    let server = &ctx.shared.irc.server_name;
+                    let params = ["SUCCESS", account.as_str(), "Account created"];
+                    write_message(&mut line, &[], Some(server), "REGISTER", &params, true);
+                    out.push(line.freeze());
+                }
             }
             Event::LoginRequired { name } => {
+                crate::accounts::start_grace(ctx.shared, ctx.id);
                 out.push(self.notice(ctx, &format!(
                     "The nick {name} is registered: identify with SASL or /msg NickServ IDENTIFY PASSWORD soon, or you will be renamed"
                 )));
@@ -859,7 +1215,10 @@ impl Protocol for IrcSession {
                 &[],
                 Some(&ctx.shared.irc.server_name),
                 "NOTICE",
-                &[self.target(), "Your message was not valid UTF-8 and was dropped"],
+                &[
+                    self.target(),
+                    "Your message was not valid UTF-8 and was dropped",
+                ],
                 true,
             );
             self.send(ctx, out.freeze());
@@ -876,7 +1235,10 @@ impl Protocol for IrcSession {
         };
         self.context = Context::None;
         if self.caps.labeled_response {
-            if let Some(label) = message.tag("label").filter(|l| !l.is_empty() && l.len() <= 64) {
+            if let Some(label) = message
+                .tag("label")
+                .filter(|l| !l.is_empty() && l.len() <= 64)
+            {
                 self.labeled = Some(Labeled {
                     label: label.into_owned(),
                     bytes: BytesMut::new(),
@@ -946,7 +1308,9 @@ impl IrcSession {
         }
         // Keep the session's own view of itself current.
         match event {
-            Event::Joined { room, who, .. } if self.is_me(&who.name) && !self.channels.contains(room) => {
+            Event::Joined { room, who, .. }
+                if self.is_me(&who.name) && !self.channels.contains(room) =>
+            {
                 self.channels.push(room.clone());
             }
             Event::Parted { room, who, .. } if self.is_me(&who.name) => {
