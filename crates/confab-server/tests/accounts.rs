@@ -58,7 +58,7 @@ async fn a_registered_name_is_protected_and_its_owner_logs_in() {
     owner.send("/login ALICE correct horse").await;
     owner.expect("* Your user detail saved as : alice").await;
     owner.expect("* Members of lobby").await;
-    mallory.expect(&format!("* alice joined lobby")).await;
+    mallory.expect("* alice joined lobby").await;
     assert!(guest.starts_with("Guest"));
     server.stop().await;
 }

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Mode {
     /// Run the multi-user chat server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Chat through a server from the terminal (or from a script, when stdin is not a terminal).
     Join(confab_client::JoinArgs),
     /// Chat directly with one friend, with no server, over TCP or UDP.
@@ -186,7 +186,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Mode::Serve(args) => serve(args).await,
+            Mode::Serve(args) => serve(*args).await,
             Mode::Join(args) => confab_client::run(args).await,
             Mode::Peer(args) => confab_peer::run(args).await,
             Mode::Bench(args) => confab_bench::run(args).await,
