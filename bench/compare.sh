@@ -81,58 +81,58 @@ bench() {
     echo "$name $result" >>"$RESULTS"
 }
 
-# workloads NAME PROTOCOL ADDR CONCURRENCY: the standard set against one server. Idle
-# goes first so that its memory reading starts from a fresh server.
+# workloads NAME PROTOCOL ADDR CONCURRENCY START...: the standard set against one
+# server, started by the command START... twice: idle gets a fresh server of its own,
+# so that its memory reading starts clean and the thousands of quits that end it do
+# not slow down the runs after it.
 workloads() {
     local name=$1 common="--protocol $2 --addr $3 --concurrency $4 --duration 150"
-    local pid
-    pid=$(server_pid)
-    bench "$name" idle $common --clients "$IDLE" --pid "$pid"
+    local port=${3##*:}
+    shift 4
+    start_server "$port" "$@"
+    bench "$name" idle $common --clients "$IDLE" --pid "$(server_pid)"
+    stop_server
+    start_server "$port" "$@"
     bench "$name" fanout $common --clients 100 --senders 10 --messages "$MESSAGES"
     bench "$name" fanout $common --clients 1000 --senders 2 --messages "$MESSAGES"
     bench "$name" fanout $common --clients 100 --senders 10 --messages 2000 --rate 1000
     bench "$name" fanout $common --clients 100 --senders 10 --messages 1000 --rate 100
-    if [ "$2" != raw ]; then
+    if [ "${common#--protocol raw}" = "$common" ]; then
         bench "$name" dm $common --pairs 100 --messages "$MESSAGES"
     fi
     bench "$name" connect $common --clients 2000
+    stop_server
 }
 
 run_server() {
+    local confab_serve=(env RUST_LOG=warn "$CONFAB" serve --listen 127.0.0.1:12345
+        --irc-listen 127.0.0.1:6667 --http-listen 127.0.0.1:18080)
     case $1 in
-    confab-line | confab-irc)
-        start_server 12345 env RUST_LOG=warn "$CONFAB" serve --listen 127.0.0.1:12345 \
-            --irc-listen 127.0.0.1:6667 --http-listen 127.0.0.1:18080
-        if [ "$1" = confab-line ]; then
-            workloads "$1" line 127.0.0.1:12345 128
-        else
-            workloads "$1" irc 127.0.0.1:6667 128
-        fi
-        ;;
+    confab-line) workloads "$1" line 127.0.0.1:12345 128 "${confab_serve[@]}" ;;
+    confab-irc) workloads "$1" irc 127.0.0.1:6667 128 "${confab_serve[@]}" ;;
     relay)
-        start_server 12346 "$CONFAB" bench relay --listen 127.0.0.1:12346 --duration 1700
-        workloads relay raw 127.0.0.1:12346 128
+        workloads relay raw 127.0.0.1:12346 128 \
+            "$CONFAB" bench relay --listen 127.0.0.1:12346 --duration 1700
         ;;
     ngircd)
         command -v ngircd >/dev/null || { echo "ngircd is not installed; skipped"; return; }
         # ngIRCd listens with a backlog of 10: more connections at once than that
         # overflow it and wait for SYN retransmits, so set-up goes 8 at a time.
-        start_server 6668 ngircd --nodaemon --config "$ROOT/bench/ngircd.conf"
-        workloads ngircd irc 127.0.0.1:6668 8
+        workloads ngircd irc 127.0.0.1:6668 8 \
+            ngircd --nodaemon --config "$ROOT/bench/ngircd.conf"
         ;;
     inspircd)
         command -v inspircd >/dev/null || { echo "inspircd is not installed; skipped"; return; }
         # InspIRCd completes registrations on its once-a-second housekeeping tick, so
         # each takes up to a second: set-up needs many at once to get anywhere.
-        start_server 6669 inspircd --nofork --runasroot --config "$ROOT/bench/inspircd.conf"
-        workloads inspircd irc 127.0.0.1:6669 1000
+        workloads inspircd irc 127.0.0.1:6669 1000 \
+            inspircd --nofork --runasroot --config "$ROOT/bench/inspircd.conf"
         ;;
     *)
         echo "unknown server $1" >&2
         return 1
         ;;
     esac
-    stop_server
 }
 
 servers=("$@")
@@ -148,6 +148,10 @@ echo
 echo "| server | workload | expected | lost | rate/s | p50 us | p99 us | max us | KiB/conn |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 while read -r name _ fields; do
+    if [[ $fields == *failed=* ]]; then
+        echo "| $name | ${fields%% *} | | ${fields#*failed=} | | | | | |"
+        continue
+    fi
     declare -A f=()
     for kv in $fields; do
         f[${kv%%=*}]=${kv#*=}
