@@ -458,15 +458,6 @@ impl<M: Mailbox> Core<M> {
             account: account.clone(),
         }));
         reply(client, Event::Registered { name: name.clone() });
-        if account.is_some() {
-            reply(
-                client,
-                Event::LoggedIn {
-                    account: Name::parse(account.as_deref().unwrap_or_default())
-                        .unwrap_or(name.clone()),
-                },
-            );
-        }
         if protected && !owns {
             reply(client, Event::LoginRequired { name });
         }
