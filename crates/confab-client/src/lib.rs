@@ -21,7 +21,7 @@ mod conn;
 mod input;
 mod pipe;
 mod scrollback;
-mod stdin;
+pub mod stdin;
 mod tui;
 mod ui;
 

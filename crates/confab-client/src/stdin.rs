@@ -1,4 +1,4 @@
-//! Standard input read on a plain thread, for pipe mode.
+//! Standard input read on a plain thread, for pipe mode (shared with `confab peer`).
 //!
 //! `tokio::io::stdin` reads on the runtime's blocking pool, and a blocking read cannot be
 //! cancelled, so when the connection drops while stdin is still open (`sleep 100 |

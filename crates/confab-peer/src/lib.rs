@@ -15,7 +15,7 @@
 //!   the front-end, so either side can be swapped.
 //! - `udp`, `tcp`: the transports: a loop over the socket, the user and the timers.
 //! - `pipe`, `tui`: the front-ends: lines on stdin and stdout, or a full-screen terminal.
-//! - `stdin`: standard input on a thread that cannot hold up the process's exit.
+//! - standard input comes from `confab_client::stdin`, a thread that cannot hold up exit.
 //! - `secret`: the passphrase's key derivation (Argon2id).
 //! - [`relay`]: a lossy UDP relay for the tests and the benchmark.
 //! - [`bench`]: messages per second and latency over loopback.
@@ -41,7 +41,6 @@ mod chat;
 mod pipe;
 pub mod relay;
 mod secret;
-mod stdin;
 mod tcp;
 mod tui;
 mod udp;
@@ -208,7 +207,7 @@ pub async fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let report = if interactive && !args.pipe {
         tui::run(args, link).await?
     } else {
-        let stdin = stdin::ThreadStdin::spawn().context("reading stdin")?;
+        let stdin = confab_client::stdin::ThreadStdin::spawn().context("reading stdin")?;
         run_with(args, link, stdin, tokio::io::stdout(), tokio::io::stderr()).await?
     };
     Ok(report.exit_code())

@@ -9,6 +9,7 @@ use confab_core::{
     slot, Ban, ChatError, Event, MemberInfo, MessageKind, ModeChange, Name, RoomModes, Target,
     Topic,
 };
+use confab_store::StoredMessage;
 use serde::{Deserialize, Serialize};
 
 /// The envelope encoding slot reserved for this JSON encoding.
@@ -85,6 +86,39 @@ pub(crate) enum Request {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// Log in to an account; before `register` it also registers the account's name.
+    Login {
+        name: String,
+        password: Secret,
+    },
+    /// Make the name in use an account with this password.
+    RegisterAccount {
+        password: Secret,
+    },
+    /// A page of a room's history (`room`) or of the direct conversation with a user
+    /// (`with`): the newest messages, or those before the message id `before`.
+    History {
+        #[serde(default)]
+        room: Option<String>,
+        #[serde(default)]
+        with: Option<String>,
+        #[serde(default)]
+        before: Option<u64>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+}
+
+/// A password as it arrives. Its `Debug` form hides it, so that no log line or test
+/// failure can print one.
+#[derive(PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// The flavour of a message as it appears on the wire.
@@ -168,6 +202,9 @@ enum Out<'a> {
         version: &'a str,
         default_room: &'a str,
         limits: Limits,
+        /// Whether the server keeps history, and so accounts and offline messages.
+        history: bool,
+        accounts: bool,
     },
     Registered {
         name: &'a Name,
@@ -175,6 +212,22 @@ enum Out<'a> {
     Error {
         code: &'a str,
         text: String,
+        /// For a failed `history` request: the conversation it asked for, so that a
+        /// page knows which request failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        with: Option<&'a str>,
+    },
+    History {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        with: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        messages: &'a [HistoryMessage<'a>],
+        more: bool,
     },
     Message {
         id: u64,
@@ -294,6 +347,55 @@ enum Out<'a> {
         code: &'a str,
         text: &'a str,
     },
+}
+
+/// One stored message in a `history` page: the fields of a live `message` event.
+#[derive(Serialize)]
+pub(crate) struct HistoryMessage<'a> {
+    id: u64,
+    time: u64,
+    from: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a str>,
+    kind: Kind,
+    text: &'a str,
+}
+
+impl<'a> From<&'a StoredMessage> for HistoryMessage<'a> {
+    fn from(m: &'a StoredMessage) -> Self {
+        let (room, to) = if m.to_room {
+            (Some(m.target.as_str()), None)
+        } else {
+            (None, Some(m.target.as_str()))
+        };
+        HistoryMessage {
+            id: m.id,
+            time: m.time_ms,
+            from: &m.sender,
+            room,
+            to,
+            kind: m.kind.into(),
+            text: &m.text,
+        }
+    }
+}
+
+/// Which conversation a `history` request or answer is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Conversation {
+    Room(String),
+    With(String),
+}
+
+impl Conversation {
+    fn fields(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Conversation::Room(room) => (Some(room), None),
+            Conversation::With(name) => (None, Some(name)),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -563,13 +665,16 @@ pub(crate) fn chat_error_code(error: &ChatError) -> String {
     code
 }
 
-/// The first event of every session.
-pub(crate) fn hello(default_room: &str, limits: Limits) -> Bytes {
+/// The first event of every session. `history` says whether the server keeps history
+/// (and so accounts).
+pub(crate) fn hello(default_room: &str, limits: Limits, history: bool) -> Bytes {
     to_bytes(&Out::Hello {
         server: "confab",
         version: env!("CARGO_PKG_VERSION"),
         default_room,
         limits,
+        history,
+        accounts: history,
     })
 }
 
@@ -579,6 +684,53 @@ pub(crate) fn error_event(code: &str, text: &str) -> Bytes {
     to_bytes(&Out::Error {
         code,
         text: text.to_string(),
+        room: None,
+        with: None,
+    })
+}
+
+/// A failed `history` request, naming the conversation it asked for.
+pub(crate) fn history_error(code: &str, text: &str, conversation: &Conversation) -> Bytes {
+    let (room, with) = conversation.fields();
+    to_bytes(&Out::Error {
+        code,
+        text: text.to_string(),
+        room,
+        with,
+    })
+}
+
+/// One page of history, oldest first, in at most `max_bytes` (give or take the
+/// envelope's few bytes) so that an answer cannot overflow the client's send queue.
+/// When the messages do not all fit, the oldest are left out and `more` is set: the
+/// page asks for them next. The newest message is always kept, so that paging always
+/// moves on.
+pub(crate) fn history_page(
+    conversation: &Conversation,
+    before: Option<u64>,
+    stored: &[StoredMessage],
+    mut more: bool,
+    max_bytes: usize,
+) -> Bytes {
+    let messages: Vec<HistoryMessage> = stored.iter().map(HistoryMessage::from).collect();
+    let mut size = 0usize;
+    let mut first = messages.len();
+    while first > 0 {
+        let one = serde_json::to_vec(&messages[first - 1]).map_or(0, |v| v.len() + 1);
+        if first < messages.len() && size.saturating_add(one) > max_bytes {
+            more = true;
+            break;
+        }
+        size = size.saturating_add(one);
+        first -= 1;
+    }
+    let (room, with) = conversation.fields();
+    to_bytes(&Out::History {
+        room,
+        with,
+        before,
+        messages: &messages[first..],
+        more,
     })
 }
 
