@@ -1,14 +1,14 @@
 //! The chat state machine: who is online, which rooms exist, who is in them with which
 //! rights, and where each event goes. It owns no sockets and knows no wire format.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
 use crate::event::{
-    Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes, RoomSummary,
+    Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes, RoomRecord, RoomSummary,
     Source, Target, Topic, UserInfo, UserSummary,
 };
 use crate::mailbox::{Journal, Mailbox};
@@ -137,6 +137,10 @@ struct Room<M> {
     /// Names invited past `+i`; an invitation is used up by joining.
     invited: HashSet<Key>,
     created_ms: u64,
+    /// The account that created the room, if it was logged in: such rooms are kept.
+    owner: Option<Arc<str>>,
+    /// Accounts (folded) given operator status, restored when they join.
+    op_accounts: BTreeSet<String>,
 }
 
 impl<M> Room<M> {
@@ -195,6 +199,8 @@ pub struct Core<M> {
     accounts: HashSet<Key>,
     /// The last guest number handed out.
     next_guest: u64,
+    /// Kept state of rooms with a registered owner, by folded name.
+    records: HashMap<Key, RoomRecord>,
 }
 
 impl<M: Mailbox> Default for Core<M> {
@@ -208,6 +214,7 @@ impl<M: Mailbox> Default for Core<M> {
             journal: None,
             accounts: HashSet::new(),
             next_guest: 0,
+            records: HashMap::new(),
         }
     }
 }
@@ -529,6 +536,34 @@ impl<M: Mailbox> Core<M> {
         }
     }
 
+    /// Restores a kept room at startup; it comes back when someone joins it.
+    pub fn restore_room(&mut self, record: RoomRecord) {
+        self.records.insert(record.name.key(), record);
+    }
+
+    /// Writes an owned room's state to the journal.
+    fn persist(&mut self, key: &Key) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let Some(owner) = room.owner.clone() else {
+            return;
+        };
+        let record = RoomRecord {
+            name: room.name.clone(),
+            owner,
+            topic: room.topic.clone(),
+            modes: room.modes.clone(),
+            bans: room.bans.clone(),
+            ops: room.op_accounts.iter().cloned().collect(),
+            created_ms: room.created_ms,
+        };
+        if let Some(journal) = &self.journal {
+            journal.save_room(&record);
+        }
+        self.records.insert(key.clone(), record);
+    }
+
     /// Marks `name` as a registered account: from now on only its owner may use it.
     pub fn add_account(&mut self, name: &str) {
         self.accounts.insert(Key::of(name));
@@ -631,15 +666,40 @@ impl<M: Mailbox> Core<M> {
         let client = self.clients.get_mut(&id).expect("caller checked");
         let source = client.source.clone().expect("caller checked");
         let fresh = !self.rooms.contains_key(&room_key);
-        let room = self.rooms.entry(room_key.clone()).or_insert_with(|| Room {
-            name,
-            members: HashMap::new(),
-            topic: None,
-            modes: RoomModes::default(),
-            bans: Vec::new(),
-            invited: HashSet::new(),
-            created_ms: now,
+        let account = source.account.as_deref().map(|a| Key::of(a).as_str().to_string());
+        let record = self.records.get(&room_key).cloned();
+        let room = self.rooms.entry(room_key.clone()).or_insert_with(|| match record {
+            Some(record) => Room {
+                name: record.name,
+                members: HashMap::new(),
+                topic: record.topic,
+                modes: record.modes,
+                bans: record.bans,
+                invited: HashSet::new(),
+                created_ms: record.created_ms,
+                owner: Some(record.owner),
+                op_accounts: record.ops.into_iter().collect(),
+            },
+            None => Room {
+                name,
+                members: HashMap::new(),
+                topic: None,
+                modes: RoomModes::default(),
+                bans: Vec::new(),
+                invited: HashSet::new(),
+                created_ms: now,
+                // A logged-in creator owns the room, and the room is kept.
+                owner: source.account.clone(),
+                op_accounts: account.iter().cloned().collect(),
+            },
         });
+        // In a kept room, operator status belongs to accounts; elsewhere to whoever
+        // created the room.
+        let op = match &room.owner {
+            Some(_) => account.as_ref().is_some_and(|a| room.op_accounts.contains(a)),
+            None => fresh,
+        };
+        let save = fresh && room.owner.is_some();
         let room_name = room.name.clone();
         if room.members.contains_key(&id) {
             return self.who(id, room_name.as_str());
@@ -664,11 +724,11 @@ impl<M: Mailbox> Core<M> {
             id,
             Member {
                 mailbox: client.mailbox.clone(),
-                op: fresh,
+                op,
                 voice: false,
             },
         );
-        client.rooms.push(room_key);
+        client.rooms.push(room_key.clone());
         let envelope = Envelope::new(Event::Joined {
             room: room_name.clone(),
             who: source,
@@ -686,6 +746,9 @@ impl<M: Mailbox> Core<M> {
                     topic,
                 },
             );
+        }
+        if save {
+            self.persist(&room_key);
         }
         self.who(id, room_name.as_str())
     }
@@ -922,6 +985,7 @@ impl<M: Mailbox> Core<M> {
         for m in room.members.values() {
             m.mailbox.deliver(&envelope);
         }
+        self.persist(&Key::of(wanted));
         Ok(())
     }
 
@@ -1000,6 +1064,7 @@ impl<M: Mailbox> Core<M> {
             for m in room.members.values() {
                 m.mailbox.deliver(&envelope);
             }
+            self.persist(&room_key);
         }
         Ok(())
     }
@@ -1022,6 +1087,9 @@ impl<M: Mailbox> Core<M> {
             _ => None,
         };
         let target_name = target_id.and_then(|t| self.name_of(t).cloned());
+        let target_account = target_id
+            .and_then(|t| self.account_of(t))
+            .map(|a| Key::of(&a).as_str().to_string());
         let room = self.rooms.get_mut(room_key).expect("caller checked");
         let room_name = room.name.to_string();
         let modes = &mut room.modes;
@@ -1069,6 +1137,16 @@ impl<M: Mailbox> Core<M> {
                 };
                 let changed = *slot != change.add;
                 *slot = change.add;
+                // In a kept room operator status follows the account across restarts.
+                if change.mode == 'o' {
+                    if let Some(account) = &target_account {
+                        if change.add {
+                            room.op_accounts.insert(account.clone());
+                        } else {
+                            room.op_accounts.remove(account);
+                        }
+                    }
+                }
                 return Ok(changed.then(|| ModeChange {
                     arg: Some(name.to_string()),
                     ..change.clone()

@@ -125,6 +125,21 @@ impl Default for RoomModes {
     }
 }
 
+/// What is kept of a room that has a registered owner, so that it keeps its topic,
+/// modes, bans and operators across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    pub name: RoomName,
+    /// The account that created the room.
+    pub owner: Arc<str>,
+    pub topic: Option<Topic>,
+    pub modes: RoomModes,
+    pub bans: Vec<Ban>,
+    /// Accounts (folded names) that are operators whenever they join.
+    pub ops: Vec<String>,
+    pub created_ms: u64,
+}
+
 /// One change of a room mode, requested or applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModeChange {

@@ -23,7 +23,7 @@ pub use crate::core::{ClientId, Command, Core, Recipient};
 pub use crate::error::ChatError;
 pub use crate::event::{
     slot, Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes,
-    RoomSummary, Source, Target, Topic, UserInfo, UserSummary, ENCODING_SLOTS,
+    RoomRecord, RoomSummary, Source, Target, Topic, UserInfo, UserSummary, ENCODING_SLOTS,
 };
 pub use crate::mailbox::{Journal, Mailbox};
 pub use crate::name::{Key, Name, NameError, RoomName};

@@ -22,4 +22,6 @@ pub trait Journal: Send {
     /// Takes a direct message for a registered user who is offline, to be delivered
     /// when they next log in. `recipient` is their folded name.
     fn record_offline(&self, message: &crate::event::Message, recipient: &str) -> bool;
+    /// Keeps the state of a room with a registered owner.
+    fn save_room(&self, _room: &crate::event::RoomRecord) {}
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
-use confab_core::{Journal, Key, Message, Target};
+use confab_core::{Journal, Key, Message, RoomRecord, Target};
 use confab_store::{Conversation, Store, StoredMessage};
 use tokio::sync::Notify;
 
@@ -77,6 +77,8 @@ enum Job {
     Append(StoredMessage, Option<String>),
     /// A read (or account operation) run on the store thread between commits.
     Run(StoreJob),
+    /// A kept room's new state: its folded name and its record as JSON.
+    SaveRoom(String, String),
 }
 
 /// The handle sessions and the core use to reach the store thread.
@@ -182,6 +184,15 @@ impl Journal for History {
     fn record_offline(&self, message: &Message, recipient: &str) -> bool {
         self.submit(message, Some(recipient))
     }
+
+    fn save_room(&self, room: &RoomRecord) {
+        // Room state changes rarely; if the queue is full the change is kept in memory
+        // and written with the room's next change.
+        if let Ok(json) = serde_json::to_string(room) {
+            let key = room.name.key().as_str().to_string();
+            let _ = self.jobs.try_send(Job::SaveRoom(key, json));
+        }
+    }
 }
 
 fn run(store: &mut dyn Store, jobs: Receiver<Job>, durability: &Durability, healthy: &AtomicBool) {
@@ -199,6 +210,13 @@ fn run(store: &mut dyn Store, jobs: Receiver<Job>, durability: &Durability, heal
                     batch.push(message);
                 }
                 Job::Run(job) => runs.push(job),
+                Job::SaveRoom(key, json) => {
+                    runs.push(Box::new(move |store: &mut dyn Store| {
+                        if let Err(e) = store.save_room(&key, &json) {
+                            tracing::error!("cannot keep the state of room {key}: {e}");
+                        }
+                    }))
+                }
             }
             if batch.len() < BATCH {
                 next = jobs.try_recv().ok();

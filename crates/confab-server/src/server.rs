@@ -99,12 +99,19 @@ impl Server {
             Some(dir) => {
                 let store = confab_store::SqliteStore::open_dir(dir)?;
                 let accounts = confab_store::Store::account_names(&store)?;
+                let rooms = confab_store::Store::rooms(&store)?;
                 let (history, last_id) = History::start(Box::new(store))?;
                 tracing::info!(dir = %dir.display(), last_id, "history kept in SQLite");
                 let durability = history.durability();
                 let mut core = Core::with_journal(Box::new(history.clone()), last_id);
                 for name in &accounts {
                     core.add_account(name);
+                }
+                for json in &rooms {
+                    match serde_json::from_str(json) {
+                        Ok(record) => core.restore_room(record),
+                        Err(e) => tracing::warn!("skipping a kept room that does not parse: {e}"),
+                    }
                 }
                 (core, Some(history), durability)
             }

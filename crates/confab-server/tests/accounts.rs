@@ -263,3 +263,54 @@ async fn irc_register_sasl_nickserv_and_offline_delivery() {
     impostor.expect("* ircuser is now known as Guest").await;
     server.stop().await;
 }
+
+/// Connects a raw IRC client and registers `nick`, reading to the end of the welcome.
+async fn irc_user(server: &TestServer, nick: &str, caps: &str) -> common::Client {
+    let mut irc = common::Client::connect(server.irc_addr).await;
+    if !caps.is_empty() {
+        irc.send(&format!("CAP REQ :{caps}\r")).await;
+        irc.expect(":confab.local CAP * ACK").await;
+    }
+    irc.send(&format!("NICK {nick}\r\nUSER u 0 * :U\r")).await;
+    irc.expect(&format!(":confab.local 376 {nick} ")).await;
+    irc
+}
+
+#[tokio::test]
+async fn rooms_with_a_registered_owner_keep_topic_modes_and_operators() {
+    let data = tempfile::tempdir().unwrap();
+    let first = server(data.path()).await;
+    let mut alice = irc_user(&first, "alice", "").await;
+    alice.send("REGISTER * * pw\r").await;
+    alice.expect(":confab.local REGISTER SUCCESS").await;
+    alice.send("JOIN #club\r").await;
+    alice.expect(":confab.local 353 alice = #club :@alice").await;
+    alice.send("TOPIC #club :members only\r\nMODE #club +k sesame\r").await;
+    alice.expect(":alice!~u@127.0.0.1 MODE #club +k sesame").await;
+    // A room created by someone not logged in is not kept.
+    let mut bob = irc_user(&first, "bob", "").await;
+    bob.send("JOIN #transient\r\nTOPIC #transient :gone tomorrow\r").await;
+    bob.expect(":bob!~u@127.0.0.1 TOPIC #transient").await;
+    first.stop().await;
+
+    let server = server(data.path()).await;
+    let mut bob = irc_user(&server, "bob", "").await;
+    bob.send("JOIN #club\r").await;
+    assert!(bob.line().await.contains(" 475 bob #club "), "the key was kept");
+    bob.send("JOIN #club sesame\r").await;
+    bob.expect(":bob!~u@127.0.0.1 JOIN #club").await;
+    assert_eq!(bob.line().await, ":confab.local 332 bob #club :members only\r");
+    bob.expect(":confab.local 353 bob = #club :bob").await;
+    bob.send("JOIN #transient\r").await;
+    bob.expect(":confab.local 353 bob = #transient :@bob").await;
+    bob.send("TOPIC #transient\r").await;
+    bob.expect(":confab.local 331 bob #transient ").await;
+
+    // The owner logs in and is operator again.
+    let mut alice = irc_user(&server, "alice", "").await;
+    alice.send("PRIVMSG NickServ :IDENTIFY pw\r").await;
+    alice.expect(":confab.local 900 alice ").await;
+    alice.send("JOIN #club sesame\r").await;
+    alice.expect(":confab.local 353 alice = #club :@alice bob").await;
+    server.stop().await;
+}

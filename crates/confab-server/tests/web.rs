@@ -617,3 +617,360 @@ async fn shutdown_tells_web_clients_then_closes() {
     drop(web);
     stopping.await.unwrap();
 }
+
+// ---------------------------------------------------------------- history and accounts
+
+/// A server keeping its history in `dir`, with a short login grace period.
+async fn server_with_data(dir: &std::path::Path) -> TestServer {
+    TestServer::with_data_and_limits(
+        dir,
+        Limits {
+            login_grace: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    )
+    .await
+}
+
+impl Web {
+    /// Asks for a page of history and returns the answer, which must be a `history`.
+    async fn history(&mut self, request: Value) -> Value {
+        let mut request = request;
+        request["type"] = json!("history");
+        self.send(request).await;
+        self.expect("history").await
+    }
+
+    /// Sends a message to `room` and returns the id of its echo.
+    async fn say(&mut self, room: &str, text: &str) -> u64 {
+        self.send(json!({"type": "message", "room": room, "text": text}))
+            .await;
+        let echo = self.expect("message").await;
+        assert_eq!(echo["text"], text, "{echo}");
+        echo["id"].as_u64().expect("an id")
+    }
+
+    /// Connects and logs in to `name` before registering; reads up to the members of
+    /// the default room, returning every event on the way.
+    async fn login(addr: SocketAddr, name: &str, password: &str) -> (Web, Vec<Value>) {
+        let mut web = Web::connect(addr).await;
+        web.send(json!({"type": "login", "name": name, "password": password}))
+            .await;
+        let mut seen = Vec::new();
+        loop {
+            let event = web.event().await;
+            assert_ne!(event["type"], "error", "{event}");
+            let done = event["type"] == "members";
+            seen.push(event);
+            if done {
+                return (web, seen);
+            }
+        }
+    }
+}
+
+/// The ids and texts of a history answer's messages.
+fn page(answer: &Value) -> Vec<(u64, String)> {
+    answer["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_u64().unwrap(),
+                m["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn history_survives_a_restart_and_pages_back() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server_with_data(data.path()).await;
+    let mut alice = Web::user(server.http_addr, "alice").await;
+    let mut bob = server.user("bob").await;
+    let mut sent = Vec::new();
+    for i in 1..=5 {
+        let text = format!("message {i} {INJECTION}");
+        sent.push((alice.say("lobby", &text).await, text));
+    }
+    bob.send("from the line protocol").await;
+    let from_bob = alice.expect("message").await;
+    sent.push((
+        from_bob["id"].as_u64().unwrap(),
+        "from the line protocol".into(),
+    ));
+    // What was delivered live is what history holds: the same ids, times and fields.
+    let latest = alice.history(json!({"room": "lobby", "limit": 1})).await;
+    let mut live = from_bob.clone();
+    live.as_object_mut().unwrap().remove("type");
+    assert_eq!(latest["messages"], json!([live]));
+    drop(alice);
+    drop(bob);
+    server.stop().await;
+
+    let server = server_with_data(data.path()).await;
+    let mut alice = Web::user(server.http_addr, "alice").await;
+    let newest = alice.history(json!({"room": "#LOBBY", "limit": 4})).await;
+    assert_eq!(newest["room"], "lobby");
+    assert!(newest.get("before").is_none());
+    assert_eq!(newest["more"], true);
+    assert_eq!(page(&newest), sent[2..]);
+    let first = newest["messages"][0]["from"].clone();
+    assert_eq!(first, "alice");
+    let oldest = sent[2].0;
+    let older = alice
+        .history(json!({"room": "lobby", "before": oldest, "limit": 4}))
+        .await;
+    assert_eq!(older["before"], oldest);
+    assert_eq!(older["more"], false);
+    assert_eq!(page(&older), sent[..2]);
+    // Ids keep increasing across the restart, so paging by id stays sound.
+    assert!(alice.say("lobby", "after the restart").await > sent[5].0);
+    // The default is 50 and at most 200 come back, so a huge limit is no error.
+    let all = alice
+        .history(json!({"room": "lobby", "limit": 100000}))
+        .await;
+    assert_eq!(page(&all).len(), 7);
+    assert_eq!(all["more"], false);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn history_is_for_members_and_for_the_two_parties_only() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server_with_data(data.path()).await;
+    let mut alice = Web::user(server.http_addr, "alice").await;
+    let mut bob = Web::user(server.http_addr, "bob").await;
+    let mut carol = Web::user(server.http_addr, "carol").await;
+    alice.send(json!({"type": "join", "room": "Secret"})).await;
+    alice.expect("members").await;
+    alice.say("Secret", "for members").await;
+
+    carol
+        .send(json!({"type": "history", "room": "secret"}))
+        .await;
+    assert_eq!(
+        carol.expect("error").await,
+        json!({"type": "error", "code": "not_in_room", "text": "You are not in room secret", "room": "secret"})
+    );
+    let mine = alice.history(json!({"room": "secret"})).await;
+    assert_eq!(mine["room"], "Secret");
+    assert_eq!(
+        page(&mine),
+        [(
+            mine["messages"][0]["id"].as_u64().unwrap(),
+            "for members".into()
+        )]
+    );
+    // Having left, a member reads no more.
+    alice.send(json!({"type": "part", "room": "secret"})).await;
+    alice.expect("parted").await;
+    alice
+        .send(json!({"type": "history", "room": "secret"}))
+        .await;
+    alice.expect_error("not_in_room").await;
+
+    alice
+        .send(json!({"type": "message", "to": "bob", "text": "just for bob"}))
+        .await;
+    let dm = alice.expect("message").await;
+    bob.expect("message").await;
+    for (web, with) in [(&mut alice, "BOB"), (&mut bob, "alice")] {
+        let answer = web.history(json!({"with": with})).await;
+        assert_eq!(answer["with"], with);
+        let mut expected = dm.clone();
+        expected.as_object_mut().unwrap().remove("type");
+        assert_eq!(answer["messages"], json!([expected]));
+    }
+    // Carol's conversation with alice is her own, and empty.
+    let other = carol.history(json!({"with": "alice"})).await;
+    assert_eq!(
+        (other["messages"].clone(), other["more"].clone()),
+        (json!([]), json!(false))
+    );
+
+    for (request, code) in [
+        (
+            json!({"type": "history", "room": "lobby", "with": "bob"}),
+            "invalid_request",
+        ),
+        (json!({"type": "history"}), "invalid_request"),
+        (
+            json!({"type": "history", "with": "bad name"}),
+            "invalid_name",
+        ),
+        (
+            json!({"type": "history", "room": "lobby", "before": "x"}),
+            "invalid_request",
+        ),
+    ] {
+        carol.send(request).await;
+        carol.expect_error(code).await;
+    }
+    let mut stranger = Web::connect(server.http_addr).await;
+    stranger
+        .send(json!({"type": "history", "room": "lobby"}))
+        .await;
+    stranger.expect_error("not_registered").await;
+    carol.expect_quiet().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_without_history_says_so() {
+    let server = TestServer::start().await;
+    let mut web = Web::connect(server.http_addr).await;
+    drop(web);
+    // The greeting tells a page there is no history and there are no accounts.
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http_addr))
+        .await
+        .unwrap();
+    web = Web { ws };
+    let hello = web.event().await;
+    assert_eq!(
+        (&hello["history"], &hello["accounts"]),
+        (&json!(false), &json!(false))
+    );
+    web.send(json!({"type": "login", "name": "alice", "password": "pw"}))
+        .await;
+    web.expect_error("no_accounts").await;
+    web.send(json!({"type": "register", "name": "alice"})).await;
+    web.expect("members").await;
+    web.send(json!({"type": "history", "room": "lobby"})).await;
+    assert_eq!(web.expect_error("no_history").await["room"], "lobby");
+    web.send(json!({"type": "register_account", "password": "pw"}))
+        .await;
+    web.expect_error("no_accounts").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn accounts_register_log_in_and_protect_their_names() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server_with_data(data.path()).await;
+    let mut alice = Web::user(server.http_addr, "alice").await;
+    alice
+        .send(json!({"type": "register_account", "password": "correct horse"}))
+        .await;
+    assert_eq!(
+        alice.expect("logged_in").await,
+        json!({"type": "logged_in", "account": "alice"})
+    );
+    alice
+        .send(json!({"type": "register_account", "password": "again"}))
+        .await;
+    alice.expect_error("account_exists").await;
+    alice.send(json!({"type": "quit"})).await;
+    alice.until_closed().await;
+
+    // Someone else takes the name: told to log in, then renamed after the grace period,
+    // and meanwhile kept from the name's direct messages.
+    let mut mallory = Web::connect(server.http_addr).await;
+    mallory
+        .send(json!({"type": "register", "name": "alice"}))
+        .await;
+    mallory.expect("registered").await;
+    assert_eq!(
+        mallory.expect("login_required").await,
+        json!({"type": "login_required", "name": "alice"})
+    );
+    mallory
+        .send(json!({"type": "history", "with": "bob"}))
+        .await;
+    mallory.expect_error("not_logged_in").await;
+    let renamed = mallory.expect("nick").await;
+    assert_eq!(renamed["old"], "alice");
+    let guest = renamed["new"].as_str().unwrap().to_string();
+    assert!(guest.starts_with("Guest"), "{guest}");
+    mallory.expect_error("name_registered").await;
+    mallory.send(json!({"type": "nick", "name": "alice"})).await;
+    mallory.expect_error("name_registered").await;
+
+    // A wrong password is refused without saying whether the account exists; the
+    // password is never echoed.
+    let mut web = Web::connect(server.http_addr).await;
+    for name in ["alice", "nobody"] {
+        web.send(json!({"type": "login", "name": name, "password": "wrong horse"}))
+            .await;
+        let failed = web.expect_error("login_failed").await;
+        assert!(!failed.to_string().contains("wrong horse"), "{failed}");
+    }
+    // Logging in before registering takes the account's name and the default room.
+    let (mut owner, events) = Web::login(server.http_addr, "ALICE", "correct horse").await;
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(types.contains(&"logged_in"), "{types:?}");
+    let registered = events.iter().find(|e| e["type"] == "registered").unwrap();
+    assert_eq!(registered["name"], "alice");
+    assert_eq!(types.last(), Some(&"members"));
+    assert!(types.contains(&"joined"), "{types:?}");
+    mallory.expect("joined").await;
+    // The owner may read the name's direct messages.
+    let own = owner.history(json!({"with": "bob"})).await;
+    assert_eq!(own["messages"], json!([]));
+    owner.expect_quiet().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn direct_messages_wait_for_an_offline_account_and_arrive_on_login() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server_with_data(data.path()).await;
+    let mut alice = Web::user(server.http_addr, "alice").await;
+    alice
+        .send(json!({"type": "register_account", "password": "pw"}))
+        .await;
+    alice.expect("logged_in").await;
+    // Logging in on a registered connection keeps it, and says so.
+    alice
+        .send(json!({"type": "login", "name": "alice", "password": "pw"}))
+        .await;
+    alice.expect("logged_in").await;
+    alice.send(json!({"type": "quit"})).await;
+    alice.until_closed().await;
+
+    let mut bob = Web::user(server.http_addr, "bob").await;
+    bob.send(json!({"type": "message", "to": "alice", "text": "while you were out"}))
+        .await;
+    let mut stored = None;
+    let mut echo = None;
+    while stored.is_none() || echo.is_none() {
+        let event = bob.event().await;
+        match event["type"].as_str() {
+            Some("stored_for_later") => stored = Some(event),
+            Some("message") => echo = Some(event),
+            _ => panic!("unexpected {event}"),
+        }
+    }
+    assert_eq!(
+        stored.unwrap(),
+        json!({"type": "stored_for_later", "name": "alice"})
+    );
+    let echo = echo.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let (mut alice, mut events) = Web::login(server.http_addr, "alice", "pw").await;
+    // The stored message may come before or after the room's member list.
+    let message = match events.iter().position(|e| e["type"] == "message") {
+        Some(at) => events.remove(at),
+        None => alice.expect("message").await,
+    };
+    assert_eq!(
+        message, echo,
+        "delivered as sent, with its original id and time"
+    );
+    assert_eq!(message["to"], "alice");
+    // It is delivered once, and stays in the conversation's history.
+    alice.expect_quiet().await;
+    let answer = alice.history(json!({"with": "bob"})).await;
+    assert_eq!(
+        page(&answer),
+        [(echo["id"].as_u64().unwrap(), "while you were out".into())]
+    );
+    drop(alice);
+    let (mut again, events) = Web::login(server.http_addr, "alice", "pw").await;
+    assert!(events.iter().all(|e| e["type"] != "message"), "{events:?}");
+    again.expect_quiet().await;
+    server.stop().await;
+}

@@ -144,6 +144,11 @@ pub trait Store: Send {
     fn account(&self, key: &str) -> Result<Option<Account>, StoreError>;
     /// Every registered account's name, to protect them from the start.
     fn account_names(&self) -> Result<Vec<String>, StoreError>;
+    /// Keeps the state of a room with a registered owner (opaque JSON, written by the
+    /// server), replacing what was kept before.
+    fn save_room(&mut self, key: &str, record: &str) -> Result<(), StoreError>;
+    /// Every kept room's state.
+    fn rooms(&self) -> Result<Vec<String>, StoreError>;
     /// Takes everything queued for `recipient`, oldest first.
     fn take_offline(&mut self, recipient: &str) -> Result<Vec<StoredMessage>, StoreError>;
 }

@@ -41,6 +41,8 @@ const MIGRATIONS: &[&str] = &[
         message_id INTEGER NOT NULL REFERENCES messages (id)
     );
     CREATE INDEX offline_by_recipient ON offline (recipient, id);",
+    // 2: rooms with a registered owner keep their topic, modes, bans and operators.
+    "CREATE TABLE rooms (key TEXT PRIMARY KEY, record TEXT NOT NULL);",
 ];
 
 pub struct SqliteStore {
@@ -318,6 +320,21 @@ impl Store for SqliteStore {
         Ok(names.collect::<Result<_, _>>()?)
     }
 
+    fn save_room(&mut self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO rooms (key, record) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET record = excluded.record",
+            params![key, record],
+        )?;
+        Ok(())
+    }
+
+    fn rooms(&self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.conn.prepare_cached("SELECT record FROM rooms ORDER BY key")?;
+        let records = statement.query_map([], |r| r.get(0))?;
+        Ok(records.collect::<Result<_, _>>()?)
+    }
+
     fn take_offline(&mut self, recipient: &str) -> Result<Vec<StoredMessage>, StoreError> {
         let tx = self.conn.transaction()?;
         let messages = {
@@ -455,6 +472,9 @@ mod tests {
         assert_eq!(store.account("alice").unwrap(), Some(account));
         assert_eq!(store.account("bob").unwrap(), None);
         assert_eq!(store.account_names().unwrap(), ["Alice"]);
+        store.save_room("club", "{\"v\":1}").unwrap();
+        store.save_room("club", "{\"v\":2}").unwrap();
+        assert_eq!(store.rooms().unwrap(), ["{\"v\":2}"]);
 
         store
             .append(

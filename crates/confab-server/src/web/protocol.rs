@@ -933,6 +933,37 @@ mod tests {
                 },
             ),
             (r#"{"type":"ping"}"#, Request::Ping),
+            (
+                r#"{"type":"login","name":"alice","password":"pw"}"#,
+                Request::Login {
+                    name: "alice".into(),
+                    password: Secret("pw".into()),
+                },
+            ),
+            (
+                r#"{"type":"register_account","password":"pw"}"#,
+                Request::RegisterAccount {
+                    password: Secret("pw".into()),
+                },
+            ),
+            (
+                r#"{"type":"history","room":"lobby"}"#,
+                Request::History {
+                    room: Some("lobby".into()),
+                    with: None,
+                    before: None,
+                    limit: None,
+                },
+            ),
+            (
+                r#"{"type":"history","with":"bob","before":42,"limit":10}"#,
+                Request::History {
+                    room: None,
+                    with: Some("bob".into()),
+                    before: Some(42),
+                    limit: Some(10),
+                },
+            ),
             (r#"{"type":"quit"}"#, Request::Quit { reason: None }),
         ];
         for (text, expected) in ok {
@@ -947,9 +978,73 @@ mod tests {
             (r#"{"type":"join"}"#, "invalid_request"),
             (r#"{"name":"alice"}"#, "invalid_request"),
             (r#"{"type":"join","room":7}"#, "invalid_request"),
+            (r#"{"type":"login","name":"alice"}"#, "invalid_request"),
+            (
+                r#"{"type":"history","room":"x","limit":-1}"#,
+                "invalid_request",
+            ),
         ] {
             assert_eq!(parse_request(text).unwrap_err().code, code, "{text}");
         }
+    }
+
+    #[test]
+    fn passwords_never_show_in_debug_output() {
+        let request = parse_request(r#"{"type":"login","name":"a","password":"hunter2"}"#);
+        assert!(!format!("{request:?}").contains("hunter2"));
+    }
+
+    fn stored(id: u64, text: &str) -> StoredMessage {
+        StoredMessage {
+            id,
+            time_ms: 1000 + id,
+            conversation: "#lobby".into(),
+            sender: "alice".into(),
+            sender_mask: "alice!alice@127.0.0.1".into(),
+            target: "lobby".into(),
+            to_room: true,
+            kind: MessageKind::Normal,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn history_pages_are_messages_oldest_first_within_a_byte_budget() {
+        let lobby = Conversation::Room("lobby".into());
+        let page = history_page(
+            &lobby,
+            None,
+            &[stored(1, "a"), stored(2, "b")],
+            false,
+            10_000,
+        );
+        assert_eq!(
+            std::str::from_utf8(&page).unwrap(),
+            r#"{"type":"history","room":"lobby","messages":[{"id":1,"time":1001,"from":"alice","room":"lobby","kind":"normal","text":"a"},{"id":2,"time":1002,"from":"alice","room":"lobby","kind":"normal","text":"b"}],"more":false}"#
+        );
+        // Past the budget the oldest go, and the page says there is more.
+        let long = "x".repeat(1000);
+        let messages: Vec<_> = (1..=10).map(|i| stored(i, &long)).collect();
+        let page: serde_json::Value =
+            serde_json::from_slice(&history_page(&lobby, Some(11), &messages, false, 3500))
+                .unwrap();
+        let ids: Vec<u64> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, [8, 9, 10]);
+        assert_eq!((&page["more"], &page["before"]), (&true.into(), &11.into()));
+        // The newest message always goes, however small the budget.
+        let page: serde_json::Value =
+            serde_json::from_slice(&history_page(&lobby, None, &messages, false, 1)).unwrap();
+        assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+        let dm = history_error("not_in_room", "no", &Conversation::With("bob".into()));
+        assert_eq!(
+            &dm[..],
+            br#"{"type":"error","code":"not_in_room","text":"no","with":"bob"}"#
+        );
     }
 
     #[test]
@@ -960,8 +1055,13 @@ mod tests {
             burst: 20,
             per_second: 5,
         };
-        let hello: serde_json::Value = serde_json::from_slice(&hello("lobby", limits)).unwrap();
+        let hello: serde_json::Value =
+            serde_json::from_slice(&hello("lobby", limits, true)).unwrap();
         assert_eq!(hello["type"], "hello");
+        assert_eq!(
+            (&hello["history"], &hello["accounts"]),
+            (&true.into(), &true.into())
+        );
         assert_eq!(hello["default_room"], "lobby");
         assert_eq!(hello["limits"]["max_frame"], 16384);
         assert_eq!(

@@ -9,23 +9,90 @@
 //! is waiting on.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
-use confab_core::{Command, Event, Recipient};
+use confab_core::{ChatError, Command, Event, Key, Name, Recipient, RoomName};
+use confab_store::Range;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{self, Request};
+use super::protocol::{self, Conversation, Request};
 use super::Settings;
+use crate::accounts;
 use crate::connection::{Ctx, Shared};
-use crate::history::Durability;
+use crate::history::{direct_conversation, room_conversation, Durability};
 use crate::outbox::{Outbox, OutboxRef, Outgoing};
+
+/// Messages a `history` request returns when it names no `limit`.
+const HISTORY_DEFAULT: usize = 50;
+/// The most messages one `history` request returns.
+const HISTORY_MAX: usize = 200;
+/// The most bytes one history answer takes; a quarter of the send queue when that is
+/// less, so that a few answers in a row cannot overflow it.
+const HISTORY_BYTES: usize = 256 * 1024;
+
+/// What the session knows of its client from the events it has passed on. The writer
+/// keeps it current, so it is exactly what the client itself has been told; the reader
+/// consults it, because only members may read a room's history.
+#[derive(Debug, Default)]
+struct Known {
+    /// The client's name as of the last event written.
+    name: Option<Name>,
+    /// Set once the client registered and was sent to the default room, by whichever
+    /// loop saw the registration first (a `register` request, or a login's event).
+    registered: bool,
+    /// Rooms the client is in, in joining order; it mirrors the core's membership.
+    rooms: Vec<RoomName>,
+}
+
+impl Known {
+    fn is_me(&self, name: &Name) -> bool {
+        self.name.as_ref().is_some_and(|me| me.key() == name.key())
+    }
+
+    /// Takes note of an event on its way to the client. Returns whether this is the
+    /// client's first registration, which the caller answers by joining the default room.
+    fn observe(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Registered { name } => {
+                self.name = Some(name.clone());
+                return !std::mem::replace(&mut self.registered, true);
+            }
+            Event::NickChanged { old, new } if self.is_me(&old.name) => {
+                self.name = Some(new.clone());
+            }
+            Event::Joined { room, who, .. } if self.is_me(&who.name) => {
+                if !self.rooms.contains(room) {
+                    self.rooms.push(room.clone());
+                }
+            }
+            Event::Parted { room, who, .. } if self.is_me(&who.name) => {
+                self.rooms.retain(|r| r != room);
+            }
+            Event::Kicked { room, target, .. } if self.is_me(target) => {
+                self.rooms.retain(|r| r != room);
+            }
+            _ => {}
+        }
+        false
+    }
+
+    /// The room the client is in whose name is `room`, ignoring case.
+    fn room(&self, room: &str) -> Option<&RoomName> {
+        let wanted = Key::of(room);
+        self.rooms.iter().find(|r| r.key() == wanted)
+    }
+}
+
+fn lock(known: &Mutex<Known>) -> MutexGuard<'_, Known> {
+    known.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Why a session ended. Each reason decides what others are told, and what the client
 /// gets as its last event and close code.
@@ -163,7 +230,9 @@ pub(super) async fn run(
     ctx.send(protocol::hello(
         &shared.default_room,
         settings.wire_limits(),
+        shared.history.is_some(),
     ));
+    let known = Mutex::new(Known::default());
 
     let (mut sink, mut stream) = socket.split();
     // Frames taken from the outbox and not yet handed to the socket. They live here, not
@@ -172,8 +241,8 @@ pub(super) async fn run(
     let end = tokio::select! {
         biased;
         () = shutdown.cancelled() => End::Shutdown,
-        end = write_loop(&mut sink, &outbox, &mut unsent, &shared.durability) => end,
-        end = read_loop(&mut stream, &ctx, &settings) => end,
+        end = write_loop(&mut sink, &mut unsent, &ctx, &known) => end,
+        end = read_loop(&mut stream, &ctx, &settings, &known, peer.ip()) => end,
     };
 
     // The client leaves the chat first, so that nothing more is queued for it, then gets
@@ -203,16 +272,23 @@ pub(super) async fn run(
 }
 
 /// Reads requests until the client leaves, breaks a limit or times out.
-async fn read_loop<S>(stream: &mut S, ctx: &Ctx<'_>, settings: &Settings) -> End
+async fn read_loop<S>(
+    stream: &mut S,
+    ctx: &Ctx<'_>,
+    settings: &Settings,
+    known: &Mutex<Known>,
+    ip: IpAddr,
+) -> End
 where
     S: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let limits = &ctx.shared.limits;
     let connected_at = Instant::now();
     let mut last_input = connected_at;
-    let mut registered = false;
     let mut bucket = TokenBucket::new(settings.burst, settings.per_second, connected_at);
     loop {
+        // A login registers the client from another task, so this is read afresh.
+        let registered = lock(known).registered;
         let deadline = if registered {
             last_input + limits.idle_timeout
         } else {
@@ -221,7 +297,13 @@ where
         let item = tokio::select! {
             item = stream.next() => item,
             () = sleep_until(deadline) => {
-                return if registered { End::IdleTimeout } else { End::RegistrationTimeout };
+                if registered {
+                    return End::IdleTimeout;
+                }
+                if lock(known).registered {
+                    continue;
+                }
+                return End::RegistrationTimeout;
             }
         };
         let message = match item {
@@ -244,7 +326,7 @@ where
                 }
                 match protocol::parse_request(&text) {
                     Ok(request) => {
-                        if let Some(end) = on_request(request, ctx, settings, &mut registered) {
+                        if let Some(end) = on_request(request, ctx, settings, known, ip) {
                             return end;
                         }
                     }
@@ -267,7 +349,8 @@ fn on_request(
     request: Request,
     ctx: &Ctx<'_>,
     settings: &Settings,
-    registered: &mut bool,
+    known: &Mutex<Known>,
+    ip: IpAddr,
 ) -> Option<End> {
     let too_long = |text: &str| {
         let long = text.len() > settings.max_message;
@@ -285,14 +368,45 @@ fn on_request(
     match request {
         Request::Register { name } => {
             ctx.command(Command::Register { name });
-            if !*registered && is_registered(ctx) {
-                *registered = true;
-                // Web users start where line users start, so that they meet there.
-                ctx.command(Command::Join {
-                    room: ctx.shared.default_room.clone(),
-                    key: None,
-                });
+            // Joining here rather than when the writer sees the event keeps a request
+            // sent right after `register` in order behind the join.
+            if is_registered(ctx) && !std::mem::replace(&mut lock(known).registered, true) {
+                join_default_room(ctx);
             }
+        }
+        Request::Login { name, password } => accounts::login(
+            ctx.shared,
+            ctx.id,
+            ctx.outbox(),
+            ip,
+            &name,
+            password.0,
+            true,
+        ),
+        Request::RegisterAccount { password } => {
+            accounts::register(ctx.shared, ctx.id, ctx.outbox(), password.0)
+        }
+        Request::History {
+            room,
+            with,
+            before,
+            limit,
+        } => {
+            let conversation = match (room, with) {
+                (Some(room), None) => Conversation::Room(protocol::room_arg(&room).into()),
+                (None, Some(with)) => Conversation::With(with),
+                _ => {
+                    ctx.send(protocol::error_event(
+                        "invalid_request",
+                        "A history request needs exactly one of \"room\" and \"with\"",
+                    ));
+                    return None;
+                }
+            };
+            let limit = limit.map_or(HISTORY_DEFAULT, |n| {
+                usize::try_from(n).map_or(HISTORY_MAX, |n| n.clamp(1, HISTORY_MAX))
+            });
+            history(ctx, known, conversation, before, limit);
         }
         Request::Nick { name } => ctx.command(Command::Nick { name }),
         Request::Join { room, key } => ctx.command(Command::Join {
@@ -380,6 +494,100 @@ fn on_request(
     None
 }
 
+/// Web users start where line users start, so that they meet there.
+fn join_default_room(ctx: &Ctx<'_>) {
+    ctx.command(Command::Join {
+        room: ctx.shared.default_room.clone(),
+        key: None,
+    });
+}
+
+/// Answers a `history` request from the store thread, straight into the client's
+/// outbox. Only members read a room's history, and a direct conversation only its two
+/// parties, the one asking being the holder of the name; a registered name's messages
+/// are for whoever logged in to it.
+fn history(
+    ctx: &Ctx<'_>,
+    known: &Mutex<Known>,
+    conversation: Conversation,
+    before: Option<u64>,
+    limit: usize,
+) {
+    let fail = |code: &str, text: &str| {
+        ctx.send(protocol::history_error(code, text, &conversation));
+    };
+    let Some(history) = &ctx.shared.history else {
+        return fail("no_history", "This server keeps no history");
+    };
+    let (me, logged_in) = {
+        let core = ctx.shared.core.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(me) = core.name_of(ctx.id).cloned() else {
+            drop(core);
+            return fail("not_registered", &ChatError::NotRegistered.to_string());
+        };
+        let owns = core
+            .account_of(ctx.id)
+            .is_some_and(|account| Key::of(&account) == me.key());
+        let free = !core.is_account(me.as_str());
+        (me, owns || free)
+    };
+    let (key, answer) = match &conversation {
+        Conversation::Room(room) => match lock(known).room(room) {
+            Some(room) => (
+                room_conversation(room.as_str()),
+                Conversation::Room(room.to_string()),
+            ),
+            None => {
+                return fail(
+                    "not_in_room",
+                    &ChatError::NotInRoom(room.clone()).to_string(),
+                );
+            }
+        },
+        Conversation::With(name) => {
+            let Ok(other) = Name::parse(name) else {
+                return fail("invalid_name", &format!("There is no user called {name}"));
+            };
+            if !logged_in {
+                return fail(
+                    "not_logged_in",
+                    &format!("The name {me} is registered: log in to read its direct messages"),
+                );
+            }
+            (
+                direct_conversation(me.as_str(), other.as_str()),
+                Conversation::With(other.to_string()),
+            )
+        }
+    };
+    let budget = HISTORY_BYTES.min(ctx.shared.limits.send_queue / 4);
+    let range = before.map_or(Range::Latest, Range::BeforeId);
+    let outbox = ctx.outbox();
+    let queued = history.run(move |store| {
+        // One more than asked says whether there is more before the page.
+        let answer = match store.history(&key, range, limit.saturating_add(1)) {
+            Ok(mut messages) => {
+                let more = messages.len() > limit;
+                if more {
+                    messages.drain(..messages.len() - limit);
+                }
+                protocol::history_page(&answer, before, &messages, more, budget)
+            }
+            Err(e) => {
+                tracing::error!("history query failed: {e}");
+                protocol::history_error("unavailable", "History is unavailable right now", &answer)
+            }
+        };
+        outbox.push(Outgoing::Raw(answer));
+    });
+    if !queued {
+        fail(
+            "unavailable",
+            "The server is busy; ask for history again in a moment",
+        );
+    }
+}
+
 fn is_registered(ctx: &Ctx<'_>) -> bool {
     ctx.shared
         .core
@@ -390,16 +598,20 @@ fn is_registered(ctx: &Ctx<'_>) -> bool {
 }
 
 /// Moves everything queued for the client onto the socket, in order, until the socket
-/// fails or the outbox overflows.
+/// fails or the outbox overflows. On the way it keeps `known` current and does what
+/// events ask of the session: joining the default room after a login registered the
+/// client, starting the login grace period.
 async fn write_loop<S>(
     sink: &mut S,
-    outbox: &Outbox,
     unsent: &mut VecDeque<Bytes>,
-    durability: &Durability,
+    ctx: &Ctx<'_>,
+    known: &Mutex<Known>,
 ) -> End
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
+    let outbox = ctx.outbox();
+    let durability: &Durability = &ctx.shared.durability;
     let mut drained = VecDeque::new();
     // Set when the outbox signalled while a batch was being written, so that what it
     // announced is drained without waiting for a signal that will not come again.
@@ -418,11 +630,15 @@ where
         let mut needed = 0;
         for item in drained.drain(..) {
             if let Outgoing::Event(envelope) = &item {
+                if lock(known).observe(&envelope.event) {
+                    join_default_room(ctx);
+                }
                 match &envelope.event {
                     Event::Killed { by, reason } => {
                         killed = Some(End::Killed(format!("Killed ({} ({reason}))", by.name)));
                     }
                     Event::Message(m) => needed = needed.max(m.id),
+                    Event::LoginRequired { .. } => accounts::start_grace(ctx.shared, ctx.id),
                     _ => {}
                 }
             }
