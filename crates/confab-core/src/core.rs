@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
 use crate::event::{
-    Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes, RoomRecord, RoomSummary,
-    Source, Target, Topic, UserInfo, UserSummary,
+    Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes, RoomRecord,
+    RoomSummary, Source, Target, Topic, UserInfo, UserSummary,
 };
 use crate::mailbox::{Journal, Mailbox};
 use crate::name::{Key, Name, RoomName};
@@ -23,6 +23,34 @@ pub const MAX_TEXT_FIELD: usize = 390;
 pub const MAX_BANS: usize = 100;
 /// How many past users WHOWAS remembers.
 const WHOWAS_HISTORY: usize = 256;
+
+/// Bounds the core enforces on what one user can make it hold. Zero means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoreLimits {
+    /// Rooms one user may be in at once.
+    pub max_rooms_per_user: usize,
+    /// Members one room may have, whatever its `+l` says.
+    pub max_members_per_room: usize,
+}
+
+impl Default for CoreLimits {
+    fn default() -> Self {
+        CoreLimits {
+            max_rooms_per_user: 50,
+            max_members_per_room: 10_000,
+        }
+    }
+}
+
+/// Running totals of the core's traffic, for the server's metrics. Plain counters:
+/// they change only under the same exclusive access as the rest of the core.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages accepted from clients (to rooms, to users, stored for offline users).
+    pub messages: u64,
+    /// Copies of those messages put into recipients' mailboxes, echoes included.
+    pub deliveries: u64,
+}
 
 /// Where a [`Command::Send`] goes, as the user wrote it (validated by the core).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +229,9 @@ pub struct Core<M> {
     next_guest: u64,
     /// Kept state of rooms with a registered owner, by folded name.
     records: HashMap<Key, RoomRecord>,
+    /// Rooms per user and members per room.
+    limits: CoreLimits,
+    stats: Stats,
 }
 
 impl<M: Mailbox> Default for Core<M> {
@@ -215,6 +246,8 @@ impl<M: Mailbox> Default for Core<M> {
             accounts: HashSet::new(),
             next_guest: 0,
             records: HashMap::new(),
+            limits: CoreLimits::default(),
+            stats: Stats::default(),
         }
     }
 }
@@ -265,6 +298,22 @@ impl<M: Mailbox> Core<M> {
             next_message_id: last_id + 1,
             ..Self::default()
         }
+    }
+
+    /// Sets the bounds on rooms per user and members per room. They apply to joins from
+    /// now on; nobody already in a room is removed.
+    pub fn set_limits(&mut self, limits: CoreLimits) {
+        self.limits = limits;
+    }
+
+    /// The bounds in force.
+    pub fn limits(&self) -> CoreLimits {
+        self.limits
+    }
+
+    /// Traffic totals since the core was created.
+    pub fn stats(&self) -> Stats {
+        self.stats
     }
 
     /// Adds a connection that has not registered yet. `host` is what others will see as
@@ -665,38 +714,57 @@ impl<M: Mailbox> Core<M> {
         let room_key = name.key();
         let client = self.clients.get_mut(&id).expect("caller checked");
         let source = client.source.clone().expect("caller checked");
-        let fresh = !self.rooms.contains_key(&room_key);
-        let account = source.account.as_deref().map(|a| Key::of(a).as_str().to_string());
+        let existing = self.rooms.get(&room_key);
+        let member = existing.is_some_and(|room| room.members.contains_key(&id));
+        // Checked before the room is created, so that a refusal leaves no empty room.
+        let max_rooms = self.limits.max_rooms_per_user;
+        if !member && max_rooms > 0 && client.rooms.len() >= max_rooms {
+            return Err(ChatError::TooManyRooms {
+                room: existing.map_or_else(|| name.to_string(), |room| room.name.to_string()),
+                limit: max_rooms,
+            });
+        }
+        let fresh = existing.is_none();
+        let max_members = self.limits.max_members_per_room;
+        let account = source
+            .account
+            .as_deref()
+            .map(|a| Key::of(a).as_str().to_string());
         let record = self.records.get(&room_key).cloned();
-        let room = self.rooms.entry(room_key.clone()).or_insert_with(|| match record {
-            Some(record) => Room {
-                name: record.name,
-                members: HashMap::new(),
-                topic: record.topic,
-                modes: record.modes,
-                bans: record.bans,
-                invited: HashSet::new(),
-                created_ms: record.created_ms,
-                owner: Some(record.owner),
-                op_accounts: record.ops.into_iter().collect(),
-            },
-            None => Room {
-                name,
-                members: HashMap::new(),
-                topic: None,
-                modes: RoomModes::default(),
-                bans: Vec::new(),
-                invited: HashSet::new(),
-                created_ms: now,
-                // A logged-in creator owns the room, and the room is kept.
-                owner: source.account.clone(),
-                op_accounts: account.iter().cloned().collect(),
-            },
-        });
+        let room = self
+            .rooms
+            .entry(room_key.clone())
+            .or_insert_with(|| match record {
+                Some(record) => Room {
+                    name: record.name,
+                    members: HashMap::new(),
+                    topic: record.topic,
+                    modes: record.modes,
+                    bans: record.bans,
+                    invited: HashSet::new(),
+                    created_ms: record.created_ms,
+                    owner: Some(record.owner),
+                    op_accounts: record.ops.into_iter().collect(),
+                },
+                None => Room {
+                    name,
+                    members: HashMap::new(),
+                    topic: None,
+                    modes: RoomModes::default(),
+                    bans: Vec::new(),
+                    invited: HashSet::new(),
+                    created_ms: now,
+                    // A logged-in creator owns the room, and the room is kept.
+                    owner: source.account.clone(),
+                    op_accounts: account.iter().cloned().collect(),
+                },
+            });
         // In a kept room, operator status belongs to accounts; elsewhere to whoever
         // created the room.
         let op = match &room.owner {
-            Some(_) => account.as_ref().is_some_and(|a| room.op_accounts.contains(a)),
+            Some(_) => account
+                .as_ref()
+                .is_some_and(|a| room.op_accounts.contains(a)),
             None => fresh,
         };
         let save = fresh && room.owner.is_some();
@@ -713,6 +781,11 @@ impl<M: Mailbox> Core<M> {
             Some(ChatError::BadKey(room_name.to_string()))
         } else if room.modes.limit.is_some_and(|l| room.members.len() >= l) {
             Some(ChatError::RoomFull(room_name.to_string()))
+        } else if max_members > 0 && room.members.len() >= max_members {
+            Some(ChatError::TooManyMembers {
+                room: room_name.to_string(),
+                limit: max_members,
+            })
         } else {
             None
         };
@@ -818,6 +891,7 @@ impl<M: Mailbox> Core<M> {
         };
         let journal = self.journal.as_deref();
         let record = |message: &Message| journal.is_none_or(|j| j.record(message));
+        let mut delivered = 0;
         match to {
             Recipient::Room(wanted) => {
                 let Some(room) = self.rooms.get(&Key::of(&wanted)) else {
@@ -840,10 +914,12 @@ impl<M: Mailbox> Core<M> {
                 for (member, m) in &room.members {
                     if *member != id || client.echo {
                         m.mailbox.deliver(&envelope);
+                        delivered += 1;
                     }
                 }
                 if member.is_none() && client.echo {
                     client.mailbox.deliver(&envelope);
+                    delivered += 1;
                 }
             }
             Recipient::User(wanted) => {
@@ -861,6 +937,7 @@ impl<M: Mailbox> Core<M> {
                     }
                     reply(client, Event::StoredForLater { name });
                     self.next_message_id += 1;
+                    self.stats.messages += 1;
                     return Ok(());
                 };
                 let recipient = &self.clients[recipient_id];
@@ -871,8 +948,10 @@ impl<M: Mailbox> Core<M> {
                 }
                 let envelope = Envelope::new(Event::Message(message));
                 recipient.mailbox.deliver(&envelope);
+                delivered += 1;
                 if client.echo && *recipient_id != id {
                     client.mailbox.deliver(&envelope);
+                    delivered += 1;
                 }
                 if let (Some(away), MessageKind::Normal | MessageKind::Action) =
                     (&recipient.away, kind)
@@ -888,6 +967,8 @@ impl<M: Mailbox> Core<M> {
             }
         }
         self.next_message_id += 1;
+        self.stats.messages += 1;
+        self.stats.deliveries += delivered;
         if let Some(client) = self.clients.get_mut(&id) {
             client.last_spoke_ms = now_ms;
         }

@@ -41,6 +41,10 @@ pub enum ChatError {
     BadKey(String),
     #[error("Room {0} is full")]
     RoomFull(String),
+    #[error("You cannot join {room}: you are in {limit} rooms, the most allowed; leave one first")]
+    TooManyRooms { room: String, limit: usize },
+    #[error("Room {room} is full: it has {limit} members, the most the server allows")]
+    TooManyMembers { room: String, limit: usize },
     #[error("The ban list of {0} is full")]
     BanListFull(String),
     #[error("Unknown mode {0:?}")]

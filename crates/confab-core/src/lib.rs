@@ -19,7 +19,7 @@ pub mod event;
 pub mod mailbox;
 pub mod name;
 
-pub use crate::core::{ClientId, Command, Core, Recipient};
+pub use crate::core::{ClientId, Command, Core, CoreLimits, Recipient, Stats};
 pub use crate::error::ChatError;
 pub use crate::event::{
     slot, Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes,

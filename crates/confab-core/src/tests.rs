@@ -677,3 +677,72 @@ fn secret_rooms_are_hidden_from_outsiders() {
         &ChatError::NoSuchRoom("hidden".into())
     );
 }
+
+fn join(room: &str) -> Command {
+    Command::Join {
+        room: room.into(),
+        key: None,
+    }
+}
+
+#[test]
+fn rooms_per_user_and_members_per_room_are_bounded() {
+    let mut chat = Chat::with(&["alice", "bob", "carol"]);
+    chat.core.set_limits(CoreLimits {
+        max_rooms_per_user: 2,
+        max_members_per_room: 2,
+    });
+    // Alice is in lobby; one more room fits, a third does not, and no room is left
+    // behind by the refusal.
+    chat.run(0, join("side"));
+    chat.take(0);
+    chat.run(0, join("third"));
+    assert_eq!(
+        error(&chat.take(0)),
+        &ChatError::TooManyRooms {
+            room: "third".into(),
+            limit: 2
+        }
+    );
+    assert_eq!(chat.core.room_count(), 2);
+    // Joining a room one is already in is not a new room.
+    chat.run(0, join("side"));
+    assert!(matches!(&chat.take(0)[..], [Event::Members { .. }]));
+    // Leaving one makes room for another.
+    chat.run(
+        0,
+        Command::Part {
+            room: "side".into(),
+            reason: None,
+        },
+    );
+    chat.take(0);
+    chat.run(0, join("third"));
+    assert!(chat
+        .take(0)
+        .iter()
+        .any(|e| matches!(e, Event::Joined { .. })));
+
+    // lobby already holds three (joined before the limit); nobody more may join it,
+    // and a room with two members is full.
+    chat.run(1, join("third"));
+    chat.take(1);
+    chat.run(2, join("third"));
+    assert_eq!(
+        error(&chat.take(2)),
+        &ChatError::TooManyMembers {
+            room: "third".into(),
+            limit: 2
+        }
+    );
+}
+
+#[test]
+fn messages_and_deliveries_are_counted() {
+    let mut chat = Chat::with(&["alice", "bob", "carol"]);
+    chat.run(0, say("lobby", "hi"));
+    chat.run(0, dm("bob", "psst"));
+    chat.run(0, dm("nobody", "lost"));
+    let stats = chat.core.stats();
+    assert_eq!((stats.messages, stats.deliveries), (2, 3));
+}

@@ -61,38 +61,93 @@ impl Default for IrcConfig {
     }
 }
 
-/// Bounds on what any one client can make the server hold or do.
+/// Bounds on what any one client, or any one address, can make the server hold or do.
+///
+/// Every limit of `confab serve` is here, each with its `confab serve` flag;
+/// docs/limits.md tables them with what happens when one is hit. For the counts and
+/// rates below, zero means "no limit".
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Longest input line in bytes, newline excluded. Longer lines get an error and are
-    /// discarded; the connection stays.
+    /// discarded; the connection stays. `--max-line`.
     pub max_line: usize,
     /// Bytes that may wait to be written to one client before it is disconnected for not
-    /// reading ("send queue exceeded").
+    /// reading ("send queue exceeded"). `--send-queue`.
     pub send_queue: usize,
     /// Connections served at once; more are told the server is full and closed.
+    /// `--max-connections`.
     pub max_connections: usize,
+    /// Connections served at once from one address (IPv6: one /64); more are refused.
+    /// `--max-connections-per-ip`.
+    pub max_connections_per_ip: usize,
+    /// New connections accepted from one address (IPv6: one /64) per
+    /// [`CONNECTION_RATE_WINDOW`], as a bucket refilled evenly over the window; more
+    /// are refused. `--connection-rate-per-ip`.
+    pub connection_rate_per_ip: u32,
+    /// Input lines (or WebSocket requests) a client may send at once before the rate
+    /// applies. `--flood-burst`.
+    pub flood_burst: u32,
+    /// Input lines (or WebSocket requests) per second a client may send, sustained.
+    /// Past it the server stops reading from the client until its budget refills.
+    /// `--flood-rate`.
+    pub flood_rate: u32,
+    /// How long a client may stay over its budget without a pause before it is
+    /// disconnected for flooding ("Excess Flood"). `--flood-grace`.
+    pub flood_grace: Duration,
+    /// How long an input line may stay unfinished (bytes without their newline) before
+    /// the client is disconnected, so that a trickle of bytes cannot hold a connection
+    /// open. `--partial-line-timeout`.
+    pub partial_line_timeout: Duration,
+    /// Rooms one user may be in at once (IRC `CHANLIMIT`). `--max-rooms-per-user`.
+    pub max_rooms_per_user: usize,
+    /// Members one room may have, whatever its `+l` says. `--max-members-per-room`.
+    pub max_members_per_room: usize,
     /// Time a new connection has to register before it is closed.
+    /// `--registration-timeout`.
     pub registration_timeout: Duration,
     /// Time a registered client may send nothing before it is closed. `confab join`
     /// pings well within it; TCP keepalive separately finds peers that vanished.
+    /// `--idle-timeout`.
     pub idle_timeout: Duration,
     /// Time a client using a registered name has to log in before it is renamed.
     pub login_grace: Duration,
     /// Silence after which an IRC client is pinged, and then the time it has to answer.
     pub ping_interval: Duration,
     /// Idle time before the kernel starts TCP keepalive probes on a connection.
+    /// `--tcp-keepalive`.
     pub tcp_keepalive: Duration,
     /// How long shutdown waits for connections to flush their last lines.
     pub shutdown_grace: Duration,
 }
 
+/// The window of [`Limits::connection_rate_per_ip`].
+pub const CONNECTION_RATE_WINDOW: Duration = Duration::from_secs(10);
+
+impl Limits {
+    /// The limits the chat core enforces itself.
+    pub fn core(&self) -> confab_core::CoreLimits {
+        confab_core::CoreLimits {
+            max_rooms_per_user: self.max_rooms_per_user,
+            max_members_per_room: self.max_members_per_room,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
+        let core = confab_core::CoreLimits::default();
         Limits {
             max_line: 4096,
             send_queue: 1 << 20,
             max_connections: 10_000,
+            max_connections_per_ip: 50,
+            connection_rate_per_ip: 20,
+            flood_burst: 20,
+            flood_rate: 5,
+            flood_grace: Duration::from_secs(10),
+            partial_line_timeout: Duration::from_secs(30),
+            max_rooms_per_user: core.max_rooms_per_user,
+            max_members_per_room: core.max_members_per_room,
             registration_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(3600),
             ping_interval: Duration::from_secs(90),

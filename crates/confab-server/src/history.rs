@@ -210,13 +210,11 @@ fn run(store: &mut dyn Store, jobs: Receiver<Job>, durability: &Durability, heal
                     batch.push(message);
                 }
                 Job::Run(job) => runs.push(job),
-                Job::SaveRoom(key, json) => {
-                    runs.push(Box::new(move |store: &mut dyn Store| {
-                        if let Err(e) = store.save_room(&key, &json) {
-                            tracing::error!("cannot keep the state of room {key}: {e}");
-                        }
-                    }))
-                }
+                Job::SaveRoom(key, json) => runs.push(Box::new(move |store: &mut dyn Store| {
+                    if let Err(e) = store.save_room(&key, &json) {
+                        tracing::error!("cannot keep the state of room {key}: {e}");
+                    }
+                })),
             }
             if batch.len() < BATCH {
                 next = jobs.try_recv().ok();

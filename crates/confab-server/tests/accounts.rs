@@ -284,22 +284,35 @@ async fn rooms_with_a_registered_owner_keep_topic_modes_and_operators() {
     alice.send("REGISTER * * pw\r").await;
     alice.expect(":confab.local REGISTER SUCCESS").await;
     alice.send("JOIN #club\r").await;
-    alice.expect(":confab.local 353 alice = #club :@alice").await;
-    alice.send("TOPIC #club :members only\r\nMODE #club +k sesame\r").await;
-    alice.expect(":alice!~u@127.0.0.1 MODE #club +k sesame").await;
+    alice
+        .expect(":confab.local 353 alice = #club :@alice")
+        .await;
+    alice
+        .send("TOPIC #club :members only\r\nMODE #club +k sesame\r")
+        .await;
+    alice
+        .expect(":alice!~u@127.0.0.1 MODE #club +k sesame")
+        .await;
     // A room created by someone not logged in is not kept.
     let mut bob = irc_user(&first, "bob", "").await;
-    bob.send("JOIN #transient\r\nTOPIC #transient :gone tomorrow\r").await;
+    bob.send("JOIN #transient\r\nTOPIC #transient :gone tomorrow\r")
+        .await;
     bob.expect(":bob!~u@127.0.0.1 TOPIC #transient").await;
     first.stop().await;
 
     let server = server(data.path()).await;
     let mut bob = irc_user(&server, "bob", "").await;
     bob.send("JOIN #club\r").await;
-    assert!(bob.line().await.contains(" 475 bob #club "), "the key was kept");
+    assert!(
+        bob.line().await.contains(" 475 bob #club "),
+        "the key was kept"
+    );
     bob.send("JOIN #club sesame\r").await;
     bob.expect(":bob!~u@127.0.0.1 JOIN #club").await;
-    assert_eq!(bob.line().await, ":confab.local 332 bob #club :members only\r");
+    assert_eq!(
+        bob.line().await,
+        ":confab.local 332 bob #club :members only\r"
+    );
     bob.expect(":confab.local 353 bob = #club :bob").await;
     bob.send("JOIN #transient\r").await;
     bob.expect(":confab.local 353 bob = #transient :@bob").await;
@@ -311,6 +324,8 @@ async fn rooms_with_a_registered_owner_keep_topic_modes_and_operators() {
     alice.send("PRIVMSG NickServ :IDENTIFY pw\r").await;
     alice.expect(":confab.local 900 alice ").await;
     alice.send("JOIN #club sesame\r").await;
-    alice.expect(":confab.local 353 alice = #club :@alice bob").await;
+    alice
+        .expect(":confab.local 353 alice = #club :@alice bob")
+        .await;
     server.stop().await;
 }

@@ -330,7 +330,9 @@ impl Store for SqliteStore {
     }
 
     fn rooms(&self) -> Result<Vec<String>, StoreError> {
-        let mut statement = self.conn.prepare_cached("SELECT record FROM rooms ORDER BY key")?;
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT record FROM rooms ORDER BY key")?;
         let records = statement.query_map([], |r| r.get(0))?;
         Ok(records.collect::<Result<_, _>>()?)
     }

@@ -22,6 +22,9 @@ pub struct LineDecoder {
     max: usize,
     /// Set after [`Frame::TooLong`] until the offending line's `\n` has gone by.
     discarding: bool,
+    /// `partial` holds a line already handed out by [`LineDecoder::next_frame`]; it is
+    /// cleared on the next call, once the caller is done with the line.
+    handed_out: bool,
 }
 
 /// Above this capacity the partial-line buffer is freed once it empties, so that one
@@ -34,54 +37,85 @@ impl LineDecoder {
             partial: Vec::new(),
             max,
             discarding: false,
+            handed_out: false,
         }
     }
 
     /// Bytes held for an unfinished line.
     pub fn pending(&self) -> usize {
-        self.partial.len()
+        if self.handed_out {
+            0
+        } else {
+            self.partial.len()
+        }
+    }
+
+    /// Whether a line has started and not ended: bytes are held for it, or an
+    /// overlong line is being thrown away up to its `\n`.
+    pub fn is_mid_line(&self) -> bool {
+        self.pending() > 0 || self.discarding
     }
 
     /// Feeds `data` and calls `on_frame` for every line it completes or overflows.
     pub fn feed(&mut self, mut data: &[u8], mut on_frame: impl FnMut(Frame<'_>)) {
-        while !data.is_empty() {
-            let newline = data.iter().position(|&b| b == b'\n');
+        while let Some(frame) = self.next_frame(&mut data) {
+            on_frame(frame);
+        }
+    }
+
+    /// Takes the next frame from the front of `data`, advancing `data` past what it
+    /// used. `None` means `data` is used up (any unfinished line is kept for the next
+    /// chunk). A caller may stop between frames and feed the rest of `data` later,
+    /// which is how a connection holds back input it has no budget for yet.
+    pub fn next_frame<'s, 'd: 's>(&'s mut self, data: &mut &'d [u8]) -> Option<Frame<'s>> {
+        if self.handed_out {
+            self.handed_out = false;
+            self.reset();
+        }
+        loop {
+            let chunk: &'d [u8] = *data;
+            if chunk.is_empty() {
+                return None;
+            }
+            let newline = chunk.iter().position(|&b| b == b'\n');
             if self.discarding {
                 match newline {
                     Some(i) => {
                         self.discarding = false;
-                        data = &data[i + 1..];
+                        *data = &chunk[i + 1..];
                         continue;
                     }
-                    None => return,
+                    None => {
+                        *data = &[];
+                        return None;
+                    }
                 }
             }
             let Some(i) = newline else {
-                if self.partial.len() + data.len() > self.max + 1 {
+                *data = &[];
+                if self.partial.len() + chunk.len() > self.max + 1 {
                     // `max + 1` leaves room for a trailing `\r` that will be stripped.
                     self.reset();
                     self.discarding = true;
-                    on_frame(Frame::TooLong);
-                } else {
-                    self.partial.extend_from_slice(data);
+                    return Some(Frame::TooLong);
                 }
-                return;
+                self.partial.extend_from_slice(chunk);
+                return None;
             };
-            let head = &data[..i];
-            data = &data[i + 1..];
+            let head = &chunk[..i];
+            *data = &chunk[i + 1..];
             let line: &[u8] = if self.partial.is_empty() {
                 head
             } else {
                 self.partial.extend_from_slice(head);
+                self.handed_out = true;
                 &self.partial
             };
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.len() > self.max {
-                on_frame(Frame::TooLong);
-            } else {
-                on_frame(Frame::Line(line));
+                return Some(Frame::TooLong);
             }
-            self.reset();
+            return Some(Frame::Line(line));
         }
     }
 
@@ -135,6 +169,33 @@ mod tests {
         );
         assert_eq!(frames(4, &[b"abcde\nok\n"]), [Err(()), Ok("ok".into())]);
         assert_eq!(frames(4, &[b"abcd\r\n"]), [Ok("abcd".into())]);
+    }
+
+    #[test]
+    fn frames_can_be_taken_one_at_a_time_and_the_rest_fed_later() {
+        let mut decoder = LineDecoder::new(10);
+        let mut data: &[u8] = b"one\ntwo\nthr";
+        assert_eq!(decoder.next_frame(&mut data), Some(Frame::Line(b"one")));
+        // Stop here: the rest is fed again later, unchanged.
+        let rest = data.to_vec();
+        let mut data: &[u8] = &rest;
+        assert_eq!(decoder.next_frame(&mut data), Some(Frame::Line(b"two")));
+        assert_eq!(decoder.next_frame(&mut data), None);
+        assert!(decoder.is_mid_line());
+        let mut data: &[u8] = b"ee\n";
+        assert_eq!(decoder.next_frame(&mut data), Some(Frame::Line(b"three")));
+        assert_eq!(decoder.next_frame(&mut data), None);
+        assert!(!decoder.is_mid_line());
+    }
+
+    #[test]
+    fn discarding_an_overlong_line_counts_as_mid_line() {
+        let mut decoder = LineDecoder::new(4);
+        let mut data: &[u8] = b"abcdefgh";
+        assert_eq!(decoder.next_frame(&mut data), Some(Frame::TooLong));
+        assert!(decoder.is_mid_line());
+        decoder.feed(b"\n", |_| {});
+        assert!(!decoder.is_mid_line());
     }
 
     #[test]

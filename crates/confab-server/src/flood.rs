@@ -1,0 +1,204 @@
+//! Flood control: a token bucket per connection on input lines (or WebSocket
+//! requests), shared by every front-end.
+//!
+//! Semantics, the same everywhere:
+//! 1. A client may send `burst` inputs at once, then `rate` a second.
+//! 2. Past its budget it is *slowed*: the server stops reading from it until a token
+//!    comes back, so nothing is dropped and TCP backpressure slows the sender.
+//! 3. A client that stays over its budget without a pause for `grace` is disconnected
+//!    ("Excess Flood"). A paste of a few dozen lines is slowed, never cut; a client
+//!    that keeps sending faster than the rate is cut.
+//! 4. Keepalives (PING, PONG) may dip a few tokens below empty, so that a client's
+//!    answer to a server ping is not held up behind its own budget.
+//!
+//! Time is passed in, never read here, so tests drive the bucket with any clock.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Tokens a keepalive may borrow below an empty bucket.
+const KEEPALIVE_ALLOWANCE: u32 = 3;
+
+/// The client stayed over its budget for the whole grace period.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Flooded;
+
+/// One connection's input budget.
+///
+/// The bucket is kept as one instant, `full_at`: when it will be full again if nothing
+/// more is taken (a generic cell rate algorithm). Taking a token moves it one interval
+/// later; the bucket is empty when it lies `burst` intervals ahead of now. No division
+/// and no floating point on the per-line path.
+#[derive(Debug)]
+pub(crate) struct FloodControl {
+    /// Time for one token to come back; `None` when flood control is off.
+    interval: Option<Duration>,
+    /// How far `full_at` may run ahead of now with a token still left: `burst`
+    /// intervals.
+    depth: Duration,
+    /// The same for a keepalive, which may borrow [`KEEPALIVE_ALLOWANCE`] tokens more.
+    keepalive_depth: Duration,
+    full_at: Instant,
+    /// Since when input has been waiting for budget with no pause in between.
+    stalled_since: Option<Instant>,
+    grace: Duration,
+}
+
+impl FloodControl {
+    /// A full bucket of `burst` tokens refilled at `rate` a second; a rate of zero turns
+    /// flood control off.
+    pub(crate) fn new(burst: u32, rate: u32, grace: Duration, now: Instant) -> FloodControl {
+        let interval = (rate > 0).then(|| Duration::from_secs(1) / rate);
+        let step = interval.unwrap_or_default();
+        FloodControl {
+            interval,
+            depth: step.saturating_mul(burst.max(1)),
+            keepalive_depth: step.saturating_mul(burst.max(1).saturating_add(KEEPALIVE_ALLOWANCE)),
+            full_at: now,
+            stalled_since: None,
+            grace,
+        }
+    }
+
+    fn room(&self, now: Instant, depth: Duration) -> bool {
+        match self.interval {
+            None => true,
+            Some(interval) => self.full_at.saturating_duration_since(now) + interval <= depth,
+        }
+    }
+
+    /// Whether an input may be taken now; `keepalive` inputs may borrow a little.
+    pub(crate) fn allows(&self, now: Instant, keepalive: bool) -> bool {
+        let depth = if keepalive {
+            self.keepalive_depth
+        } else {
+            self.depth
+        };
+        self.room(now, depth)
+    }
+
+    /// Spends one token on an input the caller was allowed to take. When budget is
+    /// still left afterwards, the client is not flooding, whatever came before.
+    pub(crate) fn take(&mut self, now: Instant) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        self.full_at = self.full_at.max(now) + interval;
+        if self.room(now, self.depth) {
+            self.stalled_since = None;
+        }
+    }
+
+    /// When the next ordinary input will be allowed.
+    pub(crate) fn ready_at(&self, now: Instant) -> Instant {
+        match self.interval {
+            None => now,
+            // `room` holds once `full_at - t + interval <= depth`.
+            Some(interval) => match (self.depth).checked_sub(interval) {
+                Some(slack) => self
+                    .full_at
+                    .checked_sub(slack)
+                    .map_or(now, |t| t.max(now)),
+                None => self.full_at.max(now),
+            },
+        }
+    }
+
+    /// Input is waiting and the budget is spent: the client is being slowed. Fails once
+    /// that has lasted the whole grace period without a pause.
+    pub(crate) fn stall(&mut self, now: Instant) -> Result<(), Flooded> {
+        let since = *self.stalled_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.grace {
+            return Err(Flooded);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Takes inputs at `now` while allowed, returning how many.
+    fn drain(flood: &mut FloodControl, now: Instant) -> usize {
+        let mut n = 0;
+        while flood.allows(now, false) {
+            flood.take(now);
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut flood = FloodControl::new(3, 10, ms(5000), start);
+        assert_eq!(drain(&mut flood, start), 3);
+        assert_eq!(flood.ready_at(start), start + ms(100));
+        assert!(!flood.allows(start + ms(99), false));
+        assert_eq!(drain(&mut flood, start + ms(100)), 1);
+        assert_eq!(drain(&mut flood, start + ms(150)), 0);
+        assert_eq!(drain(&mut flood, start + ms(200)), 1);
+        // A long pause refills to the burst and no further.
+        assert_eq!(drain(&mut flood, start + ms(60_000)), 3);
+    }
+
+    #[test]
+    fn keepalives_may_borrow_a_little() {
+        let start = Instant::now();
+        let mut flood = FloodControl::new(2, 1, ms(5000), start);
+        assert_eq!(drain(&mut flood, start), 2);
+        let mut borrowed = 0;
+        while flood.allows(start, true) {
+            flood.take(start);
+            borrowed += 1;
+        }
+        assert_eq!(borrowed, KEEPALIVE_ALLOWANCE);
+        // The debt is paid back before ordinary input flows again.
+        assert!(!flood.allows(start + ms(3000), false));
+        assert!(flood.allows(start + ms(4000), false));
+    }
+
+    #[test]
+    fn a_sustained_flood_is_cut_after_the_grace_and_a_paste_is_not() {
+        let start = Instant::now();
+        // A flooder always has input waiting: it is slowed to the rate, then cut.
+        let mut flood = FloodControl::new(5, 10, ms(1000), start);
+        let mut now = start;
+        let result = loop {
+            drain(&mut flood, now);
+            if let Err(e) = flood.stall(now) {
+                break e;
+            }
+            now = flood.ready_at(now);
+        };
+        assert_eq!(result, Flooded);
+        assert_eq!(now - start, ms(1000));
+
+        // A paste: over budget for a while, then quiet; the next input, with budget to
+        // spare, forgives the stall.
+        let mut flood = FloodControl::new(5, 10, ms(1000), start);
+        drain(&mut flood, start);
+        assert!(flood.stall(start).is_ok());
+        let later = start + ms(900);
+        assert!(flood.allows(later, false));
+        flood.take(later);
+        assert!(flood.stall(start + ms(1500)).is_ok());
+    }
+
+    #[test]
+    fn a_rate_of_zero_turns_it_off() {
+        let start = Instant::now();
+        let mut flood = FloodControl::new(1, 0, ms(10), start);
+        for _ in 0..10_000 {
+            assert!(flood.allows(start, false));
+            flood.take(start);
+        }
+        assert_eq!(flood.ready_at(start), start);
+    }
+}
