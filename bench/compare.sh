@@ -7,8 +7,9 @@
 # listens and connects on 127.0.0.1 only. Servers that are not installed are skipped
 # (apt-get install ngircd inspircd).
 #
-# Usage: bench/compare.sh [SERVER...]   where SERVER is confab-line, confab-irc, relay,
-#        ngircd or inspircd (default: all). Environment: CONFAB (the binary, default
+# Usage: bench/compare.sh [SERVER...]   where SERVER is confab-line, confab-irc,
+#        confab-history (line protocol with history kept), relay, ngircd or inspircd
+#        (default: all). Environment: CONFAB (the binary, default
 #        target/release/confab), SERVER_CPU (0), BENCH_CPU (1), MESSAGES (1000),
 #        IDLE (5000), LOG (where the full reports go, default /tmp/confab-compare.log).
 set -euo pipefail
@@ -105,11 +106,21 @@ workloads() {
 }
 
 run_server() {
+    # One address opening thousands of connections and flooding is exactly what the
+    # per-address and flood limits stop, so they are off; history is off too, except
+    # for confab-history, which keeps it in a fresh database as a default server does.
     local confab_serve=(env RUST_LOG=warn "$CONFAB" serve --listen 127.0.0.1:12345
-        --irc-listen 127.0.0.1:6667 --http-listen 127.0.0.1:18080)
+        --irc-listen 127.0.0.1:6667 --http-listen 127.0.0.1:18080
+        --max-connections-per-ip 0 --connection-rate-per-ip 0 --flood-rate 0)
     case $1 in
-    confab-line) workloads "$1" line 127.0.0.1:12345 128 "${confab_serve[@]}" ;;
-    confab-irc) workloads "$1" irc 127.0.0.1:6667 128 "${confab_serve[@]}" ;;
+    confab-line) workloads "$1" line 127.0.0.1:12345 128 "${confab_serve[@]}" --no-history ;;
+    confab-irc) workloads "$1" irc 127.0.0.1:6667 128 "${confab_serve[@]}" --no-history ;;
+    confab-history)
+        local data
+        data=$(mktemp -d)
+        workloads "$1" line 127.0.0.1:12345 128 "${confab_serve[@]}" --data "$data"
+        rm -rf "$data"
+        ;;
     relay)
         workloads relay raw 127.0.0.1:12346 128 \
             "$CONFAB" bench relay --listen 127.0.0.1:12346 --duration 1700
@@ -137,7 +148,7 @@ run_server() {
 
 servers=("$@")
 if [ ${#servers[@]} -eq 0 ]; then
-    servers=(confab-line confab-irc relay ngircd inspircd)
+    servers=(confab-line confab-irc confab-history relay ngircd inspircd)
 fi
 for server in "${servers[@]}"; do
     run_server "$server"

@@ -1,4 +1,4 @@
-// End-to-end test of confab's web page in Debian's Chromium, driven by playwright-core: two browser users and one raw-socket line user chat in rooms and by DM, markup shows as text, and the page reconnects after a server restart.
+// End-to-end test of confab's web page in Debian's Chromium, driven by playwright-core: two browser users and one raw-socket line user chat in rooms and by DM, markup shows as text, the page reconnects after a server restart and shows history once, scrolls back through older messages, and a user registers an account and logs in again from fresh pages.
 //
 // Run from this folder with the built binary's path in CONFAB_BIN:
 //   CONFAB_BIN=../../target/debug/confab node --test
@@ -31,6 +31,18 @@ const FLAGS = [
 /** How long any one expected thing may take. */
 const PATIENCE = 10_000;
 const INJECTION = "<img src=x onerror=alert(1)>";
+/** The lobby's messages before the restart, as every later page must show them. */
+const LOBBY = [
+  "hello from alice",
+  "hello from bob",
+  "hello from carol",
+  "waves",
+  INJECTION,
+  `${INJECTION} from carol`,
+  "typed on a phone",
+  "back again",
+];
+const PASSWORD = "correct horse battery staple";
 
 function binary() {
   const bin = process.env.CONFAB_BIN;
@@ -42,11 +54,11 @@ function binary() {
 
 // ---------------------------------------------------------------- the server
 
-/** Starts `confab serve` and reads the addresses it bound from its stdout. */
-async function startServer({ http = "127.0.0.1:0", line = "127.0.0.1:0" } = {}) {
+/** Starts `confab serve`, keeping its data in `data`, and reads the addresses it bound from its stdout. */
+async function startServer({ data, http = "127.0.0.1:0", line = "127.0.0.1:0" }) {
   const child = spawn(
     binary(),
-    ["serve", "--listen", line, "--irc-listen", "127.0.0.1:0", "--http-listen", http],
+    ["serve", "--listen", line, "--irc-listen", "127.0.0.1:0", "--http-listen", http, "--data", data],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "info" } },
   );
   const log = fs.createWriteStream(path.join(OUT, "server.log"), { flags: "a" });
@@ -226,6 +238,46 @@ async function seeNote(user, text) {
   await user.page.locator("#messages li.sys", { hasText: text }).last().waitFor({ timeout: PATIENCE });
 }
 
+/** The texts of the messages in the open conversation, top to bottom. */
+async function texts(user) {
+  return user.page.locator("#messages li.msg .text").allTextContents();
+}
+
+/** Waits until the open conversation shows "Beginning of conversation" above its first line. */
+async function seeBeginning(user) {
+  await user.page
+    .locator("#messages .history-marker", { hasText: "Beginning of conversation" })
+    .waitFor({ timeout: PATIENCE });
+}
+
+/** Asserts that each of `wanted` shows exactly once in the open conversation, in this order. */
+async function seeEachOnce(user, wanted) {
+  const deadline = Date.now() + PATIENCE;
+  for (;;) {
+    const shown = await texts(user);
+    const counts = wanted.map((w) => shown.filter((t) => t === w).length);
+    const order = wanted.map((w) => shown.indexOf(w));
+    const sorted = order.every((at, i) => i === 0 || at > order[i - 1]);
+    if (counts.every((c) => c === 1) && sorted) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${user.label}: wanted each of ${JSON.stringify(wanted)} once, in order; shown ${JSON.stringify(shown)}`);
+    }
+    await user.page.waitForTimeout(50);
+  }
+}
+
+/** Logs in from the name form: a name and its password. */
+async function logIn(user, name, password) {
+  await user.page.fill("#name-input", name);
+  await user.page.fill("#password-input", password);
+  assert.equal(await user.page.locator("#login-button").textContent(), "Log in");
+  await user.page.press("#password-input", "Enter");
+  await user.page.locator("#me", { hasText: name }).waitFor({ timeout: PATIENCE });
+  await user.page.locator("#account-state").waitFor({ state: "visible", timeout: PATIENCE });
+  await waitForStatus(user, "online");
+  assert.equal(await user.page.inputValue("#password-input"), "", "the password is not kept in the form");
+}
+
 /** The sidebar button of a conversation ("#lobby" or a name). */
 function convButton(user, label) {
   return user.page.locator(".conv-list button").filter({
@@ -278,16 +330,22 @@ function escapeRegExp(s) {
 test("two browser users and a line user chat, safely, across a server restart", async (t) => {
   fs.rmSync(OUT, { recursive: true, force: true });
   fs.mkdirSync(OUT, { recursive: true });
-  let server = await startServer();
+  // A fresh data directory: history and accounts from earlier runs must not leak in.
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "confab-data-"));
+  let server = await startServer({ data });
   const url = `http://${server.http}/`;
   const alice = await openBrowser(url, "alice");
   const bob = await openBrowser(url, "bob");
   let carol = null;
+  /** Browsers opened by later steps, closed at the end whatever happens. */
+  const others = [];
   t.after(async () => {
     carol?.close();
     await closeBrowser(alice).catch(() => {});
     await closeBrowser(bob).catch(() => {});
+    for (const user of others) await closeBrowser(user).catch(() => {});
     await stopServer(server).catch(() => {});
+    fs.rmSync(data, { recursive: true, force: true });
   });
 
   await t.test("a name with markup is refused and shown as text", async () => {
@@ -439,7 +497,7 @@ test("two browser users and a line user chat, safely, across a server restart", 
     await stopping;
     carol.close();
     await shot(alice, "server-down");
-    server = await startServer({ http: httpAddr, line: lineAddr });
+    server = await startServer({ data, http: httpAddr, line: lineAddr });
     await waitForStatus(alice, "online", 30_000);
     await waitForStatus(bob, "online", 30_000);
     await seeNote(alice, "Reconnected.");
@@ -453,11 +511,156 @@ test("two browser users and a line user chat, safely, across a server restart", 
     await type(bob, "back again");
     await seeMessage(alice, "bob", "back again");
     await carol.expect("[lobby] bob: back again");
+    // The reconnected page asked for the lobby's history: what it already showed, it
+    // shows once.
+    await seeEachOnce(alice, LOBBY);
+    await seeBeginning(alice);
     await shot(alice, "reconnected");
   });
 
+  await t.test("a fresh page shows the history once, oldest first", async () => {
+    const dave = await openBrowser(url, "dave");
+    others.push(dave);
+    await register(dave, "dave");
+    await seeEachOnce(dave, LOBBY);
+    await seeBeginning(dave);
+    assert.equal(await dave.page.locator("#messages img").count(), 0, "markup from history stays text");
+    // What happens next arrives live, once, below the history.
+    await type(alice, "live after history");
+    await seeEachOnce(dave, [...LOBBY, "live after history"]);
+    await shot(dave, "history");
+  });
+
+  await t.test("scrolling to the top loads older messages and keeps the place", async () => {
+    const dave = others[0];
+    // Six line users take turns writing 20 lines each: one user writing all 120 at once
+    // would be over the flood budget. The line protocol answers in order, so after a
+    // user's pong all its lines are in the chat and the next one can start.
+    for (let k = 0; k < 6; k++) {
+      const filler = await LineUser.register(server.line, `filler${k}`);
+      filler.send("/join scroll");
+      await filler.expect("* Members of scroll");
+      for (let i = 1; i <= 20; i++) filler.send(`scroll ${k * 20 + i}`);
+      filler.send("/ping");
+      await filler.expect("* pong");
+      filler.send("/quit");
+      await filler.expect("* Goodbye");
+      filler.close();
+    }
+    await type(dave, "/join scroll");
+    await dave.page.locator("#conv-name", { hasText: "#scroll" }).waitFor({ timeout: PATIENCE });
+    await seeMessage(dave, "filler", "scroll 120");
+    await dave.page.locator("#messages .history-marker", { hasText: "Load earlier messages" }).waitFor({ timeout: PATIENCE });
+    let shown = await texts(dave);
+    assert.deepEqual(shown.slice(0, 1), ["scroll 71"], "the newest page comes first");
+    assert.equal(shown.filter((t) => t.startsWith("scroll ")).length, 50);
+    await shot(dave, "scroll-latest");
+
+    /** Where the line "scroll N" is, relative to the top of the message view. */
+    const offsetOf = (n) =>
+      dave.page.evaluate((text) => {
+        const view = document.getElementById("messages");
+        const item = [...view.querySelectorAll("li.msg")].find((li) => li.querySelector(".text").textContent === text);
+        return item.getBoundingClientRect().top - view.getBoundingClientRect().top;
+      }, `scroll ${n}`);
+    for (const [oldest, next] of [[71, 21], [21, 1]]) {
+      // Measured in the same turn as the scroll, before the page can react to it.
+      const before = await dave.page.evaluate((text) => {
+        const view = document.getElementById("messages");
+        view.scrollTop = 0;
+        const item = [...view.querySelectorAll("li.msg")].find((li) => li.querySelector(".text").textContent === text);
+        return item.getBoundingClientRect().top - view.getBoundingClientRect().top;
+      }, `scroll ${oldest}`);
+      await seeMessage(dave, "filler", `scroll ${next}`);
+      await dave.page.waitForFunction(
+        () => !document.querySelector("#messages .history-marker")?.textContent.startsWith("Loading"),
+        null,
+        { timeout: PATIENCE },
+      );
+      const after = await offsetOf(oldest);
+      assert.ok(Math.abs(after - before) < 40, `scroll ${oldest} stayed in place: ${before} → ${after}`);
+    }
+    await seeBeginning(dave);
+    shown = (await texts(dave)).filter((t) => t.startsWith("scroll "));
+    assert.deepEqual(shown, Array.from({ length: 120 }, (_, i) => `scroll ${i + 1}`));
+    await dave.page.evaluate(() => {
+      document.getElementById("messages").scrollTop = 0;
+    });
+    await shot(dave, "scroll-beginning");
+  });
+
+  await t.test("a user registers an account and logs in again from fresh pages", async () => {
+    const dave = others[0];
+    await openConv(dave, "#lobby");
+    await dave.page.click("#account-button");
+    await dave.page.locator("#account-panel").waitFor({ state: "visible", timeout: PATIENCE });
+    assert.equal(await dave.page.getAttribute("#account-password", "type"), "password");
+    assert.equal(await dave.page.getAttribute("#account-password", "autocomplete"), "new-password");
+    await dave.page.fill("#account-password", PASSWORD);
+    await dave.page.fill("#account-repeat", "not the same");
+    await dave.page.click("#account-submit");
+    await dave.page.locator("#account-error", { hasText: "differ" }).waitFor({ timeout: PATIENCE });
+    await dave.page.fill("#account-password", PASSWORD);
+    await dave.page.fill("#account-repeat", PASSWORD);
+    await shot(dave, "register-account");
+    await dave.page.click("#account-submit");
+    await dave.page.locator("#account-state").waitFor({ state: "visible", timeout: PATIENCE });
+    await seeNote(dave, "Logged in as dave");
+    assert.equal(await dave.page.locator("#account-panel").isVisible(), false);
+    assert.equal(await dave.page.locator("#account-button").isVisible(), false);
+    await shot(dave, "registered-account");
+    await closeBrowser(dave);
+    await carol.expect("* dave quit");
+
+    // A direct message to the offline account waits for it; the sender sees it kept.
+    await type(alice, "/msg dave are you there, dave?");
+    await seeNote(alice, "dave is offline");
+    await seeMessage(alice, "alice", "are you there, dave?");
+    await shot(alice, "stored-for-later");
+
+    // A fresh page logs in with the name form and gets the message, once.
+    const again = await openBrowser(url, "dave-again");
+    others.push(again);
+    await logIn(again, "dave", PASSWORD);
+    await waitForUnread(again, "alice", 1);
+    await openConv(again, "alice");
+    await seeEachOnce(again, ["are you there, dave?"]);
+    await shot(again, "logged-in");
+    await closeBrowser(again);
+    await carol.expect("* dave quit");
+
+    // Another fresh page takes the name without a password: it is asked to log in, a
+    // wrong password is refused in the panel, the right one keeps the name.
+    const panel = await openBrowser(url, "dave-panel");
+    others.push(panel);
+    await register(panel, "dave");
+    await seeNote(panel, "The name dave is registered");
+    await panel.page.locator("#account-panel").waitFor({ state: "visible", timeout: PATIENCE });
+    assert.equal(await panel.page.getAttribute("#account-password", "autocomplete"), "current-password");
+    assert.equal(await panel.page.locator("#account-button .wide").textContent(), "Log in");
+    await shot(panel, "login-required");
+    await panel.page.fill("#account-password", "wrong horse");
+    await panel.page.press("#account-password", "Enter");
+    await panel.page.locator("#account-error", { hasText: "Wrong name or password" }).waitFor({ timeout: PATIENCE });
+    await shot(panel, "login-refused");
+    await panel.page.fill("#account-password", PASSWORD);
+    await panel.page.press("#account-password", "Enter");
+    await panel.page.locator("#account-state").waitFor({ state: "visible", timeout: PATIENCE });
+    await seeNote(panel, "Logged in as dave");
+    // Delivered once already; the conversation's history still has it.
+    await panel.page.fill("#dm-input", "alice");
+    await panel.page.press("#dm-input", "Enter");
+    await panel.page.locator("#conv-name", { hasText: "alice" }).waitFor({ timeout: PATIENCE });
+    await seeEachOnce(panel, ["are you there, dave?"]);
+    await shot(panel, "logged-in-from-panel");
+    for (const user of [alice, bob, panel]) {
+      const html = await user.page.content();
+      assert.ok(!html.includes(PASSWORD) && !html.includes("wrong horse"), `${user.label} shows a password`);
+    }
+  });
+
   await t.test("no dialog opened and no script failed", async () => {
-    for (const user of [alice, bob]) {
+    for (const user of [alice, bob, ...others]) {
       assert.deepEqual(user.dialogs, [], `${user.label} saw dialogs`);
       assert.deepEqual(user.errors, [], `${user.label} had page errors`);
     }

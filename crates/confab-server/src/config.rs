@@ -27,8 +27,13 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// The room every line-protocol user joins on registering.
     pub default_room: String,
-    /// Where the SQLite database lives; `None` keeps no history.
+    /// Where the SQLite database lives; `None` keeps no history (unless
+    /// `database_url` is set).
     pub data_dir: Option<std::path::PathBuf>,
+    /// A PostgreSQL database (`postgres://USER:PASSWORD@HOST:PORT/DB`) for history,
+    /// accounts and offline messages, shared by every node of a cluster; when set it
+    /// is used instead of `data_dir`. It holds the password: never log it.
+    pub database_url: Option<String>,
     pub limits: Limits,
     pub irc: IrcConfig,
     /// TLS listeners beside (or, with `tls_only`, instead of) the plain ones; `None`
@@ -168,6 +173,7 @@ impl Default for Config {
             irc: IrcConfig::default(),
             default_room: "lobby".into(),
             data_dir: None,
+            database_url: None,
             limits: Limits::default(),
             tls: None,
         }

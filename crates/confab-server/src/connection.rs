@@ -22,12 +22,14 @@ use bytes::{Buf, Bytes};
 use confab_core::{ClientId, Command, Core, Envelope};
 use confab_wire::framing::{Frame, LineDecoder};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Admission;
 use crate::config::Limits;
+use crate::flood::FloodControl;
 use crate::history::{Durability, History};
+use crate::metrics::{Metrics, Reason};
 use crate::outbox::{Outbox, OutboxRef, Outgoing, Overflowed};
 
 /// State every connection shares.
@@ -43,8 +45,11 @@ pub(crate) struct Shared {
     pub started: std::time::SystemTime,
     /// Origins allowed to open the WebSocket besides the page's own.
     pub allowed_origins: Vec<String>,
-    /// Connection permits across every front-end; a connection holds one until it ends.
-    pub slots: Arc<Semaphore>,
+    /// Which connections are served: the server-wide cap and the per-address limits.
+    /// A connection holds its `admission::Slot` until it ends.
+    pub admission: Arc<Admission>,
+    /// Counters and gauges for `/metrics`.
+    pub metrics: Arc<Metrics>,
     /// The next client id; ids are never reused.
     pub next_id: AtomicU64,
     /// The store thread, when history is on.
@@ -70,6 +75,10 @@ pub(crate) enum Close {
     PingTimeout,
     /// A server operator removed the client; the text is the full quit reason.
     Killed(String),
+    /// The client stayed over its input budget for the whole flood grace period.
+    ExcessFlood,
+    /// The client left a line unfinished for longer than `partial_line_timeout`.
+    PartialLine,
     /// The server is shutting down.
     Shutdown,
     /// The socket failed.
@@ -87,8 +96,27 @@ impl Close {
             Close::IdleTimeout => "Idle timeout".into(),
             Close::PingTimeout => "Ping timeout".into(),
             Close::Killed(reason) => reason.clone(),
+            Close::ExcessFlood => "Excess Flood".into(),
+            Close::PartialLine => "Partial line timeout".into(),
             Close::Shutdown => "Server shutting down".into(),
             Close::Io(e) => format!("Connection error: {e}"),
+        }
+    }
+
+    /// The reason as a metric label and log field.
+    pub(crate) fn metric(&self) -> Reason {
+        match self {
+            Close::Quit(_) => Reason::Quit,
+            Close::Eof => Reason::Closed,
+            Close::SendQueueExceeded => Reason::SendQueue,
+            Close::RegistrationTimeout => Reason::RegistrationTimeout,
+            Close::IdleTimeout => Reason::Idle,
+            Close::PingTimeout => Reason::PingTimeout,
+            Close::Killed(_) => Reason::Killed,
+            Close::ExcessFlood => Reason::Flood,
+            Close::PartialLine => Reason::PartialLine,
+            Close::Shutdown => Reason::Shutdown,
+            Close::Io(_) => Reason::IoError,
         }
     }
 }
@@ -141,6 +169,11 @@ pub(crate) trait Protocol: Send {
 
     /// The longest input line, newline excluded.
     fn max_line(&self) -> usize;
+    /// Whether an input line is a keepalive (a PING or PONG), which flood control lets
+    /// borrow a little budget so that it is not held up behind the client's own input.
+    fn is_keepalive(&self, _line: &[u8]) -> bool {
+        false
+    }
     /// The keepalive line to send to a silent client.
     fn keepalive(&mut self) -> Option<Bytes> {
         None
@@ -406,11 +439,21 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
     let mut last_input = connected_at;
     // When a keepalive ping went out and is still unanswered.
     let mut pinged: Option<Instant> = None;
+    let mut flood = FloodControl::new(
+        limits.flood_burst,
+        limits.flood_rate,
+        limits.flood_grace,
+        connected_at,
+    );
+    let mut held = Held::default();
+    // When the unfinished line now in the decoder was started.
+    let mut partial_since: Option<Instant> = None;
 
     let close = loop {
         if let Some(close) = protocol.take_close() {
             break close;
         }
+        let now = Instant::now();
         let deadline = if !protocol.registered() {
             connected_at + limits.registration_timeout
         } else if P::PINGS {
@@ -421,9 +464,18 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
         let deadline = stream
             .handshake_deadline()
             .map_or(deadline, |d| d.min(deadline));
+        let partial_deadline = partial_since
+            .filter(|_| !limits.partial_line_timeout.is_zero())
+            .map(|since| since + limits.partial_line_timeout);
+        let wake = partial_deadline.map_or(deadline, |p| p.min(deadline));
         // Stop reading while a backlog of our own output waits: a client that floods
         // without reading slows itself down instead of growing our buffers.
-        let may_read = out.bytes < limits.send_queue;
+        let room_to_write = out.bytes < limits.send_queue;
+        // Stop reading, too, while the client is over its input budget: input already
+        // read waits in `held`, the rest in the kernel, and TCP slows the sender.
+        let within_budget = held.is_empty() && flood.allows(now, false);
+        let may_read = room_to_write && within_budget;
+        let slowed = room_to_write && !within_budget;
         let durable = shared.durability.durable();
         let can_write = out.has_open(durable) || stream.wants_write();
         let gated_on = out.blocked_on(durable);
@@ -460,18 +512,56 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
                 if let Err(e) = ready {
                     break Close::Io(e.to_string());
                 }
-                let mut sink = Sink { outbox: &outbox, drained: &mut drained, out: &mut out };
-                match read_lines(&mut stream, &mut decoder, &mut protocol, &ctx, &mut sink) {
-                    Ok(None) => {
-                        last_input = Instant::now();
-                        pinged = None;
-                    }
-                    Ok(Some(close)) => break close,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                let mut input = Input {
+                    decoder: &mut decoder,
+                    flood: &mut flood,
+                    sink: Sink { outbox: &outbox, drained: &mut drained, out: &mut out },
+                };
+                let read = read_input(&mut stream, &mut input, &mut protocol, &ctx, &mut held);
+                let fed = match read {
+                    Ok(fed) => fed,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) => break Close::Io(e.to_string()),
+                };
+                let now = Instant::now();
+                last_input = now;
+                pinged = None;
+                if let Some(close) = fed.close {
+                    break close;
                 }
+                if !held.is_empty() && flood.stall(now).is_err() {
+                    break Close::ExcessFlood;
+                }
+                partial_since = partial_line(&decoder, &held, fed.frames, partial_since, now);
             }
-            () = sleep_until(deadline) => {
+            () = sleep_until(flood.ready_at(now)), if slowed => {
+                if held.is_empty() {
+                    continue;
+                }
+                let now = Instant::now();
+                let mut input = Input {
+                    decoder: &mut decoder,
+                    flood: &mut flood,
+                    sink: Sink { outbox: &outbox, drained: &mut drained, out: &mut out },
+                };
+                let fed = feed(held.rest(), &mut input, &mut protocol, &ctx, now);
+                held.consume(fed.used);
+                if fed.frames {
+                    last_input = now;
+                    pinged = None;
+                }
+                if let Some(close) = fed.close {
+                    break close;
+                }
+                if !held.is_empty() && flood.stall(now).is_err() {
+                    break Close::ExcessFlood;
+                }
+                partial_since = partial_line(&decoder, &held, fed.frames, partial_since, now);
+            }
+            () = sleep_until(wake) => {
+                if partial_deadline.is_some_and(|p| p <= Instant::now()) {
+                    break Close::PartialLine;
+                }
                 if stream.handshake_deadline().is_some() {
                     break Close::Io("TLS handshake timed out".into());
                 }
@@ -492,6 +582,9 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
         }
     };
 
+    // Counted before anyone is told, so that whoever sees the quit sees it counted.
+    let reason = close.metric();
+    shared.metrics.disconnected(reason);
     // The client leaves the chat first, so nobody sends it anything more, then gets
     // whatever was already queued for it and its farewell line.
     shared
@@ -513,11 +606,14 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
             }
         }
     }
+    // One log line per disconnect, with the reason as a stable field; ordinary ends
+    // only at debug level.
+    let detail = close.reason();
     match &close {
         Close::Io(_) | Close::Eof | Close::Quit(_) | Close::Shutdown => {
-            tracing::debug!(%peer, id, reason = %close.reason(), "connection closed")
+            tracing::debug!(%peer, id, reason = reason.label(), %detail, "client disconnected")
         }
-        _ => tracing::info!(%peer, id, reason = %close.reason(), "client disconnected"),
+        _ => tracing::info!(%peer, id, reason = reason.label(), %detail, "client disconnected"),
     }
     // A client still in its TLS handshake could read nothing we sent, so it is dropped.
     if !matches!(close, Close::Io(_)) && stream.handshake_deadline().is_none() {
@@ -532,44 +628,155 @@ struct Sink<'a> {
     out: &'a mut WriteQueue,
 }
 
-/// Reads what the socket has and hands each complete line to the protocol. `Ok(None)`
-/// means keep going.
-///
-/// The outbox is pumped after every line, so that the session has seen the outcome of
-/// one command (a join that changes the current room, say) before it reads the next.
-fn read_lines<T: Transport, P: Protocol>(
+/// Input read from the socket but not yet handed to the protocol, because the client's
+/// flood budget ran out. Empty, and holding no memory, unless the client is being
+/// slowed; at most one read's worth.
+#[derive(Default)]
+struct Held {
+    bytes: Vec<u8>,
+    /// How much of `bytes` has been handed over already.
+    start: usize,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.start >= self.bytes.len()
+    }
+
+    fn rest(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+
+    fn consume(&mut self, used: usize) {
+        self.start += used;
+        if self.is_empty() {
+            *self = Held::default();
+        }
+    }
+}
+
+/// Where input goes on its way to the protocol: the line splitter, the flood budget,
+/// and the sink for the replies each line causes.
+struct Input<'a> {
+    decoder: &'a mut LineDecoder,
+    flood: &'a mut FloodControl,
+    sink: Sink<'a>,
+}
+
+/// What came of feeding input to the protocol.
+struct Fed {
+    /// Bytes used; the rest waits for budget.
+    used: usize,
+    /// Whether at least one line (or overlong line) was handed over.
+    frames: bool,
+    close: Option<Close>,
+}
+
+/// Reads what the socket has and feeds it to the protocol; what the flood budget does
+/// not cover yet goes to `held`.
+fn read_input<T: Transport, P: Protocol>(
     stream: &mut T,
-    decoder: &mut LineDecoder,
+    input: &mut Input,
     protocol: &mut P,
     ctx: &Ctx,
-    sink: &mut Sink,
-) -> io::Result<Option<Close>> {
+    held: &mut Held,
+) -> io::Result<Fed> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         let n = stream.try_read(&mut scratch)?;
         if n == 0 {
-            return Ok(Some(Close::Eof));
+            return Ok(Fed {
+                used: 0,
+                frames: false,
+                close: Some(Close::Eof),
+            });
         }
-        let mut close = None;
-        decoder.feed(&scratch[..n], |frame| {
-            if close.is_some() {
-                return;
-            }
-            match frame {
-                Frame::Line(line) => {
-                    if let Flow::Close(why) = protocol.on_line(line, ctx) {
-                        close = Some(why);
-                    }
-                }
-                Frame::TooLong => protocol.on_too_long(ctx),
-            }
-            if pump(sink.outbox, sink.drained, protocol, ctx, sink.out).is_err() {
-                close = Some(Close::SendQueueExceeded);
-            }
-            protocol.after_line(ctx, sink.out);
-        });
-        Ok(close)
+        let fed = feed(&scratch[..n], input, protocol, ctx, Instant::now());
+        if fed.close.is_none() && fed.used < n {
+            held.bytes.extend_from_slice(&scratch[fed.used..n]);
+        }
+        Ok(fed)
     })
+}
+
+/// Hands each complete line of `data` to the protocol while the flood budget allows.
+///
+/// The outbox is pumped after every line, so that the session has seen the outcome of
+/// one command (a join that changes the current room, say) before it reads the next.
+fn feed<P: Protocol>(
+    data: &[u8],
+    input: &mut Input,
+    protocol: &mut P,
+    ctx: &Ctx,
+    now: Instant,
+) -> Fed {
+    let mut rest = data;
+    let mut frames = false;
+    let mut close = None;
+    while close.is_none() {
+        // The budget is checked before a line is taken from `rest`, so that a line
+        // without budget stays there, unread, for later.
+        let keepalive =
+            !input.flood.allows(now, false) && next_is_keepalive(input.decoder, rest, protocol);
+        if !input.flood.allows(now, keepalive) {
+            break;
+        }
+        let Some(frame) = input.decoder.next_frame(&mut rest) else {
+            break;
+        };
+        input.flood.take(now);
+        frames = true;
+        match frame {
+            Frame::Line(line) => {
+                if let Flow::Close(why) = protocol.on_line(line, ctx) {
+                    close = Some(why);
+                }
+            }
+            Frame::TooLong => protocol.on_too_long(ctx),
+        }
+        let sink = &mut input.sink;
+        if pump(sink.outbox, sink.drained, protocol, ctx, sink.out).is_err() {
+            close = Some(Close::SendQueueExceeded);
+        }
+        protocol.after_line(ctx, sink.out);
+    }
+    Fed {
+        used: data.len() - rest.len(),
+        frames,
+        close,
+    }
+}
+
+/// Whether the next line in `rest` is complete and a keepalive.
+fn next_is_keepalive<P: Protocol>(decoder: &LineDecoder, rest: &[u8], protocol: &P) -> bool {
+    if decoder.is_mid_line() {
+        return false;
+    }
+    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let line = &rest[..end];
+    protocol.is_keepalive(line.strip_suffix(b"\r").unwrap_or(line))
+}
+
+/// When the line now unfinished in the decoder was started: kept while the same line
+/// grows, restarted when a line was completed and another begun, cleared when none is
+/// unfinished. Input held back by flood control is not a partial line: the client
+/// sent it, the server has not read it yet.
+fn partial_line(
+    decoder: &LineDecoder,
+    held: &Held,
+    frames: bool,
+    since: Option<Instant>,
+    now: Instant,
+) -> Option<Instant> {
+    if !held.is_empty() || !decoder.is_mid_line() {
+        None
+    } else if frames {
+        Some(now)
+    } else {
+        since.or(Some(now))
+    }
 }
 
 /// Moves everything from the outbox through the protocol into the write queue.

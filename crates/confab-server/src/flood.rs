@@ -96,10 +96,7 @@ impl FloodControl {
             None => now,
             // `room` holds once `full_at - t + interval <= depth`.
             Some(interval) => match (self.depth).checked_sub(interval) {
-                Some(slack) => self
-                    .full_at
-                    .checked_sub(slack)
-                    .map_or(now, |t| t.max(now)),
+                Some(slack) => self.full_at.checked_sub(slack).map_or(now, |t| t.max(now)),
                 None => self.full_at.max(now),
             },
         }

@@ -17,6 +17,8 @@ use confab_core::{Journal, Key, Message, RoomRecord, Target};
 use confab_store::{Conversation, Store, StoredMessage};
 use tokio::sync::Notify;
 
+use crate::metrics::Metrics;
+
 /// Messages that may wait for the store; past this the core refuses new messages
 /// ("server busy") rather than holding unbounded memory.
 const QUEUE: usize = 65_536;
@@ -103,6 +105,25 @@ pub(crate) fn direct_conversation(a: &str, b: &str) -> String {
     Conversation::Direct(Key::of(a), Key::of(b)).key()
 }
 
+/// Whether client `id` may read the direct conversations of the name it uses: always,
+/// unless that name is a registered account it has not logged into (an impostor
+/// waiting out the login grace period must not read the owner's messages).
+pub(crate) fn may_read_direct(
+    shared: &crate::connection::Shared,
+    id: confab_core::ClientId,
+) -> bool {
+    let core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+    match core.name_of(id) {
+        Some(name) => {
+            !core.is_account(name.as_str())
+                || core
+                    .account_of(id)
+                    .is_some_and(|a| a.eq_ignore_ascii_case(name.as_str()))
+        }
+        None => false,
+    }
+}
+
 /// The conversation key of a room, by name.
 pub(crate) fn room_conversation(room: &str) -> String {
     Conversation::Room(Key::of(room)).key()
@@ -112,6 +133,7 @@ impl History {
     /// Starts the store thread. Ids continue after the highest one stored.
     pub(crate) fn start(
         mut store: Box<dyn Store>,
+        metrics: Arc<Metrics>,
     ) -> Result<(History, u64), confab_store::StoreError> {
         let last = store.last_id()?;
         let durability = Durability::starting_at(last);
@@ -124,7 +146,7 @@ impl History {
         };
         std::thread::Builder::new()
             .name("confab-history".into())
-            .spawn(move || run(&mut *store, receiver, &durability, &healthy))
+            .spawn(move || run(&mut *store, receiver, &durability, &healthy, &metrics))
             .expect("the history thread starts");
         Ok((history, last))
     }
@@ -195,10 +217,15 @@ impl Journal for History {
     }
 }
 
-fn run(store: &mut dyn Store, jobs: Receiver<Job>, durability: &Durability, healthy: &AtomicBool) {
+fn run(
+    store: &mut dyn Store,
+    jobs: Receiver<Job>,
+    durability: &Durability,
+    healthy: &AtomicBool,
+    metrics: &Metrics,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut offline = Vec::new();
-    let mut runs = Vec::new();
     while let Ok(first) = jobs.recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
@@ -209,38 +236,79 @@ fn run(store: &mut dyn Store, jobs: Receiver<Job>, durability: &Durability, heal
                     }
                     batch.push(message);
                 }
-                Job::Run(job) => runs.push(job),
-                Job::SaveRoom(key, json) => runs.push(Box::new(move |store: &mut dyn Store| {
+                // Other jobs run in their place in the queue, after the appends queued
+                // before them are committed: a login's take of offline messages must
+                // see the messages stored before it and none stored after it.
+                Job::Run(job) => {
+                    commit(
+                        store,
+                        &mut batch,
+                        &mut offline,
+                        durability,
+                        healthy,
+                        metrics,
+                    );
+                    job(store);
+                }
+                Job::SaveRoom(key, json) => {
+                    commit(
+                        store,
+                        &mut batch,
+                        &mut offline,
+                        durability,
+                        healthy,
+                        metrics,
+                    );
                     if let Err(e) = store.save_room(&key, &json) {
                         tracing::error!("cannot keep the state of room {key}: {e}");
                     }
-                })),
+                }
             }
             if batch.len() < BATCH {
                 next = jobs.try_recv().ok();
             }
         }
-        if let Some(last) = batch.last().map(|m| m.id) {
-            match store.append(&batch, &offline) {
-                Ok(()) => {
-                    if !healthy.swap(true, Ordering::Relaxed) {
-                        tracing::info!("history writes work again");
-                    }
-                }
-                Err(e) => {
-                    // Live chat must go on when the disk is full or read-only: the
-                    // messages are delivered without being kept, and the log says so.
-                    if healthy.swap(false, Ordering::Relaxed) {
-                        tracing::error!("cannot write history, messages are not being kept: {e}");
-                    }
-                }
+        commit(
+            store,
+            &mut batch,
+            &mut offline,
+            durability,
+            healthy,
+            metrics,
+        );
+    }
+}
+
+/// Writes the pending appends in one transaction and raises the watermark.
+fn commit(
+    store: &mut dyn Store,
+    batch: &mut Vec<StoredMessage>,
+    offline: &mut Vec<(String, u64)>,
+    durability: &Durability,
+    healthy: &AtomicBool,
+    metrics: &Metrics,
+) {
+    let Some(last) = batch.last().map(|m| m.id) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let written = store.append(batch, offline);
+    metrics.history_commit(batch.len(), started.elapsed(), written.is_ok());
+    match written {
+        Ok(()) => {
+            if !healthy.swap(true, Ordering::Relaxed) {
+                tracing::info!("history writes work again");
             }
-            durability.advance(last);
-            batch.clear();
-            offline.clear();
         }
-        for job in runs.drain(..) {
-            job(store);
+        Err(e) => {
+            // Live chat must go on when the disk is full or read-only: the messages are
+            // delivered without being kept, and the log says so.
+            if healthy.swap(false, Ordering::Relaxed) {
+                tracing::error!("cannot write history, messages are not being kept: {e}");
+            }
         }
     }
+    durability.advance(last);
+    batch.clear();
+    offline.clear();
 }

@@ -6,6 +6,11 @@
 //! - [`server`]: [`Server`], which binds the listeners, accepts connections, caps their
 //!   number and shuts everything down in order.
 //! - `outbox`: each client's bounded send queue, the core's [`confab_core::Mailbox`].
+//! - `admission`: who gets a connection: the server-wide cap and the per-address
+//!   count and rate limits, and the slot a connection holds until it ends.
+//! - `flood`: the per-connection token bucket on input that slows, then cuts, a
+//!   flooding client.
+//! - `metrics`: relaxed-atomic counters and gauges, rendered for `GET /metrics`.
 //! - `accounts`: registration, login with its throttle, offline delivery.
 //! - `connection`: the socket loop every front-end shares: reading bounded lines,
 //!   draining the outbox, batched vectored writes, timeouts, lingering close.
@@ -22,11 +27,14 @@
 //! encodes (once per wire format, shared) and writes.
 
 mod accounts;
+mod admission;
 pub mod config;
 mod connection;
+mod flood;
 mod history;
 mod irc;
 mod line;
+mod metrics;
 mod outbox;
 pub mod server;
 pub mod tls;

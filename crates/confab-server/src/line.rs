@@ -12,7 +12,7 @@ use confab_store::Range;
 
 use crate::accounts;
 use crate::connection::{Close, Ctx, Flow, Protocol, WriteQueue};
-use crate::history::{direct_conversation, room_conversation, History};
+use crate::history::{direct_conversation, may_read_direct, room_conversation, History};
 use crate::outbox::{Outbox, Outgoing};
 
 /// One line-protocol user's session state.
@@ -85,6 +85,12 @@ impl LineSession {
         let (conversation, label, room) =
             match target.or(self.current.as_ref().map(RoomName::as_str)) {
                 Some(user) if user.starts_with('@') => {
+                    if !may_read_direct(ctx.shared, ctx.id) {
+                        ctx.send(line::error(&format!(
+                            "Log in as {me} to read its direct messages"
+                        )));
+                        return;
+                    }
                     let user = &user[1..];
                     (direct_conversation(&me, user), format!("@{user}"), None)
                 }
@@ -190,6 +196,11 @@ fn send_history(
 impl Protocol for LineSession {
     fn max_line(&self) -> usize {
         self.max_line
+    }
+
+    fn is_keepalive(&self, line: &[u8]) -> bool {
+        // `confab join` pings with `/ping` to stay within the idle timeout.
+        std::str::from_utf8(line).is_ok_and(|l| matches!(line::parse_input(l), Input::Ping))
     }
 
     fn take_close(&mut self) -> Option<Close> {
@@ -351,6 +362,10 @@ impl Protocol for LineSession {
                 line::error("Disconnected: idle for too long")
             }
             Close::Killed(reason) => line::error(&format!("Disconnected: {reason}")),
+            Close::ExcessFlood => line::error("Disconnected: excess flood"),
+            Close::PartialLine => {
+                line::error("Disconnected: a line was left unfinished for too long")
+            }
             Close::Eof | Close::Io(_) => return None,
         })
     }

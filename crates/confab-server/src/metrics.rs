@@ -200,48 +200,153 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
-        header(&mut out, "confab_connections", "gauge", "Open connections by front-end (web: HTTP connections, WebSockets included).");
+        header(
+            &mut out,
+            "confab_connections",
+            "gauge",
+            "Open connections by front-end (web: HTTP connections, WebSockets included).",
+        );
         for f in FRONTENDS {
             let open = self.connections[frontend_index(f)].load(Ordering::Relaxed);
-            let _ = writeln!(out, "confab_connections{{frontend=\"{}\"}} {}", frontend_label(f), open.max(0));
+            let _ = writeln!(
+                out,
+                "confab_connections{{frontend=\"{}\"}} {}",
+                frontend_label(f),
+                open.max(0)
+            );
         }
-        header(&mut out, "confab_connections_accepted_total", "counter", "Connections accepted by front-end.");
+        header(
+            &mut out,
+            "confab_connections_accepted_total",
+            "counter",
+            "Connections accepted by front-end.",
+        );
         for f in FRONTENDS {
             let n = load(&self.accepted[frontend_index(f)]);
-            let _ = writeln!(out, "confab_connections_accepted_total{{frontend=\"{}\"}} {n}", frontend_label(f));
+            let _ = writeln!(
+                out,
+                "confab_connections_accepted_total{{frontend=\"{}\"}} {n}",
+                frontend_label(f)
+            );
         }
-        header(&mut out, "confab_connections_refused_total", "counter", "Connections refused at accept, by reason.");
+        header(
+            &mut out,
+            "confab_connections_refused_total",
+            "counter",
+            "Connections refused at accept, by reason.",
+        );
         for (i, why) in Refused::ALL.iter().enumerate() {
-            let _ = writeln!(out, "confab_connections_refused_total{{reason=\"{}\"}} {}", why.label(), load(&self.refused[i]));
+            let _ = writeln!(
+                out,
+                "confab_connections_refused_total{{reason=\"{}\"}} {}",
+                why.label(),
+                load(&self.refused[i])
+            );
         }
-        header(&mut out, "confab_disconnects_total", "counter", "Clients disconnected, by reason.");
+        header(
+            &mut out,
+            "confab_disconnects_total",
+            "counter",
+            "Clients disconnected, by reason.",
+        );
         for (i, why) in Reason::ALL.iter().enumerate() {
-            let _ = writeln!(out, "confab_disconnects_total{{reason=\"{}\"}} {}", why.label(), load(&self.disconnects[i]));
+            let _ = writeln!(
+                out,
+                "confab_disconnects_total{{reason=\"{}\"}} {}",
+                why.label(),
+                load(&self.disconnects[i])
+            );
         }
-        header(&mut out, "confab_clients", "gauge", "Clients connected to the chat, registered or not.");
+        header(
+            &mut out,
+            "confab_clients",
+            "gauge",
+            "Clients connected to the chat, registered or not.",
+        );
         let _ = writeln!(out, "confab_clients {}", core.clients);
-        header(&mut out, "confab_users", "gauge", "Registered users online.");
+        header(
+            &mut out,
+            "confab_users",
+            "gauge",
+            "Registered users online.",
+        );
         let _ = writeln!(out, "confab_users {}", core.users);
         header(&mut out, "confab_rooms", "gauge", "Rooms that exist.");
         let _ = writeln!(out, "confab_rooms {}", core.rooms);
-        header(&mut out, "confab_messages_received_total", "counter", "Messages accepted from clients.");
-        let _ = writeln!(out, "confab_messages_received_total {}", core.stats.messages);
-        header(&mut out, "confab_messages_delivered_total", "counter", "Message copies routed to recipients (one per recipient).");
-        let _ = writeln!(out, "confab_messages_delivered_total {}", core.stats.deliveries);
-        header(&mut out, "confab_history_batches_total", "counter", "History group commits.");
-        let _ = writeln!(out, "confab_history_batches_total {}", load(&self.history_batches));
-        header(&mut out, "confab_history_messages_written_total", "counter", "Messages written to history.");
-        let _ = writeln!(out, "confab_history_messages_written_total {}", load(&self.history_messages));
-        header(&mut out, "confab_history_write_errors_total", "counter", "History commits that failed.");
-        let _ = writeln!(out, "confab_history_write_errors_total {}", load(&self.history_errors));
-        header(&mut out, "confab_history_commit_seconds", "histogram", "Time to write and commit one history batch.");
+        header(
+            &mut out,
+            "confab_messages_received_total",
+            "counter",
+            "Messages accepted from clients.",
+        );
+        let _ = writeln!(
+            out,
+            "confab_messages_received_total {}",
+            core.stats.messages
+        );
+        header(
+            &mut out,
+            "confab_messages_delivered_total",
+            "counter",
+            "Message copies routed to recipients (one per recipient).",
+        );
+        let _ = writeln!(
+            out,
+            "confab_messages_delivered_total {}",
+            core.stats.deliveries
+        );
+        header(
+            &mut out,
+            "confab_history_batches_total",
+            "counter",
+            "History group commits.",
+        );
+        let _ = writeln!(
+            out,
+            "confab_history_batches_total {}",
+            load(&self.history_batches)
+        );
+        header(
+            &mut out,
+            "confab_history_messages_written_total",
+            "counter",
+            "Messages written to history.",
+        );
+        let _ = writeln!(
+            out,
+            "confab_history_messages_written_total {}",
+            load(&self.history_messages)
+        );
+        header(
+            &mut out,
+            "confab_history_write_errors_total",
+            "counter",
+            "History commits that failed.",
+        );
+        let _ = writeln!(
+            out,
+            "confab_history_write_errors_total {}",
+            load(&self.history_errors)
+        );
+        header(
+            &mut out,
+            "confab_history_commit_seconds",
+            "histogram",
+            "Time to write and commit one history batch.",
+        );
         let mut cumulative = 0;
         for (i, bound) in COMMIT_BUCKETS.iter().enumerate() {
             cumulative += load(&self.commit_buckets[i]);
-            let _ = writeln!(out, "confab_history_commit_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "confab_history_commit_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
         }
         cumulative += load(&self.commit_buckets[COMMIT_BUCKETS.len()]);
-        let _ = writeln!(out, "confab_history_commit_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "confab_history_commit_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
         let seconds = load(&self.commit_nanos) as f64 / 1e9;
         let _ = writeln!(out, "confab_history_commit_seconds_sum {seconds}");
         let _ = writeln!(out, "confab_history_commit_seconds_count {cumulative}");
@@ -295,7 +400,10 @@ mod tests {
             "confab_history_commit_seconds_bucket{le=\"+Inf\"} 2",
             "confab_history_commit_seconds_count 2",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
         // Every series has its HELP and TYPE.
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();

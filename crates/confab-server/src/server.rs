@@ -12,15 +12,16 @@ use confab_core::Core;
 use rustls::ServerConfig;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Admission, Refusal};
 use crate::config::Config;
 use crate::connection::{self, Shared, Transport};
 use crate::history::{Durability, History};
 use crate::irc::IrcSession;
 use crate::line::LineSession;
+use crate::metrics::Metrics;
 use crate::tls::{TlsConfig, TlsTransport};
 use crate::web;
 
@@ -94,14 +95,17 @@ impl Server {
                 listeners.push((frontend, listener));
             }
         }
-        let slots = Arc::new(Semaphore::new(config.limits.max_connections));
-        let (core, history, durability) = match &config.data_dir {
-            Some(dir) => {
-                let store = confab_store::SqliteStore::open_dir(dir)?;
-                let accounts = confab_store::Store::account_names(&store)?;
-                let rooms = confab_store::Store::rooms(&store)?;
-                let (history, last_id) = History::start(Box::new(store))?;
-                tracing::info!(dir = %dir.display(), last_id, "history kept in SQLite");
+        let metrics = Arc::new(Metrics::default());
+        let admission = Admission::new(&config.limits, metrics.clone());
+        // PostgreSQL when a database URL is given (every node of a cluster shares it),
+        // else SQLite in the data directory, else no history at all.
+        let opened = match (&config.database_url, &config.data_dir) {
+            (Some(url), _) => Some(open_postgres(url.clone(), metrics.clone()).await?),
+            (None, Some(dir)) => Some(open_sqlite(dir, metrics.clone())?),
+            (None, None) => None,
+        };
+        let (mut core, history, durability) = match opened {
+            Some((history, last_id, accounts, rooms)) => {
                 let durability = history.durability();
                 let mut core = Core::with_journal(Box::new(history.clone()), last_id);
                 for name in &accounts {
@@ -117,6 +121,7 @@ impl Server {
             }
             None => (Core::new(), None, Durability::always()),
         };
+        core.set_limits(config.limits.core());
         Ok(Server {
             listeners,
             tls: config.tls,
@@ -130,7 +135,8 @@ impl Server {
                 allowed_origins: config.allowed_origins,
                 irc: config.irc,
                 started: std::time::SystemTime::now(),
-                slots,
+                admission,
+                metrics,
                 next_id: AtomicU64::new(1),
             }),
         })
@@ -231,16 +237,12 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "refused: server full");
-            let refusal: &[u8] = match frontend {
-                Frontend::Irc => b"ERROR :Server is full; try again later\r\n",
-                // A TLS client could not read a plain-text refusal; it is just closed.
-                Frontend::LineTls | Frontend::IrcTls => b"",
-                _ => b"! Server is full; try again later\n",
-            };
-            let _ = stream.try_write(refusal);
-            continue;
+        let permit = match shared.admission.admit(peer.ip(), frontend) {
+            Ok(slot) => slot,
+            Err(why) => {
+                refuse(&stream, peer, frontend, why);
+                continue;
+            }
         };
         tune(&stream, &shared);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -261,6 +263,34 @@ async fn accept_loop(
             drop(permit);
         });
     }
+}
+
+/// Tells a refused client why, in its front-end's words, and logs it. The socket is
+/// closed when `stream` is dropped.
+fn refuse(stream: &TcpStream, peer: SocketAddr, frontend: Frontend, why: Refusal) {
+    let text = match why {
+        Refusal::ServerFull => {
+            tracing::warn!(%peer, ?frontend, "refused: server full");
+            "Server is full; try again later"
+        }
+        // Per-address refusals are logged at debug level only: they are what a
+        // connection flood produces, and the log must not become the flood.
+        Refusal::TooMany => {
+            tracing::debug!(%peer, ?frontend, "refused: too many connections from the address");
+            "Too many connections from your address"
+        }
+        Refusal::TooFast => {
+            tracing::debug!(%peer, ?frontend, "refused: connecting too often from the address");
+            "Too many connections from your address; try again later"
+        }
+    };
+    let refusal = match frontend {
+        Frontend::Irc => format!("ERROR :{text}\r\n"),
+        // A TLS client could not read a plain-text refusal; it is just closed.
+        Frontend::LineTls | Frontend::IrcTls | Frontend::Https => return,
+        _ => format!("! {text}\n"),
+    };
+    let _ = stream.try_write(refusal.as_bytes());
 }
 
 /// Runs the IRC or line-protocol session of one connection, over any transport.
@@ -289,4 +319,51 @@ pub(crate) fn tune(stream: &TcpStream, shared: &Shared) {
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     let keepalive = keepalive.with_interval(Duration::from_secs(10));
     let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
+}
+
+/// A store opened at startup, with its thread running: the history handle, the last
+/// message id, and the registered account names and kept rooms the core starts with.
+type OpenedStore = (History, u64, Vec<String>, Vec<String>);
+
+/// Reads what the core starts with from a store, then hands the store to its thread.
+fn start_store(
+    store: Box<dyn confab_store::Store>,
+    metrics: Arc<Metrics>,
+) -> Result<OpenedStore, confab_store::StoreError> {
+    let accounts = store.account_names()?;
+    let rooms = store.rooms()?;
+    let (history, last_id) = History::start(store, metrics)?;
+    Ok((history, last_id, accounts, rooms))
+}
+
+/// Opens (creating it if needed) the SQLite database in `dir`.
+fn open_sqlite(
+    dir: &std::path::Path,
+    metrics: Arc<Metrics>,
+) -> Result<OpenedStore, confab_store::StoreError> {
+    let store = confab_store::SqliteStore::open_dir(dir)?;
+    let opened = start_store(Box::new(store), metrics)?;
+    tracing::info!(dir = %dir.display(), last_id = opened.1, "history kept in SQLite");
+    Ok(opened)
+}
+
+/// Connects to PostgreSQL on the blocking pool: its synchronous client blocks on a
+/// runtime of its own, which tokio forbids inside an async task. From then on the
+/// store lives on the store thread, where blocking is the point.
+async fn open_postgres(
+    url: String,
+    metrics: Arc<Metrics>,
+) -> Result<OpenedStore, confab_store::StoreError> {
+    let opening = tokio::task::spawn_blocking(move || {
+        let store = confab_store::PostgresStore::connect(&url)?;
+        let place = store.place().to_string();
+        let opened = start_store(Box::new(store), metrics)?;
+        tracing::info!(database = %place, last_id = opened.1, "history kept in PostgreSQL");
+        Ok(opened)
+    });
+    match opening.await {
+        Ok(opened) => opened,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("connecting to PostgreSQL was cancelled: {e}"),
+    }
 }

@@ -29,22 +29,19 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service as _;
 
+use crate::admission::{Refusal, Slot};
 use crate::config::Limits;
 use crate::connection::Shared;
+use crate::server::Frontend;
 
 /// The smallest frame limit; the limit grows with `--max-line` so that any message the
 /// other front-ends accept fits in a frame, JSON escaping included.
 const MIN_FRAME: usize = 16 * 1024;
-/// Requests a client may send at once before the rate applies.
-const BURST: u32 = 20;
-/// Requests a client may send per second, sustained.
-const PER_SECOND: u32 = 5;
 /// Time a client has to send a request's headers, and the longest an idle keep-alive
 /// connection stays open.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,8 +70,8 @@ impl Settings {
                 .saturating_mul(2)
                 .saturating_add(1024)
                 .max(MIN_FRAME),
-            burst: BURST,
-            per_second: PER_SECOND,
+            burst: limits.flood_burst,
+            per_second: limits.flood_rate,
         }
     }
 
@@ -103,7 +100,7 @@ struct Conn {
     peer: SocketAddr,
     /// The connection's slot. A WebSocket upgrade takes it over, because the WebSocket
     /// outlives the HTTP connection task that accepted it.
-    permit: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    permit: Arc<Mutex<Option<Slot>>>,
 }
 
 /// Serves HTTP on `listener` until `token` is cancelled; HTTPS when `tls` holds the
@@ -146,18 +143,17 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "refused: server full");
-            if https {
-                // A TLS client could not read a plain-text refusal; it is just closed.
+        let frontend = if https {
+            Frontend::Https
+        } else {
+            Frontend::Http
+        };
+        let permit = match shared.admission.admit(peer.ip(), frontend) {
+            Ok(slot) => slot,
+            Err(why) => {
+                refuse(&stream, peer, https, why);
                 continue;
             }
-            let _ = stream.try_write(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
-                  Content-Length: 32\r\nConnection: close\r\n\r\n\
-                  Server is full; try again later\n",
-            );
-            continue;
         };
         crate::server::tune(&stream, &shared);
         let conn = Conn {
@@ -184,6 +180,38 @@ pub(crate) async fn serve(
             }
         });
     }
+}
+
+/// Answers a refused connection with 503 (server full) or 429 (too many from the
+/// address), before closing it. A TLS client could not read a plain-text answer; it is
+/// just closed.
+fn refuse(stream: &tokio::net::TcpStream, peer: SocketAddr, https: bool, why: Refusal) {
+    let (status, text) = match why {
+        Refusal::ServerFull => {
+            tracing::warn!(%peer, "refused: server full");
+            (
+                "503 Service Unavailable",
+                "Server is full; try again later\n",
+            )
+        }
+        Refusal::TooMany | Refusal::TooFast => {
+            // Debug level only: this is what a connection flood produces.
+            tracing::debug!(%peer, ?why, "refused: too many connections from the address");
+            (
+                "429 Too Many Requests",
+                "Too many connections from your address; try again later\n",
+            )
+        }
+    };
+    if https {
+        return;
+    }
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Retry-After: 10\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
 }
 
 /// Serves one HTTP/1.1 connection; on shutdown, finishes the request in progress and
@@ -229,6 +257,7 @@ fn router(app: App) -> Router {
         .route("/style.css", get(style))
         .route("/favicon.svg", get(icon))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
         .fallback(not_found)
         .with_state(app)
@@ -279,6 +308,31 @@ async fn icon() -> Response {
 
 async fn healthz() -> Response {
     asset("text/plain; charset=utf-8", "ok\n")
+}
+
+/// The Prometheus text exposition of the server's counters and gauges.
+async fn metrics(State(app): State<App>) -> Response {
+    let shared = &app.shared;
+    let snapshot = {
+        let core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+        crate::metrics::CoreSnapshot {
+            stats: core.stats(),
+            clients: core.client_count(),
+            users: core.user_count(),
+            rooms: core.room_count(),
+        }
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        shared.metrics.render(&snapshot),
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {

@@ -329,3 +329,27 @@ async fn rooms_with_a_registered_owner_keep_topic_modes_and_operators() {
         .await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_impostor_cannot_read_the_owners_direct_messages() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::with_data(data.path()).await;
+    let mut alice = server.user("alice").await;
+    alice.send("/register pw").await;
+    alice.expect("* You are logged in as alice").await;
+    let mut bob = server.user("bob").await;
+    bob.send("@alice:our secret").await;
+    alice.expect("[dm] bob: our secret").await;
+    alice.send("/quit").await;
+    alice.rest().await;
+
+    let mut impostor = server.connect().await;
+    impostor.send("#alice").await;
+    impostor.expect("* Members of lobby").await;
+    impostor.send("/history @bob").await;
+    assert_eq!(
+        impostor.expect("! ").await,
+        "! Log in as alice to read its direct messages"
+    );
+    server.stop().await;
+}

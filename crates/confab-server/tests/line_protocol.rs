@@ -271,8 +271,10 @@ async fn control_characters_never_reach_other_terminals() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_and_the_others_carry_on() {
+    // The sender floods on purpose; flood control (tested in limits.rs) is off here.
     let server = TestServer::with_limits(Limits {
         send_queue: 64 * 1024,
+        flood_rate: 0,
         ..Limits::default()
     })
     .await;

@@ -48,6 +48,9 @@ impl TlsServer {
             http_listen: vec![any],
             limits: Limits {
                 shutdown_grace: Duration::from_millis(500),
+                // Some tests send hundreds of lines at once to fill TLS records; flood
+                // control has its own tests (limits.rs).
+                flood_rate: 0,
                 ..Limits::default()
             },
             tls: Some(TlsConfig {

@@ -509,27 +509,48 @@ async fn a_frame_over_the_limit_closes_with_1009() {
 }
 
 #[tokio::test]
-async fn requests_past_the_rate_are_dropped_with_an_error() {
-    let server = TestServer::start().await;
+async fn requests_past_the_rate_are_slowed_not_dropped() {
+    let server = TestServer::with_limits(Limits {
+        flood_burst: 5,
+        flood_rate: 50,
+        ..Limits::default()
+    })
+    .await;
     let mut web = Web::user(server.http_addr, "bob").await;
-    for _ in 0..40 {
-        web.send(json!({"type": "ping"})).await;
+    // Three times the burst: the rest waits for budget, and every request is answered.
+    for _ in 0..15 {
+        web.send(json!({"type": "rooms"})).await;
     }
-    let mut pongs = 0;
-    let mut limited = 0;
-    while pongs + limited < 40 {
-        let event = web.event().await;
-        match event["type"].as_str() {
-            Some("pong") => pongs += 1,
-            Some("error") if event["code"] == "rate_limited" => limited += 1,
-            _ => panic!("unexpected {event}"),
-        }
+    for _ in 0..15 {
+        web.expect("rooms").await;
     }
-    // Registering took one request of the burst of 20.
-    assert!(
-        limited > 0 && pongs >= 19,
-        "{pongs} pongs, {limited} refusals"
-    );
+    web.expect_quiet().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_sustained_flood_is_cut_with_excess_flood() {
+    let server = TestServer::with_limits(Limits {
+        flood_burst: 5,
+        flood_rate: 20,
+        flood_grace: Duration::from_millis(500),
+        ..Limits::default()
+    })
+    .await;
+    let mut alice = server.user("alice").await;
+    let mut web = Web::user(server.http_addr, "bob").await;
+    alice.expect("* bob joined lobby").await;
+    // Far more than the burst plus the rate over the grace period.
+    for _ in 0..1000 {
+        web.send(json!({"type": "rooms"})).await;
+    }
+    let (events, code) = web.until_closed().await;
+    let closing = events.last().expect("a closing event");
+    assert_eq!(closing["code"], "excess_flood", "{closing}");
+    assert_eq!(code, Some(CloseCode::Policy));
+    let answered = events.iter().filter(|e| e["type"] == "rooms").count();
+    assert!(answered < 500, "{answered} requests answered: not slowed");
+    alice.expect("* bob quit (Excess Flood)").await;
     server.stop().await;
 }
 
@@ -909,6 +930,14 @@ async fn accounts_register_log_in_and_protect_their_names() {
     // The owner may read the name's direct messages.
     let own = owner.history(json!({"with": "bob"})).await;
     assert_eq!(own["messages"], json!([]));
+    // Logging in again on a registered connection keeps it, and says so.
+    owner
+        .send(json!({"type": "login", "name": "alice", "password": "correct horse"}))
+        .await;
+    assert_eq!(
+        owner.expect("logged_in").await,
+        json!({"type": "logged_in", "account": "alice"})
+    );
     owner.expect_quiet().await;
     server.stop().await;
 }
@@ -920,11 +949,6 @@ async fn direct_messages_wait_for_an_offline_account_and_arrive_on_login() {
     let mut alice = Web::user(server.http_addr, "alice").await;
     alice
         .send(json!({"type": "register_account", "password": "pw"}))
-        .await;
-    alice.expect("logged_in").await;
-    // Logging in on a registered connection keeps it, and says so.
-    alice
-        .send(json!({"type": "login", "name": "alice", "password": "pw"}))
         .await;
     alice.expect("logged_in").await;
     alice.send(json!({"type": "quit"})).await;

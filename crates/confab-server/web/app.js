@@ -4,8 +4,14 @@
 // createTextNode, never as HTML, so a message like <img src=x onerror=alert(1)> shows as
 // those characters.
 
-/** Messages kept per conversation; older ones are dropped so a long session stays light. */
-const HISTORY = 500;
+/** Lines kept per conversation; older ones are dropped so a long session stays light. */
+const MAX_KEPT = 2000;
+/** Messages asked for in one page of history. */
+const PAGE = 50;
+/** Scrolled this close to the top, the page asks for the messages before. */
+const LOAD_AT_PX = 80;
+/** The server's limit on a password's length, in bytes. */
+const MAX_PASSWORD = 512;
 /** A ping this often keeps the connection inside the server's idle timeout. */
 const PING_MS = 25_000;
 /** Reconnect delays grow from the first to the last, doubling each failed attempt. */
@@ -18,10 +24,24 @@ const ui = {
   login: $("login"),
   loginForm: $("login-form"),
   nameInput: $("name-input"),
+  passwordInput: $("password-input"),
   loginError: $("login-error"),
   loginButton: $("login-button"),
   chat: $("chat"),
   me: $("me"),
+  accountState: $("account-state"),
+  accountButton: $("account-button"),
+  accountPanel: $("account-panel"),
+  accountForm: $("account-form"),
+  accountTitle: $("account-title"),
+  accountText: $("account-text"),
+  accountName: $("account-name"),
+  accountPassword: $("account-password"),
+  accountRepeatRow: $("account-repeat-row"),
+  accountRepeat: $("account-repeat"),
+  accountError: $("account-error"),
+  accountSubmit: $("account-submit"),
+  accountCancel: $("account-cancel"),
   status: $("status"),
   reconnectNow: $("reconnect-now"),
   toggleSidebar: $("toggle-sidebar"),
@@ -64,6 +84,24 @@ const state = {
   ws: null,
   limits: { max_message: 4096 },
   defaultRoom: "lobby",
+  /** Whether the server keeps history, and so accounts (from its hello). */
+  history: false,
+  accounts: false,
+  /** The account this connection is logged in to, or null. */
+  account: null,
+  /**
+   * The account and password that logged in, kept in memory only (never stored, never
+   * shown) so that a reconnect logs in again instead of losing the name.
+   */
+  credentials: null,
+  /** A login or account registration sent and not yet answered, likewise. */
+  pending: null,
+  /** The registered name the server asked us to log in to (login_required), or null. */
+  loginFor: null,
+  /** Set when the server renamed us for not logging in, to word its error once. */
+  renamed: false,
+  /** What the account panel does: "register" or "login". */
+  accountMode: "register",
   attempt: 0,
   reconnectTimer: null,
   countdownTimer: null,
@@ -80,7 +118,35 @@ function conversation(key, kind, name) {
   let conv = state.conversations.get(key);
   if (!conv) {
     const list = document.createElement("ol");
-    conv = { key, kind, name, list, unread: 0, members: [], topic: "", joined: false };
+    const top = document.createElement("div");
+    top.className = "history-marker";
+    top.hidden = true;
+    conv = {
+      key,
+      kind,
+      name,
+      list,
+      unread: 0,
+      members: [],
+      topic: "",
+      joined: false,
+      /** Ids of the messages shown, so that one arriving twice (live and from history) shows once. */
+      ids: new Set(),
+      /** The oldest message id shown: the next page of history ends before it. */
+      oldest: null,
+      /** Whether the server has older messages (null: not known yet). */
+      more: null,
+      /** The history request under way: "latest", "older" or null. */
+      loading: null,
+      /** Whether the newest page was loaded on this connection. */
+      loaded: false,
+      /** Whether a newer page is wanted as soon as the one under way arrives. */
+      stale: false,
+      /** Whether we are in this room on this connection (history is for members). */
+      here: false,
+      /** Above the list: "Beginning of conversation", or a way to load older messages. */
+      top,
+    };
     state.conversations.set(key, conv);
   }
   return conv;
@@ -101,6 +167,7 @@ function switchTo(key) {
   closePanels();
   render();
   scrollToEnd(true);
+  loadLatest(conv);
 }
 
 /** The conversations in sidebar order: rooms, then direct messages, each by name. */
@@ -121,11 +188,17 @@ function step(delta) {
   switchTo(next.key);
 }
 
-/** Adds one line to a conversation, counting it as unread if it is not on screen. */
+/** Adds one line to a conversation, counting it as unread if it is not on screen. A message already shown (it came from history first) is skipped. */
 function append(conv, item, { unread = false } = {}) {
+  if (item.dataset.id) {
+    const id = Number(item.dataset.id);
+    if (conv.ids.has(id)) return;
+    conv.ids.add(id);
+    if (conv.oldest === null || id < conv.oldest) conv.oldest = id;
+  }
   const atEnd = isScrolledToEnd();
   conv.list.append(item);
-  while (conv.list.childElementCount > HISTORY) conv.list.firstElementChild.remove();
+  trim(conv);
   if (unread && (conv.key !== state.current || document.hidden)) {
     conv.unread += 1;
   }
@@ -134,12 +207,35 @@ function append(conv, item, { unread = false } = {}) {
   renderTitle();
 }
 
+/** Drops the oldest lines past MAX_KEPT; the server still has those messages. */
+function trim(conv) {
+  let dropped = false;
+  while (conv.list.childElementCount > MAX_KEPT) {
+    const first = conv.list.firstElementChild;
+    if (first.dataset.id) {
+      conv.ids.delete(Number(first.dataset.id));
+      dropped = true;
+    }
+    first.remove();
+  }
+  if (dropped) {
+    const oldest = conv.list.querySelector("li.msg[data-id]");
+    conv.oldest = oldest ? Number(oldest.dataset.id) : null;
+    if (state.history) conv.more = true;
+    renderMarker(conv);
+  }
+}
+
+/** The time of day for today's lines, the date for older ones (history); the full time in the tooltip. */
 function timeElement(ms) {
   const when = ms ? new Date(ms) : new Date();
   const el = document.createElement("time");
   el.dateTime = when.toISOString();
   el.title = when.toLocaleString();
-  el.textContent = when.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+  el.textContent =
+    when.toDateString() === new Date().toDateString()
+      ? when.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" })
+      : when.toLocaleDateString([], { month: "short", day: "numeric" });
   return el;
 }
 
@@ -179,12 +275,219 @@ function systemItem(text, className = "") {
 
 /** A notice for whatever conversation is on screen (replies, errors, connection news). */
 function note(text, className = "") {
-  const conv = currentConv();
+  // Between registering and joining the default room (a login notice comes then), the
+  // room about to open gets it.
+  const joining = state.me !== null && state.pendingSwitch.has(roomKey(state.defaultRoom));
+  const conv = currentConv() ?? (joining ? roomConv(state.defaultRoom) : null);
   if (conv) {
     append(conv, systemItem(text, className));
   } else if (className === "error") {
     ui.loginError.textContent = text;
   }
+}
+
+// ---------------------------------------------------------------- history
+
+/** What a history request names: a room, or whom a direct conversation is with. */
+function historyTarget(conv) {
+  return conv.kind === "room" ? { room: conv.name } : { with: conv.name };
+}
+
+/** The conversation a history answer or error is about, if the page still has it. */
+function historyConv(e) {
+  if (typeof e.room === "string") return state.conversations.get(roomKey(e.room)) ?? null;
+  if (typeof e.with === "string") return state.conversations.get(dmKey(e.with)) ?? null;
+  return null;
+}
+
+function canLoad(conv) {
+  return Boolean(
+    conv && state.history && state.me !== null && state.ws && (conv.kind === "dm" || conv.here),
+  );
+}
+
+/** Asks for a conversation's newest page, once per connection: when it is first opened, and again after a reconnect to fill in what was missed. With `again`, also after a message that only history will show (one kept for an offline user). */
+function loadLatest(conv, { again = false } = {}) {
+  if (!canLoad(conv)) return;
+  if (again) {
+    if (conv.loading) {
+      conv.stale = true;
+      return;
+    }
+    conv.loaded = false;
+  }
+  if (conv.loaded || conv.loading) return;
+  conv.loading = "latest";
+  send({ type: "history", ...historyTarget(conv), limit: PAGE });
+  renderMarker(conv);
+}
+
+/** Asks for the page before the oldest message shown. */
+function loadOlder(conv) {
+  if (!canLoad(conv) || !conv.loaded || conv.loading || conv.more !== true) return;
+  if (conv.oldest === null || conv.list.childElementCount >= MAX_KEPT) return;
+  conv.loading = "older";
+  send({ type: "history", ...historyTarget(conv), before: conv.oldest, limit: PAGE });
+  renderMarker(conv);
+}
+
+function onHistory(e) {
+  const conv = historyConv(e);
+  if (!conv || !Array.isArray(e.messages)) return;
+  const older = typeof e.before === "number";
+  if (conv.loading === (older ? "older" : "latest")) conv.loading = null;
+  const first = e.messages[0];
+  // A newest page says whether there is more before it; that is news only when the page reaches back as far as what is shown.
+  const reachesBack =
+    conv.oldest === null || (first && Number.isSafeInteger(first.id) && first.id <= conv.oldest);
+  mergeHistory(conv, e.messages, older);
+  if (older || reachesBack) conv.more = e.more === true;
+  if (!older) conv.loaded = true;
+  renderMarker(conv);
+  if (!older && conv.stale) {
+    conv.stale = false;
+    loadLatest(conv, { again: true });
+  } else if (conv.key === state.current && ui.messages.scrollHeight <= ui.messages.clientHeight) {
+    // A page that does not fill the view cannot be scrolled up: fetch the one before.
+    loadOlder(conv);
+  }
+}
+
+/** Puts a page of history among the lines shown, each message once and in id order, keeping what the reader was looking at in place. */
+function mergeHistory(conv, messages, older) {
+  const fresh = messages
+    .filter(
+      (m) =>
+        m &&
+        Number.isSafeInteger(m.id) &&
+        typeof m.from === "string" &&
+        typeof m.text === "string" &&
+        !conv.ids.has(m.id),
+    )
+    .sort((a, b) => a.id - b.id);
+  if (fresh.length === 0) return;
+  const onScreen = conv.key === state.current;
+  const atEnd = onScreen && isScrolledToEnd();
+  const fromBottom = ui.messages.scrollHeight - ui.messages.scrollTop;
+  if (older) {
+    // All of it is older than anything shown, notices included.
+    const items = document.createDocumentFragment();
+    for (const m of fresh) items.append(messageItem(m));
+    conv.list.prepend(items);
+  } else {
+    // Messages shown are in id order; each one from history goes before the first shown message with a larger id, else after the last one with a smaller id, else on top.
+    const shown = [...conv.list.querySelectorAll(":scope > li.msg[data-id]")];
+    const top = conv.list.firstChild;
+    let at = 0;
+    let after = null;
+    for (const m of fresh) {
+      while (at < shown.length && Number(shown[at].dataset.id) < m.id) after = shown[at++];
+      const item = messageItem(m);
+      if (at < shown.length) {
+        shown[at].before(item);
+      } else if (after) {
+        after.after(item);
+        after = item;
+      } else if (top) {
+        top.before(item);
+      } else {
+        conv.list.append(item);
+      }
+    }
+  }
+  for (const m of fresh) conv.ids.add(m.id);
+  if (conv.oldest === null || fresh[0].id < conv.oldest) conv.oldest = fresh[0].id;
+  if (!older) trim(conv);
+  if (onScreen) {
+    if (atEnd) scrollToEnd(true);
+    else ui.messages.scrollTop = ui.messages.scrollHeight - fromBottom;
+  }
+}
+
+/** The line above a conversation: loading, a button for older messages, or its beginning. */
+function renderMarker(conv) {
+  const top = conv.top;
+  if (!state.history || (conv.more === null && !conv.loading)) {
+    top.hidden = true;
+    return;
+  }
+  top.hidden = false;
+  if (conv.loading) {
+    top.dataset.state = "loading";
+    top.replaceChildren(conv.loading === "older" ? "Loading earlier messages…" : "Loading messages…");
+  } else if (conv.more && conv.list.childElementCount >= MAX_KEPT) {
+    top.dataset.state = "full";
+    top.replaceChildren(`Older messages are not kept on this page (the last ${MAX_KEPT} lines are).`);
+  } else if (conv.more) {
+    top.dataset.state = "more";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link-button";
+    button.textContent = "Load earlier messages";
+    button.addEventListener("click", () => loadOlder(conv));
+    top.replaceChildren(button);
+  } else {
+    top.dataset.state = "beginning";
+    top.replaceChildren("Beginning of conversation");
+  }
+}
+
+// ---------------------------------------------------------------- accounts
+
+/** Opens the account panel to register the current name ("register") or to log in to `name` ("login"). */
+function openAccountPanel(mode, name = state.me) {
+  if (!state.accounts) {
+    note("This server has no accounts: it keeps no data.", "error");
+    return;
+  }
+  if (!name) return;
+  state.accountMode = mode;
+  const login = mode === "login";
+  ui.accountTitle.textContent = login ? `Log in as ${name}` : "Register this name";
+  ui.accountText.textContent = login
+    ? `${name} is a registered name. Enter its password to use it.`
+    : `Choose a password for ${name}. From then on only you can use this name, and direct messages sent while you are away wait for you.`;
+  ui.accountName.value = name;
+  ui.accountPassword.value = "";
+  ui.accountRepeat.value = "";
+  ui.accountPassword.autocomplete = login ? "current-password" : "new-password";
+  ui.accountRepeatRow.hidden = login;
+  ui.accountSubmit.textContent = login ? "Log in" : "Register";
+  ui.accountSubmit.disabled = false;
+  ui.accountError.textContent = "";
+  ui.accountPanel.hidden = false;
+  ui.accountButton.setAttribute("aria-expanded", "true");
+  ui.accountPassword.focus();
+}
+
+function closeAccountPanel() {
+  ui.accountPanel.hidden = true;
+  ui.accountPassword.value = "";
+  ui.accountRepeat.value = "";
+  ui.accountButton.setAttribute("aria-expanded", "false");
+}
+
+/** The top bar's account state: "logged in", or a way to register or log in. */
+function renderAccount() {
+  const named = state.me !== null;
+  ui.accountState.hidden = !named || state.account === null;
+  ui.accountState.title = state.account ? `Logged in to the account ${state.account}` : "";
+  ui.accountButton.hidden = !named || !state.accounts || state.account !== null;
+  // A phone's top bar has room for the short label only; style.css picks one.
+  const [wide, narrow] = mustLogIn() ? ["Log in", "Log in"] : ["Register this name", "Register"];
+  const long = document.createElement("span");
+  long.className = "wide";
+  long.textContent = wide;
+  const short = document.createElement("span");
+  short.className = "narrow";
+  short.setAttribute("aria-hidden", "true");
+  short.textContent = narrow;
+  ui.accountButton.replaceChildren(long, short);
+}
+
+/** Whether the name in use is registered to an account we have not logged in to. */
+function mustLogIn() {
+  return state.loginFor !== null && isMe(state.loginFor) && state.account === null;
 }
 
 // ---------------------------------------------------------------- rendering
@@ -247,7 +550,8 @@ function renderConversation() {
   ui.leaveButton.textContent = conv.kind === "room" ? "Leave" : "Close";
   ui.messageInput.placeholder =
     conv.kind === "room" ? `Message #${conv.name}` : `Message ${conv.name}`;
-  ui.messages.replaceChildren(conv.list);
+  renderMarker(conv);
+  ui.messages.replaceChildren(conv.top, conv.list);
 }
 
 function renderMembers() {
@@ -312,6 +616,11 @@ function showLogin(error) {
   ui.chat.hidden = true;
   ui.login.hidden = false;
   ui.me.hidden = true;
+  ui.accountState.hidden = true;
+  ui.accountButton.hidden = true;
+  closeAccountPanel();
+  state.credentials = null;
+  state.pending = null;
   ui.loginButton.disabled = false;
   ui.loginError.textContent = error ?? "";
   ui.nameInput.focus();
@@ -374,7 +683,16 @@ function connect() {
     clearInterval(state.pingTimer);
     const wasRegistered = state.me !== null;
     state.me = null;
-    for (const conv of state.conversations.values()) conv.members = [];
+    state.account = null;
+    state.pending = null;
+    // The next connection rejoins, and then asks again for what it missed.
+    for (const conv of state.conversations.values()) {
+      conv.members = [];
+      conv.here = false;
+      conv.loaded = false;
+      conv.loading = null;
+      conv.stale = false;
+    }
     renderMembers();
     if (state.quitting) {
       // Leaving was the user's choice: start over from the name form.
@@ -436,6 +754,11 @@ function onRegistered(name) {
     note("Reconnected.");
   }
   render();
+  renderAccount();
+  if (first && state.account) note(`Logged in as ${state.account}.`);
+  // Rooms load their history once joined; a direct conversation can load now.
+  const conv = currentConv();
+  if (conv && conv.kind === "dm") loadLatest(conv);
 }
 
 // ---------------------------------------------------------------- events from the server
@@ -454,6 +777,9 @@ function roomsWith(name) {
 function leftRoom(room) {
   const conv = roomConv(room);
   conv.joined = false;
+  conv.here = false;
+  // Rejoining asks again for what was said meanwhile.
+  conv.loaded = false;
   conv.members = [];
   if (state.current === conv.key) {
     const next = orderedConversations()[0];
@@ -464,11 +790,56 @@ function leftRoom(room) {
 
 function onEvent(e) {
   switch (e.type) {
-    case "hello":
+    case "hello": {
       state.limits = e.limits ?? state.limits;
       state.defaultRoom = e.default_room ?? state.defaultRoom;
-      if (state.name) send({ type: "register", name: state.name });
+      state.history = e.history === true;
+      state.accounts = e.accounts === true;
+      // A login registers under the account's name; after a reconnect it keeps the name.
+      const login = state.pending ?? state.credentials;
+      if (login) {
+        state.pending = login;
+        send({ type: "login", name: login.account, password: login.password });
+      } else if (state.name) {
+        send({ type: "register", name: state.name });
+      }
       break;
+    }
+    case "history":
+      onHistory(e);
+      break;
+    case "logged_in": {
+      const again = state.account !== null && fold(state.account) === fold(e.account);
+      state.account = e.account;
+      if (state.pending) state.credentials = { account: e.account, password: state.pending.password };
+      state.pending = null;
+      state.loginFor = null;
+      closeAccountPanel();
+      if (!again && state.me !== null) {
+        note(`Logged in as ${e.account}. Only you can use this name now.`);
+        // The name's own direct messages are now readable: load the one on screen.
+        const conv = currentConv();
+        if (conv && conv.kind === "dm") loadLatest(conv, { again: true });
+      }
+      renderAccount();
+      break;
+    }
+    case "login_required":
+      state.loginFor = e.name;
+      note(
+        `The name ${e.name} is registered. Log in within a minute to keep it, or you will be renamed to a guest name.`,
+        "warn",
+      );
+      renderAccount();
+      openAccountPanel("login", e.name);
+      break;
+    case "stored_for_later": {
+      const conv = dmConv(e.name);
+      append(conv, systemItem(`${e.name} is offline: your message is kept and delivered when they log in.`));
+      // Such a message is not echoed back; history has it, with its id and time.
+      loadLatest(conv, { again: true });
+      break;
+    }
     case "registered":
       onRegistered(e.name);
       break;
@@ -485,12 +856,14 @@ function onEvent(e) {
       if (isMe(e.name)) {
         conv.name = e.room;
         conv.joined = true;
+        conv.here = true;
         if (state.pendingSwitch.delete(conv.key) || state.current === null) {
           state.current = conv.key;
           conv.unread = 0;
         }
         append(conv, systemItem(`You joined #${e.room}`));
         render();
+        if (conv.key === state.current) loadLatest(conv);
       } else {
         if (!conv.members.some((m) => fold(m.name) === fold(e.name))) {
           conv.members.push({ name: e.name, op: false, voice: false, away: false });
@@ -552,10 +925,21 @@ function onEvent(e) {
         append(dm, systemItem(`${e.old} is now known as ${e.new}`));
       }
       if (isMe(e.old)) {
+        const forced = mustLogIn();
         state.me = e.new;
         state.name = e.new;
         ui.me.textContent = e.new;
-        if (rooms.length === 0) note(`You are now known as ${e.new}`);
+        if (forced) {
+          state.renamed = true;
+          closeAccountPanel();
+          note(
+            `You are now ${e.new}: the name ${e.old} is registered and you did not log in. /login ${e.old} takes it back.`,
+            "error",
+          );
+        } else if (rooms.length === 0) {
+          note(`You are now known as ${e.new}`);
+        }
+        renderAccount();
       }
       render();
       break;
@@ -634,8 +1018,62 @@ function onEvent(e) {
   }
 }
 
+/** Errors of a login or an account registration. */
+const ACCOUNT_ERRORS = new Set([
+  "login_failed",
+  "login_throttled",
+  "account_exists",
+  "no_accounts",
+  "already_logged_in",
+]);
+
 function onError(e) {
   const registering = state.me === null;
+  if (typeof e.room === "string" || typeof e.with === "string") {
+    // A history request failed; most of these only mean there is nothing to show.
+    const conv = historyConv(e);
+    if (conv) {
+      conv.loading = null;
+      conv.stale = false;
+      if (e.code !== "unavailable") conv.loaded = true;
+      renderMarker(conv);
+    }
+    if (e.code === "no_history") state.history = false;
+    if (e.code === "unavailable" || e.code === "not_logged_in") note(e.text, "error");
+    return;
+  }
+  if (ACCOUNT_ERRORS.has(e.code)) {
+    state.pending = null;
+    if (registering) {
+      if (state.started && e.code === "already_logged_in" && state.attempt < 6) {
+        // Our old connection may not have timed out yet: try again shortly.
+        note(`${e.text}; trying again soon.`, "error");
+        state.ws?.close();
+        return;
+      }
+      state.name = null;
+      state.started = false;
+      showLogin(e.text);
+      return;
+    }
+    if (!ui.accountPanel.hidden) {
+      ui.accountError.textContent = e.text;
+      ui.accountSubmit.disabled = false;
+      ui.accountPassword.focus();
+      return;
+    }
+    note(e.text, "error");
+    return;
+  }
+  if (e.code === "name_registered" && !registering) {
+    // The server's own words name a line-protocol command; the page has its own way.
+    if (state.renamed) {
+      state.renamed = false;
+    } else {
+      note("That name is registered to an account: /login NAME to use it, or pick another.", "error");
+    }
+    return;
+  }
   if (registering && (e.code === "name_in_use" || e.code === "invalid_name")) {
     if (state.started && e.code === "name_in_use" && state.attempt < 6) {
       // Our old connection may not have timed out yet: try again shortly.
@@ -663,6 +1101,7 @@ const HELP = [
   "/topic [TEXT] — show or set this room's topic",
   "/who — list this room's members   /rooms — list every room",
   "/whois NAME — about someone   /away [MESSAGE] — go away or come back",
+  "/register — make your name an account with a password   /login [NAME] — log in to an account",
   "/quit [REASON] — leave the chat   //text — send text that starts with /",
   "Keys: Enter sends, Alt+↑/↓ switch conversations, Alt+R rooms, Alt+M members, Esc back to typing.",
 ];
@@ -757,6 +1196,16 @@ function submit(line) {
       return send({ type: "whois", name: arg });
     case "away":
       return send(arg ? { type: "away", message: arg } : { type: "away" });
+    case "register":
+      // A password typed after the command by habit is never sent anywhere.
+      openAccountPanel("register");
+      return true;
+    case "login": {
+      const [name = state.me ?? ""] = arg.split(/\s+/).filter(Boolean);
+      state.loginFor = name;
+      openAccountPanel("login", name);
+      return true;
+    }
     case "quit":
       state.quitting = true;
       return send(arg ? { type: "quit", reason: arg } : { type: "quit" });
@@ -772,20 +1221,92 @@ function submit(line) {
 ui.loginForm.addEventListener("submit", (e) => {
   e.preventDefault();
   const name = ui.nameInput.value.trim();
+  const password = ui.passwordInput.value;
   if (!name) {
     ui.loginError.textContent = "Pick a name first.";
     return;
   }
+  if (new TextEncoder().encode(password).length > MAX_PASSWORD) {
+    ui.loginError.textContent = `A password has at most ${MAX_PASSWORD} bytes.`;
+    return;
+  }
+  ui.passwordInput.value = "";
+  ui.loginButton.textContent = "Start chatting";
   ui.loginError.textContent = "";
   state.name = name;
   state.quitting = false;
+  state.credentials = null;
+  state.pending = password ? { account: name, password } : null;
   if (state.ws && state.ws.readyState === WebSocket.OPEN) {
-    send({ type: "register", name });
+    send(password ? { type: "login", name, password } : { type: "register", name });
   } else {
     ui.loginButton.disabled = true;
     connect();
   }
 });
+
+// The button says what the form will do: join with a name, or log in to an account.
+ui.passwordInput.addEventListener("input", () => {
+  ui.loginButton.textContent = ui.passwordInput.value ? "Log in" : "Start chatting";
+});
+
+ui.accountButton.addEventListener("click", () => {
+  if (!ui.accountPanel.hidden) {
+    closeAccountPanel();
+    return;
+  }
+  if (mustLogIn()) openAccountPanel("login", state.loginFor);
+  else openAccountPanel("register");
+});
+
+// A new attempt clears the last complaint.
+for (const input of [ui.accountPassword, ui.accountRepeat]) {
+  input.addEventListener("input", () => {
+    ui.accountError.textContent = "";
+  });
+}
+
+ui.accountCancel.addEventListener("click", () => {
+  closeAccountPanel();
+  ui.messageInput.focus();
+});
+
+ui.accountForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const login = state.accountMode === "login";
+  const password = ui.accountPassword.value;
+  if (!password) {
+    ui.accountError.textContent = "Enter a password.";
+    return;
+  }
+  if (new TextEncoder().encode(password).length > MAX_PASSWORD) {
+    ui.accountError.textContent = `A password has at most ${MAX_PASSWORD} bytes.`;
+    return;
+  }
+  if (!login && password !== ui.accountRepeat.value) {
+    ui.accountError.textContent = "The two passwords differ.";
+    return;
+  }
+  const name = ui.accountName.value;
+  ui.accountError.textContent = "";
+  ui.accountPassword.value = "";
+  ui.accountRepeat.value = "";
+  ui.accountSubmit.disabled = true;
+  state.pending = { account: name, password };
+  if (!send(login ? { type: "login", name, password } : { type: "register_account", password })) {
+    state.pending = null;
+    ui.accountSubmit.disabled = false;
+  }
+});
+
+// Scrolling up to the top loads the messages before.
+ui.messages.addEventListener(
+  "scroll",
+  () => {
+    if (ui.messages.scrollTop < LOAD_AT_PX) loadOlder(currentConv());
+  },
+  { passive: true },
+);
 
 ui.composer.addEventListener("submit", (e) => {
   e.preventDefault();
@@ -832,6 +1353,7 @@ document.addEventListener("keydown", (e) => {
     togglePanel(ui.membersPanel, ui.toggleMembers);
   } else if (e.key === "Escape") {
     closePanels();
+    closeAccountPanel();
     ui.messageInput.focus();
   }
 });

@@ -5,14 +5,17 @@
 //! # Layout
 //! - this file: the [`Store`] trait and the types it speaks in.
 //! - [`sqlite`]: the SQLite implementation, with versioned migrations and WAL.
+//! - [`postgres`]: the PostgreSQL implementation, which every node of a cluster shares.
 //!
 //! The trait is synchronous on purpose: the server runs a store on a thread of its own
 //! (see `confab-server`'s `history` module) and batches writes into one transaction, so
-//! no async runtime ever waits on the disk. A server database (PostgreSQL) for
-//! multi-node use implements the same trait.
+//! no async runtime ever waits on the disk. [`PostgresStore`], the server database
+//! for several nodes, implements the same trait.
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use crate::postgres::{PostgresError, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use confab_core::{Key, MessageKind};
@@ -22,6 +25,8 @@ use confab_core::{Key, MessageKind};
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Postgres(#[from] crate::postgres::PostgresError),
     #[error("cannot open the data directory {path}: {source}")]
     DataDir {
         path: String,

@@ -73,7 +73,7 @@ impl LineDecoder {
             self.reset();
         }
         loop {
-            let chunk: &'d [u8] = *data;
+            let chunk: &'d [u8] = data;
             if chunk.is_empty() {
                 return None;
             }

@@ -84,6 +84,19 @@ struct ServeArgs {
     /// %APPDATA%\\confab on Windows.
     #[arg(long = "data", value_name = "DIR", env = "CONFAB_DATA")]
     data: Option<std::path::PathBuf>,
+    /// PostgreSQL database for history, accounts and offline messages instead of the
+    /// SQLite file in --data, as postgres://USER:PASSWORD@HOST:PORT/DATABASE; every
+    /// node of a cluster uses the same one. Prefer the CONFAB_DATABASE_URL variable,
+    /// which keeps the password out of the process list. The connection is not
+    /// encrypted: keep the database on loopback or a private network.
+    #[arg(
+        long = "database-url",
+        value_name = "URL",
+        env = "CONFAB_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "no_history"
+    )]
+    database_url: Option<String>,
     /// Keep no history at all: nothing is written to disk.
     #[arg(long, conflicts_with = "data")]
     no_history: bool,
@@ -99,6 +112,35 @@ struct ServeArgs {
     /// Connections served at once; more are told the server is full.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
+    /// Connections served at once from one address (IPv6: one /64); 0 for no limit.
+    /// Raise it for load tests from one machine (confab bench).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// New connections accepted from one address (IPv6: one /64) per 10 seconds; 0 for
+    /// no limit.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().connection_rate_per_ip)]
+    connection_rate_per_ip: u32,
+    /// Input lines (web: requests) a client may send at once before --flood-rate applies.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().flood_burst)]
+    flood_burst: u32,
+    /// Input lines (web: requests) per second a client may send, sustained; faster
+    /// clients are slowed, then disconnected after --flood-grace. 0 turns flood control
+    /// off.
+    #[arg(long, value_name = "PER_SEC", default_value_t = Limits::default().flood_rate)]
+    flood_rate: u32,
+    /// Seconds a client may stay over its flood budget before it is disconnected.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().flood_grace.as_secs())]
+    flood_grace: u64,
+    /// Seconds an input line may stay unfinished before the client is disconnected; 0
+    /// for no limit.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().partial_line_timeout.as_secs())]
+    partial_line_timeout: u64,
+    /// Rooms one user may be in at once; 0 for no limit.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_rooms_per_user)]
+    max_rooms_per_user: usize,
+    /// Members one room may have; 0 for no limit.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_members_per_room)]
+    max_members_per_room: usize,
     /// Seconds a new connection has to register.
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().registration_timeout.as_secs())]
     registration_timeout: u64,
@@ -132,13 +174,15 @@ impl ServeArgs {
                 .with_context(|| "--oper takes NAME:PASSWORD".to_string())?;
             irc.opers.push((name.to_string(), password.to_string()));
         }
-        let data_dir = if self.no_history {
+        // With a database URL the SQLite directory is not used, so none is made.
+        let data_dir = if self.no_history || self.database_url.is_some() {
             None
         } else {
             Some(self.data.unwrap_or_else(default_data_dir))
         };
         Ok(Config {
             data_dir,
+            database_url: self.database_url,
             irc,
             line_listen: self.listen,
             irc_listen: self.irc_listen,
@@ -150,6 +194,14 @@ impl ServeArgs {
                 max_line: self.max_line,
                 send_queue: self.send_queue,
                 max_connections: self.max_connections,
+                max_connections_per_ip: self.max_connections_per_ip,
+                connection_rate_per_ip: self.connection_rate_per_ip,
+                flood_burst: self.flood_burst,
+                flood_rate: self.flood_rate,
+                flood_grace: Duration::from_secs(self.flood_grace),
+                partial_line_timeout: Duration::from_secs(self.partial_line_timeout),
+                max_rooms_per_user: self.max_rooms_per_user,
+                max_members_per_room: self.max_members_per_room,
                 registration_timeout: Duration::from_secs(self.registration_timeout),
                 idle_timeout: Duration::from_secs(self.idle_timeout),
                 tcp_keepalive: Duration::from_secs(self.tcp_keepalive.max(1)),

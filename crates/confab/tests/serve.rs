@@ -103,6 +103,14 @@ fn help_documents_every_serve_flag() {
         "--registration-timeout",
         "--idle-timeout",
         "--default-room",
+        "--max-connections-per-ip",
+        "--connection-rate-per-ip",
+        "--flood-burst",
+        "--flood-rate",
+        "--flood-grace",
+        "--partial-line-timeout",
+        "--max-rooms-per-user",
+        "--max-members-per-room",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
@@ -225,7 +233,8 @@ fn history_survives_a_restart() {
 #[test]
 fn every_message_a_client_saw_survives_kill_9() {
     let data = tempfile::tempdir().unwrap();
-    let mut server = Serve::with_data(data.path(), &[]);
+    // The sender floods on purpose, so flood control is off.
+    let mut server = Serve::with_data(data.path(), &["--flood-rate", "0"]);
     let mut listeners: Vec<_> = (0..3)
         .map(|i| user(server.addr, &format!("listener{i}")).0)
         .collect();

@@ -47,7 +47,13 @@ impl TestServer {
             line_listen: vec!["127.0.0.1:0".parse().unwrap()],
             irc_listen: vec!["127.0.0.1:0".parse().unwrap()],
             http_listen: Vec::new(),
+            // A load generator is many clients from one address, sending as fast as it
+            // can: the per-address and flood limits are off, as `confab serve` flags
+            // turn them off for benchmarks.
             limits: Limits {
+                max_connections_per_ip: 0,
+                connection_rate_per_ip: 0,
+                flood_rate: 0,
                 shutdown_grace: Duration::from_millis(500),
                 ..Limits::default()
             },

@@ -12,7 +12,7 @@ use confab_wire::time::{iso_time, parse_iso_time};
 
 use super::IrcSession;
 use crate::connection::{Ctx, Flow};
-use crate::history::{direct_conversation, room_conversation};
+use crate::history::{direct_conversation, may_read_direct, room_conversation};
 use crate::outbox::{Outbox, Outgoing};
 
 /// The most messages one request returns (ISUPPORT `CHATHISTORY`).
@@ -155,6 +155,11 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
                 return Flow::Continue;
             }
         },
+        None if !may_read_direct(ctx.shared, ctx.id) => {
+            let text = "Log in to read this nick's direct messages";
+            fail(session, ctx, "INVALID_TARGET", &[&sub, target, text]);
+            return Flow::Continue;
+        }
         None => (direct_conversation(&me, target), target.to_string()),
     };
     let refs: Vec<Option<Ref>> = m.params[2..].iter().map(|r| parse_ref(r)).collect();

@@ -596,10 +596,16 @@ impl IrcSession {
     /// The 005 lines. Every token is true of this server.
     fn isupport(&self, ctx: &Ctx) -> Vec<Bytes> {
         let network = format!("NETWORK={}", ctx.shared.irc.network);
+        // No number after the colon means no limit.
+        let max_rooms = ctx.shared.limits.max_rooms_per_user;
+        let chanlimit = match max_rooms {
+            0 => "CHANLIMIT=#:".to_string(),
+            n => format!("CHANLIMIT=#:{n}"),
+        };
         let tokens = [
             "AWAYLEN=390",
             "CASEMAPPING=ascii",
-            "CHANLIMIT=#:",
+            &chanlimit,
             "CHANMODES=b,k,l,imnst",
             "CHANNELLEN=51",
             "CHANTYPES=#",
@@ -615,6 +621,11 @@ impl IrcSession {
             "UTF8ONLY",
         ];
         let mut tokens: Vec<&str> = tokens.to_vec();
+        // MAXCHANNELS is CHANLIMIT's older spelling, still read by some clients.
+        let maxchannels = format!("MAXCHANNELS={max_rooms}");
+        if max_rooms > 0 {
+            tokens.insert(7, &maxchannels);
+        }
         let history_limit = format!("CHATHISTORY={}", history::MAX_LIMIT);
         if ctx.shared.history.is_some() {
             tokens.push(&history_limit);
@@ -878,6 +889,14 @@ impl IrcSession {
             (ChatError::RoomFull(room), _) => n(
                 ERR_CHANNELISFULL,
                 &[&format!("#{room}"), "Cannot join channel (+l)"],
+            ),
+            (ChatError::TooManyRooms { room, .. }, _) => n(
+                ERR_TOOMANYCHANNELS,
+                &[&format!("#{room}"), "You have joined too many channels"],
+            ),
+            (ChatError::TooManyMembers { room, .. }, _) => n(
+                ERR_CHANNELISFULL,
+                &[&format!("#{room}"), "Cannot join channel (channel is full)"],
             ),
             (ChatError::BanListFull(room), _) => n(
                 ERR_BANLISTFULL,
@@ -1195,6 +1214,10 @@ impl Protocol for IrcSession {
         MAX_LINE
     }
 
+    fn is_keepalive(&self, line: &[u8]) -> bool {
+        is_ping_or_pong(line)
+    }
+
     fn keepalive(&mut self) -> Option<Bytes> {
         let mut out = BytesMut::new();
         write_message(&mut out, &[], None, "PING", &[self.target()], true);
@@ -1287,6 +1310,25 @@ impl Protocol for IrcSession {
     }
 }
 
+/// Whether a raw IRC line is a PING or PONG, looking past tags and a prefix without
+/// parsing the rest.
+fn is_ping_or_pong(line: &[u8]) -> bool {
+    let mut rest = line;
+    for marker in [b'@', b':'] {
+        if rest.first() == Some(&marker) {
+            let Some(space) = rest.iter().position(|&b| b == b' ') else {
+                return false;
+            };
+            rest = &rest[space..];
+            while rest.first() == Some(&b' ') {
+                rest = &rest[1..];
+            }
+        }
+    }
+    let command = rest.split(|&b| b == b' ').next().unwrap_or_default();
+    command.eq_ignore_ascii_case(b"PING") || command.eq_ignore_ascii_case(b"PONG")
+}
+
 impl IrcSession {
     fn handle_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue) {
         let event = &envelope.event;
@@ -1331,6 +1373,22 @@ impl IrcSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pings_and_pongs_are_keepalives() {
+        for line in [
+            "PING x",
+            "pong :x",
+            "@label=1 PING x",
+            ":nick PONG srv",
+            "PING",
+        ] {
+            assert!(is_ping_or_pong(line.as_bytes()), "{line}");
+        }
+        for line in ["PRIVMSG #a :PING", "PINGS", "@label=1", ":nick", ""] {
+            assert!(!is_ping_or_pong(line.as_bytes()), "{line}");
+        }
+    }
 
     #[test]
     fn every_offered_cap_can_be_enabled() {

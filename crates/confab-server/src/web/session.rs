@@ -18,15 +18,17 @@ use bytes::Bytes;
 use confab_core::{ChatError, Command, Event, Key, Name, Recipient, RoomName};
 use confab_store::Range;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, Conversation, Request};
 use super::Settings;
 use crate::accounts;
+use crate::admission::Slot;
 use crate::connection::{Ctx, Shared};
+use crate::flood::FloodControl;
 use crate::history::{direct_conversation, room_conversation, Durability};
+use crate::metrics::Reason;
 use crate::outbox::{Outbox, OutboxRef, Outgoing};
 
 /// Messages a `history` request returns when it names no `limit`.
@@ -67,16 +69,16 @@ impl Known {
             Event::NickChanged { old, new } if self.is_me(&old.name) => {
                 self.name = Some(new.clone());
             }
-            Event::Joined { room, who, .. } if self.is_me(&who.name) => {
-                if !self.rooms.contains(room) {
-                    self.rooms.push(room.clone());
-                }
+            Event::Joined { room, who, .. }
+                if self.is_me(&who.name) && self.room(room.as_str()).is_none() =>
+            {
+                self.rooms.push(room.clone());
             }
             Event::Parted { room, who, .. } if self.is_me(&who.name) => {
-                self.rooms.retain(|r| r != room);
+                self.rooms.retain(|r| r.key() != room.key());
             }
             Event::Kicked { room, target, .. } if self.is_me(target) => {
-                self.rooms.retain(|r| r != room);
+                self.rooms.retain(|r| r.key() != room.key());
             }
             _ => {}
         }
@@ -112,6 +114,8 @@ enum End {
     Protocol(String),
     /// A server operator removed the client; the text is the full quit reason.
     Killed(String),
+    /// The client stayed over its request budget for the whole flood grace period.
+    ExcessFlood,
     /// The socket failed.
     Io(String),
 }
@@ -137,7 +141,25 @@ impl End {
             End::FrameTooLarge => "Frame too large".into(),
             End::Protocol(_) => "WebSocket protocol error".into(),
             End::Killed(reason) => reason.clone(),
+            End::ExcessFlood => "Excess Flood".into(),
             End::Io(e) => format!("Connection error: {e}"),
+        }
+    }
+
+    /// The reason as a metric label and log field, shared with the other front-ends.
+    fn metric(&self) -> Reason {
+        match self {
+            End::Quit(_) => Reason::Quit,
+            End::Eof => Reason::Closed,
+            End::SendQueueExceeded => Reason::SendQueue,
+            End::RegistrationTimeout => Reason::RegistrationTimeout,
+            End::IdleTimeout => Reason::Idle,
+            End::Shutdown => Reason::Shutdown,
+            End::FrameTooLarge => Reason::FrameTooLarge,
+            End::Protocol(_) => Reason::ProtocolError,
+            End::Killed(_) => Reason::Killed,
+            End::ExcessFlood => Reason::Flood,
+            End::Io(_) => Reason::IoError,
         }
     }
 
@@ -174,6 +196,11 @@ impl End {
                 1002,
             ),
             End::Killed(reason) => ("killed", format!("Disconnected: {reason}"), 1008),
+            End::ExcessFlood => (
+                "excess_flood",
+                "Disconnected: excess flood (too many requests for too long)".to_string(),
+                1008,
+            ),
             End::Eof | End::Io(_) => return None,
         };
         Some(Farewell {
@@ -212,7 +239,7 @@ pub(super) async fn run(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     settings: Settings,
-    permit: OwnedSemaphorePermit,
+    permit: Slot,
 ) {
     let id = shared
         .next_id
@@ -245,6 +272,9 @@ pub(super) async fn run(
         end = read_loop(&mut stream, &ctx, &settings, &known, peer.ip()) => end,
     };
 
+    // Counted before anyone is told, so that whoever sees the quit sees it counted.
+    let reason = end.metric();
+    shared.metrics.disconnected(reason);
     // The client leaves the chat first, so that nothing more is queued for it, then gets
     // what was already queued, its farewell and a close frame.
     shared
@@ -252,11 +282,14 @@ pub(super) async fn run(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .disconnect(id, &end.reason());
+    // One log line per disconnect, with the same reason labels as the other
+    // front-ends; ordinary ends only at debug level.
+    let (label, detail) = (reason.label(), end.reason());
     match &end {
         End::Eof | End::Quit(_) | End::Shutdown | End::Io(_) => {
-            tracing::debug!(%peer, id, reason = %end.reason(), "WebSocket closed")
+            tracing::debug!(%peer, id, reason = label, %detail, "WebSocket client disconnected")
         }
-        _ => tracing::info!(%peer, id, reason = %end.reason(), "WebSocket client disconnected"),
+        _ => tracing::info!(%peer, id, reason = label, %detail, "WebSocket client disconnected"),
     }
     finish(
         sink,
@@ -285,7 +318,12 @@ where
     let limits = &ctx.shared.limits;
     let connected_at = Instant::now();
     let mut last_input = connected_at;
-    let mut bucket = TokenBucket::new(settings.burst, settings.per_second, connected_at);
+    let mut flood = FloodControl::new(
+        limits.flood_burst,
+        limits.flood_rate,
+        limits.flood_grace,
+        connected_at,
+    );
     loop {
         // A login registers the client from another task, so this is read afresh.
         let registered = lock(known).registered;
@@ -312,27 +350,27 @@ where
             Some(Ok(message)) => message,
         };
         last_input = Instant::now();
+        // Flood control, as on every front-end: past its budget the client is slowed
+        // (this frame waits and nothing more is read meanwhile), and cut if it stays
+        // over. Pings may borrow a little, so that keepalives are not held up.
+        let keepalive = match &message {
+            Message::Ping(_) | Message::Pong(_) => true,
+            Message::Text(text) => is_ping(text),
+            _ => false,
+        };
+        if let Err(end) = throttle(&mut flood, keepalive).await {
+            return end;
+        }
+        flood.take(Instant::now());
         match message {
-            Message::Text(text) => {
-                if !bucket.take(last_input) {
-                    ctx.send(protocol::error_event(
-                        "rate_limited",
-                        &format!(
-                            "Slow down: at most {} requests a second; this one was dropped",
-                            settings.per_second
-                        ),
-                    ));
-                    continue;
-                }
-                match protocol::parse_request(&text) {
-                    Ok(request) => {
-                        if let Some(end) = on_request(request, ctx, settings, known, ip) {
-                            return end;
-                        }
+            Message::Text(text) => match protocol::parse_request(&text) {
+                Ok(request) => {
+                    if let Some(end) = on_request(request, ctx, settings, known, ip) {
+                        return end;
                     }
-                    Err(bad) => ctx.send(protocol::error_event(bad.code, &bad.text)),
                 }
-            }
+                Err(bad) => ctx.send(protocol::error_event(bad.code, &bad.text)),
+            },
             Message::Binary(_) => ctx.send(protocol::error_event(
                 "binary_not_supported",
                 "Send requests as JSON text frames; this binary frame was dropped",
@@ -752,67 +790,83 @@ async fn finish<S, R>(
     .await;
 }
 
-/// Requests allowed per client: `burst` at once, refilled at `per_second`. Time is
-/// passed in, so that tests need no clock.
-struct TokenBucket {
-    tokens: u32,
-    burst: u32,
-    /// Time for one token to come back.
-    interval: Duration,
-    /// When the last token came back (or the bucket was last full).
-    refilled: Instant,
+/// Waits until the flood budget allows one more request, or ends the session when the
+/// client has been over its budget for the whole grace period.
+async fn throttle(flood: &mut FloodControl, keepalive: bool) -> Result<(), End> {
+    loop {
+        let now = Instant::now();
+        if flood.allows(now, keepalive) {
+            return Ok(());
+        }
+        if flood.stall(now).is_err() {
+            return Err(End::ExcessFlood);
+        }
+        sleep_until(flood.ready_at(now)).await;
+    }
 }
 
-impl TokenBucket {
-    fn new(burst: u32, per_second: u32, now: Instant) -> TokenBucket {
-        TokenBucket {
-            tokens: burst,
-            burst,
-            interval: Duration::from_secs(1) / per_second.max(1),
-            refilled: now,
-        }
-    }
-
-    /// Takes one token if there is one.
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.refilled);
-        let earned = elapsed.as_nanos() / self.interval.as_nanos().max(1);
-        let earned = u32::try_from(earned).unwrap_or(u32::MAX);
-        if earned > 0 {
-            self.tokens = self.tokens.saturating_add(earned).min(self.burst);
-            // A full bucket banks no time; otherwise keep the fraction of a token earned.
-            self.refilled = if self.tokens == self.burst {
-                now
-            } else {
-                self.refilled + self.interval * earned
-            };
-        }
-        if self.tokens == 0 {
-            return false;
-        }
-        self.tokens -= 1;
-        true
-    }
+/// Whether a request is a `ping`; only short frames are parsed to find out.
+fn is_ping(text: &str) -> bool {
+    text.len() < 64 && matches!(protocol::parse_request(text), Ok(Request::Ping))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn source(name: &str) -> Arc<confab_core::Source> {
+        Arc::new(confab_core::Source {
+            name: Name::parse(name).unwrap(),
+            user: name.into(),
+            host: "127.0.0.1".into(),
+            realname: name.into(),
+            account: None,
+        })
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap()
+    }
+
     #[test]
-    fn bucket_allows_a_burst_then_the_rate() {
-        let start = Instant::now();
-        let mut bucket = TokenBucket::new(3, 10, start);
-        assert!((0..3).all(|_| bucket.take(start)));
-        assert!(!bucket.take(start));
-        assert!(!bucket.take(start + Duration::from_millis(99)));
-        assert!(bucket.take(start + Duration::from_millis(100)));
-        assert!(!bucket.take(start + Duration::from_millis(150)));
-        assert!(bucket.take(start + Duration::from_millis(200)));
-        // A long pause refills to the burst and no further.
-        let later = start + Duration::from_secs(60);
-        assert!((0..3).all(|_| bucket.take(later)));
-        assert!(!bucket.take(later));
+    fn known_follows_the_clients_name_and_rooms() {
+        let mut known = Known::default();
+        let joined = |room_name: &str, who: &str| Event::Joined {
+            room: room(room_name),
+            who: source(who),
+            history_until: 0,
+        };
+        assert!(known.observe(&Event::Registered {
+            name: Name::parse("alice").unwrap(),
+        }));
+        // Only the first registration sends the client to the default room.
+        assert!(!known.observe(&Event::Registered {
+            name: Name::parse("alice").unwrap(),
+        }));
+        known.observe(&joined("Rust", "ALICE"));
+        known.observe(&joined("Rust", "alice"));
+        known.observe(&joined("lobby", "bob"));
+        assert_eq!(known.rooms, [room("Rust")]);
+        assert_eq!(known.room("rust"), Some(&room("Rust")));
+        assert_eq!(known.room("lobby"), None);
+        known.observe(&Event::NickChanged {
+            old: source("alice"),
+            new: Name::parse("Guest1").unwrap(),
+        });
+        known.observe(&joined("lobby", "guest1"));
+        known.observe(&Event::Kicked {
+            room: room("rust"),
+            by: source("op"),
+            target: Name::parse("Guest1").unwrap(),
+            reason: "bye".into(),
+        });
+        assert_eq!(known.rooms, [room("lobby")]);
+        known.observe(&Event::Parted {
+            room: room("lobby"),
+            who: source("GUEST1"),
+            reason: None,
+        });
+        assert!(known.rooms.is_empty());
     }
 
     #[test]
