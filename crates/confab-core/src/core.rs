@@ -274,6 +274,15 @@ fn parse_room(wanted: &str) -> Result<RoomName, ChatError> {
     })
 }
 
+/// Orders names as their folded keys would, without building the keys: member lists are
+/// sorted on every join, and allocating a key per comparison made filling a big room
+/// quadratic in allocations.
+fn cmp_folded(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
 /// A ban mask in full `nick!user@host` form: `bob` means `bob!*@*`, `*@host` means
 /// `*!*@host`.
 fn normalize_mask(mask: &str) -> String {
@@ -986,7 +995,7 @@ impl<M: Mailbox> Core<M> {
                 topic: room.topic.as_ref().map(|t| t.text.clone()),
             })
             .collect();
-        rooms.sort_by_key(|r| r.name.key());
+        rooms.sort_unstable_by(|a, b| cmp_folded(a.name.as_str(), b.name.as_str()));
         reply(&self.clients[&id], Event::Rooms { rooms });
     }
 
@@ -1014,7 +1023,7 @@ impl<M: Mailbox> Core<M> {
                 })
             })
             .collect();
-        members.sort_by_key(|m| m.who.name.key());
+        members.sort_unstable_by(|a, b| cmp_folded(a.who.name.as_str(), b.who.name.as_str()));
         reply(
             &self.clients[&id],
             Event::Members {

@@ -1,6 +1,12 @@
 //! The socket loop that every line-based front-end shares: one task per connection that
 //! reads bounded lines, drains the client's outbox, writes in batches and enforces the
-//! timeouts.
+//! timeouts and the input limits.
+//!
+//! Input passes the client's flood budget (`crate::flood`) line by line: when it is
+//! spent, what was read and not yet handled waits in a held buffer and the socket is
+//! not read until budget comes back, so a flooder is slowed by TCP itself, and cut if
+//! it stays over. A line left unfinished for `partial_line_timeout` ends the
+//! connection, so that a trickle of bytes cannot hold it open.
 //!
 //! Memory per idle connection is kept small on purpose: reads go through one scratch
 //! buffer per worker thread and only an unfinished line is copied out, and the write

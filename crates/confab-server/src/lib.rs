@@ -43,3 +43,12 @@ mod web;
 pub use config::{Config, IrcConfig, Limits};
 pub use server::{BindError, Frontend, Server};
 pub use tls::{TlsConfig, TlsError, TlsIdentity};
+
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses one WebSocket text frame as a request, discarding the result.
+    pub fn web_request(text: &str) {
+        let _ = crate::web::protocol::parse_request(text);
+    }
+}

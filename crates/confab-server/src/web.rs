@@ -11,7 +11,7 @@
 //! The page's files live in `crates/confab-server/web/` and are compiled into the
 //! binary, so `confab serve` needs nothing beside it.
 
-mod protocol;
+pub(crate) mod protocol;
 mod session;
 
 use std::net::SocketAddr;
