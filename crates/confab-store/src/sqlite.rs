@@ -47,6 +47,49 @@ const MIGRATIONS: &[&str] = &[
 
 pub struct SqliteStore {
     conn: Connection,
+    /// Moves the write-ahead log into the database in the background.
+    _checkpointer: Checkpointer,
+}
+
+/// A thread with its own connection that checkpoints the WAL once a second, so that the
+/// writer's commits never include a checkpoint's fsync. WAL mode lets it run beside the
+/// writer; it stops when the store is dropped.
+struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("confab-checkpoint".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    // A failed or partial checkpoint is retried next time; the WAL only
+                    // grows meanwhile.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            });
+        if let Err(e) = spawned {
+            return Err(StoreError::DataDir {
+                path: path.display().to_string(),
+                source: e,
+            });
+        }
+        Ok(Checkpointer { stop })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn kind_code(kind: MessageKind) -> i64 {
@@ -103,8 +146,15 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Checkpoints fsync the database file, which can take a long time; done inside
+        // a commit they would stall every message waiting for that commit. They run on
+        // a thread of their own instead (see `Checkpointer`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut store = SqliteStore { conn };
+        let mut store = SqliteStore {
+            conn,
+            _checkpointer: Checkpointer::start(path)?,
+        };
         store.migrate()?;
         Ok(store)
     }
