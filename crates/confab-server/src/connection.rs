@@ -836,10 +836,12 @@ async fn linger<T: Transport>(
                 Err(e) => return Err(e),
             }
         }
-        let mut sink = [0u8; 1024];
         loop {
             stream.readable().await?;
-            match stream.try_read(&mut sink) {
+            // Read into the thread's scratch buffer: a buffer of our own would live in
+            // every connection's future, closing or not.
+            let read = SCRATCH.with(|scratch| stream.try_read(&mut scratch.borrow_mut()));
+            match read {
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

@@ -250,18 +250,28 @@ async fn accept_loop(
         let token = token.clone();
         tracing::debug!(%peer, id, ?frontend, "connected");
         let tls = tls.clone();
-        tracker.spawn(async move {
-            let irc = matches!(frontend, Frontend::Irc | Frontend::IrcTls);
-            match tls {
-                None => session(irc, stream, peer, id, shared, token).await,
-                // The handshake runs inside the session loop, under its own deadline.
-                Some((config, timeout)) => match TlsTransport::new(stream, config, timeout) {
-                    Ok(stream) => session(irc, stream, peer, id, shared, token).await,
-                    Err(e) => tracing::warn!(%peer, "cannot start TLS: {e}"),
-                },
+        let irc = matches!(frontend, Frontend::Irc | Frontend::IrcTls);
+        // Plain and TLS sessions are spawned as different tasks: one future holding
+        // either would make every plain connection as big as a TLS one (rustls state
+        // is kilobytes), and most connections are plain.
+        match tls {
+            None => {
+                tracker.spawn(async move {
+                    session(irc, stream, peer, id, shared, token).await;
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            // The handshake runs inside the session loop, under its own deadline.
+            Some((config, timeout)) => {
+                tracker.spawn(async move {
+                    match TlsTransport::new(stream, config, timeout) {
+                        Ok(stream) => session(irc, stream, peer, id, shared, token).await,
+                        Err(e) => tracing::warn!(%peer, "cannot start TLS: {e}"),
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
 }
 
