@@ -12,7 +12,7 @@ use crate::event::{
     RoomSummary, Source, Target, Topic, UserInfo, UserSummary,
 };
 use crate::mailbox::{Journal, Mailbox};
-use crate::name::{Key, Name, RoomName};
+use crate::name::{with_folded, Key, Name, RoomName};
 
 /// Identifies one connection for as long as it lasts; never reused within one core.
 pub type ClientId = u64;
@@ -903,7 +903,7 @@ impl<M: Mailbox> Core<M> {
         let mut delivered = 0;
         match to {
             Recipient::Room(wanted) => {
-                let Some(room) = self.rooms.get(&Key::of(&wanted)) else {
+                let Some(room) = with_folded(&wanted, |k| self.rooms.get(k)) else {
                     return Err(ChatError::NoSuchRoom(wanted));
                 };
                 let member = room.members.get(&id);
@@ -932,8 +932,8 @@ impl<M: Mailbox> Core<M> {
                 }
             }
             Recipient::User(wanted) => {
-                let key = Key::of(&wanted);
-                let Some(recipient_id) = self.names.get(&key) else {
+                let Some(recipient_id) = with_folded(&wanted, |k| self.names.get(k)) else {
+                    let key = Key::of(&wanted);
                     // A registered user who is offline gets the message on next login.
                     let (Some(journal), true) = (journal, self.accounts.contains(&key)) else {
                         return Err(ChatError::NoSuchUser(wanted));

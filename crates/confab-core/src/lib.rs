@@ -26,7 +26,7 @@ pub use crate::event::{
     RoomRecord, RoomSummary, Source, Target, Topic, UserInfo, UserSummary, ENCODING_SLOTS,
 };
 pub use crate::mailbox::{Journal, Mailbox};
-pub use crate::name::{Key, Name, NameError, RoomName};
+pub use crate::name::{with_folded, Key, Name, NameError, RoomName};
 
 #[cfg(test)]
 mod tests;

@@ -103,6 +103,30 @@ impl RoomName {
     }
 }
 
+/// Keys hash and compare as their text, so maps keyed by [`Key`] can be searched with a
+/// folded `&str` (see [`with_folded`]) without building a key.
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Runs `f` with the folded form of `s`, folded on the stack when it is short (every
+/// valid name is), so that looking up a recipient on the message path allocates nothing.
+pub fn with_folded<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
+    let mut buf = [0u8; 64];
+    if s.len() <= buf.len() {
+        let folded = &mut buf[..s.len()];
+        folded.copy_from_slice(s.as_bytes());
+        folded.make_ascii_lowercase();
+        // Lowercasing ASCII bytes keeps UTF-8 valid, so this cannot fail.
+        if let Ok(folded) = std::str::from_utf8(folded) {
+            return f(folded);
+        }
+    }
+    f(&s.to_ascii_lowercase())
+}
+
 impl Key {
     /// The folded key of any string, valid name or not, for lookups.
     pub fn of(s: &str) -> Key {
@@ -151,6 +175,15 @@ mod tests {
                 "{bad:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn folding_on_the_stack_matches_keys() {
+        use std::collections::HashMap;
+        let map = HashMap::from([(Key::of("Alice"), 1)]);
+        assert_eq!(with_folded("ALICE", |k| map.get(k).copied()), Some(1));
+        assert_eq!(with_folded(&"X".repeat(100), |k| k.len()), 100);
+        assert_eq!(with_folded("É", |k| k.to_string()), "É");
     }
 
     #[test]
