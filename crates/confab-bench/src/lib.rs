@@ -12,7 +12,7 @@
 //! - `client`: one connection with non-blocking buffered I/O and the set-up exchanges.
 //! - `shard`: generator threads, each a single-threaded event loop with its own share
 //!   of the clients and its own counters, and the signals between them and the run.
-//! - `messaging` (`fanout`, `dm`), `connect`, `idle`: the workloads.
+//! - `messaging` (`fanout`, `dm`), `flood`, `connect`, `idle`: the workloads.
 //! - [`stats`]: counters, latency histograms and the report.
 //! - `relay`: `confab bench relay`, the raw relay.
 //! - `sys`: a server's resident memory, and the open-file limit.
@@ -23,6 +23,7 @@ use anyhow::bail;
 
 mod client;
 mod connect;
+mod flood;
 mod idle;
 mod messaging;
 pub mod options;
@@ -52,6 +53,9 @@ pub enum Workload {
     Fanout(FanoutArgs),
     /// P pairs of clients send each other direct messages.
     Dm(DmArgs),
+    /// The paced fanout measured twice: quiet, then while F more clients flood the
+    /// room as fast as they can; reports both p99s and their ratio.
+    Flood(FloodArgs),
     /// Hold N registered connections and, given the server's pid, report its resident
     /// memory per connection.
     Idle(IdleArgs),
@@ -90,6 +94,55 @@ pub struct DmArgs {
     pub pairs: u64,
     #[command(flatten)]
     pub traffic: TrafficArgs,
+}
+
+/// Options of `confab bench flood`. Its defaults keep the paced senders under a
+/// default `confab serve`'s flood budget (a burst of 20 lines, then 5 a second), so that
+/// only the flooders meet flood control; run such a server with
+/// `--max-connections-per-ip 0 --connection-rate-per-ip 0`, since every client comes
+/// from one address.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FloodArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Clients in the room, not counting the flooders.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 100)]
+    pub clients: u64,
+    /// How many of the clients send, at the paced rate.
+    #[arg(long, short = 's', value_name = "S", default_value_t = 100)]
+    pub senders: u64,
+    /// Messages each paced sender sends in each phase.
+    #[arg(long, short = 'm', value_name = "M", default_value_t = 40)]
+    pub messages: u64,
+    /// Messages per second per paced sender, on a fixed schedule; latency counts from
+    /// when a message was due.
+    #[arg(long, value_name = "R", default_value_t = 4.0)]
+    pub rate: f64,
+    /// Extra clients that flood the room as fast as the server reads them during the
+    /// second phase (0 measures the quiet case twice, which shows the noise).
+    #[arg(long, short = 'f', value_name = "F", default_value_t = 1)]
+    pub flooders: u64,
+    /// Seconds the flooders flood before the paced senders start, so that the paced
+    /// messages meet flooders that have spent their burst.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Leave a flooder the server disconnects disconnected; by default it connects
+    /// again under a new name and goes on, as a determined flooder would.
+    #[arg(long)]
+    pub no_reconnect: bool,
+    /// The room to use (without `#`).
+    #[arg(long, value_name = "ROOM", default_value = "bench")]
+    pub room: String,
+    /// Most paced lines in one write.
+    #[arg(long, value_name = "K", default_value_t = 64)]
+    pub batch: usize,
+    /// Pad message texts, the paced and the flooders' alike, to this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub size: usize,
+    /// Seconds to wait in each phase, after the last message was sent, for the rest to
+    /// arrive.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub drain_timeout: f64,
 }
 
 /// Options of `confab bench idle`.
@@ -160,9 +213,11 @@ pub async fn measure(workload: Workload) -> anyhow::Result<Report> {
                 },
                 clients: args.clients,
                 traffic: args.traffic,
+                flood: None,
             };
             messaging::run(exchange, &args.target).await
         }
+        Workload::Flood(args) => flood::run(args).await,
         Workload::Dm(args) => {
             if args.pairs == 0 {
                 bail!("--pairs must be at least 1");
@@ -175,6 +230,7 @@ pub async fn measure(workload: Workload) -> anyhow::Result<Report> {
                 pattern: messaging::Pattern::Dm,
                 clients,
                 traffic: args.traffic,
+                flood: None,
             };
             messaging::run(exchange, &args.target).await
         }

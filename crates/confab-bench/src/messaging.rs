@@ -6,6 +6,7 @@
 //! sender keeps draining its socket while it floods (the server drops clients that do
 //! not read) and a paced sender never misses its schedule because of a reader.
 
+use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::client::Conn;
 use crate::options::{seconds, Protocol, TargetArgs};
 use crate::shard::{self, Note, Plan, Shard, Signals};
 use crate::stats::{human, Report, Tally};
-use crate::wire::{Destination, Payload, Reply};
+use crate::wire::{Destination, Marker, Payload, Reply};
 
 /// Options of the traffic itself, shared by `fanout` and `dm`.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,6 +59,8 @@ pub struct Exchange {
     pub pattern: Pattern,
     pub clients: u64,
     pub traffic: TrafficArgs,
+    /// The marker of flooders' lines, which receivers count (flood) rather than ignore.
+    pub flood: Option<Marker>,
 }
 
 /// Lateness of a paced send that is blamed on the generator's timer (whose resolution
@@ -118,7 +121,19 @@ impl Exchange {
 
 /// Runs a message workload and reports on it.
 pub async fn run(exchange: Exchange, target: &TargetArgs) -> anyhow::Result<Report> {
-    let duration = target.duration()?;
+    let deadline = Instant::now() + target.duration()?;
+    run_with(exchange, deadline, async { Ok(()) }).await
+}
+
+/// Runs a message workload that must end by `deadline`, awaiting `before_start` once
+/// every client is ready and before any sends, so that a caller can change the
+/// conditions (start flooders) between set-up and measurement. If it fails, the run
+/// stops with its error.
+pub async fn run_with(
+    exchange: Exchange,
+    deadline: Instant,
+    before_start: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<Report> {
     let drain = seconds("--drain-timeout", exchange.traffic.drain_timeout)?;
     if let Some(rate) = exchange.traffic.rate {
         if !(rate.is_finite() && rate > 0.0) {
@@ -130,7 +145,6 @@ pub async fn run(exchange: Exchange, target: &TargetArgs) -> anyhow::Result<Repo
             "dm needs a server that routes messages; raw lines only suit fanout, connect and idle"
         );
     }
-    let deadline = Instant::now() + duration;
     let exchange = Arc::new(exchange);
     let plan = &exchange.plan;
     let (mut coordinator, signals) = shard::signals();
@@ -167,13 +181,19 @@ pub async fn run(exchange: Exchange, target: &TargetArgs) -> anyhow::Result<Repo
         let tally = shards.join().await;
         let why = failure
             .or(tally.first_error)
-            .unwrap_or_else(|| format!("the run's {duration:?} ran out"));
+            .unwrap_or_else(|| "the run's --duration ran out".to_string());
         bail!(
             "only {ready} of {} clients got connected and ready: {why}",
             exchange.clients
         );
     }
     let setup = setup_started.elapsed();
+    if let Err(e) = before_start.await {
+        coordinator.stop.cancel();
+        drop(coordinator.notes);
+        shards.join().await;
+        return Err(e);
+    }
 
     let send_start = plan.now_ns();
     let _ = coordinator.start.send(true);
@@ -287,6 +307,11 @@ fn report(
     if tally.stray > 0 {
         report.extra.push(("stray", tally.stray.to_string()));
     }
+    if exchange.flood.is_some() {
+        report
+            .extra
+            .push(("flood_lines_delivered", tally.flood_lines.to_string()));
+    }
     report
 }
 
@@ -385,6 +410,13 @@ impl Receiving {
                 None => tally.stray += 1,
             },
             Some(None) => tally.stray += 1,
+            None if exchange
+                .flood
+                .as_ref()
+                .is_some_and(|f| f.find(line).is_some()) =>
+            {
+                tally.flood_lines += 1;
+            }
             None => match protocol.classify(line) {
                 Reply::Ping(token) => protocol.pong(token, out),
                 Reply::Error(text) => tally.error(text),
@@ -429,27 +461,18 @@ async fn client(exchange: Arc<Exchange>, i: u64, signals: Signals, shard: Rc<Sha
         }
     };
     signals.note(Note::Ready).await;
-    if let Err(why) = exchange_messages(&exchange, i, conn, &signals, &shard).await {
-        if !signals.stop.is_cancelled() {
-            let mut tally = shard.tally.borrow_mut();
-            tally.disconnects += 1;
-            tally.note(&format!(
-                "{} was disconnected: {why}",
-                exchange.plan.nick(i)
-            ));
-        }
-    }
+    exchange_messages(&exchange, i, conn, &signals, &shard).await;
 }
 
-/// The send phase of one client; returns when stopped, or with why the connection
-/// ended early.
+/// The send phase of one client, until stopped or until the connection ends early,
+/// which counts as a disconnect.
 async fn exchange_messages(
     exchange: &Exchange,
     me: u64,
     mut conn: Conn,
     signals: &Signals,
     shard: &Shard,
-) -> Result<(), String> {
+) {
     let plan = &exchange.plan;
     let mut start = signals.start.clone();
     let mut started = false;
@@ -551,6 +574,16 @@ async fn exchange_messages(
             () = sleep_until(wake.unwrap_or_else(|| plan.instant(0))), if wake.is_some() => {}
         }
     };
+    // The disconnect is counted before the coordinator hears that this client is done:
+    // once every client is done it stops the run, and a disconnect noticed after the
+    // stop would not count.
+    if let Err(why) = result {
+        if !signals.stop.is_cancelled() {
+            let mut tally = shard.tally.borrow_mut();
+            tally.disconnects += 1;
+            tally.note(&format!("{} was disconnected: {why}", plan.nick(me)));
+        }
+    }
     // Whatever happened, this client will neither send nor receive any more.
     if !told_sent {
         signals.note(Note::SentAll).await;
@@ -558,5 +591,4 @@ async fn exchange_messages(
     if !told_received {
         signals.note(Note::ReceivedAll).await;
     }
-    result
 }

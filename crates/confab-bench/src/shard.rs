@@ -29,6 +29,8 @@ pub struct Plan {
     pub sources: Vec<IpAddr>,
     /// Client `i` is called `{prefix}{i}`.
     pub prefix: String,
+    /// Six characters unique to the run, behind its payload marker.
+    pub run_id: String,
     /// Recognises this run's messages.
     pub marker: Marker,
     /// The shared clock base: message timestamps are nanoseconds since this instant.
@@ -53,6 +55,7 @@ impl Plan {
                 .clone()
                 .unwrap_or_else(|| format!("b{}", &run_id[..3])),
             marker: Marker::new(&run_id),
+            run_id,
             base: Instant::now(),
             gate: target.concurrency.div_ceil(threads).max(1),
             threads,
@@ -81,7 +84,7 @@ impl Plan {
 
 /// Six base-36 characters that differ between runs, so that nicknames and payload
 /// markers of one run never match another's.
-fn run_id() -> String {
+pub fn run_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

@@ -17,6 +17,8 @@ pub struct Tally {
     pub duplicates: u64,
     /// Payloads that were damaged or came from a client that should not send to us.
     pub stray: u64,
+    /// Flooders' lines received (flood), which show how much of a flood got through.
+    pub flood_lines: u64,
     /// Error lines from the server (`! ...`, IRC error numerics).
     pub errors: u64,
     /// Connections the server closed while the run still needed them.
@@ -42,6 +44,7 @@ impl Default for Tally {
             received: 0,
             duplicates: 0,
             stray: 0,
+            flood_lines: 0,
             errors: 0,
             disconnects: 0,
             registrations: 0,
@@ -78,6 +81,7 @@ impl Tally {
         self.received += other.received;
         self.duplicates += other.duplicates;
         self.stray += other.stray;
+        self.flood_lines += other.flood_lines;
         self.errors += other.errors;
         self.disconnects += other.disconnects;
         self.registrations += other.registrations;

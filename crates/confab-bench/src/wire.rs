@@ -200,7 +200,9 @@ pub struct Payload {
 }
 
 /// The run's payload marker: `cfb`, the run id and a colon. It starts every message
-/// text of the run and appears nowhere else.
+/// text of the run and appears nowhere else. Flooders mark theirs `cfx` instead, so
+/// that receivers can count flood lines without mistaking them for measured messages.
+#[derive(Clone)]
 pub struct Marker {
     text: Vec<u8>,
     finder: memmem::Finder<'static>,
@@ -208,7 +210,16 @@ pub struct Marker {
 
 impl Marker {
     pub fn new(run_id: &str) -> Marker {
-        let text = format!("cfb{run_id}:").into_bytes();
+        Marker::tagged("cfb", run_id)
+    }
+
+    /// The marker of the flood lines of the run `run_id`.
+    pub fn flood(run_id: &str) -> Marker {
+        Marker::tagged("cfx", run_id)
+    }
+
+    fn tagged(tag: &str, run_id: &str) -> Marker {
+        let text = format!("{tag}{run_id}:").into_bytes();
         let finder = memmem::Finder::new(&text).into_owned();
         Marker { text, finder }
     }
@@ -366,6 +377,14 @@ mod tests {
             Some(None),
             "damaged"
         );
+        let mut flood = Vec::new();
+        Marker::flood("k3x").put(&mut flood, payload, 0);
+        assert_eq!(
+            marker.find(&flood),
+            None,
+            "a flood line is not a measured one"
+        );
+        assert_eq!(Marker::flood("k3x").find(&flood), Some(Some(payload)));
     }
 
     #[test]

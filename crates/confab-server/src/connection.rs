@@ -539,6 +539,13 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
                     break Close::ExcessFlood;
                 }
                 partial_since = partial_line(&decoder, &held, fed.frames, partial_since, now);
+                // One read can carry hundreds of lines, each fanned out to a whole room.
+                // Yielding after every read lets the recipients' tasks write in between,
+                // so one fast sender cannot hold a worker thread while every other
+                // client's queue fills up (tokio's own budget only counts socket polls).
+                if fed.frames {
+                    tokio::task::yield_now().await;
+                }
             }
             () = sleep_until(flood.ready_at(now)), if slowed => {
                 if held.is_empty() {

@@ -43,20 +43,26 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        // A load generator is many clients from one address, sending as fast as it can:
+        // the per-address and flood limits are off, as `confab serve` flags turn them
+        // off for benchmarks.
+        TestServer::start_with(Limits {
+            max_connections_per_ip: 0,
+            connection_rate_per_ip: 0,
+            flood_rate: 0,
+            shutdown_grace: Duration::from_millis(500),
+            ..Limits::default()
+        })
+        .await
+    }
+
+    /// A server with the given limits, for tests that need flood control on.
+    pub async fn start_with(limits: Limits) -> TestServer {
         let config = Config {
             line_listen: vec!["127.0.0.1:0".parse().unwrap()],
             irc_listen: vec!["127.0.0.1:0".parse().unwrap()],
             http_listen: Vec::new(),
-            // A load generator is many clients from one address, sending as fast as it
-            // can: the per-address and flood limits are off, as `confab serve` flags
-            // turn them off for benchmarks.
-            limits: Limits {
-                max_connections_per_ip: 0,
-                connection_rate_per_ip: 0,
-                flood_rate: 0,
-                shutdown_grace: Duration::from_millis(500),
-                ..Limits::default()
-            },
+            limits,
             ..Config::default()
         };
         let server = Server::bind(config).await.expect("bind");
