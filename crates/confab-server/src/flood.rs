@@ -78,14 +78,18 @@ impl FloodControl {
         self.room(now, depth)
     }
 
-    /// Spends one token on an input the caller was allowed to take. When budget is
-    /// still left afterwards, the client is not flooding, whatever came before.
+    /// Spends one token on an input the caller was allowed to take. When half the
+    /// budget is still left afterwards, the client has paused and is not flooding,
+    /// whatever came before.
     pub(crate) fn take(&mut self, now: Instant) {
         let Some(interval) = self.interval else {
             return;
         };
         self.full_at = self.full_at.max(now) + interval;
-        if self.room(now, self.depth) {
+        // Only a real pause ends a stall: half the burst must have come back. Merely
+        // having a token left is not enough, since a server that wakes a little late
+        // for a flooder finds one, and the flooder would never be cut.
+        if self.full_at.saturating_duration_since(now) <= self.depth / 2 {
             self.stalled_since = None;
         }
     }
@@ -159,6 +163,27 @@ mod tests {
         // The debt is paid back before ordinary input flows again.
         assert!(!flood.allows(start + ms(3000), false));
         assert!(flood.allows(start + ms(4000), false));
+    }
+
+    #[test]
+    fn a_flooder_served_late_is_still_cut() {
+        // Burst 4 at 10 a second, grace 1 s; the server always wakes 150 ms late, so a
+        // token or more is back each time, yet the client never pauses.
+        let start = Instant::now();
+        let mut flood = FloodControl::new(4, 10, ms(1000), start);
+        let mut now = start;
+        let mut cut = false;
+        for _ in 0..100 {
+            while flood.allows(now, false) {
+                flood.take(now);
+            }
+            if flood.stall(now).is_err() {
+                cut = true;
+                break;
+            }
+            now = flood.ready_at(now) + ms(150);
+        }
+        assert!(cut, "a client that never pauses is cut");
     }
 
     #[test]
