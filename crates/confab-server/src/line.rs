@@ -235,7 +235,7 @@ impl Protocol for LineSession {
             }),
             Input::Say(text) => self.say(text, MessageKind::Normal, ctx),
             Input::Action(text) => self.say(text, MessageKind::Action, ctx),
-            Input::Join(room) => {
+            Input::Join { room, key } => {
                 if let Some(known) = self
                     .rooms
                     .iter()
@@ -246,7 +246,7 @@ impl Protocol for LineSession {
                 } else {
                     ctx.command(Command::Join {
                         room: room.into(),
-                        key: None,
+                        key: key.map(Into::into),
                     });
                 }
             }

@@ -89,8 +89,8 @@ fn line_table() -> Vec<(&'static str, Vec<u8>, Option<&'static str>)> {
             Some("! No such user"),
         ),
         (
-            "room with spaces",
-            b"/join a b\n".to_vec(),
+            "room with punctuation",
+            b"/join a!b\n".to_vec(),
             Some("! Invalid room name"),
         ),
     ]

@@ -376,6 +376,14 @@ async fn channel_modes_are_enforced_with_their_numerics() {
         .await;
     user.client.send_join("#club").unwrap();
     assert_eq!(user.numeric(Response::ERR_BADCHANNELKEY).await[1], "#club");
+    // A line user opens the keyed room with `/join ROOM KEY`.
+    let mut liner = server.user("liner").await;
+    liner.send("/join club").await;
+    assert_eq!(liner.expect("! ").await, "! Room club needs the right key");
+    liner.send("/join club sesame").await;
+    liner.expect("* Members of club").await;
+    liner.send("/part").await;
+    liner.expect("* liner left club").await;
     user.client.send_join_with_keys("#club", "sesame").unwrap();
     user.expect("JOIN with key", |m| is_join(m, "user", "#club"))
         .await;

@@ -170,7 +170,7 @@ async fn every_error_starts_with_bang_and_nothing_else_does() {
     alice.expect("* bob joined lobby").await;
     let errors = [
         "/bogus",
-        "/join bad room!",
+        "/join bad!room",
         "/part nowhere",
         "/nick bad nick",
         "/me",

@@ -34,8 +34,11 @@ pub enum Input<'a> {
     Say(&'a str),
     /// `/me action` for the current room.
     Action(&'a str),
-    /// `/join ROOM` (a leading `#` is dropped).
-    Join(&'a str),
+    /// `/join ROOM [KEY]` (a leading `#` is dropped); the key opens a `+k` room.
+    Join {
+        room: &'a str,
+        key: Option<&'a str>,
+    },
     /// `/part [ROOM [REASON]]`.
     Part {
         room: Option<&'a str>,
@@ -115,8 +118,18 @@ pub fn parse_input(line: &str) -> Input<'_> {
     let (name, args) = word_and_rest(command);
     match name.to_ascii_lowercase().as_str() {
         "join" | "j" => match args {
-            Some(room) => Input::Join(room_arg(room)),
-            None => Input::Usage("/join ROOM"),
+            Some(args) => match args.split_whitespace().collect::<Vec<_>>()[..] {
+                [room] => Input::Join {
+                    room: room_arg(room),
+                    key: None,
+                },
+                [room, key] => Input::Join {
+                    room: room_arg(room),
+                    key: Some(key),
+                },
+                _ => Input::Usage("/join ROOM [KEY]"),
+            },
+            None => Input::Usage("/join ROOM [KEY]"),
         },
         "part" | "leave" => match args {
             Some(args) => {
@@ -181,7 +194,7 @@ pub const HELP: &[&str] = &[
     "  #name              register as name (1-32 letters, digits or _-[]{}|^)",
     "  @user:message      send a direct message (also /msg USER MESSAGE)",
     "  anything else      goes to everyone in your current room",
-    "  /join ROOM         join ROOM (created if new) and talk there",
+    "  /join ROOM [KEY]   join ROOM (created if new) and talk there; KEY opens a locked room",
     "  /part [ROOM]       leave ROOM, or your current room",
     "  /rooms             list rooms",
     "  /who [ROOM]        list the members of ROOM, or of your current room",

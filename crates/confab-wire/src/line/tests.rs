@@ -39,9 +39,29 @@ fn parses_what_users_type() {
         ("//slash", Input::Say("/slash")),
         ("/me waves", Input::Action("waves")),
         ("/me", Input::Usage("/me ACTION")),
-        ("/join rust", Input::Join("rust")),
-        ("/JOIN #rust", Input::Join("rust")),
-        ("/join", Input::Usage("/join ROOM")),
+        (
+            "/join rust",
+            Input::Join {
+                room: "rust",
+                key: None,
+            },
+        ),
+        (
+            "/JOIN #rust",
+            Input::Join {
+                room: "rust",
+                key: None,
+            },
+        ),
+        (
+            "/join #vault sesame",
+            Input::Join {
+                room: "vault",
+                key: Some("sesame"),
+            },
+        ),
+        ("/join a b c", Input::Usage("/join ROOM [KEY]")),
+        ("/join", Input::Usage("/join ROOM [KEY]")),
         (
             "/part",
             Input::Part {
