@@ -169,6 +169,23 @@ async fn irc_chathistory_returns_a_batch_with_tags() {
     assert!(dm.contains(" PRIVMSG ircy :private"), "{dm}");
     irc.expect(":confab.local BATCH -").await;
 
+    irc.send("CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z timestamp=2100-01-01T00:00:00.000Z 10\r").await;
+    irc.expect(":confab.local BATCH +").await;
+    let mut targets = Vec::new();
+    loop {
+        let line = irc.line().await;
+        if line.starts_with(":confab.local BATCH -") {
+            break;
+        }
+        targets.push(line.split(' ').nth(4).unwrap().to_string());
+    }
+    targets.sort();
+    assert_eq!(
+        targets,
+        ["#lobby", "alice"],
+        "rooms and direct conversations"
+    );
+
     irc.send("CHATHISTORY LATEST #elsewhere * 10\r").await;
     assert!(irc
         .line()

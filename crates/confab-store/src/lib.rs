@@ -144,6 +144,8 @@ pub trait Store: Send {
         to_ms: u64,
         limit: usize,
     ) -> Result<Vec<ConversationSummary>, StoreError>;
+    /// Every direct conversation user `key` (a folded name) has a message in.
+    fn direct_conversations(&self, key: &str) -> Result<Vec<String>, StoreError>;
     /// Creates an account; `Ok(false)` when the name is already registered.
     fn create_account(&mut self, key: &str, account: &Account) -> Result<bool, StoreError>;
     fn account(&self, key: &str) -> Result<Option<Account>, StoreError>;
@@ -156,4 +158,16 @@ pub trait Store: Send {
     fn rooms(&self) -> Result<Vec<String>, StoreError>;
     /// Takes everything queued for `recipient`, oldest first.
     fn take_offline(&mut self, recipient: &str) -> Result<Vec<StoredMessage>, StoreError>;
+}
+
+/// `s` with LIKE's wildcards escaped (with `\`), for matching names literally.
+pub(crate) fn like_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -608,6 +608,24 @@ impl Store for PostgresStore {
         })
     }
 
+    fn direct_conversations(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        // Conversation keys are `@a@b` and names hold no `@`, so these two patterns
+        // match exactly the conversations `key` is a party to.
+        let name = crate::like_literal(key);
+        let (first, second) = (format!("@{name}@%"), format!("@%@{name}"));
+        self.with(|c| {
+            let statement = c.prepared(
+                "SELECT DISTINCT conversation FROM messages
+                 WHERE conversation LIKE $1 ESCAPE '\\' OR conversation LIKE $2 ESCAPE '\\'",
+            )?;
+            c.client
+                .query(&statement, &[&first, &second])?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect()
+        })
+    }
+
     fn account_names(&self) -> Result<Vec<String>, StoreError> {
         self.with(|c| {
             let statement = c.prepared("SELECT name FROM accounts ORDER BY key")?;

@@ -364,6 +364,21 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn direct_conversations(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        // Conversation keys are `@a@b` and names hold no `@`, so these two patterns
+        // match exactly the conversations `key` is a party to.
+        let name = crate::like_literal(key);
+        let mut statement = self.conn.prepare_cached(
+            "SELECT DISTINCT conversation FROM messages
+             WHERE conversation LIKE ?1 ESCAPE '\\' OR conversation LIKE ?2 ESCAPE '\\'",
+        )?;
+        let found = statement
+            .query_map(params![format!("@{name}@%"), format!("@%@{name}")], |r| {
+                r.get(0)
+            })?;
+        Ok(found.collect::<Result<_, _>>()?)
+    }
+
     fn account_names(&self) -> Result<Vec<String>, StoreError> {
         let mut statement = self.conn.prepare_cached("SELECT name FROM accounts")?;
         let names = statement.query_map([], |r| r.get(0))?;
@@ -538,6 +553,18 @@ mod tests {
             )
             .unwrap();
         assert_eq!(ids(&store.take_offline("bob").unwrap()), [1, 2]);
+        store.append(&[message(3, "@axb@carol", "x")], &[]).unwrap();
+        assert_eq!(store.direct_conversations("bob").unwrap(), ["@alice@bob"]);
+        assert_eq!(
+            store.direct_conversations("bo").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            store.direct_conversations("a_b").unwrap(),
+            Vec::<String>::new(),
+            "_ is literal"
+        );
+        assert_eq!(store.direct_conversations("carol").unwrap(), ["@axb@carol"]);
         assert_eq!(store.take_offline("bob").unwrap(), []);
     }
 

@@ -311,6 +311,17 @@ fn accounts_are_unique_and_offline_messages_are_taken_once() {
         .unwrap();
     assert_eq!(ids(&store.take_offline("bob").unwrap()), [1, 2]);
     assert_eq!(store.take_offline("bob").unwrap(), []);
+    store.append(&[message(3, "@axb@carol", "x")], &[]).unwrap();
+    assert_eq!(store.direct_conversations("bob").unwrap(), ["@alice@bob"]);
+    assert_eq!(
+        store.direct_conversations("bo").unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store.direct_conversations("a_b").unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(store.direct_conversations("carol").unwrap(), ["@axb@carol"]);
 }
 
 #[test]

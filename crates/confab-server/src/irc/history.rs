@@ -83,17 +83,35 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
             );
             return Flow::Continue;
         };
-        let rooms: Vec<String> = session
+        let mut rooms: Vec<String> = session
             .channels
             .iter()
             .map(|r| room_conversation(r.as_str()))
             .collect();
-        let names: Vec<String> = session.channels.iter().map(|r| format!("#{r}")).collect();
+        let mut names: Vec<String> = session.channels.iter().map(|r| format!("#{r}")).collect();
+        // Direct conversations count too, but only for the name's real owner.
+        let me_key = may_read_direct(ctx.shared, ctx.id)
+            .then(|| confab_core::Key::of(&me).as_str().to_string());
         let outbox = ctx.outbox();
         let server = ctx.shared.irc.server_name.clone();
         let batch = session.next_batch();
-        history.run(
-            move |store| match store.active_conversations(&rooms, a, b, limit) {
+        history.run(move |store| {
+            match me_key
+                .map_or(Ok(Vec::new()), |key| store.direct_conversations(&key))
+                .and_then(|direct| {
+                    for conversation in direct {
+                        // `@a@b`: the target shown is the other party.
+                        let other = conversation
+                            .trim_start_matches('@')
+                            .split('@')
+                            .find(|n| !n.eq_ignore_ascii_case(&me))
+                            .unwrap_or(&me)
+                            .to_string();
+                        rooms.push(conversation);
+                        names.push(other);
+                    }
+                    store.active_conversations(&rooms, a, b, limit)
+                }) {
                 Ok(found) => {
                     let mut out = BytesMut::new();
                     write_message(
@@ -130,8 +148,8 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
                     outbox.push(Outgoing::Raw(out.freeze()));
                 }
                 Err(e) => push_error(&outbox, &server, "TARGETS", &e.to_string()),
-            },
-        );
+            }
+        });
         return Flow::Continue;
     }
     let Some(target) = m.params.get(1).copied() else {
