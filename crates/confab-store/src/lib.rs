@@ -171,3 +171,71 @@ pub(crate) fn like_literal(s: &str) -> String {
     }
     out
 }
+
+/// One query of a history read: the rows of a conversation matching `condition` (with
+/// `$2`, `$3`... bound to `bounds`), in id order, newest first when `newest_first`,
+/// at most `limit` of them. SQLite and PostgreSQL both take `$N` parameters, so both
+/// stores run the same text.
+pub(crate) struct Slice {
+    condition: &'static str,
+    pub(crate) bounds: Vec<i64>,
+    pub(crate) newest_first: bool,
+    pub(crate) limit: i64,
+}
+
+impl Slice {
+    /// The query: `$1` is the conversation, then the bounds, then the row limit.
+    pub(crate) fn sql(&self, columns: &str) -> String {
+        let order = if self.newest_first { "DESC" } else { "ASC" };
+        let limit = self.bounds.len() + 2;
+        format!(
+            "SELECT {columns} FROM messages WHERE conversation = $1 AND {} ORDER BY id {order} LIMIT ${limit}",
+            self.condition
+        )
+    }
+}
+
+/// Ids and times are unsigned; stores keep signed 64-bit integers, and saturating keeps
+/// a hostile `u64::MAX` from wrapping into a negative bound.
+pub(crate) fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The queries that read `range`, at most `limit` rows in all; their rows, each
+/// slice put oldest first, are concatenated in order. Shared by every SQL store so that
+/// a range means the same everywhere.
+pub(crate) fn plan(range: Range, limit: usize) -> Vec<Slice> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let slice = |condition, bounds: Vec<u64>, newest_first, limit| Slice {
+        condition,
+        bounds: bounds.into_iter().map(int).collect(),
+        newest_first,
+        limit,
+    };
+    let ordered = |a: u64, b: u64| if a <= b { vec![a, b] } else { vec![b, a] };
+    let half = (limit / 2).max(1);
+    match range {
+        Range::Latest => vec![slice("1 = 1", vec![], true, limit)],
+        Range::BeforeId(id) => vec![slice("id < $2", vec![id], true, limit)],
+        Range::AfterId(id) => vec![slice("id > $2", vec![id], false, limit)],
+        Range::BeforeTime(t) => vec![slice("time_ms < $2", vec![t], true, limit)],
+        Range::AfterTime(t) => vec![slice("time_ms > $2", vec![t], false, limit)],
+        Range::AroundId(id) => vec![
+            slice("id < $2", vec![id], true, half),
+            slice("id >= $2", vec![id], false, limit),
+        ],
+        Range::AroundTime(t) => vec![
+            slice("time_ms < $2", vec![t], true, half),
+            slice("time_ms >= $2", vec![t], false, limit),
+        ],
+        Range::BetweenTimes(a, b) => {
+            vec![slice(
+                "time_ms > $2 AND time_ms < $3",
+                ordered(a, b),
+                false,
+                limit,
+            )]
+        }
+        Range::BetweenIds(a, b) => vec![slice("id > $2 AND id < $3", ordered(a, b), false, limit)],
+    }
+}

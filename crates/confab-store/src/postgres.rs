@@ -179,11 +179,7 @@ fn row_to_message(row: &Row) -> Result<StoredMessage, ::postgres::Error> {
     })
 }
 
-/// BIGINTs are signed; ids and times fit comfortably, and saturating keeps a hostile
-/// `u64::MAX` from wrapping into a negative bound.
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
+use crate::int;
 
 /// The error with its causes: the client's own `Display` says only "db error", and
 /// the useful part (the server's message) is in its source.
@@ -454,77 +450,26 @@ impl Store for PostgresStore {
         range: Range,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let c = conversation;
-        let newest_first = |mut v: Vec<StoredMessage>| {
-            v.reverse();
-            v
-        };
-        let sel = format!("SELECT {COLUMNS} FROM messages WHERE conversation = $1");
+        let total = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(|db| {
-            Ok(match range {
-                Range::Latest => newest_first(
-                    db.query(&format!("{sel} ORDER BY id DESC LIMIT $2"), &[&c, &limit])?,
-                ),
-                Range::BeforeId(id) => newest_first(db.query(
-                    &format!("{sel} AND id < $2 ORDER BY id DESC LIMIT $3"),
-                    &[&c, &int(id), &limit],
-                )?),
-                Range::AfterId(id) => db.query(
-                    &format!("{sel} AND id > $2 ORDER BY id ASC LIMIT $3"),
-                    &[&c, &int(id), &limit],
-                )?,
-                Range::BeforeTime(t) => newest_first(db.query(
-                    &format!("{sel} AND time_ms < $2 ORDER BY id DESC LIMIT $3"),
-                    &[&c, &int(t), &limit],
-                )?),
-                Range::AfterTime(t) => db.query(
-                    &format!("{sel} AND time_ms > $2 ORDER BY id ASC LIMIT $3"),
-                    &[&c, &int(t), &limit],
-                )?,
-                Range::AroundId(id) => {
-                    let half = (limit / 2).max(1);
-                    let mut before = newest_first(db.query(
-                        &format!("{sel} AND id < $2 ORDER BY id DESC LIMIT $3"),
-                        &[&c, &int(id), &half],
-                    )?);
-                    let after = db.query(
-                        &format!("{sel} AND id >= $2 ORDER BY id ASC LIMIT $3"),
-                        &[&c, &int(id), &(limit - before.len() as i64).max(0)],
-                    )?;
-                    before.extend(after);
-                    before
+            let mut found: Vec<StoredMessage> = Vec::new();
+            for slice in crate::plan(range, limit) {
+                let rows = slice.limit.min(total - found.len() as i64).max(0);
+                let mut args: Vec<&(dyn ::postgres::types::ToSql + Sync)> = vec![&conversation];
+                args.extend(
+                    slice
+                        .bounds
+                        .iter()
+                        .map(|b| b as &(dyn ::postgres::types::ToSql + Sync)),
+                );
+                args.push(&rows);
+                let mut part = db.query(&slice.sql(COLUMNS), &args)?;
+                if slice.newest_first {
+                    part.reverse();
                 }
-                Range::AroundTime(t) => {
-                    let half = (limit / 2).max(1);
-                    let mut before = newest_first(db.query(
-                        &format!("{sel} AND time_ms < $2 ORDER BY id DESC LIMIT $3"),
-                        &[&c, &int(t), &half],
-                    )?);
-                    let after = db.query(
-                        &format!("{sel} AND time_ms >= $2 ORDER BY id ASC LIMIT $3"),
-                        &[&c, &int(t), &(limit - before.len() as i64).max(0)],
-                    )?;
-                    before.extend(after);
-                    before
-                }
-                Range::BetweenTimes(a, b) => {
-                    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                    db.query(
-                        &format!(
-                            "{sel} AND time_ms > $2 AND time_ms < $3 ORDER BY id ASC LIMIT $4"
-                        ),
-                        &[&c, &int(lo), &int(hi), &limit],
-                    )?
-                }
-                Range::BetweenIds(a, b) => {
-                    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                    db.query(
-                        &format!("{sel} AND id > $2 AND id < $3 ORDER BY id ASC LIMIT $4"),
-                        &[&c, &int(lo), &int(hi), &limit],
-                    )?
-                }
-            })
+                found.extend(part);
+            }
+            Ok(found)
         })
     }
 

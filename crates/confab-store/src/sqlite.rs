@@ -124,11 +124,7 @@ fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     })
 }
 
-/// SQLite integers are signed; ids and times fit comfortably, and saturating keeps a
-/// hostile `u64::MAX` from wrapping into a negative bound.
-fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
+use crate::int;
 
 impl SqliteStore {
     /// Opens (creating if needed) `confab.db` in `dir`, creating `dir` too.
@@ -237,75 +233,20 @@ impl Store for SqliteStore {
         range: Range,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let limit = limit as i64;
-        let c = conversation;
-        let newest_first = |mut v: Vec<StoredMessage>| {
-            v.reverse();
-            v
-        };
-        let sel = format!("SELECT {COLUMNS} FROM messages WHERE conversation = ?1");
-        Ok(match range {
-            Range::Latest => newest_first(
-                self.query(&format!("{sel} ORDER BY id DESC LIMIT ?2"), &[&c, &limit])?,
-            ),
-            Range::BeforeId(id) => newest_first(self.query(
-                &format!("{sel} AND id < ?2 ORDER BY id DESC LIMIT ?3"),
-                &[&c, &int(id), &limit],
-            )?),
-            Range::AfterId(id) => self.query(
-                &format!("{sel} AND id > ?2 ORDER BY id ASC LIMIT ?3"),
-                &[&c, &int(id), &limit],
-            )?,
-            Range::BeforeTime(t) => newest_first(self.query(
-                &format!("{sel} AND time_ms < ?2 ORDER BY id DESC LIMIT ?3"),
-                &[&c, &int(t), &limit],
-            )?),
-            Range::AfterTime(t) => self.query(
-                &format!("{sel} AND time_ms > ?2 ORDER BY id ASC LIMIT ?3"),
-                &[&c, &int(t), &limit],
-            )?,
-            Range::AroundId(id) => {
-                let half = (limit / 2).max(1);
-                let mut before = newest_first(self.query(
-                    &format!("{sel} AND id < ?2 ORDER BY id DESC LIMIT ?3"),
-                    &[&c, &int(id), &half],
-                )?);
-                let after = self.query(
-                    &format!("{sel} AND id >= ?2 ORDER BY id ASC LIMIT ?3"),
-                    &[&c, &int(id), &(limit - before.len() as i64)],
-                )?;
-                before.extend(after);
-                before
+        let total = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut found: Vec<StoredMessage> = Vec::new();
+        for slice in crate::plan(range, limit) {
+            let rows = slice.limit.min(total - found.len() as i64).max(0);
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&conversation];
+            args.extend(slice.bounds.iter().map(|b| b as &dyn rusqlite::ToSql));
+            args.push(&rows);
+            let mut part = self.query(&slice.sql(COLUMNS), &args)?;
+            if slice.newest_first {
+                part.reverse();
             }
-            Range::AroundTime(t) => {
-                let half = (limit / 2).max(1);
-                let mut before = newest_first(self.query(
-                    &format!("{sel} AND time_ms < ?2 ORDER BY id DESC LIMIT ?3"),
-                    &[&c, &int(t), &half],
-                )?);
-                let after = self.query(
-                    &format!("{sel} AND time_ms >= ?2 ORDER BY id ASC LIMIT ?3"),
-                    &[&c, &int(t), &(limit - before.len() as i64)],
-                )?;
-                before.extend(after);
-                before
-            }
-            Range::BetweenTimes(a, b) => {
-                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                let rows = self.query(
-                    &format!("{sel} AND time_ms > ?2 AND time_ms < ?3 ORDER BY id ASC LIMIT ?4"),
-                    &[&c, &int(lo), &int(hi), &limit],
-                )?;
-                rows
-            }
-            Range::BetweenIds(a, b) => {
-                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-                self.query(
-                    &format!("{sel} AND id > ?2 AND id < ?3 ORDER BY id ASC LIMIT ?4"),
-                    &[&c, &int(lo), &int(hi), &limit],
-                )?
-            }
-        })
+            found.extend(part);
+        }
+        Ok(found)
     }
 
     fn active_conversations(
