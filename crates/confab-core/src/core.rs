@@ -14,6 +14,13 @@ use crate::event::{
 use crate::mailbox::{Journal, Mailbox};
 use crate::name::{with_folded, Key, Name, RoomName};
 
+mod replica;
+
+pub use replica::MAX_NODES;
+
+use crate::cluster::{Replica, Route};
+use replica::Cluster;
+
 /// Identifies one connection for as long as it lasts; never reused within one core.
 pub type ClientId = u64;
 
@@ -127,7 +134,10 @@ pub enum Command {
 }
 
 struct Client<M> {
-    mailbox: M,
+    /// `None` for a user of another node of the cluster: its home node delivers to it.
+    mailbox: Option<M>,
+    /// The node a remote user is connected to; `None` for local clients.
+    node: Option<Arc<str>>,
     /// Present once registered; the name and prefix shown to others.
     source: Option<Arc<Source>>,
     /// The host shown in `source`.
@@ -149,7 +159,8 @@ struct Client<M> {
 }
 
 struct Member<M> {
-    mailbox: M,
+    /// `None` for a member on another node, as in [`Client`].
+    mailbox: Option<M>,
     op: bool,
     voice: bool,
 }
@@ -169,6 +180,11 @@ struct Room<M> {
     owner: Option<Arc<str>>,
     /// Accounts (folded) given operator status, restored when they join.
     op_accounts: BTreeSet<String>,
+    /// In a cluster: this room has had members on other nodes, so its messages travel
+    /// over the bus, which orders them for every node. It stays set while the room
+    /// lives, so that a message sent over the bus is never overtaken by a later one
+    /// delivered directly.
+    bus: bool,
 }
 
 impl<M> Room<M> {
@@ -232,6 +248,8 @@ pub struct Core<M> {
     /// Rooms per user and members per room.
     limits: CoreLimits,
     stats: Stats,
+    /// This node's place in a cluster, if it is in one.
+    cluster: Option<Cluster>,
 }
 
 impl<M: Mailbox> Default for Core<M> {
@@ -248,12 +266,22 @@ impl<M: Mailbox> Default for Core<M> {
             records: HashMap::new(),
             limits: CoreLimits::default(),
             stats: Stats::default(),
+            cluster: None,
         }
     }
 }
 
 fn reply<M: Mailbox>(client: &Client<M>, event: Event) {
-    client.mailbox.deliver(&Envelope::new(event));
+    if let Some(mailbox) = &client.mailbox {
+        mailbox.deliver(&Envelope::new(event));
+    }
+}
+
+/// Hands `envelope` to a local mailbox; users of other nodes get it from their own.
+fn post<M: Mailbox>(mailbox: &Option<M>, envelope: &Arc<Envelope>) {
+    if let Some(mailbox) = mailbox {
+        mailbox.deliver(envelope);
+    }
 }
 
 fn clip(text: &str) -> Arc<str> {
@@ -331,7 +359,8 @@ impl<M: Mailbox> Core<M> {
         self.clients.insert(
             id,
             Client {
-                mailbox,
+                mailbox: Some(mailbox),
+                node: None,
                 source: None,
                 host: host.into(),
                 user: None,
@@ -364,11 +393,25 @@ impl<M: Mailbox> Core<M> {
 
     /// Removes a connection, telling everyone who shared a room with it.
     pub fn disconnect(&mut self, id: ClientId, reason: &str) {
+        let local = self.clients.get(&id).is_some_and(|c| c.node.is_none());
+        if self.remove_client(id, reason) && local {
+            self.publish(
+                Replica::UserOff {
+                    id,
+                    reason: clip(reason),
+                },
+                Route::Everyone,
+            );
+        }
+    }
+
+    /// Takes a client out of everything; `true` when it was registered.
+    fn remove_client(&mut self, id: ClientId, reason: &str) -> bool {
         let Some(client) = self.clients.remove(&id) else {
-            return;
+            return false;
         };
         let Some(source) = client.source else {
-            return;
+            return false;
         };
         self.names.remove(&source.name.key());
         self.remember(source.clone());
@@ -384,13 +427,14 @@ impl<M: Mailbox> Core<M> {
             room.members.remove(&id);
             for (member, m) in &room.members {
                 if told.insert(*member) {
-                    m.mailbox.deliver(&envelope);
+                    post(&m.mailbox, &envelope);
                 }
             }
             if room.members.is_empty() {
                 self.rooms.remove(key);
             }
         }
+        true
     }
 
     fn remember(&mut self, source: Arc<Source>) {
@@ -526,6 +570,7 @@ impl<M: Mailbox> Core<M> {
         if protected && !owns {
             reply(client, Event::LoginRequired { name });
         }
+        self.publish_user(id);
         Ok(())
     }
 
@@ -534,12 +579,12 @@ impl<M: Mailbox> Core<M> {
         let client = &self.clients[&id];
         let mut told = HashSet::from([id]);
         if include_self {
-            client.mailbox.deliver(envelope);
+            post(&client.mailbox, envelope);
         }
         for key in &client.rooms {
             for (member, m) in &self.rooms[key].members {
                 if told.insert(*member) {
-                    m.mailbox.deliver(envelope);
+                    post(&m.mailbox, envelope);
                 }
             }
         }
@@ -581,6 +626,10 @@ impl<M: Mailbox> Core<M> {
         }));
         let envelope = Envelope::new(Event::NickChanged { old, new: name });
         self.tell_neighbours(id, &envelope, true);
+        if self.clients[&id].node.is_none() {
+            let source = self.source(id);
+            self.publish(Replica::Renamed { id, source }, Route::Everyone);
+        }
     }
 
     /// A free `GuestN` name.
@@ -624,7 +673,10 @@ impl<M: Mailbox> Core<M> {
 
     /// Marks `name` as a registered account: from now on only its owner may use it.
     pub fn add_account(&mut self, name: &str) {
-        self.accounts.insert(Key::of(name));
+        if self.accounts.insert(Key::of(name)) {
+            let name = name.to_string();
+            self.publish(Replica::Account { name }, Route::Everyone);
+        }
     }
 
     /// Whether `name` is a registered account.
@@ -657,6 +709,11 @@ impl<M: Mailbox> Core<M> {
             return Ok(());
         }
         if let Some(&holder) = self.names.get(&name.key()) {
+            // A holder on another node can only be renamed by its own node, which will
+            // do so when its login grace runs out.
+            if holder != id && self.clients[&holder].node.is_some() {
+                return Err(ChatError::NameInUse(name.to_string()));
+            }
             if holder != id {
                 if self
                     .account_of(holder)
@@ -754,6 +811,7 @@ impl<M: Mailbox> Core<M> {
                     created_ms: record.created_ms,
                     owner: Some(record.owner),
                     op_accounts: record.ops.into_iter().collect(),
+                    bus: false,
                 },
                 None => Room {
                     name,
@@ -766,6 +824,7 @@ impl<M: Mailbox> Core<M> {
                     // A logged-in creator owns the room, and the room is kept.
                     owner: source.account.clone(),
                     op_accounts: account.iter().cloned().collect(),
+                    bus: false,
                 },
             });
         // In a kept room, operator status belongs to accounts; elsewhere to whoever
@@ -811,13 +870,14 @@ impl<M: Mailbox> Core<M> {
             },
         );
         client.rooms.push(room_key.clone());
+        room.bus |= room.members.values().any(|m| m.mailbox.is_none());
         let envelope = Envelope::new(Event::Joined {
             room: room_name.clone(),
             who: source,
             history_until: self.next_message_id - 1,
         });
         for m in room.members.values() {
-            m.mailbox.deliver(&envelope);
+            post(&m.mailbox, &envelope);
         }
         if room.topic.is_some() {
             let topic = room.topic.clone();
@@ -831,6 +891,10 @@ impl<M: Mailbox> Core<M> {
         }
         if save {
             self.persist(&room_key);
+        }
+        if self.cluster.is_some() {
+            let room = self.room_state(&room_key);
+            self.publish(Replica::Joined { id, room, op }, Route::Everyone);
         }
         self.who(id, room_name.as_str())
     }
@@ -862,15 +926,25 @@ impl<M: Mailbox> Core<M> {
         reason: Option<String>,
     ) -> Result<(), ChatError> {
         let room = self.member_room(id, wanted)?;
+        let room_name = room.name.clone();
+        let reason = reason.as_deref().map(clip);
         let envelope = Envelope::new(Event::Parted {
             room: room.name.clone(),
             who: self.source(id),
-            reason: reason.as_deref().map(clip),
+            reason: reason.clone(),
         });
         for m in room.members.values() {
-            m.mailbox.deliver(&envelope);
+            post(&m.mailbox, &envelope);
         }
         self.leave(id, &Key::of(wanted));
+        self.publish(
+            Replica::Parted {
+                id,
+                room: room_name,
+                reason,
+            },
+            Route::Everyone,
+        );
         Ok(())
     }
 
@@ -888,6 +962,8 @@ impl<M: Mailbox> Core<M> {
         if text.bytes().any(|b| matches!(b, b'\0' | b'\r' | b'\n')) {
             return Err(ChatError::ControlCharacter);
         }
+        self.align_message_id(now_ms);
+        let link = self.cluster.as_ref().map(|c| &*c.link);
         let client = &self.clients[&id];
         let from = client.source.clone().expect("caller checked");
         let message = |to| Message {
@@ -919,15 +995,26 @@ impl<M: Mailbox> Core<M> {
                 if !record(&message) {
                     return Err(ChatError::Busy);
                 }
+                // A room with members elsewhere is delivered, here too, when the bus
+                // hands the message back, so every node sees one order.
+                if let (Some(link), true) = (link, room.bus) {
+                    let route = Route::Room(room.name.key());
+                    if !link.publish(Replica::Message { from: id, to: None, message }, route) {
+                        return Err(ChatError::Busy);
+                    }
+                    self.advance_message_id();
+                    self.stats.messages += 1;
+                    return Ok(());
+                }
                 let envelope = Envelope::new(Event::Message(message));
                 for (member, m) in &room.members {
                     if *member != id || client.echo {
-                        m.mailbox.deliver(&envelope);
+                        post(&m.mailbox, &envelope);
                         delivered += 1;
                     }
                 }
                 if member.is_none() && client.echo {
-                    client.mailbox.deliver(&envelope);
+                    post(&client.mailbox, &envelope);
                     delivered += 1;
                 }
             }
@@ -945,7 +1032,7 @@ impl<M: Mailbox> Core<M> {
                         return Err(ChatError::Busy);
                     }
                     reply(client, Event::StoredForLater { name });
-                    self.next_message_id += 1;
+                    self.advance_message_id();
                     self.stats.messages += 1;
                     return Ok(());
                 };
@@ -956,10 +1043,23 @@ impl<M: Mailbox> Core<M> {
                     return Err(ChatError::Busy);
                 }
                 let envelope = Envelope::new(Event::Message(message));
-                recipient.mailbox.deliver(&envelope);
+                if let (Some(link), Some(node)) = (link, &recipient.node) {
+                    let replica = Replica::Message {
+                        from: id,
+                        to: Some(*recipient_id),
+                        message: match &envelope.event {
+                            Event::Message(m) => m.clone(),
+                            _ => unreachable!("built above"),
+                        },
+                    };
+                    if !link.publish(replica, Route::Node(node.clone())) {
+                        return Err(ChatError::Busy);
+                    }
+                }
+                post(&recipient.mailbox, &envelope);
                 delivered += 1;
                 if client.echo && *recipient_id != id {
-                    client.mailbox.deliver(&envelope);
+                    post(&client.mailbox, &envelope);
                     delivered += 1;
                 }
                 if let (Some(away), MessageKind::Normal | MessageKind::Action) =
@@ -975,7 +1075,7 @@ impl<M: Mailbox> Core<M> {
                 }
             }
         }
-        self.next_message_id += 1;
+        self.advance_message_id();
         self.stats.messages += 1;
         self.stats.deliveries += delivered;
         if let Some(client) = self.clients.get_mut(&id) {
@@ -1070,12 +1170,16 @@ impl<M: Mailbox> Core<M> {
         let envelope = Envelope::new(Event::TopicChanged {
             room: room.name.clone(),
             by: source,
-            text,
+            text: text.clone(),
         });
         for m in room.members.values() {
-            m.mailbox.deliver(&envelope);
+            post(&m.mailbox, &envelope);
         }
         self.persist(&Key::of(wanted));
+        if self.cluster.is_some() {
+            let room = self.room_state(&Key::of(wanted));
+            self.publish(Replica::Topic { by: id, room, text }, Route::Everyone);
+        }
         Ok(())
     }
 
@@ -1149,12 +1253,17 @@ impl<M: Mailbox> Core<M> {
             let envelope = Envelope::new(Event::ModeChanged {
                 room: room.name.clone(),
                 by: source,
-                changes: applied,
+                changes: applied.clone(),
             });
             for m in room.members.values() {
-                m.mailbox.deliver(&envelope);
+                post(&m.mailbox, &envelope);
             }
             self.persist(&room_key);
+            if self.cluster.is_some() {
+                let room = self.room_state(&room_key);
+                let changes = applied;
+                self.publish(Replica::Modes { by: id, room, changes }, Route::Everyone);
+            }
         }
         Ok(())
     }
@@ -1298,16 +1407,25 @@ impl<M: Mailbox> Core<M> {
                 room: room.name.to_string(),
             })?;
         let by = self.source(id);
+        let room_name = room.name.clone();
+        let reason = clip(reason.as_deref().unwrap_or(by.name.as_str()));
         let envelope = Envelope::new(Event::Kicked {
             room: room.name.clone(),
             target: self.name_of(target).cloned().expect("registered"),
-            reason: clip(reason.as_deref().unwrap_or(by.name.as_str())),
+            reason: reason.clone(),
             by,
         });
         for m in room.members.values() {
-            m.mailbox.deliver(&envelope);
+            post(&m.mailbox, &envelope);
         }
         self.leave(target, &Key::of(wanted));
+        let kicked = Replica::Kicked {
+            by: id,
+            room: room_name,
+            target,
+            reason,
+        };
+        self.publish(kicked, Route::Everyone);
         Ok(())
     }
 
@@ -1342,6 +1460,12 @@ impl<M: Mailbox> Core<M> {
                 by,
             },
         );
+        let invited = Replica::Invited {
+            by: id,
+            target,
+            room: room_name.clone(),
+        };
+        self.publish(invited, Route::Everyone);
         reply(
             &self.clients[&id],
             Event::InviteSent {
@@ -1366,9 +1490,10 @@ impl<M: Mailbox> Core<M> {
         if changed {
             let envelope = Envelope::new(Event::AwayChanged {
                 who: self.source(id),
-                message,
+                message: message.clone(),
             });
             self.tell_neighbours(id, &envelope, false);
+            self.publish(Replica::Away { id, message }, Route::Everyone);
         }
     }
 
@@ -1459,6 +1584,10 @@ impl<M: Mailbox> Core<M> {
                 reason: clip(reason),
             },
         );
+        if let Some(node) = self.clients[&target].node.clone() {
+            let reason = clip(reason);
+            self.publish(Replica::Kill { by: id, target, reason }, Route::Node(node));
+        }
         Ok(())
     }
 }

@@ -67,6 +67,8 @@ pub enum ChatError {
     NoAccounts,
     #[error("The server is busy; try again in a moment")]
     Busy,
+    #[error("Your message to {0} may not have reached users on other servers of the cluster")]
+    NotDelivered(String),
     #[error("Messages cannot be empty")]
     EmptyMessage,
     #[error("Messages cannot contain control characters such as NUL, CR or LF")]

@@ -306,6 +306,9 @@ pub mod slot {
 #[derive(Debug)]
 pub struct Envelope {
     pub event: Event,
+    /// The event came over the cluster bus. Its origin made it durable before
+    /// publishing it, so the local durability watermark does not hold it back.
+    pub from_bus: bool,
     encoded: [OnceLock<Bytes>; ENCODING_SLOTS],
 }
 
@@ -313,6 +316,16 @@ impl Envelope {
     pub fn new(event: Event) -> Arc<Envelope> {
         Arc::new(Envelope {
             event,
+            from_bus: false,
+            encoded: Default::default(),
+        })
+    }
+
+    /// An envelope for an event that arrived from another node (see `from_bus`).
+    pub fn from_bus(event: Event) -> Arc<Envelope> {
+        Arc::new(Envelope {
+            event,
+            from_bus: true,
             encoded: Default::default(),
         })
     }

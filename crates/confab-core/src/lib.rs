@@ -9,17 +9,18 @@
 //!   [`Envelope`] that caches each wire encoding.
 //! - [`mailbox`]: the [`Mailbox`] trait through which every event leaves the core.
 //! - [`error`]: [`ChatError`], the reasons a command fails.
-//!
-//! Commands and events are `serde`-serializable so that a later multi-node mode can carry
-//! them over a message bus unchanged.
+//! - [`cluster`]: what the nodes of a cluster tell each other ([`Replica`], [`Snapshot`])
+//!   and the [`Link`] that carries it; the core applies them with [`Core::apply`].
 
+pub mod cluster;
 pub mod core;
 pub mod error;
 pub mod event;
 pub mod mailbox;
 pub mod name;
 
-pub use crate::core::{ClientId, Command, Core, CoreLimits, Recipient, Stats};
+pub use crate::cluster::{Link, Replica, Route, Snapshot};
+pub use crate::core::{ClientId, Command, Core, CoreLimits, Recipient, Stats, MAX_NODES};
 pub use crate::error::ChatError;
 pub use crate::event::{
     slot, Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes,
@@ -30,3 +31,5 @@ pub use crate::name::{with_folded, Key, Name, NameError, RoomName};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod cluster_tests;
