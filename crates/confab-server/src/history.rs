@@ -8,10 +8,18 @@
 //! until the watermark [`Durability`] reaches its id. The store thread commits
 //! everything queued in one transaction, then raises the watermark, so many messages
 //! share one commit and throughput stays high.
+//!
+//! When writes fail for a reason that can pass (disk full, read-only file system, a
+//! database out of reach), live chat goes on: the watermark still rises, so messages
+//! are delivered, and they wait in memory (up to [`BACKLOG_BYTES`]) to be written when
+//! the store works again, which is tried once a [`RETRY`]. Users asking for history
+//! are told ([`History::write_problem`]); the log says it once when it starts and once
+//! when it ends.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use confab_core::{Journal, Key, Message, RoomRecord, Target};
 use confab_store::{Conversation, Store, StoredMessage};
@@ -22,8 +30,15 @@ use crate::metrics::Metrics;
 /// Messages that may wait for the store; past this the core refuses new messages
 /// ("server busy") rather than holding unbounded memory.
 const QUEUE: usize = 65_536;
-/// The most messages written in one transaction.
+/// The most new messages written in one transaction (messages waiting from failed
+/// writes come on top).
 const BATCH: usize = 4096;
+/// How much memory messages that could not be written may hold while they wait for
+/// the store; past it, new messages are delivered but not kept.
+pub(crate) const BACKLOG_BYTES: usize = 32 << 20;
+/// How often a failing store is tried again. Trying on every batch would make each
+/// message pay for a failing write (and a growing one, as the backlog grows).
+pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
 /// The highest message id known to be durable, and a way to wait for it to rise.
 pub(crate) struct Durability {
@@ -88,8 +103,22 @@ enum Job {
 pub(crate) struct History {
     jobs: SyncSender<Job>,
     durability: Arc<Durability>,
-    /// False after a write failed (disk full, read-only), until one succeeds again.
-    healthy: Arc<AtomicBool>,
+    /// How writes are going, for answers to history requests.
+    health: Arc<WriteHealth>,
+}
+
+/// What sessions can see of the store thread's writes.
+#[derive(Default)]
+struct WriteHealth {
+    /// Set while writes fail for a reason that can pass, until one succeeds again.
+    failing: AtomicBool,
+    /// Messages delivered but not written yet, waiting in memory.
+    waiting: AtomicU64,
+    /// Messages delivered but never to be written, since writes started failing.
+    lost: AtomicU64,
+    /// Set while the waiting messages fill their memory: direct messages for offline
+    /// users are refused then, since they would reach nobody if dropped.
+    full: AtomicBool,
 }
 
 /// The conversation key a message is filed under.
@@ -138,15 +167,27 @@ impl History {
         let last = store.last_id()?;
         let durability = Durability::starting_at(last);
         let (jobs, receiver) = mpsc::sync_channel(QUEUE);
-        let healthy = Arc::new(AtomicBool::new(true));
+        let health = Arc::new(WriteHealth::default());
         let history = History {
             jobs,
             durability: durability.clone(),
-            healthy: healthy.clone(),
+            health: health.clone(),
         };
         std::thread::Builder::new()
             .name("confab-history".into())
-            .spawn(move || run(&mut *store, receiver, &durability, &healthy, &metrics))
+            .spawn(move || {
+                let mut writer = Writer {
+                    durability: &durability,
+                    health: &health,
+                    metrics: &metrics,
+                    batch: Vec::with_capacity(BATCH),
+                    offline: Vec::new(),
+                    held: 0,
+                    bytes: 0,
+                    retry_at: None,
+                };
+                run(&mut *store, receiver, &mut writer);
+            })
             .expect("the history thread starts");
         Ok((history, last))
     }
@@ -155,9 +196,22 @@ impl History {
         self.durability.clone()
     }
 
-    /// Whether the last write succeeded.
-    pub(crate) fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+    /// What to tell a user who asks for history while writes fail; `None` when they
+    /// work.
+    pub(crate) fn write_problem(&self) -> Option<String> {
+        if !self.health.failing.load(Ordering::Relaxed) {
+            return None;
+        }
+        let waiting = self.health.waiting.load(Ordering::Relaxed);
+        let lost = self.health.lost.load(Ordering::Relaxed);
+        let mut text = format!(
+            "History is not being saved: the server cannot write to its disk. \
+             The last {waiting} messages are not in history yet and will be added when it can"
+        );
+        if lost > 0 {
+            text.push_str(&format!("; {lost} more could not be kept"));
+        }
+        Some(text)
     }
 
     /// Runs `job` on the store thread. `false` when the queue is full.
@@ -204,6 +258,12 @@ impl Journal for History {
     }
 
     fn record_offline(&self, message: &Message, recipient: &str) -> bool {
+        // Live messages whose write fails are still delivered; a message for someone
+        // offline is only delivered from the store, so it is refused (the sender is told
+        // the server is busy) rather than taken when it might have to be dropped.
+        if self.health.full.load(Ordering::Relaxed) {
+            return false;
+        }
         self.submit(message, Some(recipient))
     }
 
@@ -217,98 +277,220 @@ impl Journal for History {
     }
 }
 
-fn run(
-    store: &mut dyn Store,
-    jobs: Receiver<Job>,
-    durability: &Durability,
-    healthy: &AtomicBool,
-    metrics: &Metrics,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut offline = Vec::new();
-    while let Ok(first) = jobs.recv() {
-        let mut next = Some(first);
+fn run(store: &mut dyn Store, jobs: Receiver<Job>, writer: &mut Writer<'_>) {
+    loop {
+        // While messages wait for a failing store, wake up to try it again even when
+        // nothing new arrives.
+        let first = match writer.retry_in() {
+            None => match jobs.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            },
+            Some(wait) => match jobs.recv_timeout(wait) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        let mut next = first;
         while let Some(job) = next.take() {
             match job {
-                Job::Append(message, recipient) => {
-                    if let Some(recipient) = recipient {
-                        offline.push((recipient, message.id));
-                    }
-                    batch.push(message);
-                }
+                Job::Append(message, recipient) => writer.push(message, recipient),
                 // Other jobs run in their place in the queue, after the appends queued
                 // before them are committed: a login's take of offline messages must
                 // see the messages stored before it and none stored after it.
                 Job::Run(job) => {
-                    commit(
-                        store,
-                        &mut batch,
-                        &mut offline,
-                        durability,
-                        healthy,
-                        metrics,
-                    );
+                    writer.commit(store);
                     job(store);
                 }
                 Job::SaveRoom(key, json) => {
-                    commit(
-                        store,
-                        &mut batch,
-                        &mut offline,
-                        durability,
-                        healthy,
-                        metrics,
-                    );
+                    writer.commit(store);
                     if let Err(e) = store.save_room(&key, &json) {
-                        tracing::error!("cannot keep the state of room {key}: {e}");
+                        // While writes fail the log has said so already.
+                        if !writer.failing() {
+                            tracing::error!("cannot keep the state of room {key}: {e}");
+                        }
                     }
                 }
             }
-            if batch.len() < BATCH {
+            if writer.fresh() < BATCH {
                 next = jobs.try_recv().ok();
             }
         }
-        commit(
-            store,
-            &mut batch,
-            &mut offline,
-            durability,
-            healthy,
-            metrics,
-        );
+        writer.commit(store);
+    }
+    writer.finish(store);
+}
+
+/// The store thread's write side: messages not yet written, oldest first, and what
+/// happens when writing them fails.
+struct Writer<'a> {
+    durability: &'a Durability,
+    health: &'a WriteHealth,
+    metrics: &'a Metrics,
+    /// Messages to write in the next transaction: first the `held` ones whose earlier
+    /// write failed, then those queued since.
+    batch: Vec<StoredMessage>,
+    /// Offline recipients of messages in `batch` (folded name, message id).
+    offline: Vec<(String, u64)>,
+    held: usize,
+    /// About how much memory `batch` holds, to bound it while writes fail.
+    bytes: usize,
+    /// While writes fail: when to try again.
+    retry_at: Option<Instant>,
+}
+
+impl Writer<'_> {
+    fn push(&mut self, message: StoredMessage, recipient: Option<String>) {
+        if let Some(recipient) = recipient {
+            self.offline.push((recipient, message.id));
+        }
+        self.bytes += size_of(&message);
+        self.batch.push(message);
+    }
+
+    /// Messages queued since the last commit.
+    fn fresh(&self) -> usize {
+        self.batch.len() - self.held
+    }
+
+    fn failing(&self) -> bool {
+        self.retry_at.is_some()
+    }
+
+    /// How long until a failing store is tried again; `None` when nothing waits.
+    fn retry_in(&self) -> Option<Duration> {
+        self.retry_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Writes the pending messages in one transaction, then raises the watermark:
+    /// after a success, a failure or no attempt at all (while a failing store waits for
+    /// its next try), because delivery must not wait for a disk that is full.
+    fn commit(&mut self, store: &mut dyn Store) {
+        let Some(last) = self.batch.last().map(|m| m.id) else {
+            return;
+        };
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            self.hold(store);
+            self.durability.advance(last);
+            return;
+        }
+        let started = Instant::now();
+        let written = store.append(&self.batch, &self.offline);
+        self.metrics
+            .history_commit(self.batch.len(), started.elapsed(), written.is_ok());
+        match written {
+            Ok(()) => {
+                if self.retry_at.take().is_some() {
+                    tracing::info!(
+                        "history writes work again; {} messages that waited are saved",
+                        self.held
+                    );
+                }
+                self.forget();
+                self.health.failing.store(false, Ordering::Relaxed);
+                self.health.lost.store(0, Ordering::Relaxed);
+            }
+            Err(e) if e.is_transient() => {
+                if self.retry_at.is_none() {
+                    tracing::error!(
+                        "cannot write history to {}: {e}; messages are delivered and kept in \
+                         memory until writing works again",
+                        store.location()
+                    );
+                    self.health.failing.store(true, Ordering::Relaxed);
+                }
+                self.retry_at = Some(Instant::now() + RETRY);
+                self.hold(store);
+            }
+            Err(e) => {
+                // Writing these messages again would fail again: they are dropped so
+                // that the ones after them can be written.
+                tracing::error!(
+                    "cannot write history to {}: {e}; {} messages are delivered but not kept",
+                    store.location(),
+                    self.batch.len()
+                );
+                self.lose(self.batch.len());
+                self.forget();
+            }
+        }
+        self.durability.advance(last);
+    }
+
+    /// The server is stopping: one last try for messages still waiting.
+    fn finish(&mut self, store: &mut dyn Store) {
+        if self.retry_at.take().is_none() || self.batch.is_empty() {
+            return;
+        }
+        match store.append(&self.batch, &self.offline) {
+            Ok(()) => tracing::info!(
+                "history writes work again; {} messages that waited are saved",
+                self.batch.len()
+            ),
+            Err(e) => tracing::error!(
+                "stopping with {} messages never written to history in {}: {e}",
+                self.batch.len(),
+                store.location()
+            ),
+        }
+    }
+
+    /// Keeps every pending message for the next try, within [`BACKLOG_BYTES`]: the
+    /// newest past it are dropped.
+    fn hold(&mut self, store: &dyn Store) {
+        let mut dropped = 0;
+        while self.bytes > BACKLOG_BYTES && self.batch.len() > self.held {
+            let message = self.batch.pop().expect("more than held");
+            self.bytes -= size_of(&message);
+            dropped += 1;
+        }
+        if dropped > 0 {
+            let kept = self.batch.last().map_or(0, |m| m.id);
+            self.offline.retain(|(_, id)| *id <= kept);
+            if !self.health.full.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    "history writes to {} have failed for too long: messages waiting fill \
+                     their {} MiB, new ones are delivered but not kept",
+                    store.location(),
+                    BACKLOG_BYTES >> 20
+                );
+            }
+            self.lose(dropped);
+        }
+        self.held = self.batch.len();
+        self.health
+            .waiting
+            .store(self.held as u64, Ordering::Relaxed);
+        self.metrics.history_waiting(self.held);
+    }
+
+    fn lose(&self, messages: usize) {
+        self.health
+            .lost
+            .fetch_add(messages as u64, Ordering::Relaxed);
+        self.metrics.history_lost(messages);
+    }
+
+    /// Empties the batch after it was written (or dropped).
+    fn forget(&mut self) {
+        self.batch.clear();
+        self.offline.clear();
+        self.held = 0;
+        self.bytes = 0;
+        self.health.waiting.store(0, Ordering::Relaxed);
+        self.health.full.store(false, Ordering::Relaxed);
+        self.metrics.history_waiting(0);
     }
 }
 
-/// Writes the pending appends in one transaction and raises the watermark.
-fn commit(
-    store: &mut dyn Store,
-    batch: &mut Vec<StoredMessage>,
-    offline: &mut Vec<(String, u64)>,
-    durability: &Durability,
-    healthy: &AtomicBool,
-    metrics: &Metrics,
-) {
-    let Some(last) = batch.last().map(|m| m.id) else {
-        return;
-    };
-    let started = std::time::Instant::now();
-    let written = store.append(batch, offline);
-    metrics.history_commit(batch.len(), started.elapsed(), written.is_ok());
-    match written {
-        Ok(()) => {
-            if !healthy.swap(true, Ordering::Relaxed) {
-                tracing::info!("history writes work again");
-            }
-        }
-        Err(e) => {
-            // Live chat must go on when the disk is full or read-only: the messages are
-            // delivered without being kept, and the log says so.
-            if healthy.swap(false, Ordering::Relaxed) {
-                tracing::error!("cannot write history, messages are not being kept: {e}");
-            }
-        }
-    }
-    durability.advance(last);
-    batch.clear();
-    offline.clear();
+/// About how much memory a message waiting to be written takes.
+fn size_of(message: &StoredMessage) -> usize {
+    std::mem::size_of::<StoredMessage>()
+        + message.conversation.len()
+        + message.sender.len()
+        + message.sender_mask.len()
+        + message.target.len()
+        + message.text.len()
 }

@@ -146,7 +146,7 @@ fn send_history(
     count: usize,
     always: bool,
 ) {
-    let healthy = history.healthy();
+    let problem = history.write_problem();
     let failed = outbox.clone();
     let queued = history.run(move |store| {
         let messages = match store.history(&conversation, range, count) {
@@ -168,10 +168,8 @@ fn send_history(
             format!("Recent messages in {label}:")
         };
         outbox.push(Outgoing::Raw(line::info(&header)));
-        if !healthy {
-            outbox.push(Outgoing::Raw(line::error(
-                "History writes are failing; recent messages may be missing",
-            )));
+        if let Some(problem) = &problem {
+            outbox.push(Outgoing::Raw(line::error(problem)));
         }
         for m in &messages {
             outbox.push(Outgoing::Raw(line::history_line(

@@ -141,6 +141,10 @@ pub(crate) struct Metrics {
     history_batches: AtomicU64,
     history_messages: AtomicU64,
     history_errors: AtomicU64,
+    /// Messages delivered while writes fail, waiting in memory to be written.
+    history_waiting: AtomicU64,
+    /// Messages delivered but never written (writes failed too long, or for good).
+    history_lost: AtomicU64,
     /// Commit latency: a count per bucket (not cumulative; the exposition sums them),
     /// the overflow past the last bucket, and the total in nanoseconds.
     commit_buckets: [AtomicU64; 13],
@@ -193,6 +197,18 @@ impl Metrics {
         self.commit_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// How many delivered messages wait in memory for a failing store.
+    pub(crate) fn history_waiting(&self, messages: usize) {
+        self.history_waiting
+            .store(messages as u64, Ordering::Relaxed);
+    }
+
+    /// Delivered messages that history will never have.
+    pub(crate) fn history_lost(&self, messages: usize) {
+        self.history_lost
+            .fetch_add(messages as u64, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every series.
@@ -330,6 +346,28 @@ impl Metrics {
         );
         header(
             &mut out,
+            "confab_history_unsaved_messages",
+            "gauge",
+            "Messages delivered while history writes fail, waiting in memory to be written.",
+        );
+        let _ = writeln!(
+            out,
+            "confab_history_unsaved_messages {}",
+            load(&self.history_waiting)
+        );
+        header(
+            &mut out,
+            "confab_history_lost_messages_total",
+            "counter",
+            "Messages delivered but never written to history.",
+        );
+        let _ = writeln!(
+            out,
+            "confab_history_lost_messages_total {}",
+            load(&self.history_lost)
+        );
+        header(
+            &mut out,
             "confab_history_commit_seconds",
             "histogram",
             "Time to write and commit one history batch.",
@@ -374,6 +412,8 @@ mod tests {
         metrics.history_commit(3, Duration::from_micros(700), true);
         metrics.history_commit(1, Duration::from_secs(5), true);
         metrics.history_commit(1, Duration::from_millis(1), false);
+        metrics.history_waiting(7);
+        metrics.history_lost(2);
         let text = metrics.render(&CoreSnapshot {
             stats: confab_core::Stats {
                 messages: 4,
@@ -394,6 +434,8 @@ mod tests {
             "confab_history_batches_total 2",
             "confab_history_messages_written_total 4",
             "confab_history_write_errors_total 1",
+            "confab_history_unsaved_messages 7",
+            "confab_history_lost_messages_total 2",
             "confab_history_commit_seconds_bucket{le=\"0.0005\"} 0",
             "confab_history_commit_seconds_bucket{le=\"0.001\"} 1",
             "confab_history_commit_seconds_bucket{le=\"2.5\"} 1",

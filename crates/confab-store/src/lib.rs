@@ -36,6 +36,32 @@ pub enum StoreError {
     NewerSchema { found: i64, known: i64 },
 }
 
+impl StoreError {
+    /// Whether the same write may work later without anyone changing the data: the
+    /// disk was full, read-only or failing, the file was locked, or the database server
+    /// could not be reached. The server keeps messages whose write failed this way and
+    /// tries again; any other error (a constraint, a bug) would fail again forever.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::Database(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                ErrorCode::DiskFull
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::OutOfMemory
+            ),
+            StoreError::Postgres(
+                PostgresError::Unreachable { .. } | PostgresError::Connect { .. },
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Where a stored message went: a room, or the conversation between two users.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Conversation {
@@ -118,6 +144,10 @@ pub struct ConversationSummary {
 
 /// Persistent state: history, accounts and offline messages.
 pub trait Store: Send {
+    /// Where the data lives, for log lines: a file's path, or a database server.
+    fn location(&self) -> String {
+        "the database".to_string()
+    }
     /// Writes messages, and queues those listed in `offline` (recipient, message id)
     /// for offline delivery, in one transaction; when this returns `Ok`, all of it is
     /// durable.

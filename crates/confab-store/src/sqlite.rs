@@ -47,6 +47,8 @@ const MIGRATIONS: &[&str] = &[
 
 pub struct SqliteStore {
     conn: Connection,
+    /// The database file, named in log lines about failed writes.
+    path: std::path::PathBuf,
     /// Moves the write-ahead log into the database in the background.
     _checkpointer: Checkpointer,
 }
@@ -149,6 +151,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let mut store = SqliteStore {
             conn,
+            path: path.to_path_buf(),
             _checkpointer: Checkpointer::start(path)?,
         };
         store.migrate()?;
@@ -187,6 +190,10 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn append(
         &mut self,
         messages: &[StoredMessage],

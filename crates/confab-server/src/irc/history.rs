@@ -211,9 +211,13 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
     let server = ctx.shared.irc.server_name.clone();
     let batch = session.next_batch();
     let with_batch = session.caps.batch;
+    let problem = history.write_problem();
     history.run(
         move |store| match store.history(&conversation, range, limit) {
             Ok(mut messages) => {
+                if let Some(problem) = &problem {
+                    push_warning(&outbox, &server, &sub, problem);
+                }
                 // LATEST with a reference: the newest messages, but only those after it.
                 messages.retain(|m| match after {
                     Ref::Any => true,
@@ -232,6 +236,21 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
         },
     );
     Flow::Continue
+}
+
+/// Says, before a batch, that history is missing recent messages because writes fail
+/// (a standard-replies `WARN`: the answer that follows is still good).
+fn push_warning(outbox: &Arc<Outbox>, server: &str, sub: &str, problem: &str) {
+    let mut out = BytesMut::new();
+    write_message(
+        &mut out,
+        &[],
+        Some(server),
+        "WARN",
+        &["CHATHISTORY", "HISTORY_NOT_SAVED", sub, problem],
+        true,
+    );
+    outbox.push(Outgoing::Raw(out.freeze()));
 }
 
 fn push_error(outbox: &Arc<Outbox>, server: &str, sub: &str, error: &str) {

@@ -601,10 +601,20 @@ fn history(
     let budget = HISTORY_BYTES.min(ctx.shared.limits.send_queue / 4);
     let range = before.map_or(Range::Latest, Range::BeforeId);
     let outbox = ctx.outbox();
+    let problem = history.write_problem();
     let queued = history.run(move |store| {
         // One more than asked says whether there is more before the page.
         let answer = match store.history(&key, range, limit.saturating_add(1)) {
             Ok(mut messages) => {
+                // The page that follows is good but lacks the messages waiting to be
+                // written; an error event says so first.
+                if let Some(problem) = &problem {
+                    outbox.push(Outgoing::Raw(protocol::history_error(
+                        "history_not_saved",
+                        problem,
+                        &answer,
+                    )));
+                }
                 let more = messages.len() > limit;
                 if more {
                     messages.drain(..messages.len() - limit);
