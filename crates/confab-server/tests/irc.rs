@@ -902,3 +902,97 @@ async fn labeled_responses_carry_the_label() {
     assert_eq!(raw.line().await, ":confab.local PONG confab.local plain\r");
     server.stop().await;
 }
+
+/// Reads until numeric `end`, returning every numeric on the way.
+async fn numerics_until(irc: &mut Irc, end: Response) -> Vec<Response> {
+    let mut seen = Vec::new();
+    loop {
+        if let Command::Response(response, _) = irc.next().await.command {
+            seen.push(response);
+            if response == end {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn open_modes_let_members_set_topics_and_invite_and_outsiders_talk_in() {
+    let server = TestServer::start().await;
+    let mut op = Irc::connect(&server, "op", &[]).await;
+    let mut member = Irc::connect(&server, "member", &[]).await;
+    let mut outsider = Irc::connect(&server, "outsider", &[]).await;
+    op.client.send_join("#open").unwrap();
+    op.numeric(Response::RPL_ENDOFNAMES).await;
+    member.client.send_join("#open").unwrap();
+    member.numeric(Response::RPL_ENDOFNAMES).await;
+    let mode_seen = |change: &'static str| {
+        move |m: &Message| m.to_string().contains(&format!("MODE #open {change}"))
+    };
+
+    // -t: any member sets the topic.
+    mode_line(&op, "#open", &["-t"]);
+    member.expect("MODE -t", mode_seen("-t")).await;
+    member
+        .client
+        .send_topic("#open", "set by a member")
+        .unwrap();
+    let topic = op
+        .expect("TOPIC", |m| matches!(m.command, Command::TOPIC(..)))
+        .await;
+    assert_eq!(topic.source_nickname(), Some("member"));
+    assert!(
+        matches!(topic.command, Command::TOPIC(ref c, Some(ref t)) if c == "#open" && t == "set by a member")
+    );
+
+    // -i: any member invites.
+    member.client.send_invite("outsider", "#open").unwrap();
+    assert_eq!(
+        member.numeric(Response::RPL_INVITING).await[1..],
+        ["outsider", "#open"]
+    );
+    let invite = outsider
+        .expect("INVITE", |m| matches!(m.command, Command::INVITE(..)))
+        .await;
+    assert_eq!(invite.source_nickname(), Some("member"));
+
+    // +i: only operators invite.
+    mode_line(&op, "#open", &["+i"]);
+    member.expect("MODE +i", mode_seen("+i")).await;
+    member.client.send_invite("outsider", "#open").unwrap();
+    assert_eq!(
+        member.numeric(Response::ERR_CHANOPRIVSNEEDED).await[1],
+        "#open"
+    );
+    mode_line(&op, "#open", &["-i"]);
+    member.expect("MODE -i", mode_seen("-i")).await;
+
+    // -n: someone outside the room talks in; members hear it.
+    mode_line(&op, "#open", &["-n"]);
+    member.expect("MODE -n", mode_seen("-n")).await;
+    outsider.say("#open", "hello from outside");
+    assert_eq!(
+        member.privmsg().await,
+        (
+            "outsider".to_string(),
+            "#open".to_string(),
+            "hello from outside".to_string()
+        )
+    );
+
+    // +s: outsiders see the room neither in WHOIS nor in NAMES; members do.
+    mode_line(&op, "#open", &["+s"]);
+    member.expect("MODE +s", mode_seen("+s")).await;
+    outsider.raw("WHOIS", &["member"]);
+    let whois = numerics_until(&mut outsider, Response::RPL_ENDOFWHOIS).await;
+    assert!(!whois.contains(&Response::RPL_WHOISCHANNELS), "{whois:?}");
+    outsider.raw("NAMES", &["#open"]);
+    let names = numerics_until(&mut outsider, Response::RPL_ENDOFNAMES).await;
+    assert!(!names.contains(&Response::RPL_NAMREPLY), "{names:?}");
+    op.raw("WHOIS", &["member"]);
+    assert!(op.numeric(Response::RPL_WHOISCHANNELS).await[2].contains("#open"));
+    op.raw("NAMES", &["#open"]);
+    let names = op.numeric(Response::RPL_NAMREPLY).await;
+    assert!(names[3].contains("member"), "{names:?}");
+    server.stop().await;
+}

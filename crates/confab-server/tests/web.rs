@@ -994,3 +994,97 @@ async fn direct_messages_wait_for_an_offline_account_and_arrive_on_login() {
     again.expect_quiet().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn room_operators_kick_set_modes_topics_and_invite_from_the_web() {
+    let server = TestServer::start().await;
+    let mut op = Web::user(server.http_addr, "op").await;
+    let mut member = Web::user(server.http_addr, "member").await;
+    let mut guest = Web::user(server.http_addr, "guest").await;
+    op.send(json!({"type": "join", "room": "den"})).await;
+    op.expect("members").await;
+    member.send(json!({"type": "join", "room": "den"})).await;
+    member.expect("members").await;
+    op.expect("joined").await;
+
+    // A member is refused what needs an operator: modes, a topic under +t, kicks.
+    member
+        .send(json!({"type": "mode", "room": "den", "changes": [{"add": true, "mode": "m", "arg": null}]}))
+        .await;
+    member.expect_error("operator_needed").await;
+    member
+        .send(json!({"type": "topic", "room": "den", "text": "mine"}))
+        .await;
+    member.expect_error("operator_needed").await;
+    member
+        .send(json!({"type": "kick", "room": "den", "name": "op"}))
+        .await;
+    member.expect_error("operator_needed").await;
+
+    // The operator sets the topic; members read it.
+    op.send(json!({"type": "topic", "room": "den", "text": "the den"}))
+        .await;
+    let topic = member.expect("topic").await;
+    assert_eq!(
+        (&topic["by"], &topic["text"]),
+        (&json!("op"), &json!("the den"))
+    );
+    op.expect("topic").await;
+    member.send(json!({"type": "topic", "room": "den"})).await;
+    assert_eq!(member.expect("topic_is").await["topic"]["text"], "the den");
+
+    // -t: any member sets it.
+    op.send(json!({"type": "mode", "room": "den", "changes": [{"add": false, "mode": "t", "arg": null}]}))
+        .await;
+    member.expect("mode").await;
+    member
+        .send(json!({"type": "topic", "room": "den", "text": "ours"}))
+        .await;
+    let topic = op.expect("topic").await;
+    assert_eq!(
+        (&topic["by"], &topic["text"]),
+        (&json!("member"), &json!("ours"))
+    );
+
+    // -i: any member invites; +i: only operators. (An invitation made under -i is
+    // still good after +i, so the +i checks use someone not invited yet.)
+    let mut friend = Web::user(server.http_addr, "friend").await;
+    member
+        .send(json!({"type": "invite", "room": "den", "name": "friend"}))
+        .await;
+    member.expect("invite_sent").await;
+    let invited = friend.expect("invited").await;
+    assert_eq!(
+        (&invited["room"], &invited["by"]),
+        (&json!("den"), &json!("member"))
+    );
+    op.send(json!({"type": "mode", "room": "den", "changes": [{"add": true, "mode": "i", "arg": null}]}))
+        .await;
+    member.expect("mode").await;
+    member
+        .send(json!({"type": "invite", "room": "den", "name": "guest"}))
+        .await;
+    member.expect_error("operator_needed").await;
+    guest.send(json!({"type": "join", "room": "den"})).await;
+    guest.expect_error("invite_only").await;
+    op.send(json!({"type": "invite", "room": "den", "name": "guest"}))
+        .await;
+    op.expect("invite_sent").await;
+    guest.expect("invited").await;
+    guest.send(json!({"type": "join", "room": "den"})).await;
+    guest.expect("members").await;
+
+    // The operator kicks; the kicked member can no longer talk there.
+    op.send(json!({"type": "kick", "room": "den", "name": "member", "reason": "out"}))
+        .await;
+    let kicked = member.expect("kicked").await;
+    assert_eq!(
+        (&kicked["by"], &kicked["name"], &kicked["reason"]),
+        (&json!("op"), &json!("member"), &json!("out"))
+    );
+    member
+        .send(json!({"type": "message", "room": "den", "text": "still here?"}))
+        .await;
+    member.expect("error").await;
+    server.stop().await;
+}
