@@ -186,13 +186,11 @@ fn users_on_different_nodes_share_rooms_names_and_direct_messages() {
     // A name taken on one node is taken on all.
     let other = c.user(2, "x");
     c.take(other);
-    c.run(
-        other,
-        Command::Nick {
-            name: "ANN".into(),
-        },
-    );
-    assert!(matches!(&c.take(other)[..], [Event::Error(ChatError::NameInUse(_))]));
+    c.run(other, Command::Nick { name: "ANN".into() });
+    assert!(matches!(
+        &c.take(other)[..],
+        [Event::Error(ChatError::NameInUse(_))]
+    ));
 
     // Direct messages cross nodes and reach only their recipient.
     c.run(bob, say(Recipient::User("ann".into()), "psst"));
@@ -315,4 +313,3 @@ fn a_dead_node_takes_its_users_and_a_snapshot_brings_them_back() {
     c.nodes[0].apply_snapshot("b", snapshot);
     assert!(!c.nodes[0].is_online("bob"));
 }
-

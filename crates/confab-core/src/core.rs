@@ -999,7 +999,14 @@ impl<M: Mailbox> Core<M> {
                 // hands the message back, so every node sees one order.
                 if let (Some(link), true) = (link, room.bus) {
                     let route = Route::Room(room.name.key());
-                    if !link.publish(Replica::Message { from: id, to: None, message }, route) {
+                    if !link.publish(
+                        Replica::Message {
+                            from: id,
+                            to: None,
+                            message,
+                        },
+                        route,
+                    ) {
                         return Err(ChatError::Busy);
                     }
                     self.advance_message_id();
@@ -1262,7 +1269,14 @@ impl<M: Mailbox> Core<M> {
             if self.cluster.is_some() {
                 let room = self.room_state(&room_key);
                 let changes = applied;
-                self.publish(Replica::Modes { by: id, room, changes }, Route::Everyone);
+                self.publish(
+                    Replica::Modes {
+                        by: id,
+                        room,
+                        changes,
+                    },
+                    Route::Everyone,
+                );
             }
         }
         Ok(())
@@ -1586,7 +1600,14 @@ impl<M: Mailbox> Core<M> {
         );
         if let Some(node) = self.clients[&target].node.clone() {
             let reason = clip(reason);
-            self.publish(Replica::Kill { by: id, target, reason }, Route::Node(node));
+            self.publish(
+                Replica::Kill {
+                    by: id,
+                    target,
+                    reason,
+                },
+                Route::Node(node),
+            );
         }
         Ok(())
     }

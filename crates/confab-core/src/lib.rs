@@ -30,6 +30,6 @@ pub use crate::mailbox::{Journal, Mailbox};
 pub use crate::name::{with_folded, Key, Name, NameError, RoomName};
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod tests;

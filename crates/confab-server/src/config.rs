@@ -39,6 +39,8 @@ pub struct Config {
     /// TLS listeners beside (or, with `tls_only`, instead of) the plain ones; `None`
     /// means no TLS at all.
     pub tls: Option<crate::tls::TlsConfig>,
+    /// The cluster this node joins; `None` runs a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// What the IRC front-end tells clients about the server, and who may become an IRC
@@ -176,6 +178,7 @@ impl Default for Config {
             database_url: None,
             limits: Limits::default(),
             tls: None,
+            cluster: None,
         }
     }
 }

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,6 +65,8 @@ pub(crate) struct Shared {
     pub durability: Arc<Durability>,
     /// Failed logins per account and per address.
     pub logins: crate::accounts::LoginThrottle,
+    /// This node's cluster, when it is one of several.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Why a connection ended; logged, and turned into a last line where one makes sense.
@@ -127,6 +130,23 @@ impl Close {
     }
 }
 
+/// Runs one command in the core now.
+pub(crate) fn run_now(shared: &Shared, id: ClientId, command: Command) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+    core.handle(id, command, now_ms);
+}
+
+/// Awaits the session's pending cluster work, then clears it.
+async fn finish_pending(pending: &mut Option<Pending>) {
+    if let Some(work) = pending.as_mut() {
+        work.await;
+    }
+    *pending = None;
+}
+
 /// What the protocol wants after handling input.
 pub(crate) enum Flow {
     Continue,
@@ -139,11 +159,38 @@ pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
     pub id: ClientId,
     outbox: &'a Arc<Outbox>,
+    /// Commands that must wait for the cluster (a name claim, a room subscription),
+    /// chained in the order they were given. While this is set the session reads no
+    /// more input, so a client's later commands stay behind them.
+    pending: Mutex<Option<Pending>>,
 }
+
+/// Work a session awaits before it handles more input.
+pub(crate) type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl<'a> Ctx<'a> {
     pub fn new(shared: &'a Arc<Shared>, id: ClientId, outbox: &'a Arc<Outbox>) -> Ctx<'a> {
-        Ctx { shared, id, outbox }
+        Ctx {
+            shared,
+            id,
+            outbox,
+            pending: Mutex::new(None),
+        }
+    }
+
+    /// Work queued by [`Ctx::command`] that the session must await before reading on.
+    pub fn take_pending(&self) -> Option<Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// This client's outbox, for answers that arrive later (history queries).
@@ -151,13 +198,33 @@ impl<'a> Ctx<'a> {
         self.outbox.clone()
     }
 
-    /// Runs one command in the core.
+    /// Runs one command in the core. In a cluster, a command that must first claim a
+    /// name or subscribe to a room (and any command after one) runs once that is done,
+    /// before the session reads more input.
     pub fn command(&self, command: Command) {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let mut core = self.shared.core.lock().unwrap_or_else(|e| e.into_inner());
-        core.handle(self.id, command, now_ms);
+        if let Some(cluster) = &self.shared.cluster {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.is_some()
+                || crate::cluster::must_wait(cluster, self.shared, self.id, &command)
+            {
+                let before = pending.take();
+                let work = crate::cluster::run_command(
+                    cluster.clone(),
+                    self.shared.clone(),
+                    self.id,
+                    self.outbox.clone(),
+                    command,
+                );
+                *pending = Some(Box::pin(async move {
+                    if let Some(before) = before {
+                        before.await;
+                    }
+                    work.await;
+                }));
+                return;
+            }
+        }
+        run_now(self.shared, self.id, command);
     }
 
     /// Queues a line of the session's own for this client.
@@ -431,12 +498,9 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string());
-    let ctx = Ctx {
-        shared: &shared,
-        id,
-        outbox: &outbox,
-    };
+    let ctx = Ctx::new(&shared, id, &outbox);
     protocol.greet(&ctx);
+    let mut pending: Option<Pending> = None;
 
     let mut decoder = LineDecoder::new(protocol.max_line());
     let mut out = WriteQueue::default();
@@ -480,8 +544,12 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
         // Stop reading, too, while the client is over its input budget: input already
         // read waits in `held`, the rest in the kernel, and TCP slows the sender.
         let within_budget = held.is_empty() && flood.allows(now, false);
-        let may_read = room_to_write && within_budget;
-        let slowed = room_to_write && !within_budget;
+        if pending.is_none() {
+            pending = ctx.take_pending();
+        }
+        let waiting = pending.is_some();
+        let may_read = room_to_write && within_budget && !waiting;
+        let slowed = room_to_write && !within_budget && !waiting;
         let durable = shared.durability.durable();
         let can_write = out.has_open(durable) || stream.wants_write();
         let gated_on = out.blocked_on(durable);
@@ -504,6 +572,7 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
                 }
             }
             () = shared.durability.wait_for(gated_on.unwrap_or(0)), if gated_on.is_some() => {}
+            () = finish_pending(&mut pending), if waiting => {}
             ready = stream.writable(), if can_write => {
                 if let Err(e) = ready.and_then(|()| out.write_some(&mut stream, shared.durability.durable())) {
                     break Close::Io(e.to_string());
@@ -605,6 +674,9 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .disconnect(id, &close.reason());
+    if let Some(cluster) = &shared.cluster {
+        cluster.names_changed();
+    }
     match &close {
         Close::Io(_) => {}
         Close::SendQueueExceeded => {
@@ -726,7 +798,8 @@ fn feed<P: Protocol>(
     let mut rest = data;
     let mut frames = false;
     let mut close = None;
-    while close.is_none() {
+    // A command waiting for the cluster holds back the lines after it.
+    while close.is_none() && !ctx.has_pending() {
         // The budget is checked before a line is taken from `rest`, so that a line
         // without budget stays there, unread, for later.
         let keepalive =
@@ -814,7 +887,10 @@ fn pump<P: Protocol>(
             match item {
                 Outgoing::Raw(line) => out.push(line),
                 Outgoing::Event(envelope) => {
-                    if let confab_core::Event::Message(m) = &envelope.event {
+                    // Messages from other nodes were made durable by their origin.
+                    if let (confab_core::Event::Message(m), false) =
+                        (&envelope.event, envelope.from_bus)
+                    {
                         out.gate(m.id, ctx.shared.durability.durable());
                     }
                     protocol.on_event(&envelope, ctx, out)

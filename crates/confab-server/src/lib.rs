@@ -20,6 +20,7 @@
 //! - `irc`: the IRC front-end, another `connection::Protocol`.
 //! - `web`: the HTTP front-end: the bundled page and the WebSocket JSON protocol.
 //! - [`tls`]: certificates and TLS for every front-end ([`TlsConfig`], [`TlsIdentity`]).
+//! - [`cluster`]: several nodes sharing one chat over NATS ([`ClusterConfig`]).
 //!
 //! A request's path: `server` accepts → `connection::run` reads a line → the protocol
 //! parses it and calls [`confab_core::Core::handle`] under the core mutex → the core
@@ -28,6 +29,7 @@
 
 mod accounts;
 mod admission;
+pub mod cluster;
 pub mod config;
 mod connection;
 mod flood;
@@ -40,6 +42,7 @@ pub mod server;
 pub mod tls;
 mod web;
 
+pub use cluster::{ClusterConfig, ClusterError};
 pub use config::{Config, IrcConfig, Limits};
 pub use server::{BindError, Frontend, Server};
 pub use tls::{TlsConfig, TlsError, TlsIdentity};

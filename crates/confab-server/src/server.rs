@@ -62,6 +62,8 @@ pub enum BindError {
     Listen { addr: SocketAddr, source: io::Error },
     #[error("cannot open the history database")]
     Store(#[from] confab_store::StoreError),
+    #[error("cannot join the cluster")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl Server {
@@ -122,6 +124,16 @@ impl Server {
             None => (Core::new(), None, Durability::always()),
         };
         core.set_limits(config.limits.core());
+        let mut first_id = 1;
+        let cluster = match &config.cluster {
+            Some(cluster) => {
+                let (cluster, index, link) = crate::cluster::Cluster::connect(cluster).await?;
+                core.join_cluster(&config.cluster.as_ref().expect("matched").node, index, link);
+                first_id = cluster.first_client_id();
+                Some(cluster)
+            }
+            None => None,
+        };
         Ok(Server {
             listeners,
             tls: config.tls,
@@ -137,7 +149,8 @@ impl Server {
                 started: std::time::SystemTime::now(),
                 admission,
                 metrics,
-                next_id: AtomicU64::new(1),
+                next_id: AtomicU64::new(first_id),
+                cluster,
             }),
         })
     }
@@ -199,8 +212,14 @@ impl Server {
                 }
             }
         }
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.start(&self.shared, token.clone());
+        }
         shutdown.await;
         tracing::info!("shutting down");
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.leave().await;
+        }
         token.cancel();
         tracker.close();
         let grace = self.shared.limits.shutdown_grace + Duration::from_secs(1);

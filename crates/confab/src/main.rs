@@ -97,6 +97,23 @@ struct ServeArgs {
         conflicts_with = "no_history"
     )]
     database_url: Option<String>,
+    /// Join a cluster through this NATS server (nats://HOST:PORT, JetStream enabled):
+    /// nodes sharing one NATS and one --database-url serve one chat.
+    #[arg(
+        long = "nats",
+        value_name = "URL",
+        env = "CONFAB_NATS",
+        requires = "node"
+    )]
+    nats: Option<String>,
+    /// This node's name in the cluster (letters, digits, - and _), unique among nodes.
+    #[arg(
+        long = "node",
+        value_name = "NAME",
+        env = "CONFAB_NODE",
+        requires = "nats"
+    )]
+    node: Option<String>,
     /// Keep no history at all: nothing is written to disk.
     #[arg(long, conflicts_with = "data")]
     no_history: bool,
@@ -180,7 +197,20 @@ impl ServeArgs {
         } else {
             Some(self.data.unwrap_or_else(default_data_dir))
         };
+        let cluster = match (self.nats, self.node) {
+            (Some(nats_url), Some(node)) => {
+                if self.database_url.is_none() {
+                    anyhow::bail!(
+                        "a cluster node needs --database-url: every node shares one PostgreSQL \
+                         database for history and accounts"
+                    );
+                }
+                Some(confab_server::ClusterConfig { nats_url, node })
+            }
+            _ => None,
+        };
         Ok(Config {
+            cluster,
             data_dir,
             database_url: self.database_url,
             irc,

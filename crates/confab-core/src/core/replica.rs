@@ -361,7 +361,8 @@ impl<M: Mailbox> Core<M> {
             }
             client.away = user.away;
             client.oper = user.oper;
-            let renamed = client.source.as_ref().map(|s| s.name.key()) != Some(user.source.name.key());
+            let renamed =
+                client.source.as_ref().map(|s| s.name.key()) != Some(user.source.name.key());
             if renamed {
                 let source = user.source.clone();
                 self.apply(node, Replica::Renamed { id, source });
@@ -435,11 +436,7 @@ impl<M: Mailbox> Core<M> {
         for m in room.members.values() {
             post(&m.mailbox, &envelope);
         }
-        self.clients
-            .get_mut(&id)
-            .expect("checked")
-            .rooms
-            .push(key);
+        self.clients.get_mut(&id).expect("checked").rooms.push(key);
     }
 
     /// This node's users and their rooms, for the other nodes.
@@ -470,7 +467,11 @@ impl<M: Mailbox> Core<M> {
                 (!members.is_empty()).then(|| (self.room_state(key), members))
             })
             .collect();
-        let accounts = self.accounts.iter().map(|k| k.as_str().to_string()).collect();
+        let accounts = self
+            .accounts
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
         Snapshot {
             users,
             rooms,
@@ -553,6 +554,13 @@ impl<M: Mailbox> Core<M> {
         for id in gone {
             self.remove_client(id, reason);
         }
+    }
+
+    /// Whether any user of this node is in the room at `key`.
+    pub fn has_local_members(&self, key: &Key) -> bool {
+        self.rooms
+            .get(key)
+            .is_some_and(|room| room.members.values().any(|m| m.mailbox.is_some()))
     }
 
     /// The folded names of this node's registered users, for re-claiming them with the

@@ -923,6 +923,7 @@ impl IrcSession {
                 n(ERR_ALREADYREGISTERED, &["You may not reregister"])
             }
             (ChatError::Busy, _) => n(ERR_UNKNOWNERROR, &["PRIVMSG", &text]),
+            (ChatError::NotDelivered(target), _) => n(ERR_CANNOTSENDTOCHAN, &[target, &text]),
             (ChatError::NameRegistered(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
             (ChatError::AlreadyLoggedIn(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
             (ChatError::LoginFailed | ChatError::LoginThrottled(_), _) => n(ERR_SASLFAIL, &[&text]),

@@ -282,6 +282,9 @@ pub(super) async fn run(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .disconnect(id, &end.reason());
+    if let Some(cluster) = &shared.cluster {
+        cluster.names_changed();
+    }
     // One log line per disconnect, with the same reason labels as the other
     // front-ends; ordinary ends only at debug level.
     let (label, detail) = (reason.label(), end.reason());
@@ -367,6 +370,10 @@ where
                 Ok(request) => {
                     if let Some(end) = on_request(request, ctx, settings, known, ip) {
                         return end;
+                    }
+                    // A command waiting for the cluster holds back the next request.
+                    if let Some(pending) = ctx.take_pending() {
+                        pending.await;
                     }
                 }
                 Err(bad) => ctx.send(protocol::error_event(bad.code, &bad.text)),
@@ -685,12 +692,18 @@ where
                     Event::Killed { by, reason } => {
                         killed = Some(End::Killed(format!("Killed ({} ({reason}))", by.name)));
                     }
-                    Event::Message(m) => needed = needed.max(m.id),
+                    // Messages from other nodes were made durable by their origin.
+                    Event::Message(m) if !envelope.from_bus => needed = needed.max(m.id),
                     Event::LoginRequired { .. } => accounts::start_grace(ctx.shared, ctx.id),
                     _ => {}
                 }
             }
             unsent.push_back(encode(item));
+        }
+        // A join of the default room that waits for the cluster: no request is being
+        // handled now, so it runs on its own.
+        if let Some(pending) = ctx.take_pending() {
+            tokio::spawn(pending);
         }
         if unsent.is_empty() {
             continue;
