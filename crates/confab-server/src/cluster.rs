@@ -114,6 +114,8 @@ pub(crate) struct Cluster {
     index: u16,
     client: async_nats::Client,
     js: jetstream::Context,
+    /// The message stream, read directly to fill gaps in a subscription.
+    messages: stream::Stream,
     names: kv::Store,
     /// When each other node was last heard from.
     alive: Mutex<HashMap<String, Instant>>,
@@ -187,25 +189,26 @@ impl Cluster {
             })?;
         let js = jetstream::new(client.clone());
         let js_error = |e: &dyn std::fmt::Display| ClusterError::JetStream(e.to_string());
-        js.get_or_create_stream(stream::Config {
-            name: STREAM.into(),
-            subjects: vec!["confab.msg.>".into()],
-            storage: stream::StorageType::File,
-            // The stream orders and hands on messages; history lives in the database,
-            // so it keeps only what a reconnecting node may need to catch up on.
-            max_age: Duration::from_secs(600),
-            max_bytes: 256 << 20,
-            duplicate_window: Duration::from_secs(60),
-            allow_direct: true,
-            republish: Some(stream::Republish {
-                source: "confab.msg.>".into(),
-                destination: "confab.out.>".into(),
-                headers_only: false,
-            }),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| js_error(&e))?;
+        let messages = js
+            .get_or_create_stream(stream::Config {
+                name: STREAM.into(),
+                subjects: vec!["confab.msg.>".into()],
+                storage: stream::StorageType::File,
+                // The stream orders and hands on messages; history lives in the database,
+                // so it keeps only what a reconnecting node may need to catch up on.
+                max_age: Duration::from_secs(600),
+                max_bytes: 256 << 20,
+                duplicate_window: Duration::from_secs(60),
+                allow_direct: true,
+                republish: Some(stream::Republish {
+                    source: "confab.msg.>".into(),
+                    destination: "confab.out.>".into(),
+                    headers_only: false,
+                }),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| js_error(&e))?;
         let names = bucket(&js, NAMES).await.map_err(|e| js_error(&e))?;
         let nodes = bucket(&js, NODES).await.map_err(|e| js_error(&e))?;
         let index = node_index(&nodes, node).await?;
@@ -215,6 +218,7 @@ impl Cluster {
             index,
             client,
             js,
+            messages,
             names,
             alive: Mutex::new(HashMap::new()),
             claimed: Mutex::new(HashMap::new()),
@@ -314,7 +318,7 @@ impl Cluster {
                 return;
             }
         };
-        let task = tokio::spawn(receive(shared.clone(), subscriber));
+        let task = tokio::spawn(receive(self.clone(), shared.clone(), subscriber));
         if let Some(old) = self.lock_rooms().insert(key, task) {
             old.abort();
         }
@@ -500,15 +504,74 @@ fn lock_core(
 }
 
 /// Applies what arrives on one subscription (a room's messages, or this node's).
-async fn receive(shared: Arc<Shared>, mut subscriber: async_nats::Subscriber) {
+///
+/// A plain subscription can miss messages (while NATS restarts, say). The stream
+/// stamps each republished message with its sequence and the previous sequence of the
+/// same subject, so a gap shows on the next message, and the missing ones are read
+/// from the stream, in order, before it.
+async fn receive(
+    cluster: Arc<Cluster>,
+    shared: Arc<Shared>,
+    mut subscriber: async_nats::Subscriber,
+) {
+    let mut last: Option<u64> = None;
     while let Some(message) = subscriber.next().await {
-        let Ok(packet) = serde_json::from_slice::<Packet>(&message.payload) else {
-            tracing::warn!("ignoring a cluster packet that does not parse");
-            continue;
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_string())
         };
-        if let Body::Replica(replica) = packet.body {
-            lock_core(&shared).apply(&packet.node, replica);
+        let number = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
+        let (seq, previous) = (number("Nats-Sequence"), number("Nats-Last-Sequence"));
+        if let (Some(seen), Some(previous), Some(seq), Some(subject)) =
+            (last, previous, seq, header("Nats-Subject"))
+        {
+            if previous > seen {
+                fill_gap(&cluster, &shared, &subject, seen, seq).await;
+            }
         }
+        if seq.is_some_and(|seq| last.is_some_and(|seen| seq <= seen)) {
+            continue;
+        }
+        last = seq.or(last);
+        apply_payload(&shared, &message.payload);
+    }
+}
+
+/// Reads the stream's messages on `subject` after sequence `seen` and before `next`.
+async fn fill_gap(cluster: &Cluster, shared: &Shared, subject: &str, seen: u64, next: u64) {
+    let mut from = seen + 1;
+    let mut filled = 0;
+    while from < next {
+        match cluster
+            .messages
+            .direct_get_next_for_subject(subject, Some(from))
+            .await
+        {
+            Ok(message) if message.sequence < next => {
+                apply_payload(shared, &message.payload);
+                from = message.sequence + 1;
+                filled += 1;
+            }
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!("cannot read missed messages from the stream: {e}");
+                break;
+            }
+        }
+    }
+    tracing::info!("caught up on {filled} messages missed on {subject}");
+}
+
+fn apply_payload(shared: &Shared, payload: &[u8]) {
+    let Ok(packet) = serde_json::from_slice::<Packet>(payload) else {
+        tracing::warn!("ignoring a cluster packet that does not parse");
+        return;
+    };
+    if let Body::Replica(replica) = packet.body {
+        lock_core(shared).apply(&packet.node, replica);
     }
 }
 
@@ -523,7 +586,7 @@ async fn listen(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationT
         tracing::error!("cannot subscribe to the cluster's subjects");
         return;
     };
-    tokio::spawn(receive(shared.clone(), own));
+    tokio::spawn(receive(cluster.clone(), shared.clone(), own));
     // Everyone learns this node's users, and this node learns everyone's.
     hello(&cluster, &shared).await;
     loop {
