@@ -178,7 +178,7 @@ async fn set_up(idle: &Idle, i: u64, shard: &Shard) -> anyhow::Result<Conn> {
     let protocol = plan.protocol;
     let _permit = shard.gate.acquire().await?;
     let began = plan.now_ns();
-    let mut conn = Conn::open(plan.addr, plan.source(i))
+    let mut conn = Conn::open(plan.addr_for(i), plan.source(i))
         .await
         .with_context(|| format!("connecting to {}", plan.addr))?;
     protocol.register(&plan.nick(i), &mut conn.out);
@@ -186,7 +186,9 @@ async fn set_up(idle: &Idle, i: u64, shard: &Shard) -> anyhow::Result<Conn> {
         .await
         .context("registering")?;
     shard.tally.borrow_mut().record(plan.now_ns() - began);
-    if protocol == Protocol::Irc {
+    // An empty room means IRC clients join none, to hold connections without the
+    // join storm of one big room.
+    if protocol == Protocol::Irc && !idle.room.is_empty() {
         protocol.join(&idle.room, &mut conn.out);
         conn.converse(protocol, |reply| protocol.joined(&idle.room, reply))
             .await

@@ -159,7 +159,8 @@ pub struct IdleArgs {
     /// Seconds to keep holding the connections after measuring (within --duration).
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     pub hold: f64,
-    /// The room IRC clients join, as line-protocol clients join the default room.
+    /// The room IRC clients join, as line-protocol clients join the default room; an
+    /// empty one (`--room ''`) has IRC clients join no room at all.
     #[arg(long, value_name = "ROOM", default_value = "bench")]
     pub room: String,
 }

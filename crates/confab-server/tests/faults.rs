@@ -403,3 +403,45 @@ async fn a_data_directory_turned_read_only_keeps_chat_going_and_says_so() {
     );
     server.stop().await;
 }
+
+/// Registers `n` line clients named `{prefix}{i}`, all in the lobby.
+async fn crowd(server: &TestServer, prefix: &str, n: usize) -> Vec<Client> {
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        clients.push(server.user(&format!("{prefix}{i}")).await);
+    }
+    clients
+}
+
+#[tokio::test]
+async fn five_hundred_clients_drop_at_once_reconnect_and_chat_goes_on() {
+    let server = TestServer::with_limits(unthrottled()).await;
+    let crowd_of = 500;
+    let clients = crowd(&server, "c", crowd_of).await;
+    assert_eq!(metric(&server, "confab_clients").await, crowd_of as u64);
+
+    // Every connection closes at the same moment, without a quit, as when a proxy in
+    // front of the server restarts.
+    drop(clients);
+    metric_reaches(&server, "confab_clients", 0).await;
+    assert_eq!(metric(&server, "confab_users").await, 0);
+
+    // They all come back under the same names, which only works if every quit above
+    // was processed, and the room works for them.
+    let mut clients = crowd(&server, "c", crowd_of).await;
+    assert_eq!(metric(&server, "confab_clients").await, crowd_of as u64);
+    let (first, rest) = clients.split_first_mut().unwrap();
+    first.send("we are back").await;
+    for client in rest.iter_mut() {
+        client.expect("[lobby] c0: we are back").await;
+    }
+    first.send("/who").await;
+    let members = first.expect("* Members of lobby").await;
+    assert!(
+        members.starts_with(&format!("* Members of lobby ({crowd_of}): ")),
+        "{members}"
+    );
+    drop(clients);
+    metric_reaches(&server, "confab_clients", 0).await;
+    server.stop().await;
+}
