@@ -113,7 +113,7 @@ async fn worker(plan: &Plan, next: &AtomicU64, total: u64, shard: &Shard) {
 /// One connection's life; returns the clock reading at which registration completed.
 async fn register_once(plan: &Plan, i: u64) -> anyhow::Result<u64> {
     let protocol = plan.protocol;
-    let mut conn = Conn::open(plan.addr, plan.source(i))
+    let mut conn = Conn::open(plan.addr_for(i), plan.source(i))
         .await
         .with_context(|| format!("connecting to {}", plan.addr))?;
     protocol.register(&plan.nick(i), &mut conn.out);

@@ -21,6 +21,9 @@ use crate::shard::{self, Note, Plan, Shard, Signals};
 use crate::stats::{human, Report, Tally};
 use crate::wire::{Destination, Marker, Payload, Reply};
 
+/// How long clients split over several nodes wait, once all are ready, before sending.
+const CLUSTER_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Options of the traffic itself, shared by `fanout` and `dm`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrafficArgs {
@@ -195,6 +198,12 @@ pub async fn run_with(
         return Err(e);
     }
 
+    // Nodes of a cluster learn of each other's users over the bus, a moment after each
+    // registration; a user who registered a millisecond ago on another node is not yet
+    // known here. The run measures the cluster settled, not that moment.
+    if plan.addrs.len() > 1 {
+        tokio::time::sleep(CLUSTER_SETTLE).await;
+    }
     let send_start = plan.now_ns();
     let _ = coordinator.start.send(true);
     let senders = (0..exchange.clients)
@@ -271,7 +280,11 @@ fn report(
     report.notes.push(format!(
         "{workload} over {} to {}: {shape}, {} messages each, {pace}, up to {} per write",
         plan.protocol.name(),
-        plan.addr,
+        plan.addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         traffic.messages,
         traffic.batch
     ));
@@ -431,7 +444,7 @@ async fn set_up(exchange: &Exchange, i: u64, shard: &Shard) -> anyhow::Result<Co
     let plan = &exchange.plan;
     let protocol = plan.protocol;
     let _permit = shard.gate.acquire().await?;
-    let mut conn = Conn::open(plan.addr, plan.source(i))
+    let mut conn = Conn::open(plan.addr_for(i), plan.source(i))
         .await
         .with_context(|| format!("connecting to {}", plan.addr))?;
     protocol.register(&plan.nick(i), &mut conn.out);

@@ -40,7 +40,8 @@ pub struct TargetArgs {
     #[arg(long, value_enum, default_value_t = Protocol::Line)]
     pub protocol: Protocol,
     /// Server to load, as HOST:PORT; only loopback addresses are accepted
-    /// [default: 127.0.0.1:12345 for line and raw, 127.0.0.1:6667 for irc].
+    /// [default: 127.0.0.1:12345 for line and raw, 127.0.0.1:6667 for irc]. Several,
+    /// separated by commas (the nodes of a cluster), take the clients in turn.
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<String>,
     /// Upper bound on the whole run in seconds, connecting and draining included.
@@ -68,8 +69,17 @@ pub struct TargetArgs {
 impl TargetArgs {
     /// The address to connect to, resolved and checked to be loopback.
     pub async fn resolve(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.resolve_all().await?[0])
+    }
+
+    /// Every address given, resolved and checked to be loopback.
+    pub async fn resolve_all(&self) -> anyhow::Result<Vec<SocketAddr>> {
         let text = self.addr.as_deref().unwrap_or(self.protocol.default_addr());
-        resolve_loopback(text).await
+        let mut addrs = Vec::new();
+        for one in text.split(',') {
+            addrs.push(resolve_loopback(one.trim()).await?);
+        }
+        Ok(addrs)
     }
 
     pub fn duration(&self) -> anyhow::Result<Duration> {

@@ -24,7 +24,10 @@ use crate::wire::Marker;
 /// What every client of a run needs to know, shared read-only across threads.
 pub struct Plan {
     pub protocol: Protocol,
+    /// The first server address, for reports.
     pub addr: SocketAddr,
+    /// Every server address; client `i` uses `addrs[i % addrs.len()]`.
+    pub addrs: Vec<SocketAddr>,
     /// Source addresses to spread connections over; empty lets the system choose.
     pub sources: Vec<IpAddr>,
     /// Client `i` is called `{prefix}{i}`.
@@ -43,12 +46,14 @@ pub struct Plan {
 impl Plan {
     /// A plan for `connections` simultaneous connections described by `target`.
     pub async fn new(target: &TargetArgs, connections: u64) -> anyhow::Result<Plan> {
-        let addr = target.resolve().await?;
+        let addrs = target.resolve_all().await?;
+        let addr = addrs[0];
         let run_id = run_id();
         let threads = target.threads().min(connections.max(1) as usize);
         Ok(Plan {
             protocol: target.protocol,
             addr,
+            addrs,
             sources: target.sources(addr, connections),
             prefix: target
                 .nick_prefix
@@ -60,6 +65,11 @@ impl Plan {
             gate: target.concurrency.div_ceil(threads).max(1),
             threads,
         })
+    }
+
+    /// The server client `i` connects to.
+    pub fn addr_for(&self, i: u64) -> SocketAddr {
+        self.addrs[i as usize % self.addrs.len()]
     }
 
     pub fn nick(&self, i: u64) -> String {
