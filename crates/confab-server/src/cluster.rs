@@ -81,7 +81,13 @@ enum Body {
     Heartbeat,
     /// A node (re)joined the bus: everyone answers with a snapshot.
     Hello,
-    Snapshot(Snapshot),
+    /// Part `part` (from 0) of `parts` of the sender's snapshot: a big node's state
+    /// would not fit in one NATS message (1 MB by default).
+    Snapshot {
+        part: usize,
+        parts: usize,
+        snapshot: Snapshot,
+    },
     /// A node is shutting down cleanly.
     Bye,
 }
@@ -123,6 +129,8 @@ pub(crate) struct Cluster {
     claimed: Mutex<HashMap<String, Instant>>,
     /// Room subscriptions, by folded room name.
     rooms: Mutex<HashMap<Key, tokio::task::JoinHandle<()>>>,
+    /// Snapshots arriving in parts, by sender.
+    partial: Mutex<HashMap<String, Vec<Snapshot>>>,
     /// Wakes the name reconciler (a user left or was renamed).
     names_changed: Notify,
     /// Wakes the hello task (the connection to NATS came back).
@@ -224,6 +232,7 @@ impl Cluster {
             claimed: Mutex::new(HashMap::new()),
             rooms: Mutex::new(HashMap::new()),
             names_changed: Notify::new(),
+            partial: Mutex::new(HashMap::new()),
             reconnected,
             outgoing: Mutex::new(Some(rx)),
         });
@@ -250,6 +259,18 @@ impl Cluster {
         if let Err(e) = self.client.publish("confab.state", self.packet(body)).await {
             tracing::debug!("cannot publish to the cluster: {e}");
         }
+    }
+
+    /// Collects the parts of a node's snapshot; the whole one once the last part came.
+    fn assemble(
+        &self,
+        node: &str,
+        part: usize,
+        parts: usize,
+        snapshot: Snapshot,
+    ) -> Option<Snapshot> {
+        let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+        assemble(&mut partial, node, part, parts, snapshot)
     }
 
     fn is_alive(&self, node: &str) -> bool {
@@ -369,6 +390,41 @@ async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store, String
     .await
     .map_err(|e| e.to_string())?;
     js.get_key_value(name).await.map_err(|e| e.to_string())
+}
+
+/// Adds one part of `node`'s snapshot to `partial`; returns the whole snapshot once its
+/// last part arrived. Parts out of order drop the unfinished snapshot rather than apply
+/// half of it (a newer one follows every hello).
+fn assemble(
+    partial: &mut HashMap<String, Vec<Snapshot>>,
+    node: &str,
+    part: usize,
+    parts: usize,
+    snapshot: Snapshot,
+) -> Option<Snapshot> {
+    if parts <= 1 {
+        return Some(snapshot);
+    }
+    let entry = partial.entry(node.to_string()).or_default();
+    // A part 0 starts a new snapshot, dropping any unfinished older one.
+    if part == 0 {
+        entry.clear();
+    }
+    if part != entry.len() {
+        entry.clear();
+        return None;
+    }
+    entry.push(snapshot);
+    if entry.len() < parts {
+        return None;
+    }
+    let mut whole = Snapshot::default();
+    for piece in partial.remove(node).unwrap_or_default() {
+        whole.users.extend(piece.users);
+        whole.rooms.extend(piece.rooms);
+        whole.accounts.extend(piece.accounts);
+    }
+    Some(whole)
 }
 
 /// Finds this node's index in the nodes bucket, or takes the first free one.
@@ -620,10 +676,16 @@ async fn listen(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationT
             }
             Body::Heartbeat => {}
             Body::Hello => {
-                let snapshot = lock_core(&shared).snapshot();
-                cluster.broadcast(Body::Snapshot(snapshot)).await;
+                send_snapshot(&cluster, &shared).await;
             }
-            Body::Snapshot(snapshot) => {
+            Body::Snapshot {
+                part,
+                parts,
+                snapshot,
+            } => {
+                let Some(snapshot) = cluster.assemble(&packet.node, part, parts, snapshot) else {
+                    continue;
+                };
                 lock_core(&shared).apply_snapshot(&packet.node, snapshot);
                 tracing::info!("node {} is in the cluster", packet.node);
             }
@@ -637,9 +699,41 @@ async fn listen(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationT
 }
 
 async fn hello(cluster: &Cluster, shared: &Shared) {
-    let snapshot = lock_core(shared).snapshot();
-    cluster.broadcast(Body::Snapshot(snapshot)).await;
+    send_snapshot(cluster, shared).await;
     cluster.broadcast(Body::Hello).await;
+}
+
+/// Users and rooms per snapshot part: a few hundred bytes each, so a part stays well
+/// under NATS's default 1 MB message limit.
+const SNAPSHOT_PART: usize = 1000;
+
+async fn send_snapshot(cluster: &Cluster, shared: &Shared) {
+    let whole = lock_core(shared).snapshot();
+    let parts = whole
+        .users
+        .len()
+        .max(whole.rooms.len())
+        .div_ceil(SNAPSHOT_PART)
+        .max(1);
+    let mut users = whole.users.into_iter();
+    let mut rooms = whole.rooms.into_iter();
+    for part in 0..parts {
+        let snapshot = Snapshot {
+            users: users.by_ref().take(SNAPSHOT_PART).collect(),
+            rooms: rooms.by_ref().take(SNAPSHOT_PART).collect(),
+            accounts: if part == 0 {
+                whole.accounts.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        let body = Body::Snapshot {
+            part,
+            parts,
+            snapshot,
+        };
+        cluster.broadcast(body).await;
+    }
 }
 
 /// Says this node is alive, and drops nodes that stopped saying so.
@@ -775,5 +869,57 @@ pub(crate) async fn run_command(
     run_now(&shared, id, command);
     if renamed {
         cluster.names_changed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_core::cluster::RemoteUser;
+
+    fn user(id: u64) -> RemoteUser {
+        RemoteUser {
+            id,
+            source: Arc::new(confab_core::Source {
+                name: Name::parse(&format!("u{id}")).unwrap(),
+                user: "u".into(),
+                host: "h".into(),
+                realname: "r".into(),
+                account: None,
+            }),
+            away: None,
+            oper: false,
+            signon_ms: 0,
+        }
+    }
+
+    fn part(ids: &[u64]) -> Snapshot {
+        Snapshot {
+            users: ids.iter().copied().map(user).collect(),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn snapshots_in_parts_are_put_back_together_in_order_only() {
+        let mut partial = HashMap::new();
+        assert!(assemble(&mut partial, "b", 0, 2, part(&[1])).is_none());
+        let whole = assemble(&mut partial, "b", 1, 2, part(&[2])).unwrap();
+        let ids: Vec<u64> = whole.users.iter().map(|u| u.id).collect();
+        assert_eq!(ids, [1, 2]);
+        // A missing part drops the snapshot instead of applying half of it.
+        assert!(assemble(&mut partial, "b", 0, 3, part(&[1])).is_none());
+        assert!(assemble(&mut partial, "b", 2, 3, part(&[3])).is_none());
+        assert!(assemble(&mut partial, "b", 1, 3, part(&[2])).is_none());
+        // A snapshot in one part is whole at once.
+        let single = assemble(&mut partial, "c", 0, 1, part(&[7])).unwrap();
+        assert_eq!(single.users.len(), 1);
+    }
+
+    #[test]
+    fn subjects_carry_any_room_name() {
+        let room = room_subject("out", &Key::of("Lobby.1"));
+        assert_eq!(room, "confab.out.room.6c6f6262792e31");
+        assert_eq!(node_subject("msg", "a-1"), "confab.msg.node.a-1");
     }
 }

@@ -182,3 +182,61 @@ impl Default for Config {
         }
     }
 }
+
+/// The longest time any setting may name: ten years is as good as forever, and keeps
+/// every deadline computed from it representable (`Instant + Duration` panics when it
+/// overflows, and `--idle-timeout 18446744073709551615` would have made every
+/// connection do so).
+pub const MAX_SETTING: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// A time setting given in seconds, capped at [`MAX_SETTING`].
+pub fn seconds(secs: u64) -> Duration {
+    Duration::from_secs(secs).min(MAX_SETTING)
+}
+
+/// A value of `confab serve`'s configuration that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--oper takes NAME:PASSWORD, both non-empty")]
+    Oper,
+}
+
+/// Parses an operator credential, `NAME:PASSWORD` (the password may hold colons).
+pub fn parse_oper(value: &str) -> Result<(String, String), ConfigError> {
+    value
+        .split_once(':')
+        .filter(|(name, password)| !name.is_empty() && !password.is_empty())
+        .map(|(name, password)| (name.to_string(), password.to_string()))
+        .ok_or(ConfigError::Oper)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn operator_credentials_need_both_halves() {
+        assert_eq!(parse_oper("root:a:b"), Ok(("root".into(), "a:b".into())));
+        for bad in ["", ":", "root", "root:", ":pw"] {
+            assert_eq!(parse_oper(bad), Err(ConfigError::Oper), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_oper_value_parses_or_is_refused(value in any::<String>()) {
+            if let Ok((name, password)) = parse_oper(&value) {
+                prop_assert_eq!(format!("{name}:{password}"), value);
+            }
+        }
+
+        #[test]
+        fn any_number_of_seconds_makes_a_usable_deadline(secs in any::<u64>()) {
+            let duration = seconds(secs);
+            prop_assert!(duration <= MAX_SETTING);
+            // What the connection loop does with it must not overflow.
+            let _ = tokio::time::Instant::now() + duration + duration;
+        }
+    }
+}

@@ -43,7 +43,7 @@ pub mod tls;
 mod web;
 
 pub use cluster::{ClusterConfig, ClusterError};
-pub use config::{Config, IrcConfig, Limits};
+pub use config::{parse_oper, seconds, Config, ConfigError, IrcConfig, Limits};
 pub use server::{BindError, Frontend, Server};
 pub use tls::{TlsConfig, TlsError, TlsIdentity};
 
@@ -53,5 +53,13 @@ pub mod fuzzing {
     /// Parses one WebSocket text frame as a request, discarding the result.
     pub fn web_request(text: &str) {
         let _ = crate::web::protocol::parse_request(text);
+    }
+
+    /// Parses one configuration value of every hand-parsed kind, discarding the results.
+    pub fn config_value(text: &str) {
+        let _ = crate::config::parse_oper(text);
+        if let Ok(secs) = text.trim().parse::<u64>() {
+            let _ = tokio::time::Instant::now() + crate::config::seconds(secs);
+        }
     }
 }

@@ -3,11 +3,10 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use confab_server::{Config, Frontend, IrcConfig, Limits, Server};
+use confab_server::{seconds, Config, Frontend, IrcConfig, Limits, Server};
 
 mod tls;
 
@@ -185,11 +184,7 @@ impl ServeArgs {
             irc.motd = text.lines().map(str::to_string).collect();
         }
         for oper in &self.opers {
-            let (name, password) = oper
-                .split_once(':')
-                .filter(|(n, p)| !n.is_empty() && !p.is_empty())
-                .with_context(|| "--oper takes NAME:PASSWORD".to_string())?;
-            irc.opers.push((name.to_string(), password.to_string()));
+            irc.opers.push(confab_server::parse_oper(oper)?);
         }
         // With a database URL the SQLite directory is not used, so none is made.
         let data_dir = if self.no_history || self.database_url.is_some() {
@@ -228,13 +223,13 @@ impl ServeArgs {
                 connection_rate_per_ip: self.connection_rate_per_ip,
                 flood_burst: self.flood_burst,
                 flood_rate: self.flood_rate,
-                flood_grace: Duration::from_secs(self.flood_grace),
-                partial_line_timeout: Duration::from_secs(self.partial_line_timeout),
+                flood_grace: seconds(self.flood_grace),
+                partial_line_timeout: seconds(self.partial_line_timeout),
                 max_rooms_per_user: self.max_rooms_per_user,
                 max_members_per_room: self.max_members_per_room,
-                registration_timeout: Duration::from_secs(self.registration_timeout),
-                idle_timeout: Duration::from_secs(self.idle_timeout),
-                tcp_keepalive: Duration::from_secs(self.tcp_keepalive.max(1)),
+                registration_timeout: seconds(self.registration_timeout),
+                idle_timeout: seconds(self.idle_timeout),
+                tcp_keepalive: seconds(self.tcp_keepalive.max(1)),
                 ..defaults
             },
         })

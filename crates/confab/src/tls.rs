@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use confab_server::tls::{
@@ -70,7 +69,7 @@ impl TlsArgs {
             irc_listen: self.irc_tls_listen,
             https_listen: self.https_listen,
             tls_only: self.tls_only,
-            handshake_timeout: Duration::from_secs(self.tls_handshake_timeout.max(1)),
+            handshake_timeout: confab_server::seconds(self.tls_handshake_timeout.max(1)),
         }))
     }
 }

@@ -132,6 +132,32 @@ fn two_netcat_style_users_chat_through_the_binary() {
     assert_eq!(read_line(&mut bob_in), "[dm] alice: just you");
 }
 
+#[test]
+fn absurdly_long_timeouts_mean_forever_not_a_crash() {
+    // Every deadline is `now + timeout`; an unbounded one used to overflow and panic
+    // each connection's task.
+    let max = u64::MAX.to_string();
+    let flags = [
+        "--idle-timeout",
+        "--registration-timeout",
+        "--flood-grace",
+        "--partial-line-timeout",
+        "--tcp-keepalive",
+    ];
+    let args: Vec<&str> = flags.iter().flat_map(|f| [*f, max.as_str()]).collect();
+    let serve = Serve::start(&args);
+    let (mut alice_in, mut alice) = connect(serve.addr);
+    alice
+        .write_all(
+            b"#alice
+hello
+/ping
+",
+        )
+        .unwrap();
+    read_until(&mut alice_in, "* pong");
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_tells_clients_the_server_is_going_down() {
