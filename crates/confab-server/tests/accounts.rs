@@ -353,3 +353,56 @@ async fn an_impostor_cannot_read_the_owners_direct_messages() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn irc_logins_are_throttled_like_everyone_else_s() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path()).await;
+    let mut alice = server.user("alice").await;
+    alice.send("/register right").await;
+    alice.expect("* You are logged in as alice").await;
+    let mut irc = common::Client::connect(server.irc_addr).await;
+    irc.send("CAP LS 302\r\nCAP REQ :sasl\r").await;
+    irc.expect(":confab.local CAP * ACK").await;
+    for _ in 0..5 {
+        irc.send("AUTHENTICATE PLAIN\r").await;
+        irc.expect("AUTHENTICATE +").await;
+        irc.send(&format!("AUTHENTICATE {}\r", plain("alice", "wrong")))
+            .await;
+        let line = irc.line().await;
+        assert!(line.contains(" 904 * :Wrong name or password"), "{line}");
+    }
+    // The right password is refused too now: the account is throttled.
+    irc.send("AUTHENTICATE PLAIN\r").await;
+    irc.expect("AUTHENTICATE +").await;
+    irc.send(&format!("AUTHENTICATE {}\r", plain("alice", "right")))
+        .await;
+    let line = irc.line().await;
+    assert!(
+        line.contains(" 904 * :Too many failed logins; try again in "),
+        "{line}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_irc_impostor_is_renamed_when_the_login_grace_runs_out() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path()).await;
+    let mut alice = server.user("alice").await;
+    alice.send("/register right").await;
+    alice.expect("* You are logged in as alice").await;
+    alice.send("/quit").await;
+    alice.rest().await;
+
+    let mut irc = common::Client::connect(server.irc_addr).await;
+    irc.send("NICK alice\r\nUSER a 0 * :A\r").await;
+    irc.expect(":confab.local 001 alice ").await;
+    // Told to log in, then, after the grace period (300 ms here), renamed.
+    let renamed = irc.expect(":alice!").await;
+    assert!(renamed.contains(" NICK Guest"), "{renamed}");
+    let mut bob = server.user("bob").await;
+    bob.send("@alice:are you there?").await;
+    bob.expect("* alice is offline").await;
+    server.stop().await;
+}

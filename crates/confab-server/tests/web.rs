@@ -1088,3 +1088,32 @@ async fn room_operators_kick_set_modes_topics_and_invite_from_the_web() {
     member.expect("error").await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn web_logins_are_throttled_after_five_failures() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server_with_data(data.path()).await;
+    let mut alice = Web::user(server.http_addr, "alice").await;
+    alice
+        .send(json!({"type": "register_account", "password": "correct horse"}))
+        .await;
+    alice.expect("logged_in").await;
+    let mut guesser = Web::connect(server.http_addr).await;
+    for _ in 0..5 {
+        guesser
+            .send(json!({"type": "login", "name": "alice", "password": "wrong"}))
+            .await;
+        guesser.expect_error("login_failed").await;
+    }
+    // Now even the right password is refused for a while, and the page is told when
+    // to try again.
+    guesser
+        .send(json!({"type": "login", "name": "alice", "password": "correct horse"}))
+        .await;
+    let throttled = guesser.expect_error("login_throttled").await;
+    assert!(
+        throttled.to_string().contains("Too many failed logins"),
+        "{throttled}"
+    );
+    server.stop().await;
+}
