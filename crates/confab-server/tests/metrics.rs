@@ -51,6 +51,8 @@ async fn every_series_is_exposed() {
         "confab_messages_delivered_total",
         "confab_history_batches_total",
         "confab_history_write_errors_total",
+        "confab_history_unsaved_messages",
+        "confab_history_lost_messages_total",
         "confab_history_commit_seconds_count",
         "confab_history_commit_seconds_sum",
         "confab_history_commit_seconds_bucket{le=\"+Inf\"}",
