@@ -36,6 +36,7 @@ mod flood;
 mod history;
 mod irc;
 mod line;
+mod memory;
 mod metrics;
 mod outbox;
 pub mod server;

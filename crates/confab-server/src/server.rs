@@ -215,6 +215,10 @@ impl Server {
         if let Some(cluster) = &self.shared.cluster {
             cluster.start(&self.shared, token.clone());
         }
+        tokio::spawn(crate::memory::release_after_drops(
+            self.shared.clone(),
+            token.clone(),
+        ));
         shutdown.await;
         tracing::info!("shutting down");
         if let Some(cluster) = &self.shared.cluster {
