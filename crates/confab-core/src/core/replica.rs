@@ -11,7 +11,7 @@ use crate::mailbox::Mailbox;
 use crate::name::Key;
 use crate::{ChatError, ClientId, Core};
 
-use super::{post, reply, Client, Member, Room};
+use super::{post, reply, Client, Map, Member, Room, Set};
 
 /// Message ids in a cluster: milliseconds since 2025 in the high 42 bits, a sequence
 /// in the next 12 and the node's index in the low 10. Ids stay unique without asking
@@ -403,11 +403,11 @@ impl<M: Mailbox> Core<M> {
         let history_until = self.next_message_id.saturating_sub(1);
         let room = self.rooms.entry(key.clone()).or_insert_with(|| Room {
             name: state.name,
-            members: HashMap::new(),
+            members: Map::default(),
             topic: state.topic,
             modes: state.modes,
             bans: state.bans,
-            invited: HashSet::new(),
+            invited: Set::default(),
             created_ms: state.created_ms,
             owner: state.owner,
             op_accounts: state.op_accounts.into_iter().collect(),
