@@ -1071,3 +1071,73 @@ mod tests {
         assert_eq!(room_arg("#rust"), "rust");
     }
 }
+
+/// Random input for the request parser, in the normal test suite (the fuzz target
+/// `web_request` goes further): arbitrary text, and JSON-shaped text built from the
+/// request's own field names and values, nested, so that the parser's typed paths are
+/// reached, not only its first syntax error.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::parse_request;
+
+    fn json() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "[a-z#@ ]{0,12}".prop_map(|s| format!("{s:?}")),
+            prop::sample::select(vec![
+                "\"register\"",
+                "\"send\"",
+                "\"join\"",
+                "\"history\"",
+                "\"mode\"",
+                "\"login\"",
+                "\"dm\"",
+                "\"type\"",
+                "\"to\"",
+                "\"text\"",
+            ])
+            .prop_map(str::to_string),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec![
+                            "type", "name", "room", "to", "text", "with", "limit", "before",
+                            "changes", "password", "key", "kind",
+                        ]),
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|fields| {
+                    let fields: Vec<String> =
+                        fields.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+                    format!("{{{}}}", fields.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_request_or_a_clear_error(text in any::<String>()) {
+            if let Err(bad) = parse_request(&text) {
+                prop_assert!(!bad.code.is_empty() && !bad.text.is_empty());
+            }
+        }
+
+        #[test]
+        fn json_shaped_text_is_a_request_or_a_clear_error(text in json()) {
+            if let Err(bad) = parse_request(&text) {
+                prop_assert!(!bad.code.is_empty() && !bad.text.is_empty());
+            }
+        }
+    }
+}
