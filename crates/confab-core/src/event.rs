@@ -333,7 +333,17 @@ impl Envelope {
     /// The bytes of this event in the wire format of `slot`, encoded by `encode` the first
     /// time any recipient asks. `encode` must depend on the event and slot only, never on
     /// the recipient, or recipients would see each other's encodings.
-    pub fn encoded(&self, slot: usize, encode: impl FnOnce(&Event) -> Bytes) -> Bytes {
+    ///
+    /// An envelope with a single holder (a direct message, a reply) is encoded without
+    /// caching: nobody else can ask for the bytes, and keeping them would only cost a
+    /// second reference count and, for `Bytes`, an allocation to share them.
+    pub fn encoded(self: &Arc<Self>, slot: usize, encode: impl FnOnce(&Event) -> Bytes) -> Bytes {
+        if Arc::strong_count(self) == 1 {
+            if let Some(bytes) = self.encoded[slot].get() {
+                return bytes.clone();
+            }
+            return encode(&self.event);
+        }
         self.encoded[slot]
             .get_or_init(|| encode(&self.event))
             .clone()

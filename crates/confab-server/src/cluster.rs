@@ -51,6 +51,14 @@ pub struct ClusterConfig {
     pub node: String,
 }
 
+/// A subscription to one room's messages.
+struct Watch {
+    task: tokio::task::JoinHandle<()>,
+    /// When it was made: a fresh one is kept even with no local member yet, since the
+    /// join it was made for may still be on its way to the core.
+    since: Instant,
+}
+
 /// How often a node says it is alive.
 const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Silence after which a node counts as gone and its users quit everywhere.
@@ -128,7 +136,7 @@ pub(crate) struct Cluster {
     /// Names (folded) this node holds in the name bucket, with when it claimed each.
     claimed: Mutex<HashMap<String, Instant>>,
     /// Room subscriptions, by folded room name.
-    rooms: Mutex<HashMap<Key, tokio::task::JoinHandle<()>>>,
+    rooms: Mutex<HashMap<Key, Watch>>,
     /// Snapshots arriving in parts, by sender.
     partial: Mutex<HashMap<String, Vec<Snapshot>>>,
     /// Wakes the name reconciler (a user left or was renamed).
@@ -340,12 +348,16 @@ impl Cluster {
             }
         };
         let task = tokio::spawn(receive(self.clone(), shared.clone(), subscriber));
-        if let Some(old) = self.lock_rooms().insert(key, task) {
-            old.abort();
+        let watch = Watch {
+            task,
+            since: Instant::now(),
+        };
+        if let Some(old) = self.lock_rooms().insert(key, watch) {
+            old.task.abort();
         }
     }
 
-    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Key, tokio::task::JoinHandle<()>>> {
+    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Watch>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -765,10 +777,10 @@ async fn heartbeat(cluster: Arc<Cluster>, shared: Arc<Shared>, token: Cancellati
         // Rooms nobody here is in any more need no subscription.
         let mut rooms = cluster.lock_rooms();
         let core = lock_core(&shared);
-        rooms.retain(|key, task| {
-            let keep = core.has_local_members(key);
+        rooms.retain(|key, watch| {
+            let keep = watch.since.elapsed() < NODE_TIMEOUT || core.has_local_members(key);
             if !keep {
-                task.abort();
+                watch.task.abort();
             }
             keep
         });
