@@ -1,31 +1,11 @@
 //! Unit tests of clustering in the core: several cores joined by an in-memory bus that
 //! carries each replica where its route says, in one global order.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use crate::test_support::Inbox;
 use crate::*;
-
-#[derive(Clone, Default)]
-struct Inbox(Rc<RefCell<Vec<Arc<Envelope>>>>);
-
-impl Mailbox for Inbox {
-    fn deliver(&self, envelope: &Arc<Envelope>) {
-        self.0.borrow_mut().push(envelope.clone());
-    }
-}
-
-impl Inbox {
-    fn take(&self) -> Vec<Event> {
-        self.0
-            .borrow_mut()
-            .drain(..)
-            .map(|e| e.event.clone())
-            .collect()
-    }
-}
 
 type Queue = Arc<Mutex<VecDeque<(usize, Replica, Route)>>>;
 

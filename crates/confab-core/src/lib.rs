@@ -32,4 +32,6 @@ pub use crate::name::{with_folded, Key, Name, NameError, RoomName};
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

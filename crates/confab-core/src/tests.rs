@@ -1,29 +1,9 @@
 //! Unit tests of the core through its public API, with mailboxes that just record.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::test_support::Inbox;
 use crate::*;
-
-#[derive(Clone, Default)]
-struct Inbox(Rc<RefCell<Vec<Arc<Envelope>>>>);
-
-impl Mailbox for Inbox {
-    fn deliver(&self, envelope: &Arc<Envelope>) {
-        self.0.borrow_mut().push(envelope.clone());
-    }
-}
-
-impl Inbox {
-    fn take(&self) -> Vec<Event> {
-        self.0
-            .borrow_mut()
-            .drain(..)
-            .map(|e| e.event.clone())
-            .collect()
-    }
-}
 
 struct Chat {
     core: Core<Inbox>,
