@@ -187,6 +187,10 @@ struct Room<M> {
     owner: Option<Arc<str>>,
     /// Accounts (folded) given operator status, restored when they join.
     op_accounts: BTreeSet<String>,
+    /// Member ids sorted by name (folded), kept as members come, go and rename, so that
+    /// the member list sent on every join needs no sort: sorting 19,000 names for each
+    /// of 19,000 joins was most of the time it took to fill a room that big.
+    order: Vec<ClientId>,
     /// In a cluster: this room has had members on other nodes, so its messages travel
     /// over the bus, which orders them for every node. It stays set while the room
     /// lives, so that a message sent over the bus is never overtaken by a later one
@@ -318,6 +322,13 @@ fn cmp_folded(a: &str, b: &str) -> std::cmp::Ordering {
         .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
 }
 
+/// Takes `id` out of a room's name order.
+fn unorder<M>(room: &mut Room<M>, id: ClientId) {
+    if let Some(at) = room.order.iter().position(|&other| other == id) {
+        room.order.remove(at);
+    }
+}
+
 /// A ban mask in full `nick!user@host` form: `bob` means `bob!*@*`, `*@host` means
 /// `*!*@host`.
 fn normalize_mask(mask: &str) -> String {
@@ -432,6 +443,7 @@ impl<M: Mailbox> Core<M> {
                 continue;
             };
             room.members.remove(&id);
+            unorder(room, id);
             for (member, m) in &room.members {
                 if told.insert(*member) {
                     post(&m.mailbox, &envelope);
@@ -632,6 +644,7 @@ impl<M: Mailbox> Core<M> {
             name: name.clone(),
             ..(*old).clone()
         }));
+        self.reorder(id);
         let envelope = Envelope::new(Event::NickChanged { old, new: name });
         self.tell_neighbours(id, &envelope, true);
         if self.clients[&id].node.is_none() {
@@ -819,6 +832,7 @@ impl<M: Mailbox> Core<M> {
                     created_ms: record.created_ms,
                     owner: Some(record.owner),
                     op_accounts: record.ops.into_iter().collect(),
+                    order: Vec::new(),
                     bus: false,
                 },
                 None => Room {
@@ -832,6 +846,7 @@ impl<M: Mailbox> Core<M> {
                     // A logged-in creator owns the room, and the room is kept.
                     owner: source.account.clone(),
                     op_accounts: account.iter().cloned().collect(),
+                    order: Vec::new(),
                     bus: false,
                 },
             });
@@ -900,6 +915,7 @@ impl<M: Mailbox> Core<M> {
         if save {
             self.persist(&room_key);
         }
+        self.order(&room_key, id);
         if self.cluster.is_some() {
             let room = self.room_state(&room_key);
             self.publish(Replica::Joined { id, room, op }, Route::Everyone);
@@ -914,9 +930,41 @@ impl<M: Mailbox> Core<M> {
         }
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.remove(&id);
+            unorder(room, id);
             if room.members.is_empty() {
                 self.rooms.remove(key);
             }
+        }
+    }
+
+    /// Puts member `id` of the room at `key` in its place in the room's name order.
+    fn order(&mut self, key: &Key, id: ClientId) {
+        let clients = &self.clients;
+        let name_of = |id: &ClientId| {
+            clients
+                .get(id)
+                .and_then(|c| c.source.as_ref())
+                .map(|s| s.name.as_str())
+        };
+        let (Some(room), Some(name)) = (self.rooms.get_mut(key), name_of(&id)) else {
+            return;
+        };
+        unorder(room, id);
+        let at = room.order.partition_point(|other| {
+            name_of(other).is_some_and(|o| cmp_folded(o, name) == std::cmp::Ordering::Less)
+        });
+        room.order.insert(at, id);
+    }
+
+    /// Moves client `id` to its new place in every room's order after a rename.
+    fn reorder(&mut self, id: ClientId) {
+        let keys = self
+            .clients
+            .get(&id)
+            .map(|c| c.rooms.clone())
+            .unwrap_or_default();
+        for key in keys {
+            self.order(&key, id);
         }
     }
 
@@ -1124,21 +1172,33 @@ impl<M: Mailbox> Core<M> {
 
     fn who(&self, id: ClientId, wanted: &str) -> Result<(), ChatError> {
         let room = self.visible_room(id, wanted)?;
-        let mut members: Vec<MemberInfo> = room
-            .members
-            .iter()
-            .filter_map(|(member, m)| {
-                let client = self.clients.get(member)?;
-                Some(MemberInfo {
-                    who: client.source.clone()?,
-                    op: m.op,
-                    voice: m.voice,
-                    away: client.away.is_some(),
-                    oper: client.oper,
-                })
+        let info = |member: &ClientId, m: &Member<M>| {
+            let client = self.clients.get(member)?;
+            Some(MemberInfo {
+                who: client.source.clone()?,
+                op: m.op,
+                voice: m.voice,
+                away: client.away.is_some(),
+                oper: client.oper,
             })
-            .collect();
-        members.sort_unstable_by(|a, b| cmp_folded(a.who.name.as_str(), b.who.name.as_str()));
+        };
+        // The kept order covers every member; should it ever not, sorting is the
+        // fallback, so the list is always whole and sorted.
+        let members: Vec<MemberInfo> = if room.order.len() == room.members.len() {
+            room.order
+                .iter()
+                .filter_map(|member| info(member, room.members.get(member)?))
+                .collect()
+        } else {
+            debug_assert!(false, "the member order of {} is out of step", room.name);
+            let mut members: Vec<MemberInfo> = room
+                .members
+                .iter()
+                .filter_map(|(member, m)| info(member, m))
+                .collect();
+            members.sort_unstable_by(|a, b| cmp_folded(a.who.name.as_str(), b.who.name.as_str()));
+            members
+        };
         reply(
             &self.clients[&id],
             Event::Members {

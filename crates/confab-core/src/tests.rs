@@ -726,3 +726,53 @@ fn messages_and_deliveries_are_counted() {
     let stats = chat.core.stats();
     assert_eq!((stats.messages, stats.deliveries), (2, 3));
 }
+
+#[test]
+fn member_lists_stay_sorted_through_joins_renames_and_parts() {
+    let mut chat = Chat::with(&["mike", "Alice", "zed", "bob", "Carol"]);
+    let members = |chat: &mut Chat| -> Vec<String> {
+        chat.take(0);
+        chat.run(
+            0,
+            Command::Who {
+                room: "lobby".into(),
+            },
+        );
+        match &chat.take(0)[..] {
+            [Event::Members { members, .. }] => {
+                members.iter().map(|m| m.who.name.to_string()).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(members(&mut chat), ["Alice", "bob", "Carol", "mike", "zed"]);
+    chat.run(
+        4,
+        Command::Nick {
+            name: "aaron".into(),
+        },
+    );
+    chat.run(
+        2,
+        Command::Part {
+            room: "lobby".into(),
+            reason: None,
+        },
+    );
+    chat.run(
+        1,
+        Command::Nick {
+            name: "ALICE".into(),
+        },
+    );
+    assert_eq!(members(&mut chat), ["aaron", "ALICE", "bob", "mike"]);
+    chat.core.disconnect(3, "gone");
+    chat.run(
+        2,
+        Command::Join {
+            room: "lobby".into(),
+            key: None,
+        },
+    );
+    assert_eq!(members(&mut chat), ["aaron", "ALICE", "mike", "zed"]);
+}

@@ -142,6 +142,7 @@ impl<M: Mailbox> Core<M> {
                 }
                 let new = source.name.clone();
                 self.clients.get_mut(&id).expect("checked").source = Some(source);
+                self.reorder(id);
                 if old.name != new {
                     let envelope = Envelope::new(Event::NickChanged { old, new });
                     self.tell_neighbours(id, &envelope, false);
@@ -411,6 +412,7 @@ impl<M: Mailbox> Core<M> {
             created_ms: state.created_ms,
             owner: state.owner,
             op_accounts: state.op_accounts.into_iter().collect(),
+            order: Vec::new(),
             bus: true,
         });
         room.bus = true;
@@ -436,7 +438,12 @@ impl<M: Mailbox> Core<M> {
         for m in room.members.values() {
             post(&m.mailbox, &envelope);
         }
-        self.clients.get_mut(&id).expect("checked").rooms.push(key);
+        self.clients
+            .get_mut(&id)
+            .expect("checked")
+            .rooms
+            .push(key.clone());
+        self.order(&key, id);
     }
 
     /// This node's users and their rooms, for the other nodes.
