@@ -111,7 +111,7 @@ pub(crate) fn register(shared: &Arc<Shared>, id: ClientId, outbox: Arc<Outbox>, 
         return tell(&outbox, Event::Error(ChatError::NoAccounts));
     };
     let name = {
-        let core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+        let core = shared.lock_core();
         match core.name_of(id) {
             None => return tell(&outbox, Event::Error(ChatError::NotRegistered)),
             Some(name) if core.is_account(name.as_str()) => {
@@ -143,7 +143,7 @@ pub(crate) fn register(shared: &Arc<Shared>, id: ClientId, outbox: Arc<Outbox>, 
                 move |store| match store.create_account(name.key().as_str(), &account) {
                     Ok(true) => {
                         tracing::info!(account = %name, "account registered");
-                        let mut core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut core = shared.lock_core();
                         core.add_account(name.as_str());
                         if let Err(e) = core.logged_in(id, name.as_str(), false, now_ms()) {
                             tell(&outbox, Event::Error(e));
@@ -213,7 +213,7 @@ pub(crate) fn login(
             };
             shared.logins.succeeded(&throttle_keys[0]);
             let result = {
-                let mut core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+                let mut core = shared.lock_core();
                 core.logged_in(id, &account.name, register, now_ms())
                     .map(|()| core.name_of(id).is_some())
             };
@@ -243,11 +243,7 @@ pub(crate) fn start_grace(shared: &Arc<Shared>, id: ClientId) {
     let shared = shared.clone();
     tokio::spawn(async move {
         tokio::time::sleep(shared.limits.login_grace).await;
-        shared
-            .core
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .enforce_login(id);
+        shared.lock_core().enforce_login(id);
     });
 }
 

@@ -496,7 +496,7 @@ async fn publish(
             shared.durability.wait_for(id).await;
         }
         if cluster.client.connection_state() != async_nats::connection::State::Connected {
-            lock_core(&shared).bus_failed(replica);
+            shared.lock_core().bus_failed(replica);
             continue;
         }
         let payload = cluster.packet(Body::Replica(replica.clone()));
@@ -557,18 +557,12 @@ async fn acknowledge(
                 }
                 Err(e) => {
                     tracing::warn!("the bus did not take a message: {e}");
-                    lock_core(&shared).bus_failed(replica);
+                    shared.lock_core().bus_failed(replica);
                     break;
                 }
             }
         }
     }
-}
-
-fn lock_core(
-    shared: &Shared,
-) -> std::sync::MutexGuard<'_, confab_core::Core<crate::outbox::OutboxRef>> {
-    shared.core.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Applies what arrives on one subscription (a room's messages, or this node's).
@@ -639,7 +633,7 @@ fn apply_payload(shared: &Shared, payload: &[u8]) {
         return;
     };
     if let Body::Replica(replica) = packet.body {
-        lock_core(shared).apply(&packet.node, replica);
+        shared.lock_core().apply(&packet.node, replica);
     }
 }
 
@@ -681,7 +675,7 @@ async fn listen(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationT
             .insert(packet.node.clone(), Instant::now())
             .is_some();
         match packet.body {
-            Body::Replica(replica) => lock_core(&shared).apply(&packet.node, replica),
+            Body::Replica(replica) => shared.lock_core().apply(&packet.node, replica),
             Body::Heartbeat if !known => {
                 // A node we had given up on (or never met): ask for its state.
                 cluster.broadcast(Body::Hello).await;
@@ -698,13 +692,13 @@ async fn listen(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationT
                 let Some(snapshot) = cluster.assemble(&packet.node, part, parts, snapshot) else {
                     continue;
                 };
-                lock_core(&shared).apply_snapshot(&packet.node, snapshot);
+                shared.lock_core().apply_snapshot(&packet.node, snapshot);
                 tracing::info!("node {} is in the cluster", packet.node);
             }
             Body::Bye => {
                 cluster.lock_alive().remove(&packet.node);
                 let reason = format!("{} left the cluster", packet.node);
-                lock_core(&shared).drop_node(&packet.node, &reason);
+                shared.lock_core().drop_node(&packet.node, &reason);
             }
         }
     }
@@ -720,7 +714,7 @@ async fn hello(cluster: &Cluster, shared: &Shared) {
 const SNAPSHOT_PART: usize = 1000;
 
 async fn send_snapshot(cluster: &Cluster, shared: &Shared) {
-    let whole = lock_core(shared).snapshot();
+    let whole = shared.lock_core().snapshot();
     let parts = whole
         .users
         .len()
@@ -772,11 +766,11 @@ async fn heartbeat(cluster: Arc<Cluster>, shared: Arc<Shared>, token: Cancellati
         for node in dead {
             tracing::warn!("node {node} stopped answering; its users are gone");
             let reason = format!("{node} lost contact");
-            lock_core(&shared).drop_node(&node, &reason);
+            shared.lock_core().drop_node(&node, &reason);
         }
         // Rooms nobody here is in any more need no subscription.
         let mut rooms = cluster.lock_rooms();
-        let core = lock_core(&shared);
+        let core = shared.lock_core();
         rooms.retain(|key, watch| {
             let keep = watch.since.elapsed() < NODE_TIMEOUT || core.has_local_members(key);
             if !keep {
@@ -796,7 +790,7 @@ async fn reconcile_names(cluster: Arc<Cluster>, shared: Arc<Shared>, token: Canc
             () = cluster.names_changed.notified() => {}
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
-        let used: HashSet<String> = lock_core(&shared).local_names().into_iter().collect();
+        let used: HashSet<String> = shared.lock_core().local_names().into_iter().collect();
         // A fresh claim may not be in use yet: its registration is on its way to the core.
         let claimed: Vec<String> = cluster
             .lock_claimed()
@@ -838,7 +832,7 @@ pub(crate) fn must_wait(
             let Ok(name) = Name::parse(name) else {
                 return false;
             };
-            let core = lock_core(shared);
+            let core = shared.lock_core();
             // The core refuses names in use itself, and a change of case keeps the key.
             core.name_of(id).map(Name::key) != Some(name.key()) && !core.is_online(name.as_str())
         }

@@ -69,6 +69,15 @@ pub(crate) struct Shared {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
+impl Shared {
+    /// The chat core, locked. A panic while it was held leaves it usable (the core
+    /// keeps its invariants per command), so a poisoned lock is taken anyway rather
+    /// than taking the whole server down with it.
+    pub fn lock_core(&self) -> std::sync::MutexGuard<'_, Core<OutboxRef>> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Why a connection ended; logged, and turned into a last line where one makes sense.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Close {
@@ -135,7 +144,7 @@ pub(crate) fn run_now(shared: &Shared, id: ClientId, command: Command) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mut core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+    let mut core = shared.lock_core();
     core.handle(id, command, now_ms);
 }
 
@@ -494,9 +503,7 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
     let limits = &shared.limits;
     let outbox = Arc::new(Outbox::new(limits.send_queue));
     shared
-        .core
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .lock_core()
         .connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string());
     let ctx = Ctx::new(&shared, id, &outbox);
     protocol.greet(&ctx);
@@ -669,11 +676,7 @@ pub(crate) async fn run<T: Transport, P: Protocol>(
     shared.metrics.disconnected(reason);
     // The client leaves the chat first, so nobody sends it anything more, then gets
     // whatever was already queued for it and its farewell line.
-    shared
-        .core
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .disconnect(id, &close.reason());
+    shared.lock_core().disconnect(id, &close.reason());
     if let Some(cluster) = &shared.cluster {
         cluster.names_changed();
     }

@@ -141,7 +141,7 @@ pub(crate) fn may_read_direct(
     shared: &crate::connection::Shared,
     id: confab_core::ClientId,
 ) -> bool {
-    let core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+    let core = shared.lock_core();
     match core.name_of(id) {
         Some(name) => {
             !core.is_account(name.as_str())

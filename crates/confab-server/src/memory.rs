@@ -28,11 +28,7 @@ pub(crate) async fn release_after_drops(shared: Arc<Shared>, token: Cancellation
             () = token.cancelled() => return,
             () = tokio::time::sleep(CHECK) => {}
         }
-        let now = shared
-            .core
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .client_count();
+        let now = shared.lock_core().client_count();
         peak = peak.max(now);
         // ...and at least half of the peak is gone.
         if peak - now >= LEFT_AT_LEAST && now <= peak / 2 {

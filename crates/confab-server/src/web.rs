@@ -314,7 +314,7 @@ async fn healthz() -> Response {
 async fn metrics(State(app): State<App>) -> Response {
     let shared = &app.shared;
     let snapshot = {
-        let core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+        let core = shared.lock_core();
         crate::metrics::CoreSnapshot {
             stats: core.stats(),
             clients: core.client_count(),

@@ -184,11 +184,7 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                 let echo_changed = caps.echo_message != session.caps.echo_message;
                 session.caps = caps;
                 if echo_changed && session.name.is_some() {
-                    ctx.shared
-                        .core
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .set_echo(ctx.id, caps.echo_message);
+                    ctx.shared.lock_core().set_echo(ctx.id, caps.echo_message);
                 }
                 session.send(ctx, line(&["ACK", wanted]));
             } else {
@@ -535,12 +531,7 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let target = m.params[0];
     let me = session.target().to_string();
     if !target.eq_ignore_ascii_case(&me) {
-        let online = ctx
-            .shared
-            .core
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_online(target);
+        let online = ctx.shared.lock_core().is_online(target);
         if online {
             session.reply(
                 ctx,
@@ -569,11 +560,7 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                 // Operator status comes from OPER only; it can be dropped here.
                 'o' if !add && session.oper => {
                     session.oper = false;
-                    ctx.shared
-                        .core
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .set_oper(ctx.id, false);
+                    ctx.shared.lock_core().set_oper(ctx.id, false);
                     applied.push_str("-o");
                 }
                 'o' => {}
@@ -675,11 +662,7 @@ fn oper(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         return Flow::Continue;
     }
     session.oper = true;
-    ctx.shared
-        .core
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .set_oper(ctx.id, true);
+    ctx.shared.lock_core().set_oper(ctx.id, true);
     session.reply(ctx, RPL_YOUREOPER, &["You are now an IRC operator"]);
     let me = session.target().to_string();
     let mut out = BytesMut::new();

@@ -539,11 +539,7 @@ impl IrcSession {
         let (Some(nick), Some((user, realname))) = (&self.nick, &self.user) else {
             return;
         };
-        ctx.shared
-            .core
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_identity(ctx.id, user, realname);
+        ctx.shared.lock_core().set_identity(ctx.id, user, realname);
         self.registering = true;
         self.context = Context::Register;
         ctx.command(confab_core::Command::Register { name: nick.clone() });
@@ -667,7 +663,7 @@ impl IrcSession {
 
     fn lusers(&self, ctx: &Ctx) -> Vec<Bytes> {
         let (users, opers, rooms, clients) = {
-            let core = ctx.shared.core.lock().unwrap_or_else(|e| e.into_inner());
+            let core = ctx.shared.lock_core();
             (
                 core.user_count(),
                 core.oper_count(),
@@ -971,11 +967,7 @@ impl IrcSession {
                 self.name = Some(name.clone());
                 self.nick = Some(name.to_string());
                 if self.caps.echo_message {
-                    ctx.shared
-                        .core
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .set_echo(ctx.id, true);
+                    ctx.shared.lock_core().set_echo(ctx.id, true);
                 }
                 self.welcome(ctx, out);
                 if let (Some(key), Some(history)) = (self.early_account.take(), &ctx.shared.history)

@@ -246,7 +246,7 @@ pub(super) async fn run(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let outbox = Arc::new(Outbox::new(shared.limits.send_queue));
     {
-        let mut core = shared.core.lock().unwrap_or_else(|e| e.into_inner());
+        let mut core = shared.lock_core();
         core.connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string());
         // The page shows a message of its own once the server has accepted it, with the
         // server's id and time, so it wants its own messages back.
@@ -277,11 +277,7 @@ pub(super) async fn run(
     shared.metrics.disconnected(reason);
     // The client leaves the chat first, so that nothing more is queued for it, then gets
     // what was already queued, its farewell and a close frame.
-    shared
-        .core
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .disconnect(id, &end.reason());
+    shared.lock_core().disconnect(id, &end.reason());
     if let Some(cluster) = &shared.cluster {
         cluster.names_changed();
     }
@@ -565,7 +561,7 @@ fn history(
         return fail("no_history", "This server keeps no history");
     };
     let (me, logged_in) = {
-        let core = ctx.shared.core.lock().unwrap_or_else(|e| e.into_inner());
+        let core = ctx.shared.lock_core();
         let Some(me) = core.name_of(ctx.id).cloned() else {
             drop(core);
             return fail("not_registered", &ChatError::NotRegistered.to_string());
@@ -644,12 +640,7 @@ fn history(
 }
 
 fn is_registered(ctx: &Ctx<'_>) -> bool {
-    ctx.shared
-        .core
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .name_of(ctx.id)
-        .is_some()
+    ctx.shared.lock_core().name_of(ctx.id).is_some()
 }
 
 /// Moves everything queued for the client onto the socket, in order, until the socket
