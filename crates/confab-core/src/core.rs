@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
 use crate::event::{
-    Ban, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes, RoomRecord,
-    RoomSummary, Source, Target, Topic, UserInfo, UserSummary,
+    Ban, Batch, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes,
+    RoomRecord, RoomSummary, Source, Target, Topic, UserInfo, UserSummary,
 };
 use crate::mailbox::{Journal, Mailbox};
 use crate::name::{with_folded, Key, Name, RoomName};
@@ -95,6 +95,13 @@ pub enum Command {
         to: Recipient,
         kind: MessageKind,
         text: String,
+    },
+    /// Several messages to one recipient, as one read of a client's input brought them:
+    /// the same as a `Send` for each, in order, but delivered as one [`Batch`].
+    SendMany {
+        to: Recipient,
+        kind: MessageKind,
+        texts: Vec<String>,
     },
     Rooms,
     Who {
@@ -210,6 +217,28 @@ impl<M> Room<M> {
         let mask = source.mask();
         self.bans.iter().any(|ban| confab_glob(&ban.mask, &mask))
     }
+
+    /// Whether client `id` (who is `from`) may send messages here: members unless the
+    /// room is moderated or they are banned (operators and voiced members always),
+    /// outsiders only into a `-n` room that does not ban them.
+    fn may_speak(&self, id: ClientId, from: &Source) -> bool {
+        match self.members.get(&id) {
+            None => !self.modes.no_external && !self.is_banned(from),
+            Some(m) => m.op || m.voice || !(self.modes.moderated || self.is_banned(from)),
+        }
+    }
+}
+
+/// Checks a message text: not empty, and no character that would end or corrupt a
+/// line on some front-end.
+fn check_text(text: &str) -> Result<(), ChatError> {
+    if text.is_empty() {
+        return Err(ChatError::EmptyMessage);
+    }
+    if text.bytes().any(|b| matches!(b, b'\0' | b'\r' | b'\n')) {
+        return Err(ChatError::ControlCharacter);
+    }
+    Ok(())
 }
 
 /// Glob matching for ban masks, ASCII case-insensitive, `*` and `?`. Iterative with one
@@ -527,6 +556,10 @@ impl<M: Mailbox> Core<M> {
             Command::Join { room, key } => self.join(id, &room, key.as_deref(), now),
             Command::Part { room, reason } => self.part(id, &room, reason),
             Command::Send { to, kind, text } => self.send(id, to, kind, text, now),
+            Command::SendMany { to, kind, texts } => {
+                self.send_many(id, to, kind, texts, now);
+                Ok(())
+            }
             Command::Rooms => {
                 self.rooms_reply(id);
                 Ok(())
@@ -1012,12 +1045,7 @@ impl<M: Mailbox> Core<M> {
         text: String,
         now_ms: u64,
     ) -> Result<(), ChatError> {
-        if text.is_empty() {
-            return Err(ChatError::EmptyMessage);
-        }
-        if text.bytes().any(|b| matches!(b, b'\0' | b'\r' | b'\n')) {
-            return Err(ChatError::ControlCharacter);
-        }
+        check_text(&text)?;
         self.align_message_id(now_ms);
         let link = self.cluster.as_ref().map(|c| &*c.link);
         let client = &self.clients[&id];
@@ -1039,12 +1067,7 @@ impl<M: Mailbox> Core<M> {
                     return Err(ChatError::NoSuchRoom(wanted));
                 };
                 let member = room.members.get(&id);
-                let privileged = member.is_some_and(|m| m.op || m.voice);
-                let allowed = match member {
-                    None => !room.modes.no_external && !room.is_banned(&from),
-                    Some(_) => privileged || !(room.modes.moderated || room.is_banned(&from)),
-                };
-                if !allowed {
+                if !room.may_speak(id, &from) {
                     return Err(ChatError::CannotSend(room.name.to_string()));
                 }
                 let message = message(Target::Room(room.name.clone()));
@@ -1145,6 +1168,153 @@ impl<M: Mailbox> Core<M> {
             client.last_spoke_ms = now_ms;
         }
         Ok(())
+    }
+
+    /// Sends several messages from one client to one recipient (see
+    /// [`Command::SendMany`]). Each is checked, numbered and journaled as [`Core::send`]
+    /// would; the recipients get them as one [`Batch`], so that fan-out costs one
+    /// delivery per recipient instead of one per message. Anything out of the ordinary
+    /// (a room shared with other nodes, a remote or offline user, a refused message)
+    /// goes through `send` one message at a time, with its usual replies.
+    fn send_many(
+        &mut self,
+        id: ClientId,
+        to: Recipient,
+        kind: MessageKind,
+        texts: Vec<String>,
+        now_ms: u64,
+    ) {
+        let batchable = texts.len() > 1 && texts.iter().all(|t| check_text(t).is_ok());
+        let target = if batchable {
+            self.local_target(id, &to)
+        } else {
+            None
+        };
+        let Some(target) = target else {
+            for text in texts {
+                if let Err(error) = self.send(id, to.clone(), kind, text, now_ms) {
+                    if let Some(client) = self.clients.get(&id) {
+                        reply(client, Event::Error(error));
+                    }
+                }
+            }
+            return;
+        };
+        let from = self.source(id);
+        let mut texts = texts.into_iter();
+        let mut messages = Vec::with_capacity(texts.len());
+        for text in texts.by_ref() {
+            self.align_message_id(now_ms);
+            let message = Message {
+                id: self.next_message_id,
+                time_ms: now_ms,
+                from: from.clone(),
+                to: target.clone(),
+                kind,
+                text: text.into(),
+            };
+            if self.journal.as_deref().is_some_and(|j| !j.record(&message)) {
+                // The journal is full; the rest go one by one and are refused (or
+                // accepted, if it has caught up) with the usual replies.
+                let text = message.text.to_string();
+                self.deliver_batch(id, &target, messages, kind);
+                for text in std::iter::once(text).chain(texts) {
+                    if let Err(error) = self.send(id, to.clone(), kind, text, now_ms) {
+                        reply(&self.clients[&id], Event::Error(error));
+                    }
+                }
+                return;
+            }
+            self.advance_message_id();
+            self.stats.messages += 1;
+            messages.push(Envelope::new(Event::Message(message)));
+        }
+        self.deliver_batch(id, &target, messages, kind);
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.last_spoke_ms = now_ms;
+        }
+    }
+
+    /// Where client `id`'s messages to `to` would go if every recipient is on this node
+    /// and the client may send there; `None` otherwise (the caller then takes the
+    /// general path, which also gives the reason).
+    fn local_target(&self, id: ClientId, to: &Recipient) -> Option<Target> {
+        let from = self.clients.get(&id)?.source.as_ref()?;
+        match to {
+            Recipient::Room(wanted) => {
+                let room = with_folded(wanted, |k| self.rooms.get(k))?;
+                let shared = self.cluster.is_some() && room.bus;
+                (!shared && room.may_speak(id, from)).then(|| Target::Room(room.name.clone()))
+            }
+            Recipient::User(wanted) => {
+                let recipient = with_folded(wanted, |k| self.names.get(k))?;
+                let recipient = &self.clients[recipient];
+                let name = &recipient.source.as_ref()?.name;
+                recipient.node.is_none().then(|| Target::User(name.clone()))
+            }
+        }
+    }
+
+    /// Hands a batch of client `id`'s messages (already journaled) to their recipients,
+    /// as `send` hands one.
+    fn deliver_batch(
+        &mut self,
+        id: ClientId,
+        target: &Target,
+        messages: Vec<Arc<Envelope>>,
+        kind: MessageKind,
+    ) {
+        let count = messages.len() as u64;
+        let batch = match messages.len() {
+            0 => return,
+            _ => Batch::new(messages),
+        };
+        let client = &self.clients[&id];
+        let give = |mailbox: &Option<M>| {
+            if let Some(mailbox) = mailbox {
+                mailbox.deliver_batch(&batch);
+            }
+        };
+        let mut delivered = 0;
+        match target {
+            Target::Room(name) => {
+                let room = &self.rooms[&name.key()];
+                for (member, m) in &room.members {
+                    if *member != id || client.echo {
+                        give(&m.mailbox);
+                        delivered += count;
+                    }
+                }
+                if !room.members.contains_key(&id) && client.echo {
+                    give(&client.mailbox);
+                    delivered += count;
+                }
+            }
+            Target::User(name) => {
+                let recipient_id = self.names[&name.key()];
+                let recipient = &self.clients[&recipient_id];
+                give(&recipient.mailbox);
+                delivered += count;
+                if client.echo && recipient_id != id {
+                    give(&client.mailbox);
+                    delivered += count;
+                }
+                if let (Some(away), MessageKind::Normal | MessageKind::Action) =
+                    (&recipient.away, kind)
+                {
+                    for _ in 0..count {
+                        reply(
+                            client,
+                            Event::RecipientAway {
+                                name: name.clone(),
+                                message: away.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        self.stats.deliveries += delivered;
     }
 
     fn rooms_reply(&self, id: ClientId) {

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ChatError;
@@ -363,5 +363,70 @@ impl Envelope {
                 Event::Quit { reason, .. } => reason.len(),
                 _ => 0,
             }
+    }
+}
+
+/// Several messages from one sender to one room or user, accepted together (one read of
+/// the sender's input) and handed to each recipient as one item.
+///
+/// Fan-out was one mailbox push, one wake-up check, one encoding lookup and one write
+/// slice per message per recipient; a client that sends in bursts (and every busy one
+/// does) paid that for each line. A batch makes it once per burst per recipient, as a
+/// relay that forwards whole reads does, and its encodings are one contiguous buffer per
+/// wire format, so a recipient's write is a single slice.
+#[derive(Debug)]
+pub struct Batch {
+    /// Each message's own envelope, in order, for front-ends that render messages one by
+    /// one (and whose per-message encodings are shared as usual).
+    pub messages: Vec<Arc<Envelope>>,
+    encoded: [OnceLock<Bytes>; ENCODING_SLOTS],
+}
+
+impl Batch {
+    /// A batch of `messages`, which must all be [`Event::Message`]s.
+    pub fn new(messages: Vec<Arc<Envelope>>) -> Arc<Batch> {
+        debug_assert!(messages
+            .iter()
+            .all(|m| matches!(m.event, Event::Message(_))));
+        Arc::new(Batch {
+            messages,
+            encoded: Default::default(),
+        })
+    }
+
+    /// The messages, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Message> {
+        self.messages.iter().filter_map(|e| match &e.event {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// The newest message id in the batch.
+    pub fn last_id(&self) -> u64 {
+        self.iter().map(|m| m.id).max().unwrap_or(0)
+    }
+
+    /// Every message's bytes in the wire format of `slot`, one after another, written by
+    /// `put` the first time a recipient of that format asks. As with
+    /// [`Envelope::encoded`], `put` must depend on the message and slot only.
+    pub fn encoded(self: &Arc<Self>, slot: usize, put: impl Fn(&mut BytesMut, &Message)) -> Bytes {
+        let encode = || {
+            let size: usize = self.iter().map(|m| m.text.len() + 64).sum();
+            let mut out = BytesMut::with_capacity(size);
+            for message in self.iter() {
+                put(&mut out, message);
+            }
+            out.freeze()
+        };
+        if Arc::strong_count(self) == 1 {
+            return self.encoded[slot].get().cloned().unwrap_or_else(encode);
+        }
+        self.encoded[slot].get_or_init(encode).clone()
+    }
+
+    /// A rough size in bytes, for bounding send queues.
+    pub fn approximate_size(&self) -> usize {
+        self.messages.iter().map(|e| e.approximate_size()).sum()
     }
 }

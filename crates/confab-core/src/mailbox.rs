@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::event::Envelope;
+use crate::event::{Batch, Envelope};
 
 /// Where the core drops events for one client.
 ///
@@ -11,6 +11,15 @@ use crate::event::Envelope;
 /// lets its own session disconnect the client; the core does not wait for anyone.
 pub trait Mailbox: Clone {
     fn deliver(&self, envelope: &Arc<Envelope>);
+
+    /// Delivers several messages at once. A mailbox that can keep the batch whole
+    /// should, so that its session handles it in one go; the default takes the
+    /// messages one by one.
+    fn deliver_batch(&self, batch: &Arc<Batch>) {
+        for envelope in &batch.messages {
+            self.deliver(envelope);
+        }
+    }
 }
 
 /// Where the core records every message before it is delivered, so that history can

@@ -776,3 +776,163 @@ fn member_lists_stay_sorted_through_joins_renames_and_parts() {
     );
     assert_eq!(members(&mut chat), ["aaron", "ALICE", "mike", "zed"]);
 }
+
+fn say_many(to: Recipient, texts: &[&str]) -> Command {
+    Command::SendMany {
+        to,
+        kind: MessageKind::Normal,
+        texts: texts.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::Message(m) => m.text.to_string(),
+            Event::Error(e) => format!("error: {e}"),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_burst_to_a_room_reaches_each_member_as_one_batch_in_order() {
+    let mut chat = Chat::with(&["alice", "bob", "carol"]);
+    chat.run(
+        0,
+        say_many(Recipient::Room("LOBBY".into()), &["1", "2", "3"]),
+    );
+    for member in [1, 2] {
+        assert_eq!(chat.inboxes[member].batches(), 1);
+        assert_eq!(texts(&chat.take(member)), ["1", "2", "3"]);
+    }
+    assert!(chat.take(0).is_empty(), "no echo without echo-message");
+    assert_eq!(chat.inboxes[0].batches(), 0);
+    chat.run(0, say("lobby", "4"));
+    match &chat.take(1)[..] {
+        [Event::Message(m)] => assert_eq!(&*m.text, "4"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(chat.core.stats().messages, 4);
+    assert_eq!(chat.core.stats().deliveries, 8);
+}
+
+#[test]
+fn batched_messages_get_increasing_ids_and_echo_when_asked() {
+    let mut chat = Chat::with(&["alice", "bob"]);
+    chat.core.set_echo(0, true);
+    chat.run(0, say_many(Recipient::User("bob".into()), &["a", "b"]));
+    let ids: Vec<u64> = chat
+        .take(1)
+        .iter()
+        .map(|e| match e {
+            Event::Message(m) => m.id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] < ids[1]);
+    assert_eq!(texts(&chat.take(0)), ["a", "b"], "the echo");
+}
+
+#[test]
+fn a_burst_with_a_bad_message_goes_one_by_one_with_its_error_in_place() {
+    let mut chat = Chat::with(&["alice", "bob"]);
+    chat.run(
+        0,
+        say_many(Recipient::Room("lobby".into()), &["1", "", "3"]),
+    );
+    assert_eq!(texts(&chat.take(1)), ["1", "3"]);
+    assert_eq!(texts(&chat.take(0)), ["error: Messages cannot be empty"]);
+    assert_eq!(chat.inboxes[1].batches(), 0);
+    chat.run(0, say_many(Recipient::User("nobody".into()), &["x", "y"]));
+    assert_eq!(
+        chat.take(0).len(),
+        2,
+        "one error per message, as one by one"
+    );
+    chat.run(
+        0,
+        say_many(Recipient::Room("elsewhere".into()), &["x", "y"]),
+    );
+    assert_eq!(chat.take(0).len(), 2);
+}
+
+#[test]
+fn a_burst_into_a_room_one_may_not_speak_in_is_refused_message_by_message() {
+    let mut chat = Chat::with(&["alice", "bob"]);
+    chat.run(
+        0,
+        Command::Mode {
+            room: "lobby".into(),
+            changes: vec![ModeChange {
+                add: true,
+                mode: 'm',
+                arg: None,
+            }],
+        },
+    );
+    chat.take(0);
+    chat.take(1);
+    chat.run(1, say_many(Recipient::Room("lobby".into()), &["x", "y"]));
+    assert!(chat.take(0).is_empty());
+    assert!(matches!(
+        &chat.take(1)[..],
+        [
+            Event::Error(ChatError::CannotSend(_)),
+            Event::Error(ChatError::CannotSend(_))
+        ]
+    ));
+}
+
+/// A journal that takes `room` more messages, then refuses.
+struct Limited {
+    room: std::sync::atomic::AtomicUsize,
+}
+
+impl Journal for Limited {
+    fn record(&self, _message: &Message) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.room
+            .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(1))
+            .is_ok()
+    }
+    fn record_offline(&self, _message: &Message, _recipient: &str) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_full_journal_refuses_the_rest_of_a_burst_and_delivers_what_it_kept() {
+    let mut chat = Chat::with(&["alice", "bob"]);
+    let journal = Limited { room: 2.into() };
+    let mut core = Core::with_journal(Box::new(journal), 0);
+    for (id, name) in ["alice", "bob"].iter().enumerate() {
+        core.connect(id as u64, chat.inboxes[id].clone(), "h");
+        core.handle(
+            id as u64,
+            Command::Register {
+                name: name.to_string(),
+            },
+            1,
+        );
+        let join = Command::Join {
+            room: "r".into(),
+            key: None,
+        };
+        core.handle(id as u64, join, 1);
+    }
+    chat.core = core;
+    chat.take(0);
+    chat.take(1);
+    chat.run(
+        0,
+        say_many(Recipient::Room("r".into()), &["1", "2", "3", "4"]),
+    );
+    assert_eq!(texts(&chat.take(1)), ["1", "2"]);
+    assert!(matches!(
+        &chat.take(0)[..],
+        [Event::Error(ChatError::Busy), Event::Error(ChatError::Busy)]
+    ));
+}

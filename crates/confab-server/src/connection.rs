@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
-use confab_core::{ClientId, Command, Core, Envelope};
+use confab_core::{Batch, ClientId, Command, Core, Envelope, MessageKind, Recipient};
 use confab_wire::framing::{Frame, LineDecoder};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -172,7 +172,24 @@ pub(crate) struct Ctx<'a> {
     /// chained in the order they were given. While this is set the session reads no
     /// more input, so a client's later commands stay behind them.
     pending: Mutex<Option<Pending>>,
+    /// Messages to one recipient collected by [`Ctx::say`], not yet in the core.
+    run: Mutex<Option<Run>>,
 }
+
+/// Consecutive messages from one read of a client's input to the same recipient, sent
+/// to the core as one [`Command::SendMany`].
+struct Run {
+    to: Recipient,
+    kind: MessageKind,
+    texts: Vec<String>,
+    bytes: usize,
+}
+
+/// The most messages (and text bytes) one run collects before it is sent: enough to
+/// make a burst one delivery per recipient, little enough that a batch stays a few
+/// dozen KiB in every recipient's queue.
+const RUN_MESSAGES: usize = 256;
+const RUN_BYTES: usize = 32 * 1024;
 
 /// Work a session awaits before it handles more input.
 pub(crate) type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -184,7 +201,69 @@ impl<'a> Ctx<'a> {
             id,
             outbox,
             pending: Mutex::new(None),
+            run: Mutex::new(None),
         }
+    }
+
+    /// Sends a message. Consecutive messages to the same recipient are collected and
+    /// go to the core together when anything else happens (another command, a line of
+    /// the session's own) or the read that brought them has been handled
+    /// ([`Ctx::flush`]), so the order of everything the client sees is unchanged; only
+    /// fan-out gets cheaper. In a cluster each goes as it comes.
+    pub fn say(&self, to: Recipient, kind: MessageKind, text: String) {
+        if self.shared.cluster.is_some() {
+            return self.command(Command::Send { to, kind, text });
+        }
+        let mut run = self.run.lock().unwrap_or_else(|e| e.into_inner());
+        let fits = run.as_ref().is_some_and(|r| {
+            r.to == to
+                && r.kind == kind
+                && r.texts.len() < RUN_MESSAGES
+                && r.bytes + text.len() <= RUN_BYTES
+        });
+        if !fits {
+            if let Some(full) = run.take() {
+                self.send_run(full);
+            }
+        }
+        let run = run.get_or_insert_with(|| Run {
+            to,
+            kind,
+            texts: Vec::new(),
+            bytes: 0,
+        });
+        run.bytes += text.len();
+        run.texts.push(text);
+    }
+
+    /// Whether [`Ctx::say`] has messages waiting to go to the core.
+    fn has_run(&self) -> bool {
+        self.run.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Sends the messages collected by [`Ctx::say`].
+    pub fn flush(&self) {
+        let run = self.run.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(run) = run {
+            self.send_run(run);
+        }
+    }
+
+    fn send_run(&self, mut run: Run) {
+        let command = if run.texts.len() == 1 {
+            Command::Send {
+                to: run.to,
+                kind: run.kind,
+                text: run.texts.pop().expect("one text"),
+            }
+        } else {
+            Command::SendMany {
+                to: run.to,
+                kind: run.kind,
+                texts: run.texts,
+            }
+        };
+        run_now(self.shared, self.id, command);
     }
 
     /// Work queued by [`Ctx::command`] that the session must await before reading on.
@@ -211,6 +290,7 @@ impl<'a> Ctx<'a> {
     /// name or subscribe to a room (and any command after one) runs once that is done,
     /// before the session reads more input.
     pub fn command(&self, command: Command) {
+        self.flush();
         if let Some(cluster) = &self.shared.cluster {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             if pending.is_some()
@@ -238,6 +318,7 @@ impl<'a> Ctx<'a> {
 
     /// Queues a line of the session's own for this client.
     pub fn send(&self, line: Bytes) {
+        self.flush();
         self.outbox.push(Outgoing::Raw(line));
     }
 }
@@ -271,7 +352,25 @@ pub(crate) trait Protocol: Send {
     /// An input line went past the length limit and is being discarded.
     fn on_too_long(&mut self, ctx: &Ctx);
     /// A core event for this client: encode it into `out` and update any session state.
+    /// Whether handling `line` leaves the session as it is for replies to messages sent
+    /// with [`Ctx::say`] (so they may wait until after it): true for a line that only
+    /// sends a message, in a protocol whose replies to it do not depend on what the
+    /// client did since. Before any other line the collected messages go to the core
+    /// and their replies are handled. The default, false, means no batching.
+    fn continues_run(&self, _line: &[u8]) -> bool {
+        false
+    }
+
     fn on_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue);
+
+    /// Handles several messages from one sender at once. Protocols whose rendering of a
+    /// message depends on nothing but the message write the batch's shared encoding;
+    /// the default handles each message as an event.
+    fn on_batch(&mut self, batch: &Arc<Batch>, ctx: &Ctx, out: &mut WriteQueue) {
+        for envelope in &batch.messages {
+            self.on_event(envelope, ctx, out);
+        }
+    }
     /// Called after each input line and the replies it caused have been handled.
     fn after_line(&mut self, _ctx: &Ctx, _out: &mut WriteQueue) {}
     /// The last line the client sees before the connection closes for `why`.
@@ -815,6 +914,15 @@ fn feed<P: Protocol>(
         };
         input.flood.take(now);
         frames = true;
+        let continues = matches!(frame, Frame::Line(line) if protocol.continues_run(line));
+        if !continues && ctx.has_run() {
+            ctx.flush();
+            let sink = &mut input.sink;
+            if pump(sink.outbox, sink.drained, protocol, ctx, sink.out).is_err() {
+                close = Some(Close::SendQueueExceeded);
+                break;
+            }
+        }
         match frame {
             Frame::Line(line) => {
                 if let Flow::Close(why) = protocol.on_line(line, ctx) {
@@ -828,6 +936,13 @@ fn feed<P: Protocol>(
             close = Some(Close::SendQueueExceeded);
         }
         protocol.after_line(ctx, sink.out);
+    }
+    // Messages collected from these lines go to the core now, before the session
+    // waits for anything, and their replies (errors, echoes) join the output.
+    ctx.flush();
+    let sink = &mut input.sink;
+    if pump(sink.outbox, sink.drained, protocol, ctx, sink.out).is_err() && close.is_none() {
+        close = Some(Close::SendQueueExceeded);
     }
     Fed {
         used: data.len() - rest.len(),
@@ -889,6 +1004,11 @@ fn pump<P: Protocol>(
         for item in drained.drain(..) {
             match item {
                 Outgoing::Raw(line) => out.push(line),
+                Outgoing::Batch(batch) => {
+                    // One gate for the batch: its messages were committed together.
+                    out.gate(batch.last_id(), ctx.shared.durability.durable());
+                    protocol.on_batch(&batch, ctx, out)
+                }
                 Outgoing::Event(envelope) => {
                     // Messages from other nodes were made durable by their origin.
                     if let (confab_core::Event::Message(m), false) =

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use confab_core::{slot, Command, Envelope, Event, MessageKind, Name, Recipient, RoomName};
+use confab_core::{slot, Batch, Command, Envelope, Event, MessageKind, Name, Recipient, RoomName};
 use confab_wire::line::{self, Input};
 
 use confab_store::Range;
@@ -56,11 +56,7 @@ impl LineSession {
 
     fn say(&self, text: &str, kind: MessageKind, ctx: &Ctx) {
         match &self.current {
-            Some(room) => ctx.command(Command::Send {
-                to: Recipient::Room(room.to_string()),
-                kind,
-                text: text.to_string(),
-            }),
+            Some(room) => ctx.say(Recipient::Room(room.to_string()), kind, text.to_string()),
             None => ctx.send(line::error("You are in no room; /join ROOM to talk")),
         }
     }
@@ -226,11 +222,9 @@ impl Protocol for LineSession {
         match input {
             Input::Empty => {}
             Input::Register(name) => ctx.command(Command::Register { name: name.into() }),
-            Input::Direct { to, text } => ctx.command(Command::Send {
-                to: Recipient::User(to.into()),
-                kind: MessageKind::Normal,
-                text: text.into(),
-            }),
+            Input::Direct { to, text } => {
+                ctx.say(Recipient::User(to.into()), MessageKind::Normal, text.into())
+            }
             Input::Say(text) => self.say(text, MessageKind::Normal, ctx),
             Input::Action(text) => self.say(text, MessageKind::Action, ctx),
             Input::Join { room, key } => {
@@ -296,6 +290,22 @@ impl Protocol for LineSession {
             "Line too long (the limit is {} bytes); it was discarded",
             self.max_line
         )));
+    }
+
+    /// The line protocol's replies never depend on the command they answer, but
+    /// commands may act outside the core (a history query must see the messages sent
+    /// before it), so only messages follow messages still being collected.
+    fn continues_run(&self, line: &[u8]) -> bool {
+        std::str::from_utf8(line).is_ok_and(|line| {
+            matches!(
+                line::parse_input(line),
+                Input::Say(_) | Input::Direct { .. }
+            )
+        })
+    }
+
+    fn on_batch(&mut self, batch: &Arc<Batch>, _ctx: &Ctx, out: &mut WriteQueue) {
+        out.push(batch.encoded(slot::LINE, line::put_message));
     }
 
     fn on_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue) {

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use confab_core::{Envelope, Mailbox};
+use confab_core::{Batch, Envelope, Mailbox};
 use tokio::sync::Notify;
 
 /// One item waiting for a client.
@@ -23,6 +23,23 @@ pub(crate) enum Outgoing {
     /// A line the session produced itself (help, local errors). It travels through the
     /// same queue so that it keeps its place among the core's replies.
     Raw(Bytes),
+    /// Several messages from one sender, handed over together.
+    Batch(Arc<Batch>),
+}
+
+impl Outgoing {
+    /// The item, or each message of a batch as an event of its own, for sessions that
+    /// handle messages one by one.
+    pub(crate) fn singles(self) -> impl Iterator<Item = Outgoing> {
+        let (one, batch) = match self {
+            Outgoing::Batch(batch) => (None, Some(batch)),
+            item => (Some(item), None),
+        };
+        let each = batch.into_iter().flat_map(|batch| {
+            (0..batch.messages.len()).map(move |i| Outgoing::Event(batch.messages[i].clone()))
+        });
+        one.into_iter().chain(each)
+    }
 }
 
 struct State {
@@ -59,6 +76,7 @@ impl Outbox {
         let size = match &item {
             Outgoing::Event(envelope) => envelope.approximate_size(),
             Outgoing::Raw(bytes) => bytes.len(),
+            Outgoing::Batch(batch) => batch.approximate_size(),
         };
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.overflowed {
@@ -112,6 +130,10 @@ pub(crate) struct OutboxRef(pub Arc<Outbox>);
 impl Mailbox for OutboxRef {
     fn deliver(&self, envelope: &Arc<Envelope>) {
         self.0.push(Outgoing::Event(envelope.clone()));
+    }
+
+    fn deliver_batch(&self, batch: &Arc<Batch>) {
+        self.0.push(Outgoing::Batch(batch.clone()));
     }
 }
 

@@ -839,6 +839,48 @@ async fn raw_socket_rules_before_registration_and_long_lines() {
     server.stop().await;
 }
 
+/// PRIVMSGs read together are delivered as one batch; the replies to each must still be
+/// rendered for the command that caused them, not for whatever came next.
+#[tokio::test]
+async fn a_burst_of_privmsgs_keeps_each_reply_with_its_command() {
+    let server = TestServer::start().await;
+    let mut bob = server.user("bob").await;
+    let mut raw = LineClient::connect(server.irc_addr).await;
+    raw.send("NICK raw\r\nUSER raw 0 * :Raw Socket\r\nJOIN #lobby\r")
+        .await;
+    raw.expect(":confab.local 366 raw #lobby ").await;
+    bob.expect("* raw joined lobby").await;
+    raw.send(concat!(
+        "PRIVMSG #lobby :one\r\n",
+        "PRIVMSG #lobby :two\r\n",
+        "PRIVMSG ghost :x\r\n",
+        "PRIVMSG ghost :y\r\n",
+        "WHOIS ghost\r\n",
+        "NOTICE ghost :never answered\r\n",
+        "PRIVMSG #lobby :three\r\n",
+        "PING :done\r",
+    ))
+    .await;
+    for text in ["one", "two", "three"] {
+        assert_eq!(bob.line().await, format!("[lobby] raw: {text}"));
+    }
+    let mut replies = Vec::new();
+    loop {
+        let line = raw.line().await;
+        if line.contains(" PONG ") {
+            break;
+        }
+        replies.push(line.split(' ').nth(1).unwrap_or_default().to_string());
+    }
+    assert_eq!(
+        replies,
+        ["401", "401", "401", "318"],
+        "two PRIVMSG errors, then WHOIS"
+    );
+    bob.expect_quiet().await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn silent_clients_are_pinged_then_dropped() {
     let server = TestServer::with_limits(Limits {

@@ -270,6 +270,74 @@ async fn control_characters_never_reach_other_terminals() {
 }
 
 #[tokio::test]
+async fn c1_control_characters_are_replaced_too() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("alice").await;
+    let mut bob = server.user("bob").await;
+    alice.expect("* bob joined lobby").await;
+    // U+009B is a one-character CSI to terminals that obey C1 controls; U+00A3 is a
+    // pound sign, which shares its first UTF-8 byte and must stay.
+    alice.send("\u{9b}2J \u{a3}5").await;
+    assert_eq!(bob.line().await, "[lobby] alice: \u{fffd}2J \u{a3}5");
+    server.stop().await;
+}
+
+/// Messages read together are delivered together (one batch per recipient); this
+/// checks that nothing about what anyone sees changes: every line arrives, in order,
+/// errors answer the line that caused them, and commands run after the messages sent
+/// before them.
+#[tokio::test]
+async fn a_burst_of_lines_in_one_write_arrives_whole_in_order_with_its_errors_in_place() {
+    let data = tempfile::tempdir().unwrap();
+    // Flood control would (rightly) slow a client sending 300 lines at once.
+    let no_flood_limit = Limits {
+        flood_rate: 0,
+        ..Limits::default()
+    };
+    let server = TestServer::with_data_and_limits(data.path(), no_flood_limit).await;
+    let mut alice = server.user("alice").await;
+    let mut bob = server.user("bob").await;
+    alice.expect("* bob joined lobby").await;
+    let mut burst = String::new();
+    for i in 0..150 {
+        burst.push_str(&format!("line {i}\n"));
+    }
+    burst.push_str("@nobody:are you there?\n@bob:psst\n@bob:psst again\n");
+    for i in 150..300 {
+        burst.push_str(&format!("line {i}\n"));
+    }
+    burst.push_str("/history lobby 2\n");
+    alice.send_bytes(burst.as_bytes()).await;
+    for i in 0..150 {
+        assert_eq!(bob.line().await, format!("[lobby] alice: line {i}"));
+    }
+    assert_eq!(bob.line().await, "[dm] alice: psst");
+    assert_eq!(bob.line().await, "[dm] alice: psst again");
+    for i in 150..300 {
+        assert_eq!(bob.line().await, format!("[lobby] alice: line {i}"));
+    }
+    assert_eq!(alice.line().await, "! No such user: nobody is not online");
+    // The history query ran after every message before it was accepted.
+    alice.expect("* History of ").await;
+    let mut history = Vec::new();
+    loop {
+        match alice.line().await {
+            end if end == "* End of history" => break,
+            line => history.push(line),
+        }
+    }
+    assert!(
+        history
+            .last()
+            .is_some_and(|l| l.ends_with("alice: line 299")),
+        "{history:?}"
+    );
+    bob.expect_quiet().await;
+    alice.expect_quiet().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_client_that_stops_reading_is_cut_and_the_others_carry_on() {
     // The sender floods on purpose; flood control (tested in limits.rs) is off here.
     let server = TestServer::with_limits(Limits {

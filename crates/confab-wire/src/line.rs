@@ -294,7 +294,12 @@ pub fn error_text(error: &ChatError) -> String {
 /// Copies user text, replacing control characters other than tab with U+FFFD so that
 /// nobody can move another user's cursor or recolour their terminal.
 fn put_text(out: &mut BytesMut, text: &str) {
-    if !text.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+    // C1 controls (U+0080 to U+009F, which some terminals obey) start with 0xC2 in
+    // UTF-8, so text with that byte takes the careful path too.
+    if !text
+        .bytes()
+        .any(|b| b < 0x20 && b != b'\t' || b == 0x7f || b == 0xc2)
+    {
         out.put_slice(text.as_bytes());
         return;
     }
@@ -308,7 +313,8 @@ fn put_text(out: &mut BytesMut, text: &str) {
     }
 }
 
-fn put_message(out: &mut BytesMut, m: &Message) {
+/// Writes one message as the line protocol shows it, newline included.
+pub fn put_message(out: &mut BytesMut, m: &Message) {
     match &m.to {
         Target::Room(room) => {
             out.put_u8(b'[');

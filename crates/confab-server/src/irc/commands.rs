@@ -384,11 +384,18 @@ fn send(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, notice: bool) -> F
             Some(room) => Recipient::Room(room.to_string()),
             None => Recipient::User(target.to_string()),
         };
-        ctx.command(Command::Send {
-            to,
-            kind,
-            text: text.to_string(),
-        });
+        // Plain PRIVMSGs are collected into batches; a NOTICE's failures are never
+        // answered, and a labeled command's replies belong to its label, so those go
+        // one by one.
+        if notice || session.labeled.is_some() {
+            ctx.command(Command::Send {
+                to,
+                kind,
+                text: text.to_string(),
+            });
+        } else {
+            ctx.say(to, kind, text.to_string());
+        }
     }
     Flow::Continue
 }

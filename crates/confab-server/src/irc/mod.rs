@@ -25,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use confab_core::{
-    slot, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName, Source, Target,
+    slot, Batch, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName, Source, Target,
 };
 use confab_wire::irc::{self as wire, write_message, MAX_LINE};
 use confab_wire::time::iso_time;
@@ -191,6 +191,14 @@ fn prefix(source: &Source) -> String {
 /// through `write_message` cost three allocations and two copies of the text each (the
 /// `writes_messages_as_write_message_would` property test keeps the two identical).
 fn encode_message(m: &Message) -> Bytes {
+    let size = m.from.name.as_str().len() + m.from.user.len() + m.from.host.len();
+    let mut out = BytesMut::with_capacity(size + m.text.len() + 64);
+    put_message(&mut out, m);
+    out.freeze()
+}
+
+/// Writes one message as [`encode_message`] renders it, at the end of `out`.
+fn put_message(out: &mut BytesMut, m: &Message) {
     let from = &m.from;
     let (command, action): (&[u8], bool) = match m.kind {
         MessageKind::Normal => (b"PRIVMSG", false),
@@ -201,8 +209,6 @@ fn encode_message(m: &Message) -> Bytes {
         Target::Room(room) => room.as_str(),
         Target::User(name) => name.as_str(),
     };
-    let size = from.name.as_str().len() + from.user.len() + from.host.len() + target.len();
-    let mut out = BytesMut::with_capacity(size + m.text.len() + 32);
     out.put_u8(b':');
     out.put_slice(from.name.as_str().as_bytes());
     out.put_u8(b'!');
@@ -225,7 +231,6 @@ fn encode_message(m: &Message) -> Bytes {
         out.put_u8(1);
     }
     out.put_slice(b"\r\n");
-    out.freeze()
 }
 
 /// The body of a broadcast event as IRC writes it, the same for every recipient. The
@@ -323,10 +328,16 @@ fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
 /// The tag section for a broadcast event: server-time always, and with message-tags
 /// also the message id and the sender's account.
 fn encode_tags(event: &Event, all: bool) -> Bytes {
-    let (time, id, account) = match event {
-        Event::Message(m) => (m.time_ms, Some(m.id), m.from.account.clone()),
-        _ => (now_ms(), None, None),
-    };
+    let mut out = BytesMut::new();
+    match event {
+        Event::Message(m) => put_tags(&mut out, m.time_ms, Some(m.id), m.from.account.clone(), all),
+        _ => put_tags(&mut out, now_ms(), None, None, all),
+    }
+    out.freeze()
+}
+
+/// Writes the tag section `encode_tags` renders, at the end of `out`.
+fn put_tags(out: &mut BytesMut, time: u64, id: Option<u64>, account: Option<Arc<str>>, all: bool) {
     let time = iso_time(time);
     let id = id.map(|id| id.to_string());
     let mut tags: Vec<(&str, &str)> = vec![("time", &time)];
@@ -338,7 +349,6 @@ fn encode_tags(event: &Event, all: bool) -> Bytes {
             tags.push(("account", account));
         }
     }
-    let mut out = BytesMut::new();
     // `write_message` would add a command; write the tag section alone.
     out.extend_from_slice(b"@");
     for (i, (key, value)) in tags.iter().enumerate() {
@@ -347,10 +357,9 @@ fn encode_tags(event: &Event, all: bool) -> Bytes {
         }
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"=");
-        wire::escape_tag(value, &mut out);
+        wire::escape_tag(value, out);
     }
     out.extend_from_slice(b" ");
-    out.freeze()
 }
 
 impl IrcSession {
@@ -1304,6 +1313,37 @@ impl Protocol for IrcSession {
         } else {
             self.handle_event(envelope, ctx, out);
         }
+    }
+
+    /// A plain PRIVMSG (no tags, no prefix) only sets the context its own replies are
+    /// rendered in, which every PRIVMSG shares; anything else first has the collected
+    /// messages sent and their replies rendered.
+    fn continues_run(&self, line: &[u8]) -> bool {
+        line.get(..8)
+            .is_some_and(|start| start.eq_ignore_ascii_case(b"PRIVMSG "))
+    }
+
+    fn on_batch(&mut self, batch: &Arc<Batch>, ctx: &Ctx, out: &mut WriteQueue) {
+        if self.labeled.is_some() {
+            // Some messages may be responses to the labeled command; sort them one by one.
+            for envelope in &batch.messages {
+                self.on_event(envelope, ctx, out);
+            }
+            return;
+        }
+        let tagged = |all: bool| {
+            move |out: &mut BytesMut, m: &Message| {
+                put_tags(out, m.time_ms, Some(m.id), m.from.account.clone(), all);
+                put_message(out, m);
+            }
+        };
+        out.push(if self.caps.message_tags {
+            batch.encoded(slot::IRC_ALL_TAGS, tagged(true))
+        } else if self.caps.server_time {
+            batch.encoded(slot::IRC_TIME_TAG, tagged(false))
+        } else {
+            batch.encoded(slot::IRC, put_message)
+        });
     }
 
     fn after_line(&mut self, ctx: &Ctx, out: &mut WriteQueue) {

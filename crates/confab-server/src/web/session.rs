@@ -674,7 +674,7 @@ where
         // The newest message in this batch: nothing of the batch is sent before it is
         // durable, which keeps the order and the history guarantee.
         let mut needed = 0;
-        for item in drained.drain(..) {
+        for item in drained.drain(..).flat_map(Outgoing::singles) {
             if let Outgoing::Event(envelope) = &item {
                 if lock(known).observe(&envelope.event) {
                     join_default_room(ctx);
@@ -732,6 +732,7 @@ fn encode(item: Outgoing) -> Bytes {
     match item {
         Outgoing::Raw(bytes) => bytes,
         Outgoing::Event(envelope) => envelope.encoded(protocol::SLOT, protocol::encode_event),
+        Outgoing::Batch(_) => unreachable!("batches are taken apart by `Outgoing::singles`"),
     }
 }
 
