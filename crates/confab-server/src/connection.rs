@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
@@ -148,12 +149,21 @@ pub(crate) fn run_now(shared: &Shared, id: ClientId, command: Command) {
     core.handle(id, command, now_ms);
 }
 
-/// Awaits the session's pending cluster work, then clears it.
-async fn finish_pending(pending: &mut Option<Pending>) {
-    if let Some(work) = pending.as_mut() {
-        work.await;
-    }
-    *pending = None;
+/// What woke a connection's loop, in the order it looks.
+enum Woke {
+    Shutdown,
+    /// Something was queued in the outbox.
+    Outbox,
+    /// The message the output was held for is durable.
+    Durable,
+    /// The cluster work the session waited for is done.
+    ClusterDone,
+    Writable(io::Result<()>),
+    Readable(io::Result<()>),
+    /// The flood budget allows more of the held input.
+    Flood,
+    /// A deadline passed: registration, keepalive, idle, partial line or handshake.
+    Timer,
 }
 
 /// What the protocol wants after handling input.
@@ -173,7 +183,8 @@ pub(crate) struct Ctx<'a> {
     /// more input, so a client's later commands stay behind them.
     pending: Mutex<Option<Pending>>,
     /// Messages to one recipient collected by [`Ctx::say`], not yet in the core.
-    run: Mutex<Option<Run>>,
+    /// Boxed because it is rarely there and the context lives in every connection.
+    run: Mutex<Option<Box<Run>>>,
 }
 
 /// Consecutive messages from one read of a client's input to the same recipient, sent
@@ -223,14 +234,16 @@ impl<'a> Ctx<'a> {
         });
         if !fits {
             if let Some(full) = run.take() {
-                self.send_run(full);
+                self.send_run(*full);
             }
         }
-        let run = run.get_or_insert_with(|| Run {
-            to,
-            kind,
-            texts: Vec::new(),
-            bytes: 0,
+        let run = run.get_or_insert_with(|| {
+            Box::new(Run {
+                to,
+                kind,
+                texts: Vec::new(),
+                bytes: 0,
+            })
         });
         run.bytes += text.len();
         run.texts.push(text);
@@ -245,7 +258,7 @@ impl<'a> Ctx<'a> {
     pub fn flush(&self) {
         let run = self.run.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(run) = run {
-            self.send_run(run);
+            self.send_run(*run);
         }
     }
 
@@ -351,7 +364,6 @@ pub(crate) trait Protocol: Send {
     fn on_line(&mut self, line: &[u8], ctx: &Ctx) -> Flow;
     /// An input line went past the length limit and is being discarded.
     fn on_too_long(&mut self, ctx: &Ctx);
-    /// A core event for this client: encode it into `out` and update any session state.
     /// Whether handling `line` leaves the session as it is for replies to messages sent
     /// with [`Ctx::say`] (so they may wait until after it): true for a line that only
     /// sends a message, in a protocol whose replies to it do not depend on what the
@@ -361,6 +373,7 @@ pub(crate) trait Protocol: Send {
         false
     }
 
+    /// A core event for this client: encode it into `out` and update any session state.
     fn on_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue);
 
     /// Handles several messages from one sender at once. Protocols whose rendering of a
@@ -401,10 +414,21 @@ pub(crate) trait Protocol: Send {
 ///    transport's own (TLS records) going out through `try_flush` when `wants_write`.
 /// 4. A transport holds a bounded amount of data of its own.
 pub(crate) trait Transport: Send + Sync {
-    /// Resolves when `try_read` may make progress (it may still find nothing).
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
-    /// Resolves when a write may make progress (it may still find no room).
-    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Ready when `try_read` may make progress (it may still find nothing).
+    ///
+    /// Readiness is polled rather than awaited so that a connection waiting on its
+    /// socket keeps no future for it: every connection waits all its life.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Ready when a write may make progress (it may still find no room).
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Resolves when `try_read` may make progress.
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        std::future::poll_fn(|cx| self.poll_read_ready(cx))
+    }
+    /// Resolves when a write may make progress.
+    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        std::future::poll_fn(|cx| self.poll_write_ready(cx))
+    }
     /// Reads what is available without waiting.
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes what fits without waiting.
@@ -430,12 +454,12 @@ pub(crate) trait Transport: Send + Sync {
 }
 
 impl Transport for TcpStream {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        TcpStream::readable(self)
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
     }
 
-    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        TcpStream::writable(self)
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_write_ready(self, cx)
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -563,6 +587,10 @@ impl WriteQueue {
                     left = 0;
                 }
             }
+            if self.chunks.is_empty() {
+                release_if_large(&mut self.chunks);
+                release_if_large(&mut self.gates);
+            }
         }
     }
 
@@ -583,6 +611,18 @@ impl WriteQueue {
     }
 }
 
+/// Frees an empty queue's memory when a burst made it big. An idle connection then holds
+/// no queue memory at all: the welcome alone grows a queue to 32 entries, which kept
+/// for ever was a tenth of an idle connection's footprint.
+pub(crate) fn release_if_large<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > SMALL_QUEUE {
+        *queue = VecDeque::new();
+    }
+}
+
+/// Entries an empty queue may keep room for.
+const SMALL_QUEUE: usize = 8;
+
 /// Bytes read per system call. One buffer per worker thread, not per connection.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -591,220 +631,335 @@ thread_local! {
 }
 
 /// Serves one accepted connection until it ends, then removes the client from the core.
-pub(crate) async fn run<T: Transport, P: Protocol>(
+/// `permit` (the connection's admission slot) is held until then.
+///
+/// Not an `async fn`: its arguments would be kept twice in the future, once as
+/// arguments and once as the locals they are moved into, and this future is most of
+/// an idle connection's memory. An `async move` block uses the captured values in
+/// place.
+#[allow(clippy::manual_async_fn)] // Deliberate: see above.
+pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
     mut stream: T,
     peer: SocketAddr,
     id: ClientId,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     mut protocol: P,
-) {
-    let limits = &shared.limits;
-    let outbox = Arc::new(Outbox::new(limits.send_queue));
-    shared
-        .lock_core()
-        .connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string());
-    let ctx = Ctx::new(&shared, id, &outbox);
-    protocol.greet(&ctx);
-    let mut pending: Option<Pending> = None;
+    permit: G,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        // Everything the session needs while it runs lives in this block, so that none
+        // of it is kept beside the farewell's own future below.
+        let (out, close) = {
+            let limits = &shared.limits;
+            let outbox = Arc::new(Outbox::new(limits.send_queue));
+            shared
+                .lock_core()
+                .connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string());
+            let ctx = Ctx::new(&shared, id, &outbox);
+            protocol.greet(&ctx);
+            let mut pending: Option<Pending> = None;
 
-    let mut decoder = LineDecoder::new(protocol.max_line());
-    let mut out = WriteQueue::default();
-    let mut drained = VecDeque::new();
-    let connected_at = Instant::now();
-    let mut last_input = connected_at;
-    // When a keepalive ping went out and is still unanswered.
-    let mut pinged: Option<Instant> = None;
-    let mut flood = FloodControl::new(
-        limits.flood_burst,
-        limits.flood_rate,
-        limits.flood_grace,
-        connected_at,
-    );
-    let mut held = Held::default();
-    // When the unfinished line now in the decoder was started.
-    let mut partial_since: Option<Instant> = None;
+            let mut decoder = LineDecoder::new(protocol.max_line());
+            let mut out = WriteQueue::default();
+            let mut drained = VecDeque::new();
+            let connected_at = Instant::now();
+            let mut last_input = connected_at;
+            // When a keepalive ping went out and is still unanswered.
+            let mut pinged: Option<Instant> = None;
+            let mut flood = FloodControl::new(
+                limits.flood_burst,
+                limits.flood_rate,
+                limits.flood_grace,
+                connected_at,
+            );
+            let mut held = Held::default();
+            // When the unfinished line now in the decoder was started.
+            let mut partial_since: Option<Instant> = None;
 
-    let close = loop {
-        if let Some(close) = protocol.take_close() {
-            break close;
-        }
-        let now = Instant::now();
-        let deadline = if !protocol.registered() {
-            connected_at + limits.registration_timeout
-        } else if P::PINGS {
-            pinged.unwrap_or(last_input) + limits.ping_interval
-        } else {
-            last_input + limits.idle_timeout
+            // What the loop waits on lives here, for the whole connection, instead of in a
+            // `select!` that builds every branch's future anew at each turn: one timer reset as
+            // deadlines move, the shutdown signal, and a durability wait only while output is
+            // held for one. The rest (socket readiness, the outbox, cluster work) is polled in
+            // place. An idle connection is mostly this state, so it is kept small.
+            let cancelled = shutdown.cancelled();
+            tokio::pin!(cancelled);
+            let timer = sleep_until(connected_at + limits.registration_timeout);
+            tokio::pin!(timer);
+            let mut durable_wait: Option<(u64, Pending)> = None;
+
+            let close = loop {
+                if let Some(close) = protocol.take_close() {
+                    break close;
+                }
+                let woke = {
+                    let now = Instant::now();
+                    let deadline = if !protocol.registered() {
+                        connected_at + limits.registration_timeout
+                    } else if P::PINGS {
+                        pinged.unwrap_or(last_input) + limits.ping_interval
+                    } else {
+                        last_input + limits.idle_timeout
+                    };
+                    let deadline = stream
+                        .handshake_deadline()
+                        .map_or(deadline, |d| d.min(deadline));
+                    let partial_deadline = partial_since
+                        .filter(|_| !limits.partial_line_timeout.is_zero())
+                        .map(|since| since + limits.partial_line_timeout);
+                    let wake = partial_deadline.map_or(deadline, |p| p.min(deadline));
+                    // Stop reading while a backlog of our own output waits: a client that floods
+                    // without reading slows itself down instead of growing our buffers.
+                    let room_to_write = out.bytes < limits.send_queue;
+                    // Stop reading, too, while the client is over its input budget: input already
+                    // read waits in `held`, the rest in the kernel, and TCP slows the sender.
+                    let within_budget = held.is_empty() && flood.allows(now, false);
+                    if pending.is_none() {
+                        pending = ctx.take_pending();
+                    }
+                    let waiting = pending.is_some();
+                    let may_read = room_to_write && within_budget && !waiting;
+                    let slowed = room_to_write && !within_budget && !waiting;
+                    let durable = shared.durability.durable();
+                    let can_write = out.has_open(durable) || stream.wants_write();
+                    let gated_on = out.blocked_on(durable);
+                    let flood_at = slowed.then(|| flood.ready_at(now));
+                    let due = flood_at.map_or(wake, |at| at.min(wake));
+                    if timer.deadline() != due {
+                        timer.as_mut().reset(due);
+                    }
+                    match gated_on {
+                        Some(id) if durable_wait.as_ref().is_some_and(|(w, _)| *w == id) => {}
+                        Some(id) => {
+                            let durability = shared.durability.clone();
+                            durable_wait =
+                                Some((id, Box::pin(async move { durability.wait_for(id).await })));
+                        }
+                        None => durable_wait = None,
+                    }
+                    // The closure gets copies and references only: what is computed
+                    // above is not kept across the wait (this future's size is an
+                    // idle connection's size).
+                    let mut cancelled = cancelled.as_mut();
+                    let mut timer = timer.as_mut();
+                    let (outbox, stream) = (&outbox, &stream);
+                    let (pending, durable_wait) = (&mut pending, &mut durable_wait);
+                    std::future::poll_fn(move |cx| {
+                        // In this order: shutdown first, then output, then input, then time.
+                        if cancelled.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Woke::Shutdown);
+                        }
+                        if outbox.poll_ready(cx).is_ready() {
+                            return Poll::Ready(Woke::Outbox);
+                        }
+                        if let Some((_, wait)) = durable_wait.as_mut() {
+                            if wait.as_mut().poll(cx).is_ready() {
+                                return Poll::Ready(Woke::Durable);
+                            }
+                        }
+                        if let (Some(work), true) = (pending.as_mut(), waiting) {
+                            if work.as_mut().poll(cx).is_ready() {
+                                return Poll::Ready(Woke::ClusterDone);
+                            }
+                        }
+                        if can_write {
+                            if let Poll::Ready(ready) = stream.poll_write_ready(cx) {
+                                return Poll::Ready(Woke::Writable(ready));
+                            }
+                        }
+                        if may_read {
+                            if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
+                                return Poll::Ready(Woke::Readable(ready));
+                            }
+                        }
+                        if timer.as_mut().poll(cx).is_ready() {
+                            let now = Instant::now();
+                            if flood_at.is_some_and(|at| at <= now) {
+                                return Poll::Ready(Woke::Flood);
+                            }
+                            return Poll::Ready(Woke::Timer);
+                        }
+                        Poll::Pending
+                    })
+                };
+                let woke = woke.await;
+                match woke {
+                    Woke::Shutdown => break Close::Shutdown,
+                    Woke::Outbox => {
+                        // With output still pending, only an overflow matters now; the rest is
+                        // picked up when the pending output has gone.
+                        if outbox.overflowed() {
+                            break Close::SendQueueExceeded;
+                        }
+                        if out.is_empty() {
+                            if let Err(Overflowed) =
+                                pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out)
+                            {
+                                break Close::SendQueueExceeded;
+                            }
+                            if let Err(e) = out.write_some(&mut stream, shared.durability.durable())
+                            {
+                                break Close::Io(e.to_string());
+                            }
+                        }
+                    }
+                    Woke::Durable => durable_wait = None,
+                    Woke::ClusterDone => pending = None,
+                    Woke::Writable(ready) => {
+                        if let Err(e) = ready
+                            .and_then(|()| out.write_some(&mut stream, shared.durability.durable()))
+                        {
+                            break Close::Io(e.to_string());
+                        }
+                        if out.is_empty() {
+                            if let Err(Overflowed) =
+                                pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out)
+                            {
+                                break Close::SendQueueExceeded;
+                            }
+                        }
+                    }
+                    Woke::Readable(ready) => {
+                        if let Err(e) = ready {
+                            break Close::Io(e.to_string());
+                        }
+                        let mut input = Input {
+                            decoder: &mut decoder,
+                            flood: &mut flood,
+                            sink: Sink {
+                                outbox: &outbox,
+                                drained: &mut drained,
+                                out: &mut out,
+                            },
+                        };
+                        let read =
+                            read_input(&mut stream, &mut input, &mut protocol, &ctx, &mut held);
+                        let fed = match read {
+                            Ok(fed) => fed,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                            Err(e) => break Close::Io(e.to_string()),
+                        };
+                        let now = Instant::now();
+                        last_input = now;
+                        pinged = None;
+                        if let Some(close) = fed.close {
+                            break close;
+                        }
+                        if !held.is_empty() && flood.stall(now).is_err() {
+                            break Close::ExcessFlood;
+                        }
+                        partial_since =
+                            partial_line(&decoder, &held, fed.frames, partial_since, now);
+                        // One read can carry hundreds of lines, each fanned out to a whole room.
+                        // Yielding after every read lets the recipients' tasks write in between,
+                        // so one fast sender cannot hold a worker thread while every other
+                        // client's queue fills up (tokio's own budget only counts socket polls).
+                        if fed.frames {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    Woke::Flood => {
+                        if held.is_empty() {
+                            continue;
+                        }
+                        let now = Instant::now();
+                        let mut input = Input {
+                            decoder: &mut decoder,
+                            flood: &mut flood,
+                            sink: Sink {
+                                outbox: &outbox,
+                                drained: &mut drained,
+                                out: &mut out,
+                            },
+                        };
+                        let fed = feed(held.rest(), &mut input, &mut protocol, &ctx, now);
+                        held.consume(fed.used);
+                        if fed.frames {
+                            last_input = now;
+                            pinged = None;
+                        }
+                        if let Some(close) = fed.close {
+                            break close;
+                        }
+                        if !held.is_empty() && flood.stall(now).is_err() {
+                            break Close::ExcessFlood;
+                        }
+                        partial_since =
+                            partial_line(&decoder, &held, fed.frames, partial_since, now);
+                    }
+                    Woke::Timer => {
+                        let partial_timeout = limits.partial_line_timeout;
+                        let partial_deadline = partial_since
+                            .filter(|_| !partial_timeout.is_zero())
+                            .map(|since| since + partial_timeout);
+                        if partial_deadline.is_some_and(|p| p <= Instant::now()) {
+                            break Close::PartialLine;
+                        }
+                        if stream.handshake_deadline().is_some() {
+                            break Close::Io("TLS handshake timed out".into());
+                        }
+                        if !protocol.registered() {
+                            break Close::RegistrationTimeout;
+                        }
+                        if !P::PINGS {
+                            break Close::IdleTimeout;
+                        }
+                        if pinged.is_some() {
+                            break Close::PingTimeout;
+                        }
+                        pinged = Some(Instant::now());
+                        if let Some(ping) = protocol.keepalive() {
+                            outbox.push(Outgoing::Raw(ping));
+                        }
+                    }
+                }
+            };
+
+            // Counted before anyone is told, so that whoever sees the quit sees it counted.
+            let reason = close.metric();
+            shared.metrics.disconnected(reason);
+            // The client leaves the chat first, so nobody sends it anything more, then gets
+            // whatever was already queued for it and its farewell line.
+            shared.lock_core().disconnect(id, &close.reason());
+            if let Some(cluster) = &shared.cluster {
+                cluster.names_changed();
+            }
+            match &close {
+                Close::Io(_) => {}
+                Close::SendQueueExceeded => {
+                    if let Some(line) = protocol.farewell(&close) {
+                        out.push(line);
+                    }
+                }
+                _ => {
+                    let _ = pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out);
+                    if let Some(line) = protocol.farewell(&close) {
+                        out.push(line);
+                    }
+                }
+            }
+            // One log line per disconnect, with the reason as a stable field; ordinary ends
+            // only at debug level.
+            let detail = close.reason();
+            match &close {
+                Close::Io(_) | Close::Eof | Close::Quit(_) | Close::Shutdown => {
+                    tracing::debug!(%peer, id, reason = reason.label(), %detail, "client disconnected")
+                }
+                _ => {
+                    tracing::info!(%peer, id, reason = reason.label(), %detail, "client disconnected")
+                }
+            }
+            (out, close)
         };
-        let deadline = stream
-            .handshake_deadline()
-            .map_or(deadline, |d| d.min(deadline));
-        let partial_deadline = partial_since
-            .filter(|_| !limits.partial_line_timeout.is_zero())
-            .map(|since| since + limits.partial_line_timeout);
-        let wake = partial_deadline.map_or(deadline, |p| p.min(deadline));
-        // Stop reading while a backlog of our own output waits: a client that floods
-        // without reading slows itself down instead of growing our buffers.
-        let room_to_write = out.bytes < limits.send_queue;
-        // Stop reading, too, while the client is over its input budget: input already
-        // read waits in `held`, the rest in the kernel, and TCP slows the sender.
-        let within_budget = held.is_empty() && flood.allows(now, false);
-        if pending.is_none() {
-            pending = ctx.take_pending();
+        // A client still in its TLS handshake could read nothing we sent, so it is
+        // dropped.
+        if !matches!(close, Close::Io(_)) && stream.handshake_deadline().is_none() {
+            // Boxed: kept inline, its state would make every connection's future
+            // bigger, all its life, for the moment after its end.
+            let grace = shared.limits.shutdown_grace;
+            Box::pin(linger(stream, out, &shared.durability, grace)).await;
         }
-        let waiting = pending.is_some();
-        let may_read = room_to_write && within_budget && !waiting;
-        let slowed = room_to_write && !within_budget && !waiting;
-        let durable = shared.durability.durable();
-        let can_write = out.has_open(durable) || stream.wants_write();
-        let gated_on = out.blocked_on(durable);
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break Close::Shutdown,
-            () = outbox.ready() => {
-                // With output still pending, only an overflow matters now; the rest is
-                // picked up when the pending output has gone.
-                if outbox.overflowed() {
-                    break Close::SendQueueExceeded;
-                }
-                if out.is_empty() {
-                    if let Err(Overflowed) = pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out) {
-                        break Close::SendQueueExceeded;
-                    }
-                    if let Err(e) = out.write_some(&mut stream, shared.durability.durable()) {
-                        break Close::Io(e.to_string());
-                    }
-                }
-            }
-            () = shared.durability.wait_for(gated_on.unwrap_or(0)), if gated_on.is_some() => {}
-            () = finish_pending(&mut pending), if waiting => {}
-            ready = stream.writable(), if can_write => {
-                if let Err(e) = ready.and_then(|()| out.write_some(&mut stream, shared.durability.durable())) {
-                    break Close::Io(e.to_string());
-                }
-                if out.is_empty() {
-                    if let Err(Overflowed) = pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out) {
-                        break Close::SendQueueExceeded;
-                    }
-                }
-            }
-            ready = stream.readable(), if may_read => {
-                if let Err(e) = ready {
-                    break Close::Io(e.to_string());
-                }
-                let mut input = Input {
-                    decoder: &mut decoder,
-                    flood: &mut flood,
-                    sink: Sink { outbox: &outbox, drained: &mut drained, out: &mut out },
-                };
-                let read = read_input(&mut stream, &mut input, &mut protocol, &ctx, &mut held);
-                let fed = match read {
-                    Ok(fed) => fed,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => break Close::Io(e.to_string()),
-                };
-                let now = Instant::now();
-                last_input = now;
-                pinged = None;
-                if let Some(close) = fed.close {
-                    break close;
-                }
-                if !held.is_empty() && flood.stall(now).is_err() {
-                    break Close::ExcessFlood;
-                }
-                partial_since = partial_line(&decoder, &held, fed.frames, partial_since, now);
-                // One read can carry hundreds of lines, each fanned out to a whole room.
-                // Yielding after every read lets the recipients' tasks write in between,
-                // so one fast sender cannot hold a worker thread while every other
-                // client's queue fills up (tokio's own budget only counts socket polls).
-                if fed.frames {
-                    tokio::task::yield_now().await;
-                }
-            }
-            () = sleep_until(flood.ready_at(now)), if slowed => {
-                if held.is_empty() {
-                    continue;
-                }
-                let now = Instant::now();
-                let mut input = Input {
-                    decoder: &mut decoder,
-                    flood: &mut flood,
-                    sink: Sink { outbox: &outbox, drained: &mut drained, out: &mut out },
-                };
-                let fed = feed(held.rest(), &mut input, &mut protocol, &ctx, now);
-                held.consume(fed.used);
-                if fed.frames {
-                    last_input = now;
-                    pinged = None;
-                }
-                if let Some(close) = fed.close {
-                    break close;
-                }
-                if !held.is_empty() && flood.stall(now).is_err() {
-                    break Close::ExcessFlood;
-                }
-                partial_since = partial_line(&decoder, &held, fed.frames, partial_since, now);
-            }
-            () = sleep_until(wake) => {
-                if partial_deadline.is_some_and(|p| p <= Instant::now()) {
-                    break Close::PartialLine;
-                }
-                if stream.handshake_deadline().is_some() {
-                    break Close::Io("TLS handshake timed out".into());
-                }
-                if !protocol.registered() {
-                    break Close::RegistrationTimeout;
-                }
-                if !P::PINGS {
-                    break Close::IdleTimeout;
-                }
-                if pinged.is_some() {
-                    break Close::PingTimeout;
-                }
-                pinged = Some(Instant::now());
-                if let Some(ping) = protocol.keepalive() {
-                    outbox.push(Outgoing::Raw(ping));
-                }
-            }
-        }
-    };
-
-    // Counted before anyone is told, so that whoever sees the quit sees it counted.
-    let reason = close.metric();
-    shared.metrics.disconnected(reason);
-    // The client leaves the chat first, so nobody sends it anything more, then gets
-    // whatever was already queued for it and its farewell line.
-    shared.lock_core().disconnect(id, &close.reason());
-    if let Some(cluster) = &shared.cluster {
-        cluster.names_changed();
-    }
-    match &close {
-        Close::Io(_) => {}
-        Close::SendQueueExceeded => {
-            if let Some(line) = protocol.farewell(&close) {
-                out.push(line);
-            }
-        }
-        _ => {
-            let _ = pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out);
-            if let Some(line) = protocol.farewell(&close) {
-                out.push(line);
-            }
-        }
-    }
-    // One log line per disconnect, with the reason as a stable field; ordinary ends
-    // only at debug level.
-    let detail = close.reason();
-    match &close {
-        Close::Io(_) | Close::Eof | Close::Quit(_) | Close::Shutdown => {
-            tracing::debug!(%peer, id, reason = reason.label(), %detail, "client disconnected")
-        }
-        _ => tracing::info!(%peer, id, reason = reason.label(), %detail, "client disconnected"),
-    }
-    // A client still in its TLS handshake could read nothing we sent, so it is dropped.
-    if !matches!(close, Close::Io(_)) && stream.handshake_deadline().is_none() {
-        linger(stream, out, &shared.durability, limits.shutdown_grace).await;
+        drop(permit);
     }
 }
 
@@ -1021,6 +1176,7 @@ fn pump<P: Protocol>(
             }
         }
     }
+    release_if_large(drained);
     Ok(())
 }
 

@@ -10,11 +10,13 @@
 //!    everything at once, so a burst of N events costs one wake-up.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use confab_core::{Batch, Envelope, Mailbox};
-use tokio::sync::Notify;
+use futures::task::AtomicWaker;
 
 /// One item waiting for a client.
 pub(crate) enum Outgoing {
@@ -51,7 +53,11 @@ struct State {
 
 pub(crate) struct Outbox {
     state: Mutex<State>,
-    ready: Notify,
+    /// Set when the session must look at the queue; with `waker`, what `Notify` would
+    /// give, without the future a waiting session would have to keep. Every connection
+    /// waits here all its life, so the future's bytes were paid per idle connection.
+    signalled: AtomicBool,
+    waker: AtomicWaker,
     limit: usize,
 }
 
@@ -67,7 +73,8 @@ impl Outbox {
                 bytes: 0,
                 overflowed: false,
             }),
-            ready: Notify::new(),
+            signalled: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
             limit,
         }
     }
@@ -95,7 +102,8 @@ impl Outbox {
             }
         }
         drop(state);
-        self.ready.notify_one();
+        self.signalled.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     /// Moves everything queued into `into` (which must be empty), keeping the order.
@@ -105,6 +113,7 @@ impl Outbox {
             return Err(Overflowed);
         }
         std::mem::swap(&mut state.queue, into);
+        crate::connection::release_if_large(&mut state.queue);
         state.bytes = 0;
         Ok(())
     }
@@ -117,9 +126,23 @@ impl Outbox {
             .overflowed
     }
 
-    /// Resolves when something was queued since the last drain.
+    /// Ready when something was queued since the last time this was ready, the way a
+    /// `Notify` permit works; only the latest task to poll is woken.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signalled.swap(false, Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        // A push between the check and the registration would have woken nobody.
+        if self.signalled.swap(false, Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Resolves when something was queued since the last time this resolved.
     pub(crate) async fn ready(&self) {
-        self.ready.notified().await
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
 }
 

@@ -278,22 +278,12 @@ async fn accept_loop(
         // either would make every plain connection as big as a TLS one (rustls state
         // is kilobytes), and most connections are plain.
         match tls {
-            None => {
-                tracker.spawn(async move {
-                    session(irc, stream, peer, id, shared, token).await;
-                    drop(permit);
-                });
-            }
+            None => spawn_session(&tracker, irc, stream, peer, id, shared, token, permit),
             // The handshake runs inside the session loop, under its own deadline.
-            Some((config, timeout)) => {
-                tracker.spawn(async move {
-                    match TlsTransport::new(stream, config, timeout) {
-                        Ok(stream) => session(irc, stream, peer, id, shared, token).await,
-                        Err(e) => tracing::warn!(%peer, "cannot start TLS: {e}"),
-                    }
-                    drop(permit);
-                });
-            }
+            Some((config, timeout)) => match TlsTransport::new(stream, config, timeout) {
+                Ok(stream) => spawn_session(&tracker, irc, stream, peer, id, shared, token, permit),
+                Err(e) => tracing::warn!(%peer, "cannot start TLS: {e}"),
+            },
         }
     }
 }
@@ -326,21 +316,32 @@ fn refuse(stream: &TcpStream, peer: SocketAddr, frontend: Frontend, why: Refusal
     let _ = stream.try_write(refusal.as_bytes());
 }
 
-/// Runs the IRC or line-protocol session of one connection, over any transport.
-async fn session<T: Transport>(
+/// Spawns one connection's task. Each protocol and transport is a task type of its
+/// own, and the connection's future is spawned as it is, with nothing around it: a
+/// future that could hold either protocol, or plain or TLS, would make every
+/// connection as big as the biggest (rustls state is kilobytes), and an idle
+/// connection is mostly its future.
+#[allow(clippy::too_many_arguments)]
+fn spawn_session<T: Transport + 'static>(
+    tracker: &TaskTracker,
     irc: bool,
     stream: T,
     peer: SocketAddr,
     id: confab_core::ClientId,
     shared: Arc<Shared>,
     token: CancellationToken,
+    permit: crate::admission::Slot,
 ) {
     if irc {
         let session = IrcSession::new(peer, &shared);
-        connection::run(stream, peer, id, shared, token, session).await
+        tracker.spawn(connection::run(
+            stream, peer, id, shared, token, session, permit,
+        ));
     } else {
         let session = LineSession::new(peer, shared.limits.max_line);
-        connection::run(stream, peer, id, shared, token, session).await
+        tracker.spawn(connection::run(
+            stream, peer, id, shared, token, session, permit,
+        ));
     }
 }
 

@@ -256,7 +256,7 @@ fn user(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         format!("~{clean}")
     };
     let realname: String = m.params[3].chars().filter(|c| !c.is_control()).collect();
-    session.user = Some((user, realname));
+    session.user = Some(Box::new((user, realname)));
     session.try_register(ctx);
     Flow::Continue
 }

@@ -137,7 +137,7 @@ pub(crate) struct IrcSession {
     /// The nick asked for with NICK, before and after registration.
     nick: Option<String>,
     /// The (user, realname) from USER.
-    user: Option<(String, String)>,
+    user: Option<Box<(String, String)>>,
     /// The registered name, kept current through nick changes.
     name: Option<Name>,
     /// Registration waits while capability negotiation is open.
@@ -154,7 +154,7 @@ pub(crate) struct IrcSession {
     /// Set when a server operator removed this user: the session must end.
     killed: Option<String>,
     /// The response being collected for a command that carried a `label` tag.
-    labeled: Option<Labeled>,
+    labeled: Option<Box<Labeled>>,
     /// Batches opened so far, for unique batch ids.
     batches: u64,
     /// Where a SASL exchange stands.
@@ -459,9 +459,10 @@ impl IrcSession {
     /// Wraps what was collected for a labeled command: one line gets the label tag,
     /// several go in a `labeled-response` batch, none gets an `ACK`.
     fn finish_labeled(&mut self, ctx: &Ctx, out: &mut WriteQueue) {
-        let Some(Labeled { label, bytes }) = self.labeled.take() else {
+        let Some(labeled) = self.labeled.take() else {
             return;
         };
+        let Labeled { label, bytes } = *labeled;
         let server = &ctx.shared.irc.server_name;
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
@@ -545,9 +546,10 @@ impl IrcSession {
         if self.name.is_some() || self.registering || self.negotiating {
             return;
         }
-        let (Some(nick), Some((user, realname))) = (&self.nick, &self.user) else {
+        let (Some(nick), Some(user)) = (&self.nick, &self.user) else {
             return;
         };
+        let (user, realname) = &**user;
         ctx.shared.lock_core().set_identity(ctx.id, user, realname);
         self.registering = true;
         self.context = Context::Register;
@@ -1288,10 +1290,10 @@ impl Protocol for IrcSession {
                 .tag("label")
                 .filter(|l| !l.is_empty() && l.len() <= 64)
             {
-                self.labeled = Some(Labeled {
+                self.labeled = Some(Box::new(Labeled {
                     label: label.into_owned(),
                     bytes: BytesMut::new(),
-                });
+                }));
             }
         }
         commands::dispatch(self, &message, ctx)

@@ -12,9 +12,9 @@
 //! outgoing records are limited by rustls's buffer limit (64 KiB by default), past
 //! which writes report `WouldBlock`.
 
-use std::future::{pending, Future};
 use std::io::{self, IoSlice, Read as _, Write as _};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use rustls::{ServerConfig, ServerConnection};
 use tokio::net::TcpStream;
@@ -70,27 +70,21 @@ impl TlsTransport {
 }
 
 impl Transport for TlsTransport {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        let ready_now = self.plaintext > 0;
-        async move {
-            if !ready_now {
-                self.tcp.readable().await?;
-            }
-            Ok(())
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.plaintext > 0 {
+            return Poll::Ready(Ok(()));
         }
+        self.tcp.poll_read_ready(cx)
     }
 
-    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // During the handshake the session's bytes cannot go out yet, so the socket's
         // write readiness only matters when handshake messages wait to be sent;
         // otherwise waiting on it would wake the loop for nothing, over and over.
-        let idle = self.conn.is_handshaking() && !self.conn.wants_write();
-        async move {
-            if idle {
-                pending::<()>().await;
-            }
-            self.tcp.writable().await
+        if self.conn.is_handshaking() && !self.conn.wants_write() {
+            return Poll::Pending;
         }
+        self.tcp.poll_write_ready(cx)
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
