@@ -30,13 +30,37 @@ pub(crate) async fn release_after_drops(shared: Arc<Shared>, token: Cancellation
         }
         let now = shared.lock_core().client_count();
         peak = peak.max(now);
-        // ...and at least half of the peak is gone.
+        // ...and at least half of the peak is gone, and the process is big enough for
+        // trimming to matter. The trim walks the whole heap and holds the allocator's
+        // locks while it does, a pause of milliseconds for everyone: worth it to give
+        // back a gigabyte, not to shave a server of a few dozen megabytes.
         if peak - now >= LEFT_AT_LEAST && now <= peak / 2 {
-            let released = trim();
-            tracing::info!(peak, now, released, "clients left; memory given back");
             peak = now;
+            if resident_bytes().is_some_and(|bytes| bytes < WORTH_TRIMMING) {
+                continue;
+            }
+            // Off the runtime's threads, so that only allocations wait for it.
+            let released = tokio::task::spawn_blocking(trim).await.unwrap_or(false);
+            tracing::info!(peak, now, released, "clients left; memory given back");
         }
     }
+}
+
+/// Resident size below which a trim is not worth its pause.
+const WORTH_TRIMMING: usize = 64 << 20;
+
+/// The process's resident size, from /proc/self/statm.
+#[cfg(target_os = "linux")]
+fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // 4 KiB pages: an estimate where pages are bigger, which only makes trims rarer.
+    Some(pages * 4096)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn resident_bytes() -> Option<usize> {
+    None
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
