@@ -270,7 +270,10 @@ fn confab_glob(mask: &str, subject: &str) -> bool {
 /// Every method runs to completion without blocking; callers serialise access (the
 /// server keeps it behind a mutex that is never held across an `.await`).
 pub struct Core<M> {
-    clients: Map<ClientId, Client<M>>,
+    /// Boxed: a hash map keeps its values inline in a table kept up to half empty,
+    /// and a client is a couple of hundred bytes, so the table cost more than the
+    /// clients themselves.
+    clients: Map<ClientId, Box<Client<M>>>,
     /// Registered names, folded, to their owners: the uniqueness rule lives here.
     names: Map<Key, ClientId>,
     rooms: Map<Key, Room<M>>,
@@ -405,7 +408,7 @@ impl<M: Mailbox> Core<M> {
     pub fn connect(&mut self, id: ClientId, mailbox: M, host: &str) {
         self.clients.insert(
             id,
-            Client {
+            Box::new(Client {
                 mailbox: Some(mailbox),
                 node: None,
                 source: None,
@@ -419,7 +422,7 @@ impl<M: Mailbox> Core<M> {
                 signon_ms: 0,
                 last_spoke_ms: 0,
                 pending_account: None,
-            },
+            }),
         );
     }
 

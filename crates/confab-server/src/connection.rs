@@ -588,8 +588,8 @@ impl WriteQueue {
                 }
             }
             if self.chunks.is_empty() {
-                release_if_large(&mut self.chunks);
-                release_if_large(&mut self.gates);
+                release_if_empty(&mut self.chunks);
+                release_if_empty(&mut self.gates);
             }
         }
     }
@@ -611,17 +611,15 @@ impl WriteQueue {
     }
 }
 
-/// Frees an empty queue's memory when a burst made it big. An idle connection then holds
-/// no queue memory at all: the welcome alone grows a queue to 32 entries, which kept
-/// for ever was a tenth of an idle connection's footprint.
-pub(crate) fn release_if_large<T>(queue: &mut VecDeque<T>) {
-    if queue.is_empty() && queue.capacity() > SMALL_QUEUE {
+/// Frees an empty queue's memory, so that an idle connection holds none: the welcome
+/// alone grows a queue to 32 entries, and even a small one kept for ever in each of a
+/// connection's three queues was a sixth of its footprint. Busy connections pay one
+/// allocation per wake-up, which is nothing beside the write it comes with.
+pub(crate) fn release_if_empty<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > 0 {
         *queue = VecDeque::new();
     }
 }
-
-/// Entries an empty queue may keep room for.
-const SMALL_QUEUE: usize = 8;
 
 /// Bytes read per system call. One buffer per worker thread, not per connection.
 const READ_CHUNK: usize = 16 * 1024;
@@ -1176,7 +1174,7 @@ fn pump<P: Protocol>(
             }
         }
     }
-    release_if_large(drained);
+    release_if_empty(drained);
     Ok(())
 }
 

@@ -113,7 +113,7 @@ impl Outbox {
             return Err(Overflowed);
         }
         std::mem::swap(&mut state.queue, into);
-        crate::connection::release_if_large(&mut state.queue);
+        crate::connection::release_if_empty(&mut state.queue);
         state.bytes = 0;
         Ok(())
     }

@@ -376,7 +376,7 @@ impl<M: Mailbox> Core<M> {
         self.names.entry(key).or_insert(id);
         self.clients.insert(
             id,
-            Client {
+            Box::new(Client {
                 mailbox: None,
                 node: Some(node.into()),
                 host: user.source.host.clone(),
@@ -390,7 +390,7 @@ impl<M: Mailbox> Core<M> {
                 signon_ms: user.signon_ms,
                 last_spoke_ms: user.signon_ms,
                 pending_account: None,
-            },
+            }),
         );
     }
 
