@@ -517,6 +517,16 @@ impl<M: Mailbox> Core<M> {
         self.clients.len()
     }
 
+    /// Calls `f` with the mailbox of every client of this node (to wake them all at
+    /// shutdown, say).
+    pub fn each_local_mailbox(&self, mut f: impl FnMut(&M)) {
+        for client in self.clients.values() {
+            if let Some(mailbox) = &client.mailbox {
+                f(mailbox);
+            }
+        }
+    }
+
     /// How many clients are registered.
     pub fn user_count(&self) -> usize {
         self.names.len()

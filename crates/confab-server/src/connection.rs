@@ -343,6 +343,9 @@ pub(crate) trait Protocol: Send {
     /// pinged after `ping_interval` of silence and cut if it stays silent as long again.
     const PINGS: bool = false;
 
+    /// The client's address. The session keeps it, so the connection does not keep
+    /// a second copy.
+    fn peer(&self) -> SocketAddr;
     /// The longest input line, newline excluded.
     fn max_line(&self) -> usize;
     /// Whether an input line is a keepalive (a PING or PONG), which flood control lets
@@ -638,7 +641,6 @@ thread_local! {
 #[allow(clippy::manual_async_fn)] // Deliberate: see above.
 pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
     mut stream: T,
-    peer: SocketAddr,
     id: ClientId,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
@@ -651,9 +653,11 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
         let (out, close) = {
             let limits = &shared.limits;
             let outbox = Arc::new(Outbox::new(limits.send_queue));
-            shared
-                .lock_core()
-                .connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string());
+            shared.lock_core().connect(
+                id,
+                OutboxRef(outbox.clone()),
+                &protocol.peer().ip().to_string(),
+            );
             let ctx = Ctx::new(&shared, id, &outbox);
             protocol.greet(&ctx);
             let mut pending: Option<Pending> = None;
@@ -676,12 +680,11 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
             let mut partial_since: Option<Instant> = None;
 
             // What the loop waits on lives here, for the whole connection, instead of in a
-            // `select!` that builds every branch's future anew at each turn: one timer reset as
-            // deadlines move, the shutdown signal, and a durability wait only while output is
-            // held for one. The rest (socket readiness, the outbox, cluster work) is polled in
-            // place. An idle connection is mostly this state, so it is kept small.
-            let cancelled = shutdown.cancelled();
-            tokio::pin!(cancelled);
+            // `select!` that builds every branch's future anew at each turn: one timer reset
+            // as deadlines move, and a durability wait only while output is held for one.
+            // The rest is polled in place: socket readiness, the outbox (which the server
+            // also wakes at shutdown, when the token is looked at) and cluster work. An idle
+            // connection is mostly this state, so it is kept small.
             let timer = sleep_until(connected_at + limits.registration_timeout);
             tokio::pin!(timer);
             let mut durable_wait: Option<(u64, Pending)> = None;
@@ -738,13 +741,12 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
                     // The closure gets copies and references only: what is computed
                     // above is not kept across the wait (this future's size is an
                     // idle connection's size).
-                    let mut cancelled = cancelled.as_mut();
                     let mut timer = timer.as_mut();
-                    let (outbox, stream) = (&outbox, &stream);
+                    let (outbox, stream, shutdown) = (&outbox, &stream, &shutdown);
                     let (pending, durable_wait) = (&mut pending, &mut durable_wait);
                     std::future::poll_fn(move |cx| {
                         // In this order: shutdown first, then output, then input, then time.
-                        if cancelled.as_mut().poll(cx).is_ready() {
+                        if shutdown.is_cancelled() {
                             return Poll::Ready(Woke::Shutdown);
                         }
                         if outbox.poll_ready(cx).is_ready() {
@@ -821,38 +823,43 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
                         if let Err(e) = ready {
                             break Close::Io(e.to_string());
                         }
-                        let mut input = Input {
-                            decoder: &mut decoder,
-                            flood: &mut flood,
-                            sink: Sink {
-                                outbox: &outbox,
-                                drained: &mut drained,
-                                out: &mut out,
-                            },
+                        // In a block, so that nothing of the read is kept across the yield
+                        // below (it would be kept in every connection's future).
+                        let frames = {
+                            let mut input = Input {
+                                decoder: &mut decoder,
+                                flood: &mut flood,
+                                sink: Sink {
+                                    outbox: &outbox,
+                                    drained: &mut drained,
+                                    out: &mut out,
+                                },
+                            };
+                            let read =
+                                read_input(&mut stream, &mut input, &mut protocol, &ctx, &mut held);
+                            let fed = match read {
+                                Ok(fed) => fed,
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                                Err(e) => break Close::Io(e.to_string()),
+                            };
+                            let now = Instant::now();
+                            last_input = now;
+                            pinged = None;
+                            if let Some(close) = fed.close {
+                                break close;
+                            }
+                            if !held.is_empty() && flood.stall(now).is_err() {
+                                break Close::ExcessFlood;
+                            }
+                            partial_since =
+                                partial_line(&decoder, &held, fed.frames, partial_since, now);
+                            fed.frames
                         };
-                        let read =
-                            read_input(&mut stream, &mut input, &mut protocol, &ctx, &mut held);
-                        let fed = match read {
-                            Ok(fed) => fed,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                            Err(e) => break Close::Io(e.to_string()),
-                        };
-                        let now = Instant::now();
-                        last_input = now;
-                        pinged = None;
-                        if let Some(close) = fed.close {
-                            break close;
-                        }
-                        if !held.is_empty() && flood.stall(now).is_err() {
-                            break Close::ExcessFlood;
-                        }
-                        partial_since =
-                            partial_line(&decoder, &held, fed.frames, partial_since, now);
                         // One read can carry hundreds of lines, each fanned out to a whole room.
                         // Yielding after every read lets the recipients' tasks write in between,
                         // so one fast sender cannot hold a worker thread while every other
                         // client's queue fills up (tokio's own budget only counts socket polls).
-                        if fed.frames {
+                        if frames {
                             tokio::task::yield_now().await;
                         }
                     }
@@ -941,9 +948,11 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
             let detail = close.reason();
             match &close {
                 Close::Io(_) | Close::Eof | Close::Quit(_) | Close::Shutdown => {
+                    let peer = protocol.peer();
                     tracing::debug!(%peer, id, reason = reason.label(), %detail, "client disconnected")
                 }
                 _ => {
+                    let peer = protocol.peer();
                     tracing::info!(%peer, id, reason = reason.label(), %detail, "client disconnected")
                 }
             }

@@ -188,6 +188,10 @@ fn send_history(
 }
 
 impl Protocol for LineSession {
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     fn max_line(&self) -> usize {
         self.max_line
     }

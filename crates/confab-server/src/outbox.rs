@@ -126,6 +126,13 @@ impl Outbox {
             .overflowed
     }
 
+    /// Wakes the session with nothing queued, for it to look at what else changed
+    /// (the server shutting down).
+    pub(crate) fn wake(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
     /// Ready when something was queued since the last time this was ready, the way a
     /// `Notify` permit works; only the latest task to poll is woken.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {

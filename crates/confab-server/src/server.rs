@@ -225,6 +225,11 @@ impl Server {
             cluster.leave().await;
         }
         token.cancel();
+        // Connections look at the token when woken; they wait on their outbox, not on
+        // the token, which would take a future in every connection.
+        self.shared
+            .lock_core()
+            .each_local_mailbox(|outbox| outbox.0.wake());
         tracker.close();
         let grace = self.shared.limits.shutdown_grace + Duration::from_secs(1);
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
@@ -334,14 +339,10 @@ fn spawn_session<T: Transport + 'static>(
 ) {
     if irc {
         let session = IrcSession::new(peer, &shared);
-        tracker.spawn(connection::run(
-            stream, peer, id, shared, token, session, permit,
-        ));
+        tracker.spawn(connection::run(stream, id, shared, token, session, permit));
     } else {
         let session = LineSession::new(peer, shared.limits.max_line);
-        tracker.spawn(connection::run(
-            stream, peer, id, shared, token, session, permit,
-        ));
+        tracker.spawn(connection::run(stream, id, shared, token, session, permit));
     }
 }
 

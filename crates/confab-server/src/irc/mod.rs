@@ -1236,6 +1236,10 @@ impl IrcSession {
 }
 
 impl Protocol for IrcSession {
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     const PINGS: bool = true;
 
     fn max_line(&self) -> usize {
