@@ -307,6 +307,28 @@ async fn room_messages_flow_both_ways_with_line_users() {
     server.stop().await;
 }
 
+/// A burst read in one go reaches every recipient as one batch; the web page still gets
+/// one event per message, in order, each with its own id.
+#[tokio::test]
+async fn a_burst_from_a_line_user_reaches_the_page_message_by_message() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("alice").await;
+    let mut bob = Web::user(server.http_addr, "bob").await;
+    alice.expect("* bob joined lobby").await;
+    alice.send_bytes(b"one\ntwo\nthree\n").await;
+    let mut ids = Vec::new();
+    for text in ["one", "two", "three"] {
+        let message = bob.expect("message").await;
+        assert_eq!(
+            (&message["from"], &message["text"]),
+            (&json!("alice"), &json!(text))
+        );
+        ids.push(message["id"].as_u64().expect("an id"));
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn direct_messages_flow_every_way() {
     let server = TestServer::start().await;
