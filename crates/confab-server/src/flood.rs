@@ -32,37 +32,50 @@ pub(crate) struct Flooded;
 /// and no floating point on the per-line path.
 #[derive(Debug)]
 pub(crate) struct FloodControl {
-    /// Time for one token to come back; `None` when flood control is off.
-    interval: Option<Duration>,
-    /// How far `full_at` may run ahead of now with a token still left: `burst`
-    /// intervals.
-    depth: Duration,
-    /// The same for a keepalive, which may borrow [`KEEPALIVE_ALLOWANCE`] tokens more.
-    keepalive_depth: Duration,
+    /// Nanoseconds for one token to come back; zero when flood control is off. The
+    /// settings are kept as small integers and the depths derived when needed: every
+    /// connection carries this all its life.
+    interval_ns: u32,
+    /// Tokens the bucket holds: `full_at` may run `burst` intervals ahead of now with a
+    /// token still left.
+    burst: u32,
+    /// How long a client may stay over its budget without a pause, in milliseconds.
+    grace_ms: u32,
     full_at: Instant,
     /// Since when input has been waiting for budget with no pause in between.
     stalled_since: Option<Instant>,
-    grace: Duration,
 }
 
 impl FloodControl {
     /// A full bucket of `burst` tokens refilled at `rate` a second; a rate of zero turns
     /// flood control off.
     pub(crate) fn new(burst: u32, rate: u32, grace: Duration, now: Instant) -> FloodControl {
-        let interval = (rate > 0).then(|| Duration::from_secs(1) / rate);
-        let step = interval.unwrap_or_default();
         FloodControl {
-            interval,
-            depth: step.saturating_mul(burst.max(1)),
-            keepalive_depth: step.saturating_mul(burst.max(1).saturating_add(KEEPALIVE_ALLOWANCE)),
+            // At least one a second, so at most 10^9: fits.
+            interval_ns: 1_000_000_000u32.checked_div(rate).map_or(0, |ns| ns.max(1)),
+            burst: burst.max(1),
+            grace_ms: u32::try_from(grace.as_millis()).unwrap_or(u32::MAX),
             full_at: now,
             stalled_since: None,
-            grace,
         }
     }
 
+    fn interval(&self) -> Option<Duration> {
+        (self.interval_ns > 0).then(|| Duration::from_nanos(u64::from(self.interval_ns)))
+    }
+
+    /// `tokens` intervals.
+    fn span(&self, tokens: u32) -> Duration {
+        Duration::from_nanos(u64::from(self.interval_ns) * u64::from(tokens))
+    }
+
+    /// How far `full_at` may run ahead of now with a token still left.
+    fn depth(&self) -> Duration {
+        self.span(self.burst)
+    }
+
     fn room(&self, now: Instant, depth: Duration) -> bool {
-        match self.interval {
+        match self.interval() {
             None => true,
             Some(interval) => self.full_at.saturating_duration_since(now) + interval <= depth,
         }
@@ -71,9 +84,9 @@ impl FloodControl {
     /// Whether an input may be taken now; `keepalive` inputs may borrow a little.
     pub(crate) fn allows(&self, now: Instant, keepalive: bool) -> bool {
         let depth = if keepalive {
-            self.keepalive_depth
+            self.span(self.burst.saturating_add(KEEPALIVE_ALLOWANCE))
         } else {
-            self.depth
+            self.depth()
         };
         self.room(now, depth)
     }
@@ -82,24 +95,24 @@ impl FloodControl {
     /// budget is still left afterwards, the client has paused and is not flooding,
     /// whatever came before.
     pub(crate) fn take(&mut self, now: Instant) {
-        let Some(interval) = self.interval else {
+        let Some(interval) = self.interval() else {
             return;
         };
         self.full_at = self.full_at.max(now) + interval;
         // Only a real pause ends a stall: half the burst must have come back. Merely
         // having a token left is not enough, since a server that wakes a little late
         // for a flooder finds one, and the flooder would never be cut.
-        if self.full_at.saturating_duration_since(now) <= self.depth / 2 {
+        if self.full_at.saturating_duration_since(now) <= self.depth() / 2 {
             self.stalled_since = None;
         }
     }
 
     /// When the next ordinary input will be allowed.
     pub(crate) fn ready_at(&self, now: Instant) -> Instant {
-        match self.interval {
+        match self.interval() {
             None => now,
             // `room` holds once `full_at - t + interval <= depth`.
-            Some(interval) => match (self.depth).checked_sub(interval) {
+            Some(interval) => match self.depth().checked_sub(interval) {
                 Some(slack) => self.full_at.checked_sub(slack).map_or(now, |t| t.max(now)),
                 None => self.full_at.max(now),
             },
@@ -110,7 +123,7 @@ impl FloodControl {
     /// that has lasted the whole grace period without a pause.
     pub(crate) fn stall(&mut self, now: Instant) -> Result<(), Flooded> {
         let since = *self.stalled_since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= self.grace {
+        if now.saturating_duration_since(since) >= Duration::from_millis(self.grace_ms.into()) {
             return Err(Flooded);
         }
         Ok(())

@@ -232,7 +232,7 @@ fn nick(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             );
             return Flow::Continue;
         }
-        session.nick = Some(wanted.to_string());
+        session.nick = Some((*wanted).into());
         session.try_register(ctx);
     }
     Flow::Continue

@@ -135,7 +135,7 @@ enum Context {
 pub(crate) struct IrcSession {
     peer: SocketAddr,
     /// The nick asked for with NICK, before and after registration.
-    nick: Option<String>,
+    nick: Option<Box<str>>,
     /// The (user, realname) from USER.
     user: Option<Box<(String, String)>>,
     /// The registered name, kept current through nick changes.
@@ -152,7 +152,7 @@ pub(crate) struct IrcSession {
     invisible: bool,
     oper: bool,
     /// Set when a server operator removed this user: the session must end.
-    killed: Option<String>,
+    killed: Option<Box<str>>,
     /// The response being collected for a command that carried a `label` tag.
     labeled: Option<Box<Labeled>>,
     /// Batches opened so far, for unique batch ids.
@@ -163,7 +163,7 @@ pub(crate) struct IrcSession {
     registering_account: bool,
     /// The account logged into before registration (SASL), whose stored messages are
     /// delivered once registration completes.
-    early_account: Option<String>,
+    early_account: Option<Box<str>>,
 }
 
 /// A labeled command's response, collected until the command is done.
@@ -553,7 +553,9 @@ impl IrcSession {
         ctx.shared.lock_core().set_identity(ctx.id, user, realname);
         self.registering = true;
         self.context = Context::Register;
-        ctx.command(confab_core::Command::Register { name: nick.clone() });
+        ctx.command(confab_core::Command::Register {
+            name: nick.to_string(),
+        });
     }
 
     fn welcome(&self, ctx: &Ctx, out: &mut WriteQueue) {
@@ -976,14 +978,14 @@ impl IrcSession {
             Event::Registered { name } => {
                 self.registering = false;
                 self.name = Some(name.clone());
-                self.nick = Some(name.to_string());
+                self.nick = Some(name.as_str().into());
                 if self.caps.echo_message {
                     ctx.shared.lock_core().set_echo(ctx.id, true);
                 }
                 self.welcome(ctx, out);
                 if let (Some(key), Some(history)) = (self.early_account.take(), &ctx.shared.history)
                 {
-                    crate::accounts::deliver_offline(history, ctx.outbox(), key);
+                    crate::accounts::deliver_offline(history, ctx.outbox(), key.into());
                 }
             }
             Event::Error(error) => self.error(ctx, error, out),
@@ -1184,11 +1186,11 @@ impl IrcSession {
                 _ => {}
             },
             Event::Killed { by, reason } => {
-                self.killed = Some(format!("Killed ({} ({reason}))", by.name));
+                self.killed = Some(format!("Killed ({} ({reason}))", by.name).into());
             }
             Event::LoggedIn { account } => {
                 if self.name.is_none() {
-                    self.early_account = Some(account.key().as_str().to_string());
+                    self.early_account = Some(account.key().as_str().into());
                 }
                 let mask = format!(
                     "{}!{}@{}",
@@ -1257,7 +1259,7 @@ impl Protocol for IrcSession {
     }
 
     fn take_close(&mut self) -> Option<Close> {
-        self.killed.take().map(Close::Killed)
+        self.killed.take().map(|why| Close::Killed(why.into()))
     }
 
     fn greet(&mut self, _ctx: &Ctx) {}
@@ -1426,7 +1428,7 @@ impl IrcSession {
             }
             Event::NickChanged { old, new } if self.is_me(&old.name) => {
                 self.name = Some(new.clone());
-                self.nick = Some(new.to_string());
+                self.nick = Some(new.as_str().into());
             }
             _ => {}
         }
