@@ -300,12 +300,7 @@ impl Protocol for LineSession {
     /// commands may act outside the core (a history query must see the messages sent
     /// before it), so only messages follow messages still being collected.
     fn continues_run(&self, line: &[u8]) -> bool {
-        std::str::from_utf8(line).is_ok_and(|line| {
-            matches!(
-                line::parse_input(line),
-                Input::Say(_) | Input::Direct { .. }
-            )
-        })
+        line::is_message(line)
     }
 
     fn on_batch(&mut self, batch: &Arc<Batch>, _ctx: &Ctx, out: &mut WriteQueue) {

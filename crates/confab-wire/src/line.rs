@@ -88,6 +88,18 @@ fn room_arg(s: &str) -> &str {
     s.strip_prefix('#').unwrap_or(s)
 }
 
+/// Whether a raw input line is a message (to the current room, or `@user:` direct)
+/// rather than a command or a registration, without decoding it: what
+/// [`parse_input`] would call [`Input::Say`] or [`Input::Direct`], give or take an exit
+/// word or an empty line, which are not commands either.
+pub fn is_message(line: &[u8]) -> bool {
+    match line.first() {
+        Some(b'#') => false,
+        Some(b'/') => line.get(1) == Some(&b'/'),
+        _ => true,
+    }
+}
+
 /// Reads one line a user typed.
 pub fn parse_input(line: &str) -> Input<'_> {
     let trimmed = line.trim();

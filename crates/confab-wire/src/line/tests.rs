@@ -254,6 +254,23 @@ mod properties {
     use crate::framing::{Frame, LineDecoder};
 
     proptest! {
+        /// The server batches lines that `is_message` accepts; a command slipping
+        /// through would run before the messages sent ahead of it.
+        #[test]
+        fn is_message_agrees_with_the_parser(line in "[#/@ a-z:]{0,3}[^\n]{0,12}") {
+            let parsed = parse_input(&line);
+            let command = !matches!(
+                parsed,
+                Input::Say(_) | Input::Direct { .. } | Input::Empty | Input::Quit(_) | Input::Usage(_)
+            );
+            if matches!(parsed, Input::Say(_) | Input::Direct { .. }) {
+                prop_assert!(is_message(line.as_bytes()), "{line:?} is a message");
+            }
+            if command {
+                prop_assert!(!is_message(line.as_bytes()), "{line:?} is {parsed:?}");
+            }
+        }
+
         #[test]
         fn parsing_input_never_panics(line in "\\PC{0,200}") {
             let _ = parse_input(&line);
