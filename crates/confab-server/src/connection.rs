@@ -718,9 +718,7 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
                     let deadline = stream
                         .handshake_deadline()
                         .map_or(deadline, |d| d.min(deadline));
-                    let partial_deadline = partial_since
-                        .filter(|_| !limits.partial_line_timeout.is_zero())
-                        .map(|since| since + limits.partial_line_timeout);
+                    let partial_deadline = partial_deadline(partial_since, limits);
                     let wake = partial_deadline.map_or(deadline, |p| p.min(deadline));
                     // Stop reading while a backlog of our own output waits: a client that floods
                     // without reading slows itself down instead of growing our buffers.
@@ -858,15 +856,18 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
                             let now = Instant::now();
                             last_input = now;
                             pinged = None;
-                            if let Some(close) = fed.close {
+                            let frames = fed.frames;
+                            if let Some(close) = after_feed(
+                                fed,
+                                &decoder,
+                                &held,
+                                &mut flood,
+                                &mut partial_since,
+                                now,
+                            ) {
                                 break close;
                             }
-                            if !held.is_empty() && flood.stall(now).is_err() {
-                                break Close::ExcessFlood;
-                            }
-                            partial_since =
-                                partial_line(&decoder, &held, fed.frames, partial_since, now);
-                            fed.frames
+                            frames
                         };
                         // One read can carry hundreds of lines, each fanned out to a whole room.
                         // Yielding after every read lets the recipients' tasks write in between,
@@ -896,21 +897,16 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
                             last_input = now;
                             pinged = None;
                         }
-                        if let Some(close) = fed.close {
+                        if let Some(close) =
+                            after_feed(fed, &decoder, &held, &mut flood, &mut partial_since, now)
+                        {
                             break close;
                         }
-                        if !held.is_empty() && flood.stall(now).is_err() {
-                            break Close::ExcessFlood;
-                        }
-                        partial_since =
-                            partial_line(&decoder, &held, fed.frames, partial_since, now);
                     }
                     Woke::Timer => {
-                        let partial_timeout = limits.partial_line_timeout;
-                        let partial_deadline = partial_since
-                            .filter(|_| !partial_timeout.is_zero())
-                            .map(|since| since + partial_timeout);
-                        if partial_deadline.is_some_and(|p| p <= Instant::now()) {
+                        if partial_deadline(partial_since, limits)
+                            .is_some_and(|p| p <= Instant::now())
+                        {
                             break Close::PartialLine;
                         }
                         if stream.handshake_deadline().is_some() {
@@ -1146,6 +1142,34 @@ fn next_is_keepalive<P: Protocol>(decoder: &LineDecoder, rest: &[u8], protocol: 
     };
     let line = &rest[..end];
     protocol.is_keepalive(line.strip_suffix(b"\r").unwrap_or(line))
+}
+
+/// When an unfinished line started at `since` times out, if partial lines time out.
+fn partial_deadline(since: Option<Instant>, limits: &Limits) -> Option<Instant> {
+    since
+        .filter(|_| !limits.partial_line_timeout.is_zero())
+        .map(|since| since + limits.partial_line_timeout)
+}
+
+/// What every path that feeds input does afterwards: the close the input asked for; a
+/// flooder's disconnection once it has stayed over its budget too long; and when the
+/// unfinished line, if any, began.
+fn after_feed(
+    fed: Fed,
+    decoder: &LineDecoder,
+    held: &Held,
+    flood: &mut FloodControl,
+    partial_since: &mut Option<Instant>,
+    now: Instant,
+) -> Option<Close> {
+    if fed.close.is_some() {
+        return fed.close;
+    }
+    if !held.is_empty() && flood.stall(now).is_err() {
+        return Some(Close::ExcessFlood);
+    }
+    *partial_since = partial_line(decoder, held, fed.frames, *partial_since, now);
+    None
 }
 
 /// When the line now unfinished in the decoder was started: kept while the same line
