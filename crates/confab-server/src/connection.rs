@@ -30,11 +30,12 @@ use bytes::{Buf, Bytes};
 use confab_core::{Batch, ClientId, Command, Core, Envelope, MessageKind, Recipient};
 use confab_wire::framing::{Frame, LineDecoder};
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Admission;
 use crate::config::Limits;
+use crate::deadlines::NEAR;
 use crate::flood::FloodControl;
 use crate::history::{Durability, History};
 use crate::metrics::{Metrics, Reason};
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub started: std::time::SystemTime,
     /// Origins allowed to open the WebSocket besides the page's own.
     pub allowed_origins: Vec<String>,
+    /// The coarse timer that connections' far deadlines wait on.
+    pub deadlines: Arc<crate::deadlines::Deadlines>,
     /// Which connections are served: the server-wide cap and the per-address limits.
     /// A connection holds its `admission::Slot` until it ends.
     pub admission: Arc<Admission>,
@@ -178,12 +181,18 @@ pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
     pub id: ClientId,
     outbox: &'a Arc<Outbox>,
+    state: &'a CtxState,
+}
+
+/// What a [`Ctx`] keeps from one call to the next; the session owns it.
+#[derive(Default)]
+pub(crate) struct CtxState {
     /// Commands that must wait for the cluster (a name claim, a room subscription),
     /// chained in the order they were given. While this is set the session reads no
     /// more input, so a client's later commands stay behind them.
     pending: Mutex<Option<Pending>>,
     /// Messages to one recipient collected by [`Ctx::say`], not yet in the core.
-    /// Boxed because it is rarely there and the context lives in every connection.
+    /// Boxed because it is rarely there and this lives in every connection.
     run: Mutex<Option<Box<Run>>>,
 }
 
@@ -206,13 +215,17 @@ const RUN_BYTES: usize = 32 * 1024;
 pub(crate) type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl<'a> Ctx<'a> {
-    pub fn new(shared: &'a Arc<Shared>, id: ClientId, outbox: &'a Arc<Outbox>) -> Ctx<'a> {
+    pub fn new(
+        shared: &'a Arc<Shared>,
+        id: ClientId,
+        outbox: &'a Arc<Outbox>,
+        state: &'a CtxState,
+    ) -> Ctx<'a> {
         Ctx {
             shared,
             id,
             outbox,
-            pending: Mutex::new(None),
-            run: Mutex::new(None),
+            state,
         }
     }
 
@@ -225,7 +238,7 @@ impl<'a> Ctx<'a> {
         if self.shared.cluster.is_some() {
             return self.command(Command::Send { to, kind, text });
         }
-        let mut run = self.run.lock().unwrap_or_else(|e| e.into_inner());
+        let mut run = self.state.run.lock().unwrap_or_else(|e| e.into_inner());
         let fits = run.as_ref().is_some_and(|r| {
             r.to == to
                 && r.kind == kind
@@ -251,12 +264,12 @@ impl<'a> Ctx<'a> {
 
     /// Whether [`Ctx::say`] has messages waiting to go to the core.
     fn has_run(&self) -> bool {
-        self.run.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.state.run.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     /// Sends the messages collected by [`Ctx::say`].
     pub fn flush(&self) {
-        let run = self.run.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let run = self.state.run.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(run) = run {
             self.send_run(*run);
         }
@@ -281,14 +294,16 @@ impl<'a> Ctx<'a> {
 
     /// Work queued by [`Ctx::command`] that the session must await before reading on.
     pub fn take_pending(&self) -> Option<Pending> {
-        self.pending
+        self.state
+            .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
     }
 
     pub fn has_pending(&self) -> bool {
-        self.pending
+        self.state
+            .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some()
@@ -305,7 +320,7 @@ impl<'a> Ctx<'a> {
     pub fn command(&self, command: Command) {
         self.flush();
         if let Some(cluster) = &self.shared.cluster {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = self.state.pending.lock().unwrap_or_else(|e| e.into_inner());
             if pending.is_some()
                 || crate::cluster::must_wait(cluster, self.shared, self.id, &command)
             {
@@ -649,340 +664,483 @@ thread_local! {
 ///
 /// Not an `async fn`: its arguments would be kept twice in the future, once as
 /// arguments and once as the locals they are moved into, and this future is most of
-/// an idle connection's memory. An `async move` block uses the captured values in
-/// place.
+/// an idle connection's memory. The connection's state is built here, without side
+/// effects, and the `async move` block uses it in place.
 #[allow(clippy::manual_async_fn)] // Deliberate: see above.
 pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
-    mut stream: T,
+    stream: T,
     id: ClientId,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-    mut protocol: P,
+    protocol: P,
     permit: G,
 ) -> impl Future<Output = ()> + Send {
+    let outbox = Arc::new(Outbox::new(shared.limits.send_queue));
+    let connected_at = Instant::now();
+    let flood = FloodControl::new(
+        shared.limits.flood_burst,
+        shared.limits.flood_rate,
+        shared.limits.flood_grace,
+        connected_at,
+    );
+    let mut conn = Conn {
+        stream,
+        protocol,
+        shared,
+        outbox,
+        id,
+        state: CtxState::default(),
+        shutdown,
+        connected_at,
+        last_input: connected_at,
+        pinged: None,
+        flood,
+        timer: None,
+        wheel: 0,
+        busy: None,
+    };
     async move {
-        // Everything the session needs while it runs lives in this block, so that none
-        // of it is kept beside the farewell's own future below.
-        let (out, close) = {
-            let limits = &shared.limits;
-            let outbox = Arc::new(Outbox::new(limits.send_queue));
-            shared.lock_core().connect(
-                id,
-                OutboxRef(outbox.clone()),
-                &protocol.peer().ip().to_string(),
-            );
-            let ctx = Ctx::new(&shared, id, &outbox);
-            protocol.greet(&ctx);
-            let mut pending: Option<Pending> = None;
+        conn.start();
+        let close = loop {
+            match std::future::poll_fn(|cx| conn.poll_step(cx)).await {
+                Step::Close(close) => break close,
+                // One read can carry hundreds of lines, each fanned out to a whole
+                // room. Yielding after every read lets the recipients' tasks write in
+                // between, so one fast sender cannot hold a worker thread while every
+                // other client's queue fills up (tokio's own budget only counts socket
+                // polls).
+                Step::Yield => tokio::task::yield_now().await,
+            }
+        };
+        // Boxed, and made before it is awaited: kept inline, its state would make
+        // every connection's future bigger, all its life, for the moment after its end.
+        let farewell = conn.finish(close).map(|(stream, out, shared)| {
+            let grace = shared.limits.shutdown_grace;
+            Box::pin(async move { linger(stream, out, &shared.durability, grace).await })
+        });
+        if let Some(farewell) = farewell {
+            farewell.await;
+        }
+        drop(permit);
+    }
+}
 
-            let mut decoder = LineDecoder::new(protocol.max_line());
-            let mut out = WriteQueue::default();
-            let mut drained = VecDeque::new();
-            let connected_at = Instant::now();
-            let mut last_input = connected_at;
-            // When a keepalive ping went out and is still unanswered.
-            let mut pinged: Option<Instant> = None;
-            let mut flood = FloodControl::new(
-                limits.flood_burst,
-                limits.flood_rate,
-                limits.flood_grace,
-                connected_at,
-            );
-            let mut held = Held::default();
-            // When the unfinished line now in the decoder was started.
-            let mut partial_since: Option<Instant> = None;
+/// One connection between wake-ups. An idle connection is mostly this and the timer
+/// beside it, so it keeps only what waiting needs: what handling input and output
+/// needs lives in [`Busy`] while there is some.
+///
+/// The loop is a `poll` method over this state rather than an `async` loop, because
+/// an `async` loop keeps its wait's future, and copies of what the wait looks at, in
+/// every connection beside the state itself.
+struct Conn<T, P> {
+    stream: T,
+    protocol: P,
+    shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
+    id: ClientId,
+    /// What the protocol's [`Ctx`] keeps between calls.
+    state: CtxState,
+    shutdown: CancellationToken,
+    connected_at: Instant,
+    /// When the client last sent a line.
+    last_input: Instant,
+    /// When a keepalive ping went out and is still unanswered.
+    pinged: Option<Instant>,
+    flood: FloodControl,
+    /// A precise timer, only while the next deadline is less than `deadlines::NEAR`
+    /// away; farther ones wait in the server's wheel (`crate::deadlines`).
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The wheel bucket this connection's outbox waits in, or 0 for none.
+    wheel: u32,
+    busy: Option<Box<Busy>>,
+}
 
-            // What the loop waits on lives here, for the whole connection, instead of in a
-            // `select!` that builds every branch's future anew at each turn: one timer reset
-            // as deadlines move, and a durability wait only while output is held for one.
-            // The rest is polled in place: socket readiness, the outbox (which the server
-            // also wakes at shutdown, when the token is looked at) and cluster work. An idle
-            // connection is mostly this state, so it is kept small.
-            let timer = sleep_until(connected_at + limits.registration_timeout);
-            tokio::pin!(timer);
-            let mut durable_wait: Option<(u64, Pending)> = None;
+/// What a connection holds only while it has work in hand: an unfinished line, output
+/// not yet written, input held back by flood control, or something it waits for.
+/// Dropped whenever none is left, so that an idle connection holds none of it; a busy
+/// one allocates it once per wake-up, which is nothing beside the writes that come
+/// with it.
+struct Busy {
+    decoder: LineDecoder,
+    out: WriteQueue,
+    held: Held,
+    /// When the unfinished line now in the decoder was started.
+    partial_since: Option<Instant>,
+    /// While the output waits for a message to become durable: its id, and the wait.
+    durable_wait: Option<(u64, Pending)>,
+    /// Cluster work the session waits for before it reads more input.
+    pending: Option<Pending>,
+}
 
-            let close = loop {
-                if let Some(close) = protocol.take_close() {
-                    break close;
+impl Busy {
+    fn new(max_line: usize) -> Box<Busy> {
+        Box::new(Busy {
+            decoder: LineDecoder::new(max_line),
+            out: WriteQueue::default(),
+            held: Held::default(),
+            partial_since: None,
+            durable_wait: None,
+            pending: None,
+        })
+    }
+
+    /// Whether nothing is in hand, so that dropping this loses nothing.
+    fn is_idle(&self) -> bool {
+        !self.decoder.is_mid_line()
+            && self.out.is_empty()
+            && self.held.is_empty()
+            && self.durable_wait.is_none()
+            && self.pending.is_none()
+    }
+}
+
+/// What a connection's wait ended with, for `run`.
+enum Step {
+    /// Let other tasks run, then poll again.
+    Yield,
+    Close(Close),
+}
+
+impl<T: Transport, P: Protocol> Conn<T, P> {
+    /// Joins the chat and queues the greeting.
+    fn start(&mut self) {
+        self.shared.lock_core().connect(
+            self.id,
+            OutboxRef(self.outbox.clone()),
+            &self.protocol.peer().ip().to_string(),
+        );
+        let ctx = Ctx::new(&self.shared, self.id, &self.outbox, &self.state);
+        self.protocol.greet(&ctx);
+    }
+
+    /// Handles whatever is ready (shutdown, output, input, time) until nothing is, or
+    /// the connection should yield or end.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let Conn {
+            stream,
+            protocol,
+            shared,
+            outbox,
+            id,
+            state,
+            shutdown,
+            connected_at,
+            last_input,
+            pinged,
+            flood,
+            timer,
+            wheel,
+            busy,
+        } = self;
+        let (shared, outbox): (&Arc<Shared>, &Arc<Outbox>) = (shared, outbox);
+        let ctx = Ctx::new(shared, *id, outbox, state);
+        let limits = &shared.limits;
+        loop {
+            if let Some(close) = protocol.take_close() {
+                return Poll::Ready(Step::Close(close));
+            }
+            if busy.as_ref().is_none_or(|b| b.pending.is_none()) {
+                if let Some(work) = ctx.take_pending() {
+                    busy.get_or_insert_with(|| Busy::new(protocol.max_line()))
+                        .pending = Some(work);
                 }
-                let woke = {
-                    let now = Instant::now();
-                    let deadline = if !protocol.registered() {
-                        connected_at + limits.registration_timeout
-                    } else if P::PINGS {
-                        pinged.unwrap_or(last_input) + limits.ping_interval
-                    } else {
-                        last_input + limits.idle_timeout
+            }
+            let now = Instant::now();
+            let deadline = if !protocol.registered() {
+                *connected_at + limits.registration_timeout
+            } else if P::PINGS {
+                pinged.unwrap_or(*last_input) + limits.ping_interval
+            } else {
+                *last_input + limits.idle_timeout
+            };
+            let deadline = stream
+                .handshake_deadline()
+                .map_or(deadline, |d| d.min(deadline));
+            let durable = shared.durability.durable();
+            // What is in hand decides what to wait for; an idle connection has none.
+            if busy.as_ref().is_some_and(|b| b.is_idle()) {
+                *busy = None;
+            }
+            let (mut room_to_write, mut held_empty, mut waiting) = (true, true, false);
+            let (mut can_write, mut wake) = (stream.wants_write(), deadline);
+            if let Some(b) = busy.as_deref_mut() {
+                if let Some(partial) = partial_deadline(b.partial_since, limits) {
+                    wake = wake.min(partial);
+                }
+                // Stop reading while a backlog of our own output waits: a client that
+                // floods without reading slows itself down instead of growing our
+                // buffers.
+                room_to_write = b.out.bytes < limits.send_queue;
+                held_empty = b.held.is_empty();
+                waiting = b.pending.is_some();
+                can_write |= b.out.has_open(durable);
+                match b.out.blocked_on(durable) {
+                    Some(id) if b.durable_wait.as_ref().is_some_and(|(w, _)| *w == id) => {}
+                    Some(id) => {
+                        let durability = shared.durability.clone();
+                        b.durable_wait =
+                            Some((id, Box::pin(async move { durability.wait_for(id).await })));
+                    }
+                    None => b.durable_wait = None,
+                }
+            }
+            // Stop reading, too, while the client is over its input budget: input
+            // already read waits in `held`, the rest in the kernel, and TCP slows the
+            // sender.
+            let within_budget = held_empty && flood.allows(now, false);
+            let may_read = room_to_write && within_budget && !waiting;
+            let slowed = room_to_write && !within_budget && !waiting;
+            let flood_at = slowed.then(|| flood.ready_at(now));
+            let due = flood_at.map_or(wake, |at| at.min(wake));
+            if due <= now {
+                // Acted on below, without a timer.
+            } else if due - now <= NEAR {
+                match timer {
+                    Some(timer) if timer.deadline() == due => {}
+                    Some(timer) => timer.as_mut().reset(due),
+                    None => *timer = Some(Box::pin(sleep_until(due))),
+                }
+            } else {
+                *timer = None;
+                // Into the wheel, unless already in a bucket that comes no later:
+                // then, woken early, the connection only comes back here.
+                let deadlines = &shared.deadlines;
+                let bucket = deadlines.bucket_for(due);
+                if *wheel == 0 || *wheel > bucket || deadlines.passed(*wheel, now) {
+                    deadlines.insert(bucket, outbox);
+                    *wheel = bucket;
+                }
+            }
+
+            // In this order: shutdown first, then output, then input, then time.
+            let woke = if shutdown.is_cancelled() {
+                Woke::Shutdown
+            } else if outbox.poll_ready(cx).is_ready() {
+                Woke::Outbox
+            } else if busy.as_deref_mut().is_some_and(|b| {
+                b.durable_wait
+                    .as_mut()
+                    .is_some_and(|(_, wait)| wait.as_mut().poll(cx).is_ready())
+            }) {
+                Woke::Durable
+            } else if busy.as_deref_mut().is_some_and(|b| {
+                b.pending
+                    .as_mut()
+                    .is_some_and(|work| work.as_mut().poll(cx).is_ready())
+            }) {
+                Woke::ClusterDone
+            } else if let Some(ready) = can_write
+                .then(|| stream.poll_write_ready(cx))
+                .and_then(ready_value)
+            {
+                Woke::Writable(ready)
+            } else if let Some(ready) = may_read
+                .then(|| stream.poll_read_ready(cx))
+                .and_then(ready_value)
+            {
+                Woke::Readable(ready)
+            } else if due <= now
+                || timer
+                    .as_mut()
+                    .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+            {
+                // A deadline already past is not left to a timer: one computed from
+                // the time (the flood budget's) would be reset before it fired, at
+                // every wake-up.
+                if flood_at.is_some_and(|at| at <= Instant::now()) {
+                    Woke::Flood
+                } else {
+                    Woke::Timer
+                }
+            } else {
+                return Poll::Pending;
+            };
+
+            match woke {
+                Woke::Shutdown => return Poll::Ready(Step::Close(Close::Shutdown)),
+                Woke::Outbox => {
+                    // With output still pending, only an overflow matters now; the
+                    // rest is picked up when the pending output has gone.
+                    if outbox.overflowed() {
+                        return Poll::Ready(Step::Close(Close::SendQueueExceeded));
+                    }
+                    let b = busy.get_or_insert_with(|| Busy::new(protocol.max_line())).as_mut();
+                    if b.out.is_empty() {
+                        if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
+                            return Poll::Ready(Step::Close(Close::SendQueueExceeded));
+                        }
+                        if let Err(e) = b.out.write_some(stream, shared.durability.durable()) {
+                            return Poll::Ready(Step::Close(Close::Io(e.to_string())));
+                        }
+                    }
+                }
+                Woke::Durable => {
+                    if let Some(b) = busy.as_deref_mut() {
+                        b.durable_wait = None;
+                    }
+                }
+                Woke::ClusterDone => {
+                    if let Some(b) = busy.as_deref_mut() {
+                        b.pending = None;
+                    }
+                }
+                Woke::Writable(ready) => {
+                    let b = busy.get_or_insert_with(|| Busy::new(protocol.max_line())).as_mut();
+                    if let Err(e) =
+                        ready.and_then(|()| b.out.write_some(stream, shared.durability.durable()))
+                    {
+                        return Poll::Ready(Step::Close(Close::Io(e.to_string())));
+                    }
+                    if b.out.is_empty() {
+                        if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
+                            return Poll::Ready(Step::Close(Close::SendQueueExceeded));
+                        }
+                    }
+                }
+                Woke::Readable(ready) => {
+                    if let Err(e) = ready {
+                        return Poll::Ready(Step::Close(Close::Io(e.to_string())));
+                    }
+                    let b = busy.get_or_insert_with(|| Busy::new(protocol.max_line())).as_mut();
+                    let mut input = Input {
+                        decoder: &mut b.decoder,
+                        flood,
+                        sink: Sink {
+                            outbox,
+                            out: &mut b.out,
+                        },
                     };
-                    let deadline = stream
-                        .handshake_deadline()
-                        .map_or(deadline, |d| d.min(deadline));
-                    let partial_deadline = partial_deadline(partial_since, limits);
-                    let wake = partial_deadline.map_or(deadline, |p| p.min(deadline));
-                    // Stop reading while a backlog of our own output waits: a client that floods
-                    // without reading slows itself down instead of growing our buffers.
-                    let room_to_write = out.bytes < limits.send_queue;
-                    // Stop reading, too, while the client is over its input budget: input already
-                    // read waits in `held`, the rest in the kernel, and TCP slows the sender.
-                    let within_budget = held.is_empty() && flood.allows(now, false);
-                    if pending.is_none() {
-                        pending = ctx.take_pending();
+                    let fed = match read_input(stream, &mut input, protocol, &ctx, &mut b.held)
+                    {
+                        Ok(fed) => fed,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Poll::Ready(Step::Close(Close::Io(e.to_string()))),
+                    };
+                    let now = Instant::now();
+                    *last_input = now;
+                    *pinged = None;
+                    let frames = fed.frames;
+                    if let Some(close) = after_feed(fed, b, flood, now) {
+                        return Poll::Ready(Step::Close(close));
                     }
-                    let waiting = pending.is_some();
-                    let may_read = room_to_write && within_budget && !waiting;
-                    let slowed = room_to_write && !within_budget && !waiting;
-                    let durable = shared.durability.durable();
-                    let can_write = out.has_open(durable) || stream.wants_write();
-                    let gated_on = out.blocked_on(durable);
-                    let flood_at = slowed.then(|| flood.ready_at(now));
-                    let due = flood_at.map_or(wake, |at| at.min(wake));
-                    if timer.deadline() != due {
-                        timer.as_mut().reset(due);
+                    if frames {
+                        return Poll::Ready(Step::Yield);
                     }
-                    match gated_on {
-                        Some(id) if durable_wait.as_ref().is_some_and(|(w, _)| *w == id) => {}
-                        Some(id) => {
-                            let durability = shared.durability.clone();
-                            durable_wait =
-                                Some((id, Box::pin(async move { durability.wait_for(id).await })));
-                        }
-                        None => durable_wait = None,
+                }
+                Woke::Flood => {
+                    let Some(b) = busy.as_deref_mut().filter(|b| !b.held.is_empty()) else {
+                        continue;
+                    };
+                    let now = Instant::now();
+                    let mut input = Input {
+                        decoder: &mut b.decoder,
+                        flood,
+                        sink: Sink {
+                            outbox,
+                            out: &mut b.out,
+                        },
+                    };
+                    let fed = feed(b.held.rest(), &mut input, protocol, &ctx, now);
+                    b.held.consume(fed.used);
+                    if fed.frames {
+                        *last_input = now;
+                        *pinged = None;
                     }
-                    // The closure gets copies and references only: what is computed
-                    // above is not kept across the wait (this future's size is an
-                    // idle connection's size).
-                    let mut timer = timer.as_mut();
-                    let (outbox, stream, shutdown) = (&outbox, &stream, &shutdown);
-                    let (pending, durable_wait) = (&mut pending, &mut durable_wait);
-                    std::future::poll_fn(move |cx| {
-                        // In this order: shutdown first, then output, then input, then time.
-                        if shutdown.is_cancelled() {
-                            return Poll::Ready(Woke::Shutdown);
-                        }
-                        if outbox.poll_ready(cx).is_ready() {
-                            return Poll::Ready(Woke::Outbox);
-                        }
-                        if let Some((_, wait)) = durable_wait.as_mut() {
-                            if wait.as_mut().poll(cx).is_ready() {
-                                return Poll::Ready(Woke::Durable);
-                            }
-                        }
-                        if let (Some(work), true) = (pending.as_mut(), waiting) {
-                            if work.as_mut().poll(cx).is_ready() {
-                                return Poll::Ready(Woke::ClusterDone);
-                            }
-                        }
-                        if can_write {
-                            if let Poll::Ready(ready) = stream.poll_write_ready(cx) {
-                                return Poll::Ready(Woke::Writable(ready));
-                            }
-                        }
-                        if may_read {
-                            if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
-                                return Poll::Ready(Woke::Readable(ready));
-                            }
-                        }
-                        if timer.as_mut().poll(cx).is_ready() {
-                            let now = Instant::now();
-                            if flood_at.is_some_and(|at| at <= now) {
-                                return Poll::Ready(Woke::Flood);
-                            }
-                            return Poll::Ready(Woke::Timer);
-                        }
-                        Poll::Pending
-                    })
-                };
-                let woke = woke.await;
-                match woke {
-                    Woke::Shutdown => break Close::Shutdown,
-                    Woke::Outbox => {
-                        // With output still pending, only an overflow matters now; the rest is
-                        // picked up when the pending output has gone.
-                        if outbox.overflowed() {
-                            break Close::SendQueueExceeded;
-                        }
-                        if out.is_empty() {
-                            if let Err(Overflowed) =
-                                pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out)
-                            {
-                                break Close::SendQueueExceeded;
-                            }
-                            if let Err(e) = out.write_some(&mut stream, shared.durability.durable())
-                            {
-                                break Close::Io(e.to_string());
-                            }
-                        }
+                    if let Some(close) = after_feed(fed, b, flood, now) {
+                        return Poll::Ready(Step::Close(close));
                     }
-                    Woke::Durable => durable_wait = None,
-                    Woke::ClusterDone => pending = None,
-                    Woke::Writable(ready) => {
-                        if let Err(e) = ready
-                            .and_then(|()| out.write_some(&mut stream, shared.durability.durable()))
-                        {
-                            break Close::Io(e.to_string());
-                        }
-                        if out.is_empty() {
-                            if let Err(Overflowed) =
-                                pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out)
-                            {
-                                break Close::SendQueueExceeded;
-                            }
-                        }
-                    }
-                    Woke::Readable(ready) => {
-                        if let Err(e) = ready {
-                            break Close::Io(e.to_string());
-                        }
-                        // In a block, so that nothing of the read is kept across the yield
-                        // below (it would be kept in every connection's future).
-                        let frames = {
-                            let mut input = Input {
-                                decoder: &mut decoder,
-                                flood: &mut flood,
-                                sink: Sink {
-                                    outbox: &outbox,
-                                    drained: &mut drained,
-                                    out: &mut out,
-                                },
-                            };
-                            let read =
-                                read_input(&mut stream, &mut input, &mut protocol, &ctx, &mut held);
-                            let fed = match read {
-                                Ok(fed) => fed,
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                                Err(e) => break Close::Io(e.to_string()),
-                            };
-                            let now = Instant::now();
-                            last_input = now;
-                            pinged = None;
-                            let frames = fed.frames;
-                            if let Some(close) = after_feed(
-                                fed,
-                                &decoder,
-                                &held,
-                                &mut flood,
-                                &mut partial_since,
-                                now,
-                            ) {
-                                break close;
-                            }
-                            frames
-                        };
-                        // One read can carry hundreds of lines, each fanned out to a whole room.
-                        // Yielding after every read lets the recipients' tasks write in between,
-                        // so one fast sender cannot hold a worker thread while every other
-                        // client's queue fills up (tokio's own budget only counts socket polls).
-                        if frames {
-                            tokio::task::yield_now().await;
-                        }
-                    }
-                    Woke::Flood => {
-                        if held.is_empty() {
-                            continue;
-                        }
-                        let now = Instant::now();
-                        let mut input = Input {
-                            decoder: &mut decoder,
-                            flood: &mut flood,
-                            sink: Sink {
-                                outbox: &outbox,
-                                drained: &mut drained,
-                                out: &mut out,
-                            },
-                        };
-                        let fed = feed(held.rest(), &mut input, &mut protocol, &ctx, now);
-                        held.consume(fed.used);
-                        if fed.frames {
-                            last_input = now;
-                            pinged = None;
-                        }
-                        if let Some(close) =
-                            after_feed(fed, &decoder, &held, &mut flood, &mut partial_since, now)
-                        {
-                            break close;
-                        }
-                    }
-                    Woke::Timer => {
-                        if partial_deadline(partial_since, limits)
-                            .is_some_and(|p| p <= Instant::now())
-                        {
-                            break Close::PartialLine;
-                        }
-                        if stream.handshake_deadline().is_some() {
-                            break Close::Io("TLS handshake timed out".into());
-                        }
-                        if !protocol.registered() {
-                            break Close::RegistrationTimeout;
-                        }
-                        if !P::PINGS {
-                            break Close::IdleTimeout;
-                        }
-                        if pinged.is_some() {
-                            break Close::PingTimeout;
-                        }
-                        pinged = Some(Instant::now());
+                }
+                Woke::Timer => {
+                    let partial = busy
+                        .as_ref()
+                        .and_then(|b| partial_deadline(b.partial_since, limits));
+                    let close = if partial.is_some_and(|p| p <= Instant::now()) {
+                        Close::PartialLine
+                    } else if stream.handshake_deadline().is_some() {
+                        Close::Io("TLS handshake timed out".into())
+                    } else if !protocol.registered() {
+                        Close::RegistrationTimeout
+                    } else if !P::PINGS {
+                        Close::IdleTimeout
+                    } else if pinged.is_some() {
+                        Close::PingTimeout
+                    } else {
+                        *pinged = Some(Instant::now());
                         if let Some(ping) = protocol.keepalive() {
                             outbox.push(Outgoing::Raw(ping));
                         }
-                    }
+                        continue;
+                    };
+                    return Poll::Ready(Step::Close(close));
                 }
-            };
+            }
+        }
+    }
 
-            // Counted before anyone is told, so that whoever sees the quit sees it counted.
-            let reason = close.metric();
-            shared.metrics.disconnected(reason);
-            // The client leaves the chat first, so nobody sends it anything more, then gets
-            // whatever was already queued for it and its farewell line.
-            shared.lock_core().disconnect(id, &close.reason());
-            if let Some(cluster) = &shared.cluster {
-                cluster.names_changed();
-            }
-            match &close {
-                Close::Io(_) => {}
-                Close::SendQueueExceeded => {
-                    if let Some(line) = protocol.farewell(&close) {
-                        out.push(line);
-                    }
-                }
-                _ => {
-                    let _ = pump(&outbox, &mut drained, &mut protocol, &ctx, &mut out);
-                    if let Some(line) = protocol.farewell(&close) {
-                        out.push(line);
-                    }
-                }
-            }
-            // One log line per disconnect, with the reason as a stable field; ordinary ends
-            // only at debug level.
-            let detail = close.reason();
-            match &close {
-                Close::Io(_) | Close::Eof | Close::Quit(_) | Close::Shutdown => {
-                    let peer = protocol.peer();
-                    tracing::debug!(%peer, id, reason = reason.label(), %detail, "client disconnected")
-                }
-                _ => {
-                    let peer = protocol.peer();
-                    tracing::info!(%peer, id, reason = reason.label(), %detail, "client disconnected")
+    /// Leaves the chat and queues the last lines. Returns what the farewell needs to
+    /// be written, unless the client could not read it anyway.
+    fn finish(mut self, close: Close) -> Option<(T, WriteQueue, Arc<Shared>)> {
+        let shared = &self.shared;
+        // Counted before anyone is told, so that whoever sees the quit sees it counted.
+        let reason = close.metric();
+        shared.metrics.disconnected(reason);
+        // The client leaves the chat first, so nobody sends it anything more, then gets
+        // whatever was already queued for it and its farewell line.
+        shared.lock_core().disconnect(self.id, &close.reason());
+        if let Some(cluster) = &shared.cluster {
+            cluster.names_changed();
+        }
+        let mut out = self
+            .busy
+            .take()
+            .map_or_else(WriteQueue::default, |b| b.out);
+        match &close {
+            Close::Io(_) => {}
+            Close::SendQueueExceeded => {
+                if let Some(line) = self.protocol.farewell(&close) {
+                    out.push(line);
                 }
             }
-            (out, close)
-        };
+            _ => {
+                let ctx = Ctx::new(shared, self.id, &self.outbox, &self.state);
+                let _ = pump(&self.outbox, &mut self.protocol, &ctx, &mut out);
+                if let Some(line) = self.protocol.farewell(&close) {
+                    out.push(line);
+                }
+            }
+        }
+        // One log line per disconnect, with the reason as a stable field; ordinary ends
+        // only at debug level.
+        let detail = close.reason();
+        let (peer, id) = (self.protocol.peer(), self.id);
+        match &close {
+            Close::Io(_) | Close::Eof | Close::Quit(_) | Close::Shutdown => {
+                tracing::debug!(%peer, id, reason = reason.label(), %detail, "client disconnected")
+            }
+            _ => {
+                tracing::info!(%peer, id, reason = reason.label(), %detail, "client disconnected")
+            }
+        }
         // A client still in its TLS handshake could read nothing we sent, so it is
         // dropped.
-        if !matches!(close, Close::Io(_)) && stream.handshake_deadline().is_none() {
-            // Boxed: kept inline, its state would make every connection's future
-            // bigger, all its life, for the moment after its end.
-            let grace = shared.limits.shutdown_grace;
-            Box::pin(linger(stream, out, &shared.durability, grace)).await;
+        if matches!(close, Close::Io(_)) || self.stream.handshake_deadline().is_some() {
+            return None;
         }
-        drop(permit);
+        Some((self.stream, out, self.shared))
+    }
+}
+
+/// The value of a ready poll.
+fn ready_value<V>(poll: Poll<V>) -> Option<V> {
+    match poll {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
     }
 }
 
 /// Where a session's output goes between the outbox and the socket.
 struct Sink<'a> {
     outbox: &'a Outbox,
-    drained: &'a mut VecDeque<Outgoing>,
     out: &'a mut WriteQueue,
 }
 
@@ -1099,7 +1257,7 @@ fn feed<P: Protocol>(
         if !continues && ctx.has_run() {
             ctx.flush();
             let sink = &mut input.sink;
-            if pump(sink.outbox, sink.drained, protocol, ctx, sink.out).is_err() {
+            if pump(sink.outbox, protocol, ctx, sink.out).is_err() {
                 close = Some(Close::SendQueueExceeded);
                 break;
             }
@@ -1113,7 +1271,7 @@ fn feed<P: Protocol>(
             Frame::TooLong => protocol.on_too_long(ctx),
         }
         let sink = &mut input.sink;
-        if pump(sink.outbox, sink.drained, protocol, ctx, sink.out).is_err() {
+        if pump(sink.outbox, protocol, ctx, sink.out).is_err() {
             close = Some(Close::SendQueueExceeded);
         }
         protocol.after_line(ctx, sink.out);
@@ -1122,7 +1280,7 @@ fn feed<P: Protocol>(
     // waits for anything, and their replies (errors, echoes) join the output.
     ctx.flush();
     let sink = &mut input.sink;
-    if pump(sink.outbox, sink.drained, protocol, ctx, sink.out).is_err() && close.is_none() {
+    if pump(sink.outbox, protocol, ctx, sink.out).is_err() && close.is_none() {
         close = Some(Close::SendQueueExceeded);
     }
     Fed {
@@ -1154,21 +1312,20 @@ fn partial_deadline(since: Option<Instant>, limits: &Limits) -> Option<Instant> 
 /// What every path that feeds input does afterwards: the close the input asked for; a
 /// flooder's disconnection once it has stayed over its budget too long; and when the
 /// unfinished line, if any, began.
-fn after_feed(
-    fed: Fed,
-    decoder: &LineDecoder,
-    held: &Held,
-    flood: &mut FloodControl,
-    partial_since: &mut Option<Instant>,
-    now: Instant,
-) -> Option<Close> {
+fn after_feed(fed: Fed, busy: &mut Busy, flood: &mut FloodControl, now: Instant) -> Option<Close> {
     if fed.close.is_some() {
         return fed.close;
     }
-    if !held.is_empty() && flood.stall(now).is_err() {
+    if !busy.held.is_empty() && flood.stall(now).is_err() {
         return Some(Close::ExcessFlood);
     }
-    *partial_since = partial_line(decoder, held, fed.frames, *partial_since, now);
+    busy.partial_since = partial_line(
+        &busy.decoder,
+        &busy.held,
+        fed.frames,
+        busy.partial_since,
+        now,
+    );
     None
 }
 
@@ -1200,13 +1357,14 @@ fn partial_line(
 /// here forever.
 fn pump<P: Protocol>(
     outbox: &Outbox,
-    drained: &mut VecDeque<Outgoing>,
     protocol: &mut P,
     ctx: &Ctx,
     out: &mut WriteQueue,
 ) -> Result<(), Overflowed> {
+    // Swapped with the outbox's queue, whose memory goes with it when dropped.
+    let mut drained = VecDeque::new();
     for _ in 0..4 {
-        outbox.drain(drained)?;
+        outbox.drain(&mut drained)?;
         if drained.is_empty() {
             break;
         }
@@ -1230,7 +1388,6 @@ fn pump<P: Protocol>(
             }
         }
     }
-    release_if_empty(drained);
     Ok(())
 }
 

@@ -32,6 +32,7 @@ mod admission;
 pub mod cluster;
 pub mod config;
 mod connection;
+mod deadlines;
 mod flood;
 mod history;
 mod irc;

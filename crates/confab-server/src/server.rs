@@ -148,6 +148,7 @@ impl Server {
                 irc: config.irc,
                 started: std::time::SystemTime::now(),
                 admission,
+                deadlines: Default::default(),
                 metrics,
                 next_id: AtomicU64::new(first_id),
                 cluster,
@@ -215,6 +216,7 @@ impl Server {
         if let Some(cluster) = &self.shared.cluster {
             cluster.start(&self.shared, token.clone());
         }
+        tokio::spawn(self.shared.deadlines.clone().run(token.clone()));
         tokio::spawn(crate::memory::release_after_drops(
             self.shared.clone(),
             token.clone(),

@@ -8,6 +8,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use confab_server::{seconds, Config, Frontend, IrcConfig, Limits, Server};
 
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod tls;
 
 /// confab: a chat server, client and peer-to-peer chat in one binary.

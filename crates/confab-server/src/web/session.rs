@@ -25,7 +25,7 @@ use super::protocol::{self, Conversation, Request};
 use super::Settings;
 use crate::accounts;
 use crate::admission::Slot;
-use crate::connection::{Ctx, Shared};
+use crate::connection::{Ctx, CtxState, Shared};
 use crate::flood::FloodControl;
 use crate::history::{direct_conversation, room_conversation, Durability};
 use crate::metrics::Reason;
@@ -253,7 +253,8 @@ pub(super) async fn run(
         core.set_echo(id, true);
     }
     tracing::debug!(%peer, id, "WebSocket connected");
-    let ctx = Ctx::new(&shared, id, &outbox);
+    let state = CtxState::default();
+    let ctx = Ctx::new(&shared, id, &outbox, &state);
     ctx.send(protocol::hello(
         &shared.default_room,
         settings.wire_limits(),
