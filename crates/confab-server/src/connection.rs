@@ -264,12 +264,21 @@ impl<'a> Ctx<'a> {
 
     /// Whether [`Ctx::say`] has messages waiting to go to the core.
     fn has_run(&self) -> bool {
-        self.state.run.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.state
+            .run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Sends the messages collected by [`Ctx::say`].
     pub fn flush(&self) {
-        let run = self.state.run.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let run = self
+            .state
+            .run
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(run) = run {
             self.send_run(*run);
         }
@@ -964,7 +973,9 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                     if outbox.overflowed() {
                         return Poll::Ready(Step::Close(Close::SendQueueExceeded));
                     }
-                    let b = busy.get_or_insert_with(|| Busy::new(protocol.max_line())).as_mut();
+                    let b = busy
+                        .get_or_insert_with(|| Busy::new(protocol.max_line()))
+                        .as_mut();
                     if b.out.is_empty() {
                         if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
                             return Poll::Ready(Step::Close(Close::SendQueueExceeded));
@@ -985,7 +996,9 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                     }
                 }
                 Woke::Writable(ready) => {
-                    let b = busy.get_or_insert_with(|| Busy::new(protocol.max_line())).as_mut();
+                    let b = busy
+                        .get_or_insert_with(|| Busy::new(protocol.max_line()))
+                        .as_mut();
                     if let Err(e) =
                         ready.and_then(|()| b.out.write_some(stream, shared.durability.durable()))
                     {
@@ -1001,7 +1014,9 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                     if let Err(e) = ready {
                         return Poll::Ready(Step::Close(Close::Io(e.to_string())));
                     }
-                    let b = busy.get_or_insert_with(|| Busy::new(protocol.max_line())).as_mut();
+                    let b = busy
+                        .get_or_insert_with(|| Busy::new(protocol.max_line()))
+                        .as_mut();
                     let mut input = Input {
                         decoder: &mut b.decoder,
                         flood,
@@ -1010,8 +1025,7 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                             out: &mut b.out,
                         },
                     };
-                    let fed = match read_input(stream, &mut input, protocol, &ctx, &mut b.held)
-                    {
+                    let fed = match read_input(stream, &mut input, protocol, &ctx, &mut b.held) {
                         Ok(fed) => fed,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         Err(e) => return Poll::Ready(Step::Close(Close::Io(e.to_string()))),
@@ -1090,10 +1104,7 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
         if let Some(cluster) = &shared.cluster {
             cluster.names_changed();
         }
-        let mut out = self
-            .busy
-            .take()
-            .map_or_else(WriteQueue::default, |b| b.out);
+        let mut out = self.busy.take().map_or_else(WriteQueue::default, |b| b.out);
         match &close {
             Close::Io(_) => {}
             Close::SendQueueExceeded => {

@@ -130,7 +130,10 @@ mod tests {
         let deadline = wheel.epoch + Duration::from_secs(10);
         let bucket = wheel.bucket_for(deadline);
         let end = wheel.epoch + TICK * (bucket + 1);
-        assert!(end < deadline && deadline - end <= NEAR / 2 + TICK, "{bucket}");
+        assert!(
+            end < deadline && deadline - end <= NEAR / 2 + TICK,
+            "{bucket}"
+        );
         assert!(deadline - end >= NEAR / 2 - TICK);
         assert!(!wheel.passed(bucket, end - Duration::from_millis(1)));
         assert!(wheel.passed(bucket, end));
@@ -149,10 +152,10 @@ mod tests {
         soon.ready().await;
         assert!(Instant::now() < now + Duration::from_secs(2));
         assert!(Instant::now() >= now + Duration::from_secs(2) - NEAR);
-        assert!(!std::future::poll_fn(|cx| std::task::Poll::Ready(
-            later.poll_ready(cx).is_ready()
-        ))
-        .await);
+        assert!(
+            !std::future::poll_fn(|cx| std::task::Poll::Ready(later.poll_ready(cx).is_ready()))
+                .await
+        );
         later.ready().await;
         assert!(Instant::now() >= now + Duration::from_secs(5) - NEAR);
         token.cancel();

@@ -37,7 +37,6 @@ mod flood;
 mod history;
 mod irc;
 mod line;
-mod memory;
 mod metrics;
 mod outbox;
 pub mod server;

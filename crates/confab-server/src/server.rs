@@ -217,10 +217,6 @@ impl Server {
             cluster.start(&self.shared, token.clone());
         }
         tokio::spawn(self.shared.deadlines.clone().run(token.clone()));
-        tokio::spawn(crate::memory::release_after_drops(
-            self.shared.clone(),
-            token.clone(),
-        ));
         shutdown.await;
         tracing::info!("shutting down");
         if let Some(cluster) = &self.shared.cluster {
