@@ -184,16 +184,25 @@ pub(crate) struct Ctx<'a> {
     state: &'a CtxState,
 }
 
-/// What a [`Ctx`] keeps from one call to the next; the session owns it.
+/// What a [`Ctx`] keeps from one call to the next; the session owns it. One lock
+/// and two thin pointers, because it lives in every connection and is rarely used.
 #[derive(Default)]
-pub(crate) struct CtxState {
+pub(crate) struct CtxState(Mutex<Kept>);
+
+#[derive(Default)]
+struct Kept {
     /// Commands that must wait for the cluster (a name claim, a room subscription),
     /// chained in the order they were given. While this is set the session reads no
     /// more input, so a client's later commands stay behind them.
-    pending: Mutex<Option<Pending>>,
+    pending: Option<Box<Pending>>,
     /// Messages to one recipient collected by [`Ctx::say`], not yet in the core.
-    /// Boxed because it is rarely there and this lives in every connection.
-    run: Mutex<Option<Box<Run>>>,
+    run: Option<Box<Run>>,
+}
+
+impl CtxState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Consecutive messages from one read of a client's input to the same recipient, sent
@@ -238,7 +247,8 @@ impl<'a> Ctx<'a> {
         if self.shared.cluster.is_some() {
             return self.command(Command::Send { to, kind, text });
         }
-        let mut run = self.state.run.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = self.state.lock();
+        let run = &mut kept.run;
         let fits = run.as_ref().is_some_and(|r| {
             r.to == to
                 && r.kind == kind
@@ -264,21 +274,12 @@ impl<'a> Ctx<'a> {
 
     /// Whether [`Ctx::say`] has messages waiting to go to the core.
     fn has_run(&self) -> bool {
-        self.state
-            .run
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.state.lock().run.is_some()
     }
 
     /// Sends the messages collected by [`Ctx::say`].
     pub fn flush(&self) {
-        let run = self
-            .state
-            .run
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let run = self.state.lock().run.take();
         if let Some(run) = run {
             self.send_run(*run);
         }
@@ -303,19 +304,11 @@ impl<'a> Ctx<'a> {
 
     /// Work queued by [`Ctx::command`] that the session must await before reading on.
     pub fn take_pending(&self) -> Option<Pending> {
-        self.state
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+        self.state.lock().pending.take().map(|pending| *pending)
     }
 
     pub fn has_pending(&self) -> bool {
-        self.state
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.state.lock().pending.is_some()
     }
 
     /// This client's outbox, for answers that arrive later (history queries).
@@ -329,7 +322,8 @@ impl<'a> Ctx<'a> {
     pub fn command(&self, command: Command) {
         self.flush();
         if let Some(cluster) = &self.shared.cluster {
-            let mut pending = self.state.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut kept = self.state.lock();
+            let pending = &mut kept.pending;
             if pending.is_some()
                 || crate::cluster::must_wait(cluster, self.shared, self.id, &command)
             {
@@ -341,12 +335,12 @@ impl<'a> Ctx<'a> {
                     self.outbox.clone(),
                     command,
                 );
-                *pending = Some(Box::pin(async move {
+                *pending = Some(Box::new(Box::pin(async move {
                     if let Some(before) = before {
                         before.await;
                     }
                     work.await;
-                }));
+                })));
                 return;
             }
         }
@@ -702,7 +696,7 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
         shutdown,
         connected_at,
         last_input: connected_at,
-        pinged: None,
+        pinged: false,
         flood,
         timer: None,
         wheel: 0,
@@ -711,15 +705,15 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
     async move {
         conn.start();
         let close = loop {
-            match std::future::poll_fn(|cx| conn.poll_step(cx)).await {
-                Step::Close(close) => break close,
-                // One read can carry hundreds of lines, each fanned out to a whole
-                // room. Yielding after every read lets the recipients' tasks write in
-                // between, so one fast sender cannot hold a worker thread while every
-                // other client's queue fills up (tokio's own budget only counts socket
-                // polls).
-                Step::Yield => tokio::task::yield_now().await,
+            // `None`: the session handled a read and lets others run before going on.
+            if let Some(close) = std::future::poll_fn(|cx| conn.poll_step(cx)).await {
+                break close;
             }
+            // One read can carry hundreds of lines, each fanned out to a whole room.
+            // Yielding after every read lets the recipients' tasks write in between,
+            // so one fast sender cannot hold a worker thread while every other
+            // client's queue fills up (tokio's own budget only counts socket polls).
+            tokio::task::yield_now().await;
         };
         // Boxed, and made before it is awaited: kept inline, its state would make
         // every connection's future bigger, all its life, for the moment after its end.
@@ -753,8 +747,9 @@ struct Conn<T, P> {
     connected_at: Instant,
     /// When the client last sent a line.
     last_input: Instant,
-    /// When a keepalive ping went out and is still unanswered.
-    pinged: Option<Instant>,
+    /// Whether a keepalive ping went out and is still unanswered. It went out
+    /// `ping_interval` after `last_input`, so its answer is due as long again later.
+    pinged: bool,
     flood: FloodControl,
     /// A precise timer, only while the next deadline is less than `deadlines::NEAR`
     /// away; farther ones wait in the server's wheel (`crate::deadlines`).
@@ -803,13 +798,6 @@ impl Busy {
     }
 }
 
-/// What a connection's wait ended with, for `run`.
-enum Step {
-    /// Let other tasks run, then poll again.
-    Yield,
-    Close(Close),
-}
-
 impl<T: Transport, P: Protocol> Conn<T, P> {
     /// Joins the chat and queues the greeting.
     fn start(&mut self) {
@@ -822,9 +810,9 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
         self.protocol.greet(&ctx);
     }
 
-    /// Handles whatever is ready (shutdown, output, input, time) until nothing is, or
-    /// the connection should yield or end.
-    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+    /// Handles whatever is ready (shutdown, output, input, time) until nothing is, the
+    /// connection should yield after a read (`None`) or it should end.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Close>> {
         let Conn {
             stream,
             protocol,
@@ -846,7 +834,7 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
         let limits = &shared.limits;
         loop {
             if let Some(close) = protocol.take_close() {
-                return Poll::Ready(Step::Close(close));
+                return Poll::Ready(Some(close));
             }
             if busy.as_ref().is_none_or(|b| b.pending.is_none()) {
                 if let Some(work) = ctx.take_pending() {
@@ -858,7 +846,7 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
             let deadline = if !protocol.registered() {
                 *connected_at + limits.registration_timeout
             } else if P::PINGS {
-                pinged.unwrap_or(*last_input) + limits.ping_interval
+                *last_input + limits.ping_interval * (1 + u32::from(*pinged))
             } else {
                 *last_input + limits.idle_timeout
             };
@@ -966,22 +954,22 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
             };
 
             match woke {
-                Woke::Shutdown => return Poll::Ready(Step::Close(Close::Shutdown)),
+                Woke::Shutdown => return Poll::Ready(Some(Close::Shutdown)),
                 Woke::Outbox => {
                     // With output still pending, only an overflow matters now; the
                     // rest is picked up when the pending output has gone.
                     if outbox.overflowed() {
-                        return Poll::Ready(Step::Close(Close::SendQueueExceeded));
+                        return Poll::Ready(Some(Close::SendQueueExceeded));
                     }
                     let b = busy
                         .get_or_insert_with(|| Busy::new(protocol.max_line()))
                         .as_mut();
                     if b.out.is_empty() {
                         if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
-                            return Poll::Ready(Step::Close(Close::SendQueueExceeded));
+                            return Poll::Ready(Some(Close::SendQueueExceeded));
                         }
                         if let Err(e) = b.out.write_some(stream, shared.durability.durable()) {
-                            return Poll::Ready(Step::Close(Close::Io(e.to_string())));
+                            return Poll::Ready(Some(Close::Io(e.to_string())));
                         }
                     }
                 }
@@ -1002,17 +990,17 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                     if let Err(e) =
                         ready.and_then(|()| b.out.write_some(stream, shared.durability.durable()))
                     {
-                        return Poll::Ready(Step::Close(Close::Io(e.to_string())));
+                        return Poll::Ready(Some(Close::Io(e.to_string())));
                     }
                     if b.out.is_empty() {
                         if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
-                            return Poll::Ready(Step::Close(Close::SendQueueExceeded));
+                            return Poll::Ready(Some(Close::SendQueueExceeded));
                         }
                     }
                 }
                 Woke::Readable(ready) => {
                     if let Err(e) = ready {
-                        return Poll::Ready(Step::Close(Close::Io(e.to_string())));
+                        return Poll::Ready(Some(Close::Io(e.to_string())));
                     }
                     let b = busy
                         .get_or_insert_with(|| Busy::new(protocol.max_line()))
@@ -1028,17 +1016,17 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                     let fed = match read_input(stream, &mut input, protocol, &ctx, &mut b.held) {
                         Ok(fed) => fed,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(e) => return Poll::Ready(Step::Close(Close::Io(e.to_string()))),
+                        Err(e) => return Poll::Ready(Some(Close::Io(e.to_string()))),
                     };
                     let now = Instant::now();
                     *last_input = now;
-                    *pinged = None;
+                    *pinged = false;
                     let frames = fed.frames;
                     if let Some(close) = after_feed(fed, b, flood, now) {
-                        return Poll::Ready(Step::Close(close));
+                        return Poll::Ready(Some(close));
                     }
                     if frames {
-                        return Poll::Ready(Step::Yield);
+                        return Poll::Ready(None);
                     }
                 }
                 Woke::Flood => {
@@ -1058,10 +1046,10 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                     b.held.consume(fed.used);
                     if fed.frames {
                         *last_input = now;
-                        *pinged = None;
+                        *pinged = false;
                     }
                     if let Some(close) = after_feed(fed, b, flood, now) {
-                        return Poll::Ready(Step::Close(close));
+                        return Poll::Ready(Some(close));
                     }
                 }
                 Woke::Timer => {
@@ -1076,16 +1064,16 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                         Close::RegistrationTimeout
                     } else if !P::PINGS {
                         Close::IdleTimeout
-                    } else if pinged.is_some() {
+                    } else if *pinged {
                         Close::PingTimeout
                     } else {
-                        *pinged = Some(Instant::now());
+                        *pinged = true;
                         if let Some(ping) = protocol.keepalive() {
                             outbox.push(Outgoing::Raw(ping));
                         }
                         continue;
                     };
-                    return Poll::Ready(Step::Close(close));
+                    return Poll::Ready(Some(close));
                 }
             }
         }
