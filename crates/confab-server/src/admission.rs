@@ -54,8 +54,11 @@ pub(crate) struct Admission {
 }
 
 /// A connection's place on the server, given back when it is dropped.
+///
+/// It holds one of the server's permits without the `OwnedSemaphorePermit` (which
+/// would keep a second pointer to the semaphore in every connection): the permit is
+/// forgotten when taken and added back when the slot is dropped.
 pub(crate) struct Slot {
-    _permit: OwnedSemaphorePermit,
     admission: Arc<Admission>,
     /// The counted address, when per-address limits are on.
     key: Option<IpAddr>,
@@ -64,6 +67,7 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.admission.slots.add_permits(1);
         self.admission.metrics.closed(self.frontend);
         if let Some(key) = self.key {
             let mut table = self.admission.lock();
@@ -172,8 +176,8 @@ impl Admission {
         key: Option<IpAddr>,
         frontend: Frontend,
     ) -> Slot {
+        permit.forget();
         Slot {
-            _permit: permit,
             admission: self.clone(),
             key,
             frontend,

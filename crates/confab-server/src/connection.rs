@@ -694,7 +694,6 @@ pub(crate) fn run<T: Transport, P: Protocol, G: Send>(
         id,
         state: CtxState::default(),
         shutdown,
-        connected_at,
         last_input: connected_at,
         pinged: false,
         flood,
@@ -744,8 +743,8 @@ struct Conn<T, P> {
     /// What the protocol's [`Ctx`] keeps between calls.
     state: CtxState,
     shutdown: CancellationToken,
-    connected_at: Instant,
-    /// When the client last sent a line.
+    /// When the client last sent a line; until it has registered, when it connected
+    /// (the registration timeout counts from there).
     last_input: Instant,
     /// Whether a keepalive ping went out and is still unanswered. It went out
     /// `ping_interval` after `last_input`, so its answer is due as long again later.
@@ -821,7 +820,6 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
             id,
             state,
             shutdown,
-            connected_at,
             last_input,
             pinged,
             flood,
@@ -844,7 +842,7 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
             }
             let now = Instant::now();
             let deadline = if !protocol.registered() {
-                *connected_at + limits.registration_timeout
+                *last_input + limits.registration_timeout
             } else if P::PINGS {
                 *last_input + limits.ping_interval * (1 + u32::from(*pinged))
             } else {
@@ -1019,7 +1017,9 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                         Err(e) => return Poll::Ready(Some(Close::Io(e.to_string()))),
                     };
                     let now = Instant::now();
-                    *last_input = now;
+                    if protocol.registered() {
+                        *last_input = now;
+                    }
                     *pinged = false;
                     let frames = fed.frames;
                     if let Some(close) = after_feed(fed, b, flood, now) {
@@ -1045,7 +1045,9 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                     let fed = feed(b.held.rest(), &mut input, protocol, &ctx, now);
                     b.held.consume(fed.used);
                     if fed.frames {
-                        *last_input = now;
+                        if protocol.registered() {
+                            *last_input = now;
+                        }
                         *pinged = false;
                     }
                     if let Some(close) = after_feed(fed, b, flood, now) {

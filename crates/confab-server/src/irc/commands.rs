@@ -232,7 +232,7 @@ fn nick(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             );
             return Flow::Continue;
         }
-        session.nick = Some((*wanted).into());
+        session.nick = Some(Box::new((*wanted).into()));
         session.try_register(ctx);
     }
     Flow::Continue
@@ -443,14 +443,14 @@ fn list(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             .map(|c| c.trim_start_matches('#').to_string())
             .collect()
     });
-    session.context = Context::List(wanted);
+    session.context = Context::List(wanted.map(Box::new));
     ctx.command(Command::Rooms);
     Flow::Continue
 }
 
 fn who(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let mask = m.params.first().copied().unwrap_or("*").to_string();
-    session.context = Context::Who(mask.clone());
+    session.context = Context::Who(Box::new(mask.clone()));
     if let Some(room) = mask.strip_prefix('#') {
         ctx.command(Command::Who {
             room: room.to_string(),
@@ -480,7 +480,7 @@ fn whowas(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         .next()
         .unwrap_or_default()
         .to_string();
-    session.context = Context::WhoWas(nick.clone());
+    session.context = Context::WhoWas(Box::new(nick.clone()));
     ctx.command(Command::WhoWas { name: nick });
     Flow::Continue
 }

@@ -113,14 +113,18 @@ enum Context {
     Silent,
     Join,
     Names,
-    /// WHO, with the mask asked for.
-    Who(String),
+    /// WHO, with the mask asked for. Payloads are boxed: the context is in every
+    /// session, its payloads rarely.
+    #[allow(clippy::box_collection)]
+    Who(Box<String>),
     Whois,
-    WhoWas(String),
+    #[allow(clippy::box_collection)]
+    WhoWas(Box<String>),
     Ison,
     Userhost,
     /// LIST, with the channels asked for (all when `None`).
-    List(Option<Vec<String>>),
+    #[allow(clippy::box_collection)]
+    List(Option<Box<Vec<String>>>),
     Mode,
     Part,
     Kick,
@@ -134,8 +138,10 @@ enum Context {
 /// One IRC client's session.
 pub(crate) struct IrcSession {
     peer: SocketAddr,
-    /// The nick asked for with NICK, before and after registration.
-    nick: Option<Box<str>>,
+    /// The nick asked for with NICK, before and after registration. A thin pointer,
+    /// like the other strings here: the session is in every connection.
+    #[allow(clippy::box_collection)]
+    nick: Option<Box<String>>,
     /// The (user, realname) from USER.
     user: Option<Box<(String, String)>>,
     /// The registered name, kept current through nick changes.
@@ -152,18 +158,20 @@ pub(crate) struct IrcSession {
     invisible: bool,
     oper: bool,
     /// Set when a server operator removed this user: the session must end.
-    killed: Option<Box<str>>,
+    #[allow(clippy::box_collection)] // A thin pointer: the session is in every connection.
+    killed: Option<Box<String>>,
     /// The response being collected for a command that carried a `label` tag.
     labeled: Option<Box<Labeled>>,
     /// Batches opened so far, for unique batch ids.
-    batches: u64,
+    batches: u32,
     /// Where a SASL exchange stands.
     sasl: auth::Sasl,
     /// A `REGISTER` is on its way; its success also gets `REGISTER SUCCESS`.
     registering_account: bool,
     /// The account logged into before registration (SASL), whose stored messages are
     /// delivered once registration completes.
-    early_account: Option<Box<str>>,
+    #[allow(clippy::box_collection)] // A thin pointer: the session is in every connection.
+    early_account: Option<Box<String>>,
 }
 
 /// A labeled command's response, collected until the command is done.
@@ -389,7 +397,7 @@ impl IrcSession {
     fn target(&self) -> &str {
         match (&self.name, &self.nick) {
             (Some(name), _) => name.as_str(),
-            (None, Some(nick)) => nick,
+            (None, Some(nick)) => nick.as_str(),
             _ => "*",
         }
     }
@@ -452,7 +460,7 @@ impl IrcSession {
 
     /// A fresh batch reference.
     fn next_batch(&mut self) -> String {
-        self.batches += 1;
+        self.batches = self.batches.wrapping_add(1);
         format!("b{}", self.batches)
     }
 
@@ -978,14 +986,14 @@ impl IrcSession {
             Event::Registered { name } => {
                 self.registering = false;
                 self.name = Some(name.clone());
-                self.nick = Some(name.as_str().into());
+                self.nick = Some(Box::new(name.as_str().into()));
                 if self.caps.echo_message {
                     ctx.shared.lock_core().set_echo(ctx.id, true);
                 }
                 self.welcome(ctx, out);
                 if let (Some(key), Some(history)) = (self.early_account.take(), &ctx.shared.history)
                 {
-                    crate::accounts::deliver_offline(history, ctx.outbox(), key.into());
+                    crate::accounts::deliver_offline(history, ctx.outbox(), *key);
                 }
             }
             Event::Error(error) => self.error(ctx, error, out),
@@ -1151,7 +1159,7 @@ impl IrcSession {
                     ));
                 }
                 let name = match &self.context {
-                    Context::WhoWas(name) => name.clone(),
+                    Context::WhoWas(name) => String::clone(name),
                     _ => entries[0].name.to_string(),
                 };
                 out.push(self.numeric(ctx, RPL_ENDOFWHOWAS, &[&name, "End of WHOWAS"]));
@@ -1186,11 +1194,11 @@ impl IrcSession {
                 _ => {}
             },
             Event::Killed { by, reason } => {
-                self.killed = Some(format!("Killed ({} ({reason}))", by.name).into());
+                self.killed = Some(Box::new(format!("Killed ({} ({reason}))", by.name)));
             }
             Event::LoggedIn { account } => {
                 if self.name.is_none() {
-                    self.early_account = Some(account.key().as_str().into());
+                    self.early_account = Some(Box::new(account.key().as_str().into()));
                 }
                 let mask = format!(
                     "{}!{}@{}",
@@ -1259,7 +1267,7 @@ impl Protocol for IrcSession {
     }
 
     fn take_close(&mut self) -> Option<Close> {
-        self.killed.take().map(|why| Close::Killed(why.into()))
+        self.killed.take().map(|why| Close::Killed(*why))
     }
 
     fn greet(&mut self, _ctx: &Ctx) {}
@@ -1428,7 +1436,7 @@ impl IrcSession {
             }
             Event::NickChanged { old, new } if self.is_me(&old.name) => {
                 self.name = Some(new.clone());
-                self.nick = Some(new.as_str().into());
+                self.nick = Some(Box::new(new.as_str().into()));
             }
             _ => {}
         }
