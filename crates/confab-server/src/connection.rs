@@ -787,6 +787,23 @@ impl Busy {
         })
     }
 
+    /// The way into the protocol for input, and the held input beside it.
+    fn input<'a>(
+        &'a mut self,
+        flood: &'a mut FloodControl,
+        outbox: &'a Outbox,
+    ) -> (Input<'a>, &'a mut Held) {
+        let input = Input {
+            decoder: &mut self.decoder,
+            flood,
+            sink: Sink {
+                outbox,
+                out: &mut self.out,
+            },
+        };
+        (input, &mut self.held)
+    }
+
     /// Whether nothing is in hand, so that dropping this loses nothing.
     fn is_idle(&self) -> bool {
         !self.decoder.is_mid_line()
@@ -1003,15 +1020,8 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                     let b = busy
                         .get_or_insert_with(|| Busy::new(protocol.max_line()))
                         .as_mut();
-                    let mut input = Input {
-                        decoder: &mut b.decoder,
-                        flood,
-                        sink: Sink {
-                            outbox,
-                            out: &mut b.out,
-                        },
-                    };
-                    let fed = match read_input(stream, &mut input, protocol, &ctx, &mut b.held) {
+                    let (mut input, held) = b.input(flood, outbox);
+                    let fed = match read_input(stream, &mut input, protocol, &ctx, held) {
                         Ok(fed) => fed,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         Err(e) => return Poll::Ready(Some(Close::Io(e.to_string()))),
@@ -1034,16 +1044,9 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                         continue;
                     };
                     let now = Instant::now();
-                    let mut input = Input {
-                        decoder: &mut b.decoder,
-                        flood,
-                        sink: Sink {
-                            outbox,
-                            out: &mut b.out,
-                        },
-                    };
-                    let fed = feed(b.held.rest(), &mut input, protocol, &ctx, now);
-                    b.held.consume(fed.used);
+                    let (mut input, held) = b.input(flood, outbox);
+                    let fed = feed(held.rest(), &mut input, protocol, &ctx, now);
+                    held.consume(fed.used);
                     if fed.frames {
                         if protocol.registered() {
                             *last_input = now;
