@@ -201,10 +201,12 @@ async fn irc_register_sasl_nickserv_and_offline_delivery() {
     irc.send("CAP END\r\nNICK ircuser\r\nUSER u 0 * :U\r").await;
     irc.expect(":confab.local 376 ircuser ").await;
     irc.send("REGISTER * * hunter22\r").await;
-    assert!(irc
-        .expect(":confab.local 900 ircuser ")
-        .await
-        .contains("You are now logged in as ircuser"));
+    // The mask is the user's full prefix, user name included, although the session
+    // lets go of what USER gave once registered (the core keeps it).
+    assert_eq!(
+        irc.expect(":confab.local 900 ircuser ").await,
+        ":confab.local 900 ircuser ircuser!~u@127.0.0.1 ircuser :You are now logged in as ircuser\r"
+    );
     assert_eq!(
         irc.line().await,
         ":confab.local REGISTER SUCCESS ircuser :Account created\r"

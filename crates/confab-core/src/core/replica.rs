@@ -11,7 +11,7 @@ use crate::mailbox::Mailbox;
 use crate::name::Key;
 use crate::{ChatError, ClientId, Core};
 
-use super::{post, reply, Client, Map, Member, Room, Set};
+use super::{post, reply, Client, Map, Member, Rare, Room, Set};
 
 /// Message ids in a cluster: milliseconds since 2025 in the high 42 bits, a sequence
 /// in the next 12 and the node's index in the low 10. Ids stay unique without asking
@@ -52,7 +52,7 @@ impl<M: Mailbox> Core<M> {
 
     /// The node a user is connected to, `None` for local users and unknown ids.
     pub fn node_of(&self, id: ClientId) -> Option<Arc<str>> {
-        self.clients.get(&id)?.node.clone()
+        self.clients.get(&id)?.node().cloned()
     }
 
     pub(super) fn publish(&self, replica: Replica, route: Route) {
@@ -78,7 +78,7 @@ impl<M: Mailbox> Core<M> {
         Some(RemoteUser {
             id,
             source: client.source.clone()?,
-            away: client.away.clone(),
+            away: client.away().cloned(),
             oper: client.oper,
             signon_ms: client.signon_ms,
         })
@@ -152,7 +152,9 @@ impl<M: Mailbox> Core<M> {
                 let Some(who) = self.remote_source(id) else {
                     return;
                 };
-                self.clients.get_mut(&id).expect("checked").away = message.clone();
+                let client = self.clients.get_mut(&id).expect("checked");
+                client.rare().away = message.clone();
+                client.tidy();
                 let envelope = Envelope::new(Event::AwayChanged { who, message });
                 self.tell_neighbours(id, &envelope, false);
             }
@@ -292,7 +294,7 @@ impl<M: Mailbox> Core<M> {
         let echo = self
             .clients
             .get(&from)
-            .is_some_and(|c| c.node.is_none() && c.echo);
+            .is_some_and(|c| c.node().is_none() && c.echo);
         let key = match &message.to {
             crate::Target::Room(room) => Some(room.key()),
             crate::Target::User(_) => None,
@@ -346,21 +348,21 @@ impl<M: Mailbox> Core<M> {
     }
 
     fn is_remote(&self, id: ClientId) -> bool {
-        self.clients.get(&id).is_some_and(|c| c.node.is_some())
+        self.clients.get(&id).is_some_and(|c| c.node().is_some())
     }
 
     fn remote_source(&self, id: ClientId) -> Option<Arc<crate::Source>> {
-        let client = self.clients.get(&id).filter(|c| c.node.is_some())?;
+        let client = self.clients.get(&id).filter(|c| c.node().is_some())?;
         client.source.clone()
     }
 
     fn upsert_remote(&mut self, node: &str, user: RemoteUser) {
         let id = user.id;
         if let Some(client) = self.clients.get_mut(&id) {
-            if client.node.is_none() {
+            if client.node().is_none() {
                 return;
             }
-            client.away = user.away;
+            client.rare().away = user.away;
             client.oper = user.oper;
             let renamed =
                 client.source.as_ref().map(|s| s.name.key()) != Some(user.source.name.key());
@@ -374,24 +376,17 @@ impl<M: Mailbox> Core<M> {
         // The name service makes a clash impossible in a healthy cluster; if one slips
         // through a partition, the user who held the name here keeps it.
         self.names.entry(key).or_insert(id);
-        self.clients.insert(
-            id,
-            Box::new(Client {
-                mailbox: None,
-                node: Some(node.into()),
-                host: user.source.host.clone(),
-                user: Some(user.source.user.clone()),
-                realname: Some(user.source.realname.clone()),
-                source: Some(user.source),
-                rooms: Vec::new(),
-                echo: false,
-                away: user.away,
-                oper: user.oper,
-                signon_ms: user.signon_ms,
-                last_spoke_ms: user.signon_ms,
-                pending_account: None,
-            }),
-        );
+        let rare = Rare {
+            node: Some(node.into()),
+            away: user.away,
+            ..Rare::default()
+        };
+        let mut client = Client::new(None, rare);
+        client.source = Some(user.source);
+        client.oper = user.oper;
+        client.signon_ms = user.signon_ms;
+        client.last_spoke_ms = user.signon_ms;
+        self.clients.insert(id, client);
     }
 
     /// Puts remote user `id` in a room, creating the room from `state` if this node
@@ -451,7 +446,7 @@ impl<M: Mailbox> Core<M> {
         let users = self
             .clients
             .iter()
-            .filter(|(_, c)| c.node.is_none())
+            .filter(|(_, c)| c.node().is_none())
             .filter_map(|(id, _)| self.remote_user(*id))
             .collect();
         let rooms = self
@@ -493,7 +488,7 @@ impl<M: Mailbox> Core<M> {
         let gone: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|(id, c)| c.node.as_deref() == Some(node) && !listed.contains(id))
+            .filter(|(id, c)| c.node().is_some_and(|n| **n == *node) && !listed.contains(id))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -523,7 +518,7 @@ impl<M: Mailbox> Core<M> {
         let stale: Vec<(ClientId, Key)> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.node.as_deref() == Some(node))
+            .filter(|(_, c)| c.node().is_some_and(|n| **n == *node))
             .flat_map(|(id, c)| {
                 let keep = wanted.get(id);
                 c.rooms
@@ -555,7 +550,7 @@ impl<M: Mailbox> Core<M> {
         let gone: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.node.as_deref() == Some(node))
+            .filter(|(_, c)| c.node().is_some_and(|n| **n == *node))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -575,7 +570,7 @@ impl<M: Mailbox> Core<M> {
     pub fn local_names(&self) -> Vec<String> {
         self.clients
             .values()
-            .filter(|c| c.node.is_none())
+            .filter(|c| c.node().is_none())
             .filter_map(|c| c.source.as_ref())
             .map(|s| s.name.key().as_str().to_string())
             .collect()
