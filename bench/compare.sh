@@ -14,6 +14,10 @@
 #        IDLE (5000), LINE_IDLE (IDLE), IDLE_ROOM (empty), LOG (where the full reports
 #        go, default /tmp/confab-compare.log).
 #
+# Message workloads get the server's pid, so each reports the server's CPU time per
+# delivery and how busy the server was while the messages went through: a server
+# under 100% busy was not the limit (the generator was, on its own core).
+#
 # `idle` holds IDLE registered connections that join no room (IDLE_ROOM names one to
 # join), as the reference figures do. Line-protocol users always join the
 # server's default room, and filling one room is quadratic on every server (each join
@@ -102,12 +106,12 @@ workloads() {
     shift 4
     START=("$@")
     fresh idle $common --clients "$idle" --room "$IDLE_ROOM" --pid @PID@
-    fresh fanout $common --clients 100 --senders 10 --messages "$MESSAGES"
-    fresh fanout $common --clients 1000 --senders 2 --messages "$MESSAGES"
-    fresh fanout $common --clients 100 --senders 10 --messages 2000 --rate 1000
-    fresh fanout $common --clients 100 --senders 10 --messages 1000 --rate 100
+    fresh fanout $common --pid @PID@ --clients 100 --senders 10 --messages "$MESSAGES"
+    fresh fanout $common --pid @PID@ --clients 1000 --senders 2 --messages "$MESSAGES"
+    fresh fanout $common --pid @PID@ --clients 100 --senders 10 --messages 2000 --rate 1000
+    fresh fanout $common --pid @PID@ --clients 100 --senders 10 --messages 1000 --rate 100
     if [ "${common#--protocol raw}" = "$common" ]; then
-        fresh dm $common --pairs 100 --messages "$MESSAGES"
+        fresh dm $common --pid @PID@ --pairs 100 --messages "$MESSAGES"
     fi
     fresh connect $common --clients 2000
 }
@@ -174,11 +178,11 @@ done
 
 # The table: one row per run, from the RESULT lines.
 echo
-echo "| server | workload | expected | lost | rate/s | p50 us | p99 us | max us | KiB/conn |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| server | workload | expected | lost | rate/s | p50 us | p99 us | max us | KiB/conn | server ns/delivery | server busy % |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 while read -r name _ fields; do
     if [[ $fields == *failed=* ]]; then
-        echo "| $name | ${fields%% *} | | ${fields#*failed=} | | | | | |"
+        echo "| $name | ${fields%% *} | | ${fields#*failed=} | | | | | | | |"
         continue
     fi
     declare -A f=()
@@ -192,7 +196,7 @@ while read -r name _ fields; do
     connect | idle) shape="${f[workload]} ${f[clients]}" ;;
     esac
     rate=${f[deliveries_per_sec]:-${f[registrations_per_sec]:-}}
-    echo "| $name | $shape | ${f[expected]:-} | ${f[lost]:-${f[failed]:-}} | $rate | ${f[p50_us]:-} | ${f[p99_us]:-} | ${f[max_us]:-} | ${f[kib_per_conn]:-} |"
+    echo "| $name | $shape | ${f[expected]:-} | ${f[lost]:-${f[failed]:-}} | $rate | ${f[p50_us]:-} | ${f[p99_us]:-} | ${f[max_us]:-} | ${f[kib_per_conn]:-} | ${f[server_ns_per_delivery]:-} | ${f[server_busy_pct]:-} |"
     unset f
 done <"$RESULTS"
 echo

@@ -84,6 +84,7 @@ pub async fn run(args: FloodArgs) -> anyhow::Result<Report> {
         batch: args.batch,
         size: args.size,
         drain_timeout: args.drain_timeout,
+        pid: None,
     };
     let exchange = |plan: Plan, flood: Option<Marker>| Exchange {
         plan,

@@ -45,6 +45,11 @@ pub struct TrafficArgs {
     /// Seconds to wait, after the last message was sent, for the rest to arrive.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub drain_timeout: f64,
+    /// The server's process id (Linux): the report then gives the CPU time the server
+    /// spent while the messages went through, per delivery, which says whether the
+    /// server or this generator was the limit.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
 }
 
 /// Who sends to whom.
@@ -204,6 +209,7 @@ pub async fn run_with(
     if plan.addrs.len() > 1 {
         tokio::time::sleep(CLUSTER_SETTLE).await;
     }
+    let cpu_before = server_cpu(exchange.traffic.pid)?;
     let send_start = plan.now_ns();
     let _ = coordinator.start.send(true);
     let senders = (0..exchange.clients)
@@ -235,12 +241,49 @@ pub async fn run_with(
     }
     let send_phase =
         sent_at.map(|at| at.duration_since(plan.base) - Duration::from_nanos(send_start));
+    // Read before the clients leave: their quits are the server's work too, but not
+    // the traffic's.
+    let server_cpu = match (cpu_before, server_cpu(exchange.traffic.pid)?) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
     coordinator.stop.cancel();
     drop(coordinator.notes);
     let tally = shards.join().await;
-    Ok(report(
-        &exchange, &tally, setup, send_start, send_phase, timed_out,
-    ))
+    let mut report = report(&exchange, &tally, setup, send_start, send_phase, timed_out);
+    if let Some(cpu_ns) = server_cpu {
+        add_server_cpu(&mut report, &tally, send_start, cpu_ns);
+    }
+    Ok(report)
+}
+
+/// The CPU time (ns) process `pid` has used so far, if a pid was given.
+fn server_cpu(pid: Option<u32>) -> anyhow::Result<Option<u64>> {
+    pid.map(|pid| {
+        crate::sys::cpu_ns(pid).with_context(|| format!("reading the CPU time of pid {pid}"))
+    })
+    .transpose()
+}
+
+/// Puts the server's CPU time for the traffic in `report`: in all, per delivery, and
+/// as a share of the delivery phase's wall time. A server busy well under 100% of
+/// the phase was not what limited the rate; the generator (or the network) was.
+fn add_server_cpu(report: &mut Report, tally: &Tally, send_start: u64, cpu_ns: u64) {
+    let delivering = tally.last_delivery.saturating_sub(send_start);
+    let per_delivery = cpu_ns as f64 / tally.received.max(1) as f64;
+    let busy = 100.0 * cpu_ns as f64 / delivering.max(1) as f64;
+    report.notes.push(format!(
+        "the server used {:.1} ms of CPU for the traffic: {per_delivery:.1} ns per delivery, \
+         busy {busy:.0}% of the delivery phase",
+        cpu_ns as f64 / 1e6
+    ));
+    report
+        .extra
+        .push(("server_cpu_ms", format!("{:.1}", cpu_ns as f64 / 1e6)));
+    report
+        .extra
+        .push(("server_ns_per_delivery", format!("{per_delivery:.1}")));
+    report.extra.push(("server_busy_pct", format!("{busy:.0}")));
 }
 
 fn report(

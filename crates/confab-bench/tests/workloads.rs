@@ -47,14 +47,25 @@ async fn line_protocol_workloads_against_confab() {
     ))
     .await;
 
-    let dm = check(&format!("dm {common} --pairs 3 --messages 20")).await;
+    // The server runs in this process, so this process's CPU time is the server's.
+    let pid = std::process::id();
+    let dm = check(&format!("dm {common} --pairs 3 --messages 20 --pid {pid}")).await;
     assert_eq!(dm.expected, 6 * 20);
+    if cfg!(target_os = "linux") {
+        let line = dm.result_line();
+        let per_delivery: f64 = line
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix("server_ns_per_delivery="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no server CPU in {line}"));
+        assert!(per_delivery > 0.0, "{line}");
+        assert!(line.contains(" server_busy_pct="), "{line}");
+    }
 
     let connect = check(&format!("connect {common} --clients 20 --concurrency 4")).await;
     assert_eq!(connect.rate_name, "registrations_per_sec");
 
-    // The server runs in this process, so this process's memory is the server's.
-    let pid = std::process::id();
+    // Likewise its memory.
     let idle = check(&format!("idle {common} --clients 10 --pid {pid}")).await;
     if cfg!(target_os = "linux") {
         assert!(
