@@ -116,6 +116,20 @@ fn help_documents_every_serve_flag() {
     }
 }
 
+/// The allocator's settings are compiled in (src/main.rs); one it does not know would
+/// only be a warning on stderr at every start, and the setting silently lost.
+#[test]
+fn the_binary_starts_without_allocator_warnings() {
+    let output = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .arg("--version")
+        .env_remove("_RJEM_MALLOC_CONF")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+}
+
 #[test]
 fn two_netcat_style_users_chat_through_the_binary() {
     let serve = Serve::start(&[]);
