@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # Runs the same `confab bench` workloads against confab (line protocol and IRC), the raw
-# relay (the ceiling), ngIRCd and InspIRCd, one server at a time, and prints a table.
+# relay (the ceiling), ngIRCd and InspIRCd, and prints every run and a summary table
+# with the ratios the issue asks about.
 #
 # The server is pinned to one CPU and the generator to another, so that each has a core
-# of its own. Every server and every run is bounded by `timeout`, and everything
-# listens and connects on 127.0.0.1 only. Servers that are not installed are skipped
-# (apt-get install ngircd inspircd).
+# of its own. Every workload gets a fresh server. Every server and every run is bounded
+# by `timeout`, and everything listens and connects on 127.0.0.1 only. ngIRCd and
+# InspIRCd are installed from Debian when missing (as root, or with sudo); a server
+# that still is not there is skipped.
 #
 # Usage: bench/compare.sh [SERVER...]   where SERVER is confab-line, confab-irc,
 #        confab-history (line protocol with history kept), relay, ngircd or inspircd
 #        (default: all). Environment: CONFAB (the binary, default
 #        target/release/confab), SERVER_CPU (0), BENCH_CPU (1), MESSAGES (1000),
-#        IDLE (5000), LINE_IDLE (IDLE), IDLE_ROOM (empty), LOG (where the full reports
-#        go, default /tmp/confab-compare.log).
+#        ROUNDS (1), IDLE (5000), LINE_IDLE (IDLE), IDLE_ROOM (empty), LOG (where the
+#        full reports go, default /tmp/confab-compare.log).
+#
+# Single runs on a shared virtual machine move by a third from one run to the next
+# (the generator's own speed varies as much as the servers'). With ROUNDS=N every
+# workload but `idle` runs N times, the servers taking turns within each round so that
+# a slow minute of the machine hits all of them, and the summary shows the median
+# with the range. Ratios are taken between medians.
 #
 # Message workloads get the server's pid, so each reports the server's CPU time per
 # delivery and how busy the server was while the messages went through: a server
@@ -29,18 +37,21 @@ CONFAB=${CONFAB:-$ROOT/target/release/confab}
 SERVER_CPU=${SERVER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 MESSAGES=${MESSAGES:-1000}
+ROUNDS=${ROUNDS:-1}
 IDLE=${IDLE:-5000}
 LINE_IDLE=${LINE_IDLE:-$IDLE}
 IDLE_ROOM=${IDLE_ROOM:-}
 LOG=${LOG:-/tmp/confab-compare.log}
-RESULTS=$(mktemp)
-trap 'rm -f "$RESULTS"' EXIT
+# Every run's RESULT line, after the server's name and the workload's key; the
+# summary can be printed again from it with bench/summary.awk (see the end).
+RESULTS=$LOG.results
 
 if [ ! -x "$CONFAB" ]; then
     echo "no confab binary at $CONFAB; run: cargo build --release -p confab" >&2
     exit 1
 fi
 : >"$LOG"
+: >"$RESULTS"
 
 SERVER_WRAPPER=  # The `timeout` process that runs the current server.
 
@@ -74,14 +85,15 @@ stop_server() {
         SERVER_WRAPPER=
     fi
 }
-trap 'stop_server; rm -f "$RESULTS"' EXIT
+trap stop_server EXIT
 
-# bench NAME ARGS...: one run pinned to BENCH_CPU, at most three minutes; its RESULT
-# line is kept with NAME in front. A failed run is recorded and the next one goes on.
+# bench NAME KEY ARGS...: one run pinned to BENCH_CPU, at most three minutes; its
+# RESULT line is kept with NAME and KEY in front. A failed run is recorded and the next
+# one goes on.
 bench() {
-    local name=$1
-    shift
-    echo "== $name: confab bench $*" | tee -a "$LOG"
+    local name=$1 key=$2
+    shift 2
+    echo "== $name $key: confab bench $*" | tee -a "$LOG"
     local out
     out=$(timeout 180 taskset -c "$BENCH_CPU" "$CONFAB" bench "$@" 2>&1) || true
     echo "$out" >>"$LOG"
@@ -91,42 +103,24 @@ bench() {
         result="RESULT workload=$1 failed=\"$(tail -n1 <<<"$out")\""
     fi
     echo "$result"
-    echo "$name $result" >>"$RESULTS"
+    echo "$name $key $result" >>"$RESULTS"
 }
 
-# workloads NAME PROTOCOL ADDR CONCURRENCY START...: the standard set against one
-# server, started by the command START... afresh for every workload, as the issue
-# asks: the quits that end a run (a thousand members leaving one room is half a
-# million quit lines) would otherwise still be going out while the next run starts,
-# and a memory reading would include what earlier runs left behind.
-workloads() {
-    local name=$1 common="--protocol $2 --addr $3 --concurrency $4 --duration 150"
-    local port=${3##*:} idle=$IDLE
-    [ "$2" = line ] && idle=$LINE_IDLE
-    shift 4
-    START=("$@")
-    fresh idle $common --clients "$idle" --room "$IDLE_ROOM" --pid @PID@
-    fresh fanout $common --pid @PID@ --clients 100 --senders 10 --messages "$MESSAGES"
-    fresh fanout $common --pid @PID@ --clients 1000 --senders 2 --messages "$MESSAGES"
-    fresh fanout $common --pid @PID@ --clients 100 --senders 10 --messages 2000 --rate 1000
-    fresh fanout $common --pid @PID@ --clients 100 --senders 10 --messages 1000 --rate 100
-    if [ "${common#--protocol raw}" = "$common" ]; then
-        fresh dm $common --pid @PID@ --pairs 100 --messages "$MESSAGES"
-    fi
-    fresh connect $common --clients 2000
-}
+# The workloads, each as KEY|ARGUMENTS OF `confab bench`. `idle` runs once per server
+# (resident memory does not move between runs); the rest run ROUNDS times.
+IDLE_WORKLOAD="idle|idle --pid @PID@ --room '$IDLE_ROOM'"
+WORKLOADS=(
+    "fanout-100x10|fanout --pid @PID@ --clients 100 --senders 10 --messages $MESSAGES"
+    "fanout-1000x2|fanout --pid @PID@ --clients 1000 --senders 2 --messages $MESSAGES"
+    "paced-1000/s|fanout --pid @PID@ --clients 100 --senders 10 --messages 2000 --rate 1000"
+    "paced-100/s|fanout --pid @PID@ --clients 100 --senders 10 --messages 1000 --rate 100"
+    "dm-100|dm --pid @PID@ --pairs 100 --messages $MESSAGES"
+    "connect-2000|connect --clients 2000"
+)
 
-# fresh ARGS...: one workload (confab bench ARGS, @PID@ standing for the server's pid)
-# on a server of its own, started by START on PORT; NAME labels the result.
-fresh() {
-    start_server "$port" "${START[@]}" || return 0
-    local pid
-    pid=$(server_pid)
-    bench "$name" "${@//@PID@/$pid}"
-    stop_server
-}
-
-run_server() {
+# server_spec NAME: sets PROTO, ADDR and CONCURRENCY for NAME, and START to the command
+# that starts it. Fails for an unknown server or one that is not installed.
+server_spec() {
     # One address opening thousands of connections and flooding is exactly what the
     # per-address and flood limits stop, so they are off; history is off too, except
     # for confab-history, which keeps it in a fresh database as a default server does.
@@ -134,32 +128,29 @@ run_server() {
         --irc-listen 127.0.0.1:6667 --http-listen 127.0.0.1:18080
         --max-connections-per-ip 0 --connection-rate-per-ip 0 --flood-rate 0
         --max-connections 25000)
+    CONCURRENCY=128
     case $1 in
-    confab-line) workloads "$1" line 127.0.0.1:12345 128 "${confab_serve[@]}" --no-history ;;
-    confab-irc) workloads "$1" irc 127.0.0.1:6667 128 "${confab_serve[@]}" --no-history ;;
-    confab-history)
-        local data
-        data=$(mktemp -d)
-        workloads "$1" line 127.0.0.1:12345 128 "${confab_serve[@]}" --data "$data"
-        rm -rf "$data"
-        ;;
+    confab-line) PROTO=line ADDR=127.0.0.1:12345 START=("${confab_serve[@]}" --no-history) ;;
+    confab-irc) PROTO=irc ADDR=127.0.0.1:6667 START=("${confab_serve[@]}" --no-history) ;;
+    # @DATA@ becomes a new empty directory for every run.
+    confab-history) PROTO=line ADDR=127.0.0.1:12345 START=("${confab_serve[@]}" --data @DATA@) ;;
     relay)
-        workloads relay raw 127.0.0.1:12346 128 \
-            "$CONFAB" bench relay --listen 127.0.0.1:12346 --duration 1700
+        PROTO=raw ADDR=127.0.0.1:12346
+        START=("$CONFAB" bench relay --listen 127.0.0.1:12346 --duration 1700)
         ;;
     ngircd)
-        command -v ngircd >/dev/null || { echo "ngircd is not installed; skipped"; return; }
+        command -v ngircd >/dev/null || return 1
         # ngIRCd listens with a backlog of 10: more connections at once than that
         # overflow it and wait for SYN retransmits, so set-up goes 8 at a time.
-        workloads ngircd irc 127.0.0.1:6668 8 \
-            ngircd --nodaemon --config "$ROOT/bench/ngircd.conf"
+        PROTO=irc ADDR=127.0.0.1:6668 CONCURRENCY=8
+        START=(ngircd --nodaemon --config "$ROOT/bench/ngircd.conf")
         ;;
     inspircd)
-        command -v inspircd >/dev/null || { echo "inspircd is not installed; skipped"; return; }
+        command -v inspircd >/dev/null || return 1
         # InspIRCd completes registrations on its once-a-second housekeeping tick, so
         # each takes up to a second: set-up needs many at once to get anywhere.
-        workloads inspircd irc 127.0.0.1:6669 1000 \
-            inspircd --nofork --runasroot --config "$ROOT/bench/inspircd.conf"
+        PROTO=irc ADDR=127.0.0.1:6669 CONCURRENCY=1000
+        START=(inspircd --nofork --runasroot --config "$ROOT/bench/inspircd.conf")
         ;;
     *)
         echo "unknown server $1" >&2
@@ -168,36 +159,98 @@ run_server() {
     esac
 }
 
+# fresh NAME WORKLOAD: one workload (KEY|ARGUMENTS, @PID@ standing for the server's
+# pid) against server NAME, started afresh, as the issue asks: the quits that end a
+# run (a thousand members leaving one room is half a million quit lines) would
+# otherwise still be going out while the next run starts, and a memory reading would
+# include what earlier runs left behind.
+fresh() {
+    local name=$1 key=${2%%|*} args=${2#*|} data=
+    server_spec "$name" || return 0
+    [ "$PROTO" = raw ] && [[ $args == dm* ]] && return 0
+    if [[ $args == idle* ]]; then
+        local clients=$IDLE
+        [ "$PROTO" = line ] && clients=$LINE_IDLE
+        args=${args/idle /idle --clients $clients }
+    fi
+    if [[ " ${START[*]} " == *" @DATA@ "* ]]; then
+        data=$(mktemp -d)
+        START=("${START[@]/@DATA@/$data}")
+    fi
+    start_server "${ADDR##*:}" "${START[@]}" || return 0
+    local pid
+    pid=$(server_pid)
+    eval "local argv=($args)"
+    bench "$name" "$key" "${argv[@]//@PID@/$pid}" --protocol "$PROTO" --addr "$ADDR" \
+        --concurrency "$CONCURRENCY" --duration 150
+    stop_server
+    [ -n "$data" ] && rm -rf "$data"
+    return 0
+}
+
+# Installs the peer servers named on the command line that are missing, from Debian.
+install_peers() {
+    local missing=()
+    for server in "$@"; do
+        case $server in
+        ngircd | inspircd) command -v "$server" >/dev/null || missing+=("$server") ;;
+        esac
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    echo "installing ${missing[*]} from Debian"
+    $sudo apt-get install -y --no-install-recommends "${missing[@]}" >>"$LOG" 2>&1 ||
+        echo "could not install ${missing[*]}; they are skipped (see $LOG)" >&2
+    # Debian starts the daemons it installs; they would hold the ports and a core.
+    for server in "${missing[@]}"; do
+        $sudo service "$server" stop >>"$LOG" 2>&1 || true
+    done
+}
+
 servers=("$@")
 if [ ${#servers[@]} -eq 0 ]; then
     servers=(confab-line confab-irc confab-history relay ngircd inspircd)
 fi
+install_peers "${servers[@]}"
 for server in "${servers[@]}"; do
-    run_server "$server"
+    fresh "$server" "$IDLE_WORKLOAD"
+done
+# Workload by workload, the servers taking turns in each round.
+for workload in "${WORKLOADS[@]}"; do
+    for round in $(seq "$ROUNDS"); do
+        [ "$ROUNDS" -gt 1 ] && echo "-- ${workload%%|*}: round $round of $ROUNDS"
+        for server in "${servers[@]}"; do
+            fresh "$server" "$workload"
+        done
+    done
 done
 
-# The table: one row per run, from the RESULT lines.
+# Every run, from the RESULT lines.
 echo
 echo "| server | workload | expected | lost | rate/s | p50 us | p99 us | max us | KiB/conn | server ns/delivery | server busy % |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-while read -r name _ fields; do
+while read -r name key _ fields; do
     if [[ $fields == *failed=* ]]; then
-        echo "| $name | ${fields%% *} | | ${fields#*failed=} | | | | | | | |"
+        echo "| $name | $key | | ${fields#*failed=} | | | | | | | |"
         continue
     fi
     declare -A f=()
     for kv in $fields; do
         f[${kv%%=*}]=${kv#*=}
     done
-    shape=${f[workload]}
-    case ${f[workload]} in
-    fanout) shape="fanout ${f[clients]}x${f[senders]}x${f[messages]}${f[pace]:+ at ${f[pace]}/s}" ;;
-    dm) shape="dm $((f[clients] / 2)) pairs x${f[messages]}" ;;
-    connect | idle) shape="${f[workload]} ${f[clients]}" ;;
-    esac
     rate=${f[deliveries_per_sec]:-${f[registrations_per_sec]:-}}
-    echo "| $name | $shape | ${f[expected]:-} | ${f[lost]:-${f[failed]:-}} | $rate | ${f[p50_us]:-} | ${f[p99_us]:-} | ${f[max_us]:-} | ${f[kib_per_conn]:-} | ${f[server_ns_per_delivery]:-} | ${f[server_busy_pct]:-} |"
+    echo "| $name | $key | ${f[expected]:-} | ${f[lost]:-} | $rate | ${f[p50_us]:-} | ${f[p99_us]:-} | ${f[max_us]:-} | ${f[kib_per_conn]:-} | ${f[server_ns_per_delivery]:-} | ${f[server_busy_pct]:-} |"
     unset f
 done <"$RESULTS"
+
+# The summary: per workload, each server's median over the rounds (its range when
+# there were several), and how confab compares with the better of ngIRCd and InspIRCd
+# and with the relay, as "times better" (for latency and memory: the other's figure
+# over confab's).
 echo
-echo "Full reports: $LOG"
+echo "Medians over $ROUNDS round(s)$([ "$ROUNDS" -gt 1 ] && echo ", range in brackets"):"
+echo
+awk -v order="${servers[*]}" -v rounds="$ROUNDS" -f "$ROOT/bench/summary.awk" "$RESULTS"
+echo
+echo "Full reports: $LOG; the RESULT lines: $RESULTS"
