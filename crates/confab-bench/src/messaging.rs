@@ -432,6 +432,8 @@ impl Sending {
 /// A receiver's progress: the next sequence number expected from each sender.
 struct Receiving {
     next: Vec<u64>,
+    /// Where the marker was in the last line (`Marker::find_near`).
+    marker_at: usize,
     received: u64,
     expected: u64,
 }
@@ -449,7 +451,7 @@ impl Receiving {
         out: &mut Vec<u8>,
     ) {
         let protocol = exchange.plan.protocol;
-        match exchange.plan.marker.find(line) {
+        match exchange.plan.marker.find_near(line, &mut self.marker_at) {
             Some(Some(payload)) => match exchange.slot(me, payload.sender) {
                 Some(slot) => {
                     let next = &mut self.next[slot];
@@ -549,6 +551,7 @@ async fn exchange_messages(
     });
     let mut receiving = Receiving {
         next: vec![0; exchange.slots()],
+        marker_at: 0,
         received: 0,
         expected: exchange.expected_by(me),
     };
