@@ -251,6 +251,6 @@ done <"$RESULTS"
 echo
 echo "Medians over $ROUNDS round(s)$([ "$ROUNDS" -gt 1 ] && echo ", range in brackets"):"
 echo
-awk -v order="${servers[*]}" -v rounds="$ROUNDS" -f "$ROOT/bench/summary.awk" "$RESULTS"
+awk -v order="${servers[*]}" -f "$ROOT/bench/summary.awk" "$RESULTS"
 echo
 echo "Full reports: $LOG; the RESULT lines: $RESULTS"

@@ -2,7 +2,8 @@
 # prints, per workload, each server's median over the rounds (with the range when there
 # were several) and how confab compares with the better peer and with the relay.
 #
-# Variables: order (the servers, space-separated, in column order), rounds.
+# Variable: order (the servers, space-separated, in column order). A range is shown
+# wherever a server has more than one figure for a row.
 
 function median(list,    n, v, i, j, t) {
     n = split(list, v, " ")
