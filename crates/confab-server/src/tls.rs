@@ -124,7 +124,9 @@ pub enum TlsError {
     Rejected {
         cert: PathBuf,
         key: PathBuf,
-        source: rustls::Error,
+        // Boxed to keep the error small: two Windows paths and a rustls error inline
+        // make every `Result` of this module over 128 bytes.
+        source: Box<rustls::Error>,
     },
     #[error("cannot generate a self-signed TLS certificate")]
     Generate(#[from] rcgen::Error),
@@ -164,7 +166,7 @@ impl TlsIdentity {
         Self::build(chain, private, None).map_err(|source| TlsError::Rejected {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            source,
+            source: Box::new(source),
         })
     }
 

@@ -1,7 +1,7 @@
 //! Tests through the built `confab` binary: it starts, says where it listens, serves
 //! the line protocol and shuts down cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -175,6 +175,7 @@ hello
 #[cfg(unix)]
 #[test]
 fn sigterm_tells_clients_the_server_is_going_down() {
+    use std::io::Read;
     let mut serve = Serve::start(&[]);
     let (mut reader, mut writer) = connect(serve.addr);
     writer.write_all(b"#alice\n").unwrap();
@@ -272,6 +273,7 @@ fn history_survives_a_restart() {
 #[cfg(unix)]
 #[test]
 fn every_message_a_client_saw_survives_kill_9() {
+    use std::io::Read;
     let data = tempfile::tempdir().unwrap();
     // The sender floods on purpose, so flood control is off.
     let mut server = Serve::with_data(data.path(), &["--flood-rate", "0"]);
