@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::options::Protocol;
@@ -58,6 +58,32 @@ impl Conn {
             out: Vec::new(),
             sent: 0,
         })
+    }
+
+    /// Connects to `addr` (from `source` if given) and registers as `nick`, waiting
+    /// until the server has accepted the registration.
+    pub async fn register(
+        protocol: Protocol,
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        nick: &str,
+    ) -> anyhow::Result<Conn> {
+        let mut conn = Conn::open(addr, source)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        protocol.register(nick, &mut conn.out);
+        conn.converse(protocol, |reply| protocol.registered(reply))
+            .await
+            .context("registering")?;
+        Ok(conn)
+    }
+
+    /// Joins `room`, waiting until the server has said the join is complete.
+    pub async fn join(&mut self, protocol: Protocol, room: &str) -> anyhow::Result<()> {
+        protocol.join(room, &mut self.out);
+        self.converse(protocol, |reply| protocol.joined(room, reply))
+            .await
+            .with_context(|| format!("joining {room}"))
     }
 
     /// Whether output is waiting to be written.

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use tokio::time::timeout;
 
 use crate::client::Conn;
@@ -113,13 +112,8 @@ async fn worker(plan: &Plan, next: &AtomicU64, total: u64, shard: &Shard) {
 /// One connection's life; returns the clock reading at which registration completed.
 async fn register_once(plan: &Plan, i: u64) -> anyhow::Result<u64> {
     let protocol = plan.protocol;
-    let mut conn = Conn::open(plan.addr_for(i), plan.source(i))
-        .await
-        .with_context(|| format!("connecting to {}", plan.addr))?;
-    protocol.register(&plan.nick(i), &mut conn.out);
-    conn.converse(protocol, |reply| protocol.registered(reply))
-        .await
-        .context("registering")?;
+    let mut conn =
+        Conn::register(protocol, plan.addr_for(i), plan.source(i), &plan.nick(i)).await?;
     let registered = plan.now_ns();
     if protocol == Protocol::Raw {
         // A raw relay neither understands a quit nor closes: just hang up.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use tokio::time::{sleep, sleep_until, timeout_at};
+use tokio::time::{sleep, sleep_until};
 
 use crate::client::Conn;
 use crate::messaging::{self, Exchange, Pattern, TrafficArgs};
@@ -186,19 +186,7 @@ impl Flooders {
                     .run_clients(count, |k| flooder(context.clone(), k, signals.clone()))
                     .await;
             })?;
-            let mut ready = 0;
-            let mut failure = None;
-            while ready < self.count {
-                match timeout_at(deadline.into(), coordinator.notes.recv()).await {
-                    Ok(Some(Note::Ready)) => ready += 1,
-                    Ok(Some(Note::Failed(why))) => {
-                        failure = Some(why);
-                        break;
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            let (ready, failure) = coordinator.wait_ready(self.count, deadline).await;
             self.running = Some((coordinator, shards));
             if ready < self.count {
                 let why = failure.unwrap_or_else(|| "the run's --duration ran out".into());
@@ -281,18 +269,8 @@ async fn flooder(context: Arc<FloodContext>, k: u64, signals: Signals) {
 async fn join(context: &FloodContext, k: u64, nick: &str) -> anyhow::Result<Conn> {
     let plan = &context.plan;
     let protocol = plan.protocol;
-    let mut conn = Conn::open(plan.addr, plan.source(k))
-        .await
-        .with_context(|| format!("connecting to {}", plan.addr))?;
-    protocol.register(nick, &mut conn.out);
-    conn.converse(protocol, |reply| protocol.registered(reply))
-        .await
-        .context("registering")?;
-    let room = &context.room;
-    protocol.join(room, &mut conn.out);
-    conn.converse(protocol, |reply| protocol.joined(room, reply))
-        .await
-        .with_context(|| format!("joining {room}"))?;
+    let mut conn = Conn::register(protocol, plan.addr, plan.source(k), nick).await?;
+    conn.join(protocol, &context.room).await?;
     Ok(conn)
 }
 

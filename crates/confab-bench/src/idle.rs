@@ -150,17 +150,9 @@ pub async fn run(idle: Idle, target: &TargetArgs) -> anyhow::Result<Report> {
 }
 
 async fn client(idle: Arc<Idle>, i: u64, signals: Signals, shard: Rc<Shard>) {
-    let set_up = tokio::select! {
-        () = signals.stop.cancelled() => return,
-        conn = set_up(&idle, i, &shard) => conn,
-    };
-    let conn = match set_up {
-        Ok(conn) => conn,
-        Err(e) => {
-            let why = format!("{}: {e:#}", idle.plan.nick(i));
-            signals.note(Note::Failed(why)).await;
-            return;
-        }
+    let set_up = set_up(&idle, i, &shard);
+    let Some(conn) = signals.set_up(|| idle.plan.nick(i), set_up).await else {
+        return;
     };
     shard.tally.borrow_mut().registrations += 1;
     signals.note(Note::Ready).await;
@@ -178,21 +170,13 @@ async fn set_up(idle: &Idle, i: u64, shard: &Shard) -> anyhow::Result<Conn> {
     let protocol = plan.protocol;
     let _permit = shard.gate.acquire().await?;
     let began = plan.now_ns();
-    let mut conn = Conn::open(plan.addr_for(i), plan.source(i))
-        .await
-        .with_context(|| format!("connecting to {}", plan.addr))?;
-    protocol.register(&plan.nick(i), &mut conn.out);
-    conn.converse(protocol, |reply| protocol.registered(reply))
-        .await
-        .context("registering")?;
+    let mut conn =
+        Conn::register(protocol, plan.addr_for(i), plan.source(i), &plan.nick(i)).await?;
     shard.tally.borrow_mut().record(plan.now_ns() - began);
     // An empty room means IRC clients join none, to hold connections without the
     // join storm of one big room.
     if protocol == Protocol::Irc && !idle.room.is_empty() {
-        protocol.join(&idle.room, &mut conn.out);
-        conn.converse(protocol, |reply| protocol.joined(&idle.room, reply))
-            .await
-            .with_context(|| format!("joining {}", idle.room))?;
+        conn.join(protocol, &idle.room).await?;
     }
     Ok(conn)
 }

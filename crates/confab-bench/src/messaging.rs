@@ -170,19 +170,7 @@ pub async fn run_with(
     })?;
 
     let setup_started = Instant::now();
-    let mut ready = 0;
-    let mut failure = None;
-    while ready < exchange.clients {
-        match timeout_at(deadline.into(), coordinator.notes.recv()).await {
-            Ok(Some(Note::Ready)) => ready += 1,
-            Ok(Some(Note::Failed(why))) => {
-                failure = Some(why);
-                break;
-            }
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let (ready, failure) = coordinator.wait_ready(exchange.clients, deadline).await;
     if ready < exchange.clients {
         coordinator.stop.cancel();
         drop(coordinator.notes);
@@ -489,34 +477,18 @@ async fn set_up(exchange: &Exchange, i: u64, shard: &Shard) -> anyhow::Result<Co
     let plan = &exchange.plan;
     let protocol = plan.protocol;
     let _permit = shard.gate.acquire().await?;
-    let mut conn = Conn::open(plan.addr_for(i), plan.source(i))
-        .await
-        .with_context(|| format!("connecting to {}", plan.addr))?;
-    protocol.register(&plan.nick(i), &mut conn.out);
-    conn.converse(protocol, |reply| protocol.registered(reply))
-        .await
-        .context("registering")?;
+    let mut conn =
+        Conn::register(protocol, plan.addr_for(i), plan.source(i), &plan.nick(i)).await?;
     if let (Pattern::Fanout { room, .. }, true) = (&exchange.pattern, protocol.has_rooms()) {
-        protocol.join(room, &mut conn.out);
-        conn.converse(protocol, |reply| protocol.joined(room, reply))
-            .await
-            .with_context(|| format!("joining {room}"))?;
+        conn.join(protocol, room).await?;
     }
     Ok(conn)
 }
 
 async fn client(exchange: Arc<Exchange>, i: u64, signals: Signals, shard: Rc<Shard>) {
-    let set_up = tokio::select! {
-        () = signals.stop.cancelled() => return,
-        conn = set_up(&exchange, i, &shard) => conn,
-    };
-    let conn = match set_up {
-        Ok(conn) => conn,
-        Err(e) => {
-            let why = format!("{}: {e:#}", exchange.plan.nick(i));
-            signals.note(Note::Failed(why)).await;
-            return;
-        }
+    let set_up = set_up(&exchange, i, &shard);
+    let Some(conn) = signals.set_up(|| exchange.plan.nick(i), set_up).await else {
+        return;
     };
     signals.note(Note::Ready).await;
     exchange_messages(&exchange, i, conn, &signals, &shard).await;

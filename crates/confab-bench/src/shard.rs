@@ -129,6 +129,24 @@ pub struct Coordinator {
     pub stop: CancellationToken,
 }
 
+impl Coordinator {
+    /// Waits until `clients` clients are ready, one of them fails, or `deadline`
+    /// passes. Returns how many got ready and, if one failed, why; a caller with fewer
+    /// ready than it asked for ends the run with that.
+    pub async fn wait_ready(&mut self, clients: u64, deadline: Instant) -> (u64, Option<String>) {
+        let mut ready = 0;
+        while ready < clients {
+            match tokio::time::timeout_at(deadline.into(), self.notes.recv()).await {
+                Ok(Some(Note::Ready)) => ready += 1,
+                Ok(Some(Note::Failed(why))) => return (ready, Some(why)),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        (ready, None)
+    }
+}
+
 /// A client's side of the signals; cheap to clone.
 #[derive(Clone)]
 pub struct Signals {
@@ -141,6 +159,27 @@ impl Signals {
     /// Tells the coordinator; if it stopped listening, the run is over anyway.
     pub async fn note(&self, note: Note) {
         let _ = self.notes.send(note).await;
+    }
+
+    /// Awaits a client's set-up unless the run is stopped first. A failure goes to the
+    /// coordinator as [`Note::Failed`], naming the client; `None` means there is no
+    /// connection to go on with.
+    pub async fn set_up<T>(
+        &self,
+        nick: impl FnOnce() -> String,
+        set_up: impl Future<Output = anyhow::Result<T>>,
+    ) -> Option<T> {
+        let result = tokio::select! {
+            () = self.stop.cancelled() => return None,
+            result = set_up => result,
+        };
+        match result {
+            Ok(conn) => Some(conn),
+            Err(e) => {
+                self.note(Note::Failed(format!("{}: {e:#}", nick()))).await;
+                None
+            }
+        }
     }
 }
 
