@@ -253,8 +253,10 @@ struct Room<M> {
     topic: Option<Topic>,
     modes: RoomModes,
     bans: Vec<Ban>,
-    /// Names invited past `+i`; an invitation is used up by joining.
-    invited: Set<Key>,
+    /// Sessions ([`Source::session`]) invited past `+i` and bans; an invitation is used
+    /// up by joining. Keyed by session, not name, so that it ends with the invited
+    /// connection and never lets in the name's next holder.
+    invited: Set<u64>,
     created_ms: u64,
     /// The account that created the room, if it was logged in: such rooms are kept.
     owner: Option<Arc<str>>,
@@ -346,6 +348,9 @@ pub struct Core<M> {
     /// Users who left or renamed, newest last, for WHOWAS.
     whowas: VecDeque<Arc<Source>>,
     next_message_id: u64,
+    /// Sessions are this plus the client's id: random per core, so that a session is
+    /// never given again, after a restart or on another node (see [`Source::session`]).
+    session_seed: u64,
     /// Records messages for history before they are delivered; none without history.
     journal: Option<Box<dyn Journal>>,
     /// Registered account names, folded: only their owners may use them.
@@ -369,6 +374,7 @@ impl<M: Mailbox> Default for Core<M> {
             rooms: Map::default(),
             whowas: VecDeque::new(),
             next_message_id: 1,
+            session_seed: random_seed(),
             journal: None,
             accounts: Set::default(),
             next_guest: 0,
@@ -378,6 +384,16 @@ impl<M: Mailbox> Default for Core<M> {
             cluster: None,
         }
     }
+}
+
+/// A random number from the standard library's per-process hash keys, which come
+/// from the operating system's random source: enough to keep sessions of different
+/// processes apart without a dependency for it.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(u64::from(std::process::id()));
+    hasher.finish()
 }
 
 fn reply<M: Mailbox>(client: &Client<M>, event: Event) {
@@ -566,6 +582,40 @@ impl<M: Mailbox> Core<M> {
         self.clients.get(&id)?.source.as_ref().map(|s| &s.name)
     }
 
+    /// Client `id`'s party ([`Source::party`]): whose direct conversations it reads.
+    pub fn party_of(&self, id: ClientId) -> Option<String> {
+        Some(self.clients.get(&id)?.source.as_ref()?.party())
+    }
+
+    /// The party `name` stands for now: the user holding it, or the account of that
+    /// name when nobody does; `None` when neither exists. An earlier holder of the
+    /// name who was not logged in is nobody's to reach by it any more.
+    pub fn party_named(&self, name: &str) -> Option<String> {
+        match with_folded(name, |k| self.names.get(k)) {
+            Some(id) => self.party_of(*id),
+            None => self
+                .accounts
+                .contains(&Key::of(name))
+                .then(|| crate::event::account_party(name)),
+        }
+    }
+
+    /// The name a party goes by now: an account's name, or the name of the connected
+    /// user whose session it is; `None` for a session that ended.
+    pub fn name_of_party(&self, party: &str) -> Option<Name> {
+        if let Some(account) = party.strip_prefix("a:") {
+            return Name::parse(account).ok();
+        }
+        let session = u64::from_str_radix(party.strip_prefix("s:")?, 16).ok()?;
+        // A scan, but only for CHATHISTORY TARGETS, a rare request; an index of
+        // sessions would cost every connection memory for it.
+        self.clients
+            .values()
+            .filter_map(|c| c.source.as_ref())
+            .find(|s| s.session == session && s.account.is_none())
+            .map(|s| s.name.clone())
+    }
+
     /// Whether someone is registered under `name` (ignoring case).
     pub fn is_online(&self, name: &str) -> bool {
         self.names.contains_key(&Key::of(name))
@@ -691,6 +741,7 @@ impl<M: Mailbox> Core<M> {
             host,
             realname: realname.unwrap_or_else(|| name.as_str().into()),
             account: account.clone(),
+            session: self.session_seed.wrapping_add(id),
         }));
         reply(client, Event::Registered { name: name.clone() });
         if protected && !owns {
@@ -970,7 +1021,7 @@ impl<M: Mailbox> Core<M> {
         if room.members.contains_key(&id) {
             return self.who(id, room_name.as_str());
         }
-        let invited = room.invited.contains(&source.name.key());
+        let invited = room.invited.contains(&source.session);
         let refusal = if room.is_banned(&source) && !invited {
             Some(ChatError::Banned(room_name.to_string()))
         } else if room.modes.invite_only && !invited {
@@ -990,7 +1041,7 @@ impl<M: Mailbox> Core<M> {
         if let Some(error) = refusal {
             return Err(error);
         }
-        room.invited.remove(&source.name.key());
+        room.invited.remove(&source.session);
         room.members.insert(
             id,
             Member {
@@ -1133,7 +1184,9 @@ impl<M: Mailbox> Core<M> {
             text: text.as_str().into(),
         };
         let journal = self.journal.as_deref();
-        let record = |message: &Message| journal.is_none_or(|j| j.record(message));
+        let record = |message: &Message, recipient: Option<&Source>| {
+            journal.is_none_or(|j| j.record(message, recipient))
+        };
         let mut delivered = 0;
         match to {
             Recipient::Room(wanted) => {
@@ -1145,7 +1198,7 @@ impl<M: Mailbox> Core<M> {
                     return Err(ChatError::CannotSend(room.name.to_string()));
                 }
                 let message = message(Target::Room(room.name.clone()));
-                if !record(&message) {
+                if !record(&message, None) {
                     return Err(ChatError::Busy);
                 }
                 // A room with members elsewhere is delivered, here too, when the bus
@@ -1197,9 +1250,10 @@ impl<M: Mailbox> Core<M> {
                     return Ok(());
                 };
                 let recipient = &self.clients[recipient_id];
-                let name = recipient.source.as_ref().expect("named").name.clone();
+                let to = recipient.source.as_deref().expect("named");
+                let name = to.name.clone();
                 let message = message(Target::User(name.clone()));
-                if !record(&message) {
+                if !record(&message, Some(to)) {
                     return Err(ChatError::Busy);
                 }
                 let envelope = Envelope::new(Event::Message(message));
@@ -1275,6 +1329,15 @@ impl<M: Mailbox> Core<M> {
             return;
         };
         let from = self.source(id);
+        // A direct message's history belongs to the recipient's party, not their name.
+        let recipient = match &target {
+            Target::User(name) => self
+                .names
+                .get(&name.key())
+                .and_then(|r| self.clients.get(r))
+                .and_then(|c| c.source.clone()),
+            Target::Room(_) => None,
+        };
         let mut texts = texts.into_iter();
         let mut messages = Vec::with_capacity(texts.len());
         for text in texts.by_ref() {
@@ -1287,7 +1350,11 @@ impl<M: Mailbox> Core<M> {
                 kind,
                 text: text.into(),
             };
-            if self.journal.as_deref().is_some_and(|j| !j.record(&message)) {
+            if self
+                .journal
+                .as_deref()
+                .is_some_and(|j| !j.record(&message, recipient.as_deref()))
+            {
                 // The journal is full; the rest go one by one and are refused (or
                 // accepted, if it has caught up) with the usual replies.
                 let text = message.text.to_string();
@@ -1768,7 +1835,8 @@ impl<M: Mailbox> Core<M> {
         if room.modes.invite_only && !room.is_op(id) {
             return Err(ChatError::OperatorNeeded(room.name.to_string()));
         }
-        let target_name = self.name_of(target).cloned().expect("registered");
+        let target_source = self.source(target);
+        let target_name = target_source.name.clone();
         if room.members.contains_key(&target) {
             return Err(ChatError::AlreadyInRoom {
                 name: target_name.to_string(),
@@ -1781,7 +1849,7 @@ impl<M: Mailbox> Core<M> {
             .get_mut(&Key::of(wanted))
             .expect("found above")
             .invited
-            .insert(target_name.key());
+            .insert(target_source.session);
         reply(
             &self.clients[&target],
             Event::Invited {

@@ -21,6 +21,12 @@ pub struct Source {
     pub realname: Arc<str>,
     /// The account the user is logged into, once accounts exist.
     pub account: Option<Arc<str>>,
+    /// This connection's identity, never used for another: unlike the name, which the
+    /// next holder takes over, it ends with the connection. State that must not follow
+    /// a name to its next holder (an unregistered user's direct messages, invitations)
+    /// is keyed by it. Nodes of a cluster pass it on; clients never see it.
+    #[serde(default)]
+    pub session: u64,
 }
 
 impl Source {
@@ -28,6 +34,21 @@ impl Source {
     pub fn mask(&self) -> String {
         format!("{}!{}@{}", self.name, self.user, self.host)
     }
+
+    /// Who this user is for what they keep beyond the moment (direct-message history):
+    /// their account when logged in (`a:alice`, folded), otherwise their connection
+    /// (`s:` and the session in hex), so that nothing follows a name to its next holder.
+    pub fn party(&self) -> String {
+        match &self.account {
+            Some(account) => account_party(account),
+            None => format!("s:{:x}", self.session),
+        }
+    }
+}
+
+/// The party ([`Source::party`]) of a registered account, logged in or not.
+pub fn account_party(account: &str) -> String {
+    format!("a:{}", crate::name::Key::of(account).as_str())
 }
 
 /// Where a message goes.

@@ -23,8 +23,9 @@ pub use crate::cluster::{Link, Replica, Route, Snapshot};
 pub use crate::core::{ClientId, Command, Core, CoreLimits, Recipient, Stats, MAX_NODES};
 pub use crate::error::ChatError;
 pub use crate::event::{
-    slot, Ban, Batch, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange, RoomModes,
-    RoomRecord, RoomSummary, Source, Target, Topic, UserInfo, UserSummary, ENCODING_SLOTS,
+    account_party, slot, Ban, Batch, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange,
+    RoomModes, RoomRecord, RoomSummary, Source, Target, Topic, UserInfo, UserSummary,
+    ENCODING_SLOTS,
 };
 pub use crate::mailbox::{Journal, Mailbox};
 pub use crate::name::{with_folded, Key, Name, NameError, RoomName};

@@ -26,8 +26,10 @@ pub trait Mailbox: Clone {
 /// keep it (the server's store thread). Like a mailbox, it must never block.
 pub trait Journal: Send {
     /// Takes one message for recording; `false` when it cannot keep up, in which case
-    /// the message is refused rather than delivered unrecorded.
-    fn record(&self, message: &crate::event::Message) -> bool;
+    /// the message is refused rather than delivered unrecorded. A direct message comes
+    /// with its recipient, whose [`Source::party`](crate::Source::party) (not their
+    /// name) says whose conversation it is.
+    fn record(&self, message: &crate::event::Message, recipient: Option<&crate::Source>) -> bool;
     /// Takes a direct message for a registered user who is offline, to be delivered
     /// when they next log in. `recipient` is their folded name.
     fn record_offline(&self, message: &crate::event::Message, recipient: &str) -> bool;

@@ -892,7 +892,7 @@ struct Limited {
 }
 
 impl Journal for Limited {
-    fn record(&self, _message: &Message) -> bool {
+    fn record(&self, _message: &Message, _recipient: Option<&Source>) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         self.room
             .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(1))

@@ -271,6 +271,8 @@ fn offline_event(m: &StoredMessage) -> Option<Event> {
         host: host.into(),
         realname: nick.into(),
         account: None,
+        // Only shown: a stored message's sender is no live session.
+        session: 0,
     });
     Some(Event::Message(Message {
         id: m.id,

@@ -892,6 +892,7 @@ mod tests {
                 host: "h".into(),
                 realname: "r".into(),
                 account: None,
+                session: id,
             }),
             away: None,
             oper: false,

@@ -21,10 +21,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_core::{Journal, Key, Message, RoomRecord, Target};
+use confab_core::{account_party, ClientId, Journal, Key, Message, RoomRecord, Source, Target};
 use confab_store::{Conversation, Store, StoredMessage};
 use tokio::sync::Notify;
 
+use crate::connection::Shared;
 use crate::metrics::Metrics;
 
 /// Messages that may wait for the store; past this the core refuses new messages
@@ -121,26 +122,37 @@ struct WriteHealth {
     full: AtomicBool,
 }
 
-/// The conversation key a message is filed under.
-pub(crate) fn conversation_of(message: &Message) -> String {
+/// The conversation key a message is filed under. A direct message comes with its
+/// recipient; without one it is for a registered user who is offline, named by the
+/// message, and so filed under their account.
+pub(crate) fn conversation_of(message: &Message, recipient: Option<&Source>) -> String {
     match &message.to {
         Target::Room(room) => Conversation::Room(room.key()).key(),
-        Target::User(name) => Conversation::Direct(message.from.name.key(), name.key()).key(),
+        Target::User(name) => {
+            let to = recipient.map_or_else(|| account_party(name.as_str()), Source::party);
+            Conversation::Direct(&message.from.party(), &to).key()
+        }
     }
 }
 
-/// The conversation between two users, by name.
-pub(crate) fn direct_conversation(a: &str, b: &str) -> String {
-    Conversation::Direct(Key::of(a), Key::of(b)).key()
+/// The key of client `id`'s direct conversation with whoever `peer` names now (the
+/// user holding the name, or its account when nobody does). `None` when `peer` names
+/// nobody: there is then nothing to read, whoever held the name before.
+pub(crate) fn direct_conversation(shared: &Shared, id: ClientId, peer: &str) -> Option<String> {
+    let core = shared.lock_core();
+    let me = core.party_of(id)?;
+    let other = core.party_named(peer)?;
+    Some(Conversation::Direct(&me, &other).key())
 }
+
+/// The key a history read of nobody's conversation uses: no message is filed under it,
+/// so the answer is an empty history, worded as every other.
+pub(crate) const NO_CONVERSATION: &str = "@";
 
 /// Whether client `id` may read the direct conversations of the name it uses: always,
 /// unless that name is a registered account it has not logged into (an impostor
 /// waiting out the login grace period must not read the owner's messages).
-pub(crate) fn may_read_direct(
-    shared: &crate::connection::Shared,
-    id: confab_core::ClientId,
-) -> bool {
+pub(crate) fn may_read_direct(shared: &Shared, id: ClientId) -> bool {
     let core = shared.lock_core();
     match core.name_of(id) {
         Some(name) => {
@@ -221,11 +233,11 @@ impl History {
 }
 
 impl History {
-    fn submit(&self, message: &Message, offline: Option<&str>) -> bool {
+    fn submit(&self, message: &Message, recipient: Option<&Source>, offline: Option<&str>) -> bool {
         let stored = StoredMessage {
             id: message.id,
             time_ms: message.time_ms,
-            conversation: conversation_of(message),
+            conversation: conversation_of(message, recipient),
             sender: message.from.name.to_string(),
             sender_mask: message.from.mask(),
             target: match &message.to {
@@ -253,8 +265,8 @@ impl History {
 }
 
 impl Journal for History {
-    fn record(&self, message: &Message) -> bool {
-        self.submit(message, None)
+    fn record(&self, message: &Message, recipient: Option<&Source>) -> bool {
+        self.submit(message, recipient, None)
     }
 
     fn record_offline(&self, message: &Message, recipient: &str) -> bool {
@@ -264,7 +276,7 @@ impl Journal for History {
         if self.health.full.load(Ordering::Relaxed) {
             return false;
         }
-        self.submit(message, Some(recipient))
+        self.submit(message, None, Some(recipient))
     }
 
     fn save_room(&self, room: &RoomRecord) {

@@ -12,7 +12,9 @@ use confab_store::Range;
 
 use crate::accounts;
 use crate::connection::{Close, Ctx, Flow, Protocol, WriteQueue};
-use crate::history::{direct_conversation, may_read_direct, room_conversation, History};
+use crate::history::{
+    direct_conversation, may_read_direct, room_conversation, History, NO_CONVERSATION,
+};
 use crate::outbox::{Outbox, Outgoing};
 
 /// One line-protocol user's session state.
@@ -88,7 +90,9 @@ impl LineSession {
                         return;
                     }
                     let user = &user[1..];
-                    (direct_conversation(&me, user), format!("@{user}"), None)
+                    let conversation = direct_conversation(ctx.shared, ctx.id, user)
+                        .unwrap_or_else(|| NO_CONVERSATION.to_string());
+                    (conversation, format!("@{user}"), None)
                 }
                 Some(room) => match self
                     .rooms

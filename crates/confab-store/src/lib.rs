@@ -62,25 +62,40 @@ impl StoreError {
     }
 }
 
-/// Where a stored message went: a room, or the conversation between two users.
+/// Where a stored message went: a room, or the conversation between two parties.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Conversation {
+pub enum Conversation<'a> {
     /// A room, by its folded name.
     Room(Key),
-    /// Direct messages between two users, by their folded names in either order.
-    Direct(Key, Key),
+    /// Direct messages between two parties ([`confab_core::Source::party`]: an
+    /// account, or a connection that ends), in either order. Never names: a name passes
+    /// to its next holder, and its conversations must not.
+    Direct(&'a str, &'a str),
 }
 
-impl Conversation {
-    /// The key the store files messages under: `#room`, or `@a@b` with the two names
-    /// sorted so that both directions land in one conversation.
+impl Conversation<'_> {
+    /// The key the store files messages under: `#room`, or `@a:alice@s:1f` with the two
+    /// parties sorted so that both directions land in one conversation. Parties hold no
+    /// `@` (names cannot), so the key splits back into them.
     pub fn key(&self) -> String {
         match self {
             Conversation::Room(room) => format!("#{}", room.as_str()),
             Conversation::Direct(a, b) => {
                 let (a, b) = if a <= b { (a, b) } else { (b, a) };
-                format!("@{}@{}", a.as_str(), b.as_str())
+                format!("@{a}@{b}")
             }
+        }
+    }
+
+    /// The other party of a direct conversation key that `me` is in.
+    pub fn other_party<'k>(key: &'k str, me: &str) -> Option<&'k str> {
+        let (a, b) = key.strip_prefix('@')?.split_once('@')?;
+        if a == me {
+            Some(b)
+        } else if b == me {
+            Some(a)
+        } else {
+            None
         }
     }
 }
@@ -174,8 +189,9 @@ pub trait Store: Send {
         to_ms: u64,
         limit: usize,
     ) -> Result<Vec<ConversationSummary>, StoreError>;
-    /// Every direct conversation user `key` (a folded name) has a message in.
-    fn direct_conversations(&self, key: &str) -> Result<Vec<String>, StoreError>;
+    /// Every direct conversation `party` ([`confab_core::Source::party`]) has a message
+    /// in.
+    fn direct_conversations(&self, party: &str) -> Result<Vec<String>, StoreError>;
     /// Creates an account; `Ok(false)` when the name is already registered.
     fn create_account(&mut self, key: &str, account: &Account) -> Result<bool, StoreError>;
     fn account(&self, key: &str) -> Result<Option<Account>, StoreError>;

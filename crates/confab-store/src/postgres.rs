@@ -553,10 +553,10 @@ impl Store for PostgresStore {
         })
     }
 
-    fn direct_conversations(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        // Conversation keys are `@a@b` and names hold no `@`, so these two patterns
-        // match exactly the conversations `key` is a party to.
-        let name = crate::like_literal(key);
+    fn direct_conversations(&self, party: &str) -> Result<Vec<String>, StoreError> {
+        // Conversation keys are `@a@b` and parties hold no `@`, so these two patterns
+        // match exactly the conversations `party` is in.
+        let name = crate::like_literal(party);
         let (first, second) = (format!("@{name}@%"), format!("@%@{name}"));
         self.with(|c| {
             let statement = c.prepared(

@@ -312,10 +312,10 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn direct_conversations(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        // Conversation keys are `@a@b` and names hold no `@`, so these two patterns
-        // match exactly the conversations `key` is a party to.
-        let name = crate::like_literal(key);
+    fn direct_conversations(&self, party: &str) -> Result<Vec<String>, StoreError> {
+        // Conversation keys are `@a@b` and parties hold no `@`, so these two patterns
+        // match exactly the conversations `party` is in.
+        let name = crate::like_literal(party);
         let mut statement = self.conn.prepare_cached(
             "SELECT DISTINCT conversation FROM messages
              WHERE conversation LIKE ?1 ESCAPE '\\' OR conversation LIKE ?2 ESCAPE '\\'",
@@ -518,11 +518,15 @@ mod tests {
 
     #[test]
     fn direct_conversations_have_one_key_for_both_directions() {
-        use confab_core::Key;
-        let a = crate::Conversation::Direct(Key::of("Bob"), Key::of("alice"));
-        let b = crate::Conversation::Direct(Key::of("alice"), Key::of("bob"));
+        use crate::Conversation;
+        let a = Conversation::Direct("s:1f", "a:alice");
+        let b = Conversation::Direct("a:alice", "s:1f");
         assert_eq!(a.key(), b.key());
-        assert_eq!(a.key(), "@alice@bob");
+        assert_eq!(a.key(), "@a:alice@s:1f");
+        assert_eq!(Conversation::other_party(&a.key(), "a:alice"), Some("s:1f"));
+        assert_eq!(Conversation::other_party(&a.key(), "s:1f"), Some("a:alice"));
+        assert_eq!(Conversation::other_party(&a.key(), "a:bob"), None);
+        assert_eq!(Conversation::other_party("#lobby", "a:alice"), None);
     }
 
     #[test]

@@ -261,14 +261,14 @@ impl<M: Mailbox> Core<M> {
                 }
             }
             Replica::Invited { by, target, room } => {
-                let (Some(by), Some(name)) = (
+                let (Some(by), Some(invited)) = (
                     self.clients.get(&by).and_then(|c| c.source.clone()),
-                    self.name_of(target).cloned(),
+                    self.clients.get(&target).and_then(|c| c.source.clone()),
                 ) else {
                     return;
                 };
                 if let Some(local) = self.rooms.get_mut(&room.key()) {
-                    local.invited.insert(name.key());
+                    local.invited.insert(invited.session);
                 }
                 if let Some(client) = self.clients.get(&target) {
                     reply(client, Event::Invited { room, by });
@@ -416,7 +416,7 @@ impl<M: Mailbox> Core<M> {
             member.voice = voice;
             return;
         }
-        room.invited.remove(&who.name.key());
+        room.invited.remove(&who.session);
         room.members.insert(
             id,
             Member {

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use confab_core::MessageKind;
-use confab_store::{Range, StoredMessage};
+use confab_store::{Conversation, Range, StoredMessage};
 use confab_wire::irc::{write_message, Message};
 use confab_wire::time::{iso_time, parse_iso_time};
 
 use super::IrcSession;
 use crate::connection::{Ctx, Flow};
-use crate::history::{direct_conversation, may_read_direct, room_conversation};
+use crate::history::{direct_conversation, may_read_direct, room_conversation, NO_CONVERSATION};
 use crate::outbox::{Outbox, Outgoing};
 
 /// The most messages one request returns (ISUPPORT `CHATHISTORY`).
@@ -68,7 +68,6 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
             .and_then(|l| l.parse::<usize>().ok())
             .map(|l| l.clamp(1, MAX_LIMIT))
     };
-    let me = session.target().to_string();
     if sub == "TARGETS" {
         let (Some(Ref::Time(a)), Some(Ref::Time(b)), Some(limit)) = (
             m.params.get(1).and_then(|r| parse_ref(r)),
@@ -89,27 +88,34 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
             .map(|r| room_conversation(r.as_str()))
             .collect();
         let mut names: Vec<String> = session.channels.iter().map(|r| format!("#{r}")).collect();
-        // Direct conversations count too, but only for the name's real owner.
-        let me_key = may_read_direct(ctx.shared, ctx.id)
-            .then(|| confab_core::Key::of(&me).as_str().to_string());
+        // Direct conversations count too: those of this user's party (never of a
+        // name's earlier holders), and not for an impostor of a registered name.
+        let party = may_read_direct(ctx.shared, ctx.id)
+            .then(|| ctx.shared.lock_core().party_of(ctx.id))
+            .flatten();
+        let shared = ctx.shared.clone();
         let outbox = ctx.outbox();
         let server = ctx.shared.irc.server_name.clone();
         let batch = session.next_batch();
         history.run(move |store| {
-            match me_key
-                .map_or(Ok(Vec::new()), |key| store.direct_conversations(&key))
+            match party
+                .as_ref()
+                .map_or(Ok(Vec::new()), |party| store.direct_conversations(party))
                 .and_then(|direct| {
+                    // The target shown is the name the other party goes by now; one
+                    // that ended with its connection can no longer be asked for.
+                    let core = shared.lock_core();
                     for conversation in direct {
-                        // `@a@b`: the target shown is the other party.
-                        let other = conversation
-                            .trim_start_matches('@')
-                            .split('@')
-                            .find(|n| !n.eq_ignore_ascii_case(&me))
-                            .unwrap_or(&me)
-                            .to_string();
-                        rooms.push(conversation);
-                        names.push(other);
+                        let other = party
+                            .as_deref()
+                            .and_then(|me| Conversation::other_party(&conversation, me))
+                            .and_then(|other| core.name_of_party(other));
+                        if let Some(other) = other {
+                            rooms.push(conversation);
+                            names.push(other.to_string());
+                        }
                     }
+                    drop(core);
                     store.active_conversations(&rooms, a, b, limit)
                 }) {
                 Ok(found) => {
@@ -122,11 +128,17 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
                         &[&format!("+{batch}"), "draft/chathistory-targets"],
                         false,
                     );
+                    // An impostor waiting out the login grace shows under the same
+                    // name as the account: the newest of the two is listed.
+                    let mut shown = std::collections::HashSet::new();
                     for summary in found {
                         let i = rooms
                             .iter()
                             .position(|r| *r == summary.conversation)
                             .unwrap_or(0);
+                        if !shown.insert(confab_core::Key::of(&names[i])) {
+                            continue;
+                        }
                         let time = format!("timestamp={}", iso_time(summary.latest_ms));
                         write_message(
                             &mut out,
@@ -178,7 +190,11 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
             fail(session, ctx, "INVALID_TARGET", &[&sub, target, text]);
             return Flow::Continue;
         }
-        None => (direct_conversation(&me, target), target.to_string()),
+        None => (
+            direct_conversation(ctx.shared, ctx.id, target)
+                .unwrap_or_else(|| NO_CONVERSATION.to_string()),
+            target.to_string(),
+        ),
     };
     let refs: Vec<Option<Ref>> = m.params[2..].iter().map(|r| parse_ref(r)).collect();
     let range = match (sub.as_str(), refs.as_slice()) {

@@ -1540,6 +1540,7 @@ mod encoding {
                     host: host.into(),
                     realname: "r".into(),
                     account: None,
+                    session: 0,
                 }),
                 to,
                 kind,

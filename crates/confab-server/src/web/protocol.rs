@@ -763,6 +763,7 @@ mod tests {
             host: "127.0.0.1".into(),
             realname: s.into(),
             account: None,
+            session: 0,
         })
     }
 

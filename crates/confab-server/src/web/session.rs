@@ -27,7 +27,7 @@ use crate::accounts;
 use crate::admission::Slot;
 use crate::connection::{Ctx, CtxState, Shared};
 use crate::flood::FloodControl;
-use crate::history::{direct_conversation, room_conversation, Durability};
+use crate::history::{direct_conversation, room_conversation, Durability, NO_CONVERSATION};
 use crate::metrics::Reason;
 use crate::outbox::{Outbox, OutboxRef, Outgoing};
 
@@ -597,7 +597,8 @@ fn history(
                 );
             }
             (
-                direct_conversation(me.as_str(), other.as_str()),
+                direct_conversation(ctx.shared, ctx.id, other.as_str())
+                    .unwrap_or_else(|| NO_CONVERSATION.to_string()),
                 Conversation::With(other.to_string()),
             )
         }
@@ -837,6 +838,7 @@ mod tests {
             host: "127.0.0.1".into(),
             realname: name.into(),
             account: None,
+            session: 0,
         })
     }
 

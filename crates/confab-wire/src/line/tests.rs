@@ -134,6 +134,7 @@ fn source(name: &str) -> Arc<Source> {
         host: "127.0.0.1".into(),
         realname: name.into(),
         account: None,
+        session: 0,
     })
 }
 
