@@ -587,17 +587,32 @@ impl<M: Mailbox> Core<M> {
         Some(self.clients.get(&id)?.source.as_ref()?.party())
     }
 
-    /// The party `name` stands for now: the user holding it, or the account of that
-    /// name when nobody does; `None` when neither exists. An earlier holder of the
-    /// name who was not logged in is nobody's to reach by it any more.
-    pub fn party_named(&self, name: &str) -> Option<String> {
-        match with_folded(name, |k| self.names.get(k)) {
-            Some(id) => self.party_of(*id),
-            None => self
-                .accounts
-                .contains(&Key::of(name))
-                .then(|| crate::event::account_party(name)),
+    /// Every party client `id` speaks for: its account when logged in, and its own
+    /// session (what reached it before it logged in).
+    pub fn parties_of(&self, id: ClientId) -> Vec<String> {
+        let Some(source) = self.clients.get(&id).and_then(|c| c.source.as_ref()) else {
+            return Vec::new();
+        };
+        let mut parties = vec![source.session_party()];
+        if source.account.is_some() {
+            parties.push(source.party());
         }
+        parties
+    }
+
+    /// The parties `name` stands for now: the user holding it, and the account of that
+    /// name if there is one. An earlier holder of the name who was not logged in is
+    /// not among them: nobody reaches them by the name any more.
+    pub fn parties_named(&self, name: &str) -> Vec<String> {
+        let mut parties = Vec::new();
+        if let Some(id) = with_folded(name, |k| self.names.get(k)) {
+            parties.extend(self.party_of(*id));
+        }
+        let account = crate::event::account_party(name);
+        if self.accounts.contains(&Key::of(name)) && !parties.contains(&account) {
+            parties.push(account);
+        }
+        parties
     }
 
     /// The name a party goes by now: an account's name, or the name of the connected
@@ -612,7 +627,7 @@ impl<M: Mailbox> Core<M> {
         self.clients
             .values()
             .filter_map(|c| c.source.as_ref())
-            .find(|s| s.session == session && s.account.is_none())
+            .find(|s| s.session == session)
             .map(|s| s.name.clone())
     }
 

@@ -41,8 +41,14 @@ impl Source {
     pub fn party(&self) -> String {
         match &self.account {
             Some(account) => account_party(account),
-            None => format!("s:{:x}", self.session),
+            None => self.session_party(),
         }
+    }
+
+    /// This connection's own party (`s:` and the session in hex), logged in or not:
+    /// what it was sent before it logged in is filed under it.
+    pub fn session_party(&self) -> String {
+        format!("s:{:x}", self.session)
     }
 }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_core::{account_party, ClientId, Journal, Key, Message, RoomRecord, Source, Target};
-use confab_store::{Conversation, Store, StoredMessage};
+use confab_store::{Conversation, Range, Store, StoreError, StoredMessage};
 use tokio::sync::Notify;
 
 use crate::connection::Shared;
@@ -135,19 +135,102 @@ pub(crate) fn conversation_of(message: &Message, recipient: Option<&Source>) -> 
     }
 }
 
-/// The key of client `id`'s direct conversation with whoever `peer` names now (the
-/// user holding the name, or its account when nobody does). `None` when `peer` names
-/// nobody: there is then nothing to read, whoever held the name before.
-pub(crate) fn direct_conversation(shared: &Shared, id: ClientId, peer: &str) -> Option<String> {
-    let core = shared.lock_core();
-    let me = core.party_of(id)?;
-    let other = core.party_named(peer)?;
-    Some(Conversation::Direct(&me, &other).key())
+/// What a history read is of: a room, or the reader's direct conversations with
+/// whoever a name stands for.
+pub(crate) enum Thread {
+    /// A room's conversation key ([`room_conversation`]).
+    Room(String),
+    Direct(Direct),
 }
 
-/// The key a history read of nobody's conversation uses: no message is filed under it,
-/// so the answer is an empty history, worded as every other.
-pub(crate) const NO_CONVERSATION: &str = "@";
+/// A reader's direct conversations with a name, found on the store thread. Only
+/// conversations one of the reader's own parties is in are ever considered, so a name
+/// never brings its earlier holders' conversations to its next holder. Among the
+/// reader's own they are: the conversation with whoever holds the name now (or its
+/// account), and those with connections that have ended which went by that name, so a
+/// user can still read back what they said to a guest who has left.
+pub(crate) struct Direct {
+    /// The reader's parties ([`Core::parties_of`](confab_core::Core::parties_of)).
+    mine: Vec<String>,
+    /// The reader's name, to tell which side of a stored message is the other.
+    my_name: String,
+    /// The name asked for.
+    peer: String,
+    /// The parties that name stands for now.
+    peers: Vec<String>,
+}
+
+impl Thread {
+    /// Client `id`'s direct conversations with `peer`; `None` when `id` has no name.
+    pub(crate) fn direct(shared: &Shared, id: ClientId, peer: &str) -> Option<Thread> {
+        let core = shared.lock_core();
+        Some(Thread::Direct(Direct {
+            mine: core.parties_of(id),
+            my_name: core.name_of(id)?.to_string(),
+            peer: peer.to_string(),
+            peers: core.parties_named(peer),
+        }))
+    }
+
+    /// Reads up to `limit` messages of the thread, oldest first.
+    pub(crate) fn read(
+        &self,
+        store: &dyn Store,
+        range: Range,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        match self {
+            Thread::Room(key) => store.history(key, range, limit),
+            Thread::Direct(direct) => store.history_of(&direct.conversations(store)?, range, limit),
+        }
+    }
+}
+
+impl Direct {
+    fn conversations(&self, store: &dyn Store) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        for me in &self.mine {
+            for peer in &self.peers {
+                keys.push(Conversation::Direct(me, peer).key());
+            }
+        }
+        for me in &self.mine {
+            for key in store.direct_conversations(me)? {
+                // Accounts are found by their name above; a connection only by the
+                // name it used, read from the conversation itself.
+                let by_name = Conversation::other_party(&key, me).is_some_and(|other| {
+                    other.starts_with("s:") && !self.peers.iter().any(|p| p == other)
+                });
+                if by_name
+                    && !keys.contains(&key)
+                    && other_name(store, &key, &self.my_name)?
+                        .is_some_and(|n| n.eq_ignore_ascii_case(&self.peer))
+                {
+                    keys.push(key);
+                }
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// The name the other side of direct conversation `key` last went by, seen from the
+/// user called `me`: the sender of its newest message, or its recipient when that was
+/// `me`'s.
+pub(crate) fn other_name(
+    store: &dyn Store,
+    key: &str,
+    me: &str,
+) -> Result<Option<String>, StoreError> {
+    let newest = store.history(key, Range::Latest, 1)?;
+    Ok(newest.first().map(|m| {
+        if m.sender.eq_ignore_ascii_case(me) {
+            m.target.clone()
+        } else {
+            m.sender.clone()
+        }
+    }))
+}
 
 /// Whether client `id` may read the direct conversations of the name it uses: always,
 /// unless that name is a registered account it has not logged into (an impostor

@@ -12,9 +12,7 @@ use confab_store::Range;
 
 use crate::accounts;
 use crate::connection::{Close, Ctx, Flow, Protocol, WriteQueue};
-use crate::history::{
-    direct_conversation, may_read_direct, room_conversation, History, NO_CONVERSATION,
-};
+use crate::history::{may_read_direct, room_conversation, History, Thread};
 use crate::outbox::{Outbox, Outgoing};
 
 /// One line-protocol user's session state.
@@ -90,9 +88,10 @@ impl LineSession {
                         return;
                     }
                     let user = &user[1..];
-                    let conversation = direct_conversation(ctx.shared, ctx.id, user)
-                        .unwrap_or_else(|| NO_CONVERSATION.to_string());
-                    (conversation, format!("@{user}"), None)
+                    let Some(thread) = Thread::direct(ctx.shared, ctx.id, user) else {
+                        return;
+                    };
+                    (thread, format!("@{user}"), None)
                 }
                 Some(room) => match self
                     .rooms
@@ -100,7 +99,7 @@ impl LineSession {
                     .find(|r| r.as_str().eq_ignore_ascii_case(room))
                 {
                     Some(room) => (
-                        room_conversation(room.as_str()),
+                        Thread::Room(room_conversation(room.as_str())),
                         room.to_string(),
                         Some(room.to_string()),
                     ),
@@ -139,7 +138,7 @@ impl LineSession {
 fn send_history(
     history: &History,
     outbox: Arc<Outbox>,
-    conversation: String,
+    conversation: Thread,
     label: String,
     room: Option<String>,
     range: Range,
@@ -149,7 +148,7 @@ fn send_history(
     let problem = history.write_problem();
     let failed = outbox.clone();
     let queued = history.run(move |store| {
-        let messages = match store.history(&conversation, range, count) {
+        let messages = match conversation.read(store, range, count) {
             Ok(messages) => messages,
             Err(e) => {
                 tracing::error!("history query failed: {e}");
@@ -332,7 +331,7 @@ impl Protocol for LineSession {
                 // Joining shows the last few lines, so that a newcomer has context;
                 // only lines from before the join, which are not delivered live.
                 if let Some(history) = &ctx.shared.history {
-                    let key = room_conversation(room.as_str());
+                    let key = Thread::Room(room_conversation(room.as_str()));
                     let range = Range::BeforeId(history_until + 1);
                     send_history(
                         history,

@@ -102,9 +102,61 @@ async fn a_released_name_brings_none_of_its_direct_messages_to_its_next_holder()
         Vec::<String>::new(),
         "no conversation with ann is listed"
     );
-    // And ann's name for the newcomer is a new conversation for her as well.
+    // Ann was in that conversation: she still reads it back by the name ben used.
     ann.send("/history @ben").await;
-    assert_eq!(read_history(&mut ann).await, Vec::<String>::new());
+    assert_eq!(
+        read_history(&mut ann).await,
+        ["[dm] ann: my bank pin is 1234", "[dm] ben: noted"]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_registered_user_keeps_their_conversation_with_a_guest_who_left() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::with_data(data.path()).await;
+    let mut alice = server.user("alice").await;
+    alice.send("/register pw").await;
+    alice.expect("* You are logged in as alice").await;
+    let mut guest = server.user("guest").await;
+    guest.send("@alice:hello from a guest").await;
+    alice.expect("[dm] guest: hello from a guest").await;
+    alice.send("@guest:hello guest").await;
+    guest.expect("[dm] alice: hello guest").await;
+    guest.send("/quit").await;
+    guest.rest().await;
+    alice.send("/quit").await;
+    alice.rest().await;
+
+    // Alice comes back on IRC: the conversation is listed and read under the guest's
+    // name...
+    let mut alice = Client::connect(server.irc_addr).await;
+    alice
+        .send("CAP REQ :draft/chathistory batch server-time message-tags\r\nCAP END\r\nNICK alice\r\nUSER u 0 * :U\r")
+        .await;
+    alice.expect(":confab.local 376 alice ").await;
+    alice.send("PRIVMSG NickServ :IDENTIFY alice pw\r").await;
+    alice.expect(":confab.local 900 alice ").await;
+    let targets = chathistory(&mut alice, ALL_TIME).await;
+    assert!(
+        targets.iter().any(|t| t.contains(" TARGETS guest ")),
+        "{targets:?}"
+    );
+    let texts = chathistory(&mut alice, "CHATHISTORY LATEST guest * 50").await;
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].ends_with(" PRIVMSG alice :hello from a guest"),
+        "{texts:?}"
+    );
+
+    // ...while a new guest of that name reads none of it.
+    let mut next = server.user("guest").await;
+    next.send("/history @alice").await;
+    assert_eq!(read_history(&mut next).await, Vec::<String>::new());
+    next.send("/quit").await;
+    next.rest().await;
+    let mut next = irc(&server, "guest").await;
+    assert_eq!(chathistory(&mut next, ALL_TIME).await, Vec::<String>::new());
     server.stop().await;
 }
 

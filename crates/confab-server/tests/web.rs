@@ -1139,3 +1139,38 @@ async fn web_logins_are_throttled_after_five_failures() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_released_name_brings_none_of_its_direct_messages_to_the_next_web_holder() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server_with_data(data.path()).await;
+    let mut ann = Web::user(server.http_addr, "ann").await;
+    let mut ben = Web::user(server.http_addr, "ben").await;
+    ann.send(json!({"type": "message", "to": "ben", "text": "my bank pin is 1234"}))
+        .await;
+    ben.expect("message").await;
+    ann.expect("message").await;
+    // The holder reads the conversation back while connected.
+    let mine = ben.history(json!({"with": "ann"})).await;
+    assert_eq!(
+        page(&mine).into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
+        ["my bank pin is 1234"]
+    );
+    ben.send(json!({"type": "quit"})).await;
+    ben.until_closed().await;
+
+    // The next ben, on the web page's protocol, sees nothing of it; ann, who was in
+    // it, still does.
+    let mut next = Web::user(server.http_addr, "ben").await;
+    let theirs = next.history(json!({"with": "ann"})).await;
+    assert_eq!(theirs["messages"], json!([]), "{theirs}");
+    assert_eq!(theirs["with"], "ann");
+    let hers = ann.history(json!({"with": "ben"})).await;
+    assert_eq!(
+        page(&hers).into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
+        ["my bank pin is 1234"]
+    );
+    drop(next);
+    drop(ann);
+    server.stop().await;
+}

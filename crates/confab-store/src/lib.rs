@@ -181,6 +181,27 @@ pub trait Store: Send {
         range: Range,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Reads up to `limit` messages of several conversations as if they were one,
+    /// oldest first: each is read as [`Store::history`] would, and the pieces are
+    /// merged and cut as the range cuts one conversation.
+    fn history_of(
+        &self,
+        conversations: &[String],
+        range: Range,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        match conversations {
+            [] => Ok(Vec::new()),
+            [one] => self.history(one, range, limit),
+            many => {
+                let mut all = Vec::new();
+                for conversation in many {
+                    all.extend(self.history(conversation, range, limit)?);
+                }
+                Ok(cut(all, range, limit))
+            }
+        }
+    }
     /// Conversations among `candidates` with messages between two times, newest first.
     fn active_conversations(
         &self,
@@ -204,6 +225,39 @@ pub trait Store: Send {
     fn rooms(&self) -> Result<Vec<String>, StoreError>;
     /// Takes everything queued for `recipient`, oldest first.
     fn take_offline(&mut self, recipient: &str) -> Result<Vec<StoredMessage>, StoreError>;
+}
+
+/// The messages of several reads of `range` (each already cut to `limit`), merged in
+/// id order and cut to what one read of all of them would return: the newest for
+/// ranges read back from a point, the oldest for those read forward, and around a
+/// point half before it and the rest from it on, as [`plan`] does.
+fn cut(mut all: Vec<StoredMessage>, range: Range, limit: usize) -> Vec<StoredMessage> {
+    all.sort_by_key(|m| m.id);
+    all.dedup_by_key(|m| m.id);
+    let newest = |mut v: Vec<StoredMessage>, n: usize| {
+        v.drain(..v.len().saturating_sub(n));
+        v
+    };
+    let oldest = |mut v: Vec<StoredMessage>, n: usize| {
+        v.truncate(n);
+        v
+    };
+    let around = |all: Vec<StoredMessage>, before: &dyn Fn(&StoredMessage) -> bool| {
+        let (early, late): (Vec<_>, Vec<_>) = all.into_iter().partition(|m| before(m));
+        let mut found = newest(early, (limit / 2).max(1));
+        let rest = limit.saturating_sub(found.len());
+        found.extend(oldest(late, rest));
+        found
+    };
+    match range {
+        Range::Latest | Range::BeforeId(_) | Range::BeforeTime(_) => newest(all, limit),
+        Range::AfterId(_)
+        | Range::AfterTime(_)
+        | Range::BetweenTimes(..)
+        | Range::BetweenIds(..) => oldest(all, limit),
+        Range::AroundId(id) => around(all, &|m| m.id < id),
+        Range::AroundTime(t) => around(all, &|m| m.time_ms < t),
+    }
 }
 
 /// `s` with LIKE's wildcards escaped (with `\`), for matching names literally.

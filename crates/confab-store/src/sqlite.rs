@@ -517,6 +517,46 @@ mod tests {
     }
 
     #[test]
+    fn several_conversations_read_as_one_would() {
+        // Messages 1..=20 spread over three conversations, and the same twenty again
+        // (ids 101..=120) in one: every range over the three reads what it reads there.
+        let (_dir, mut store) = store();
+        let keys = ["@a@x", "@a@y", "@a@z"];
+        let spread: Vec<_> = (1..=20)
+            .map(|i| message(i, keys[(i as usize * 7) % 3], "m"))
+            .collect();
+        let whole: Vec<_> = (1..=20).map(|i| message(100 + i, "@one", "m")).collect();
+        store.append(&spread, &[]).unwrap();
+        store.append(&whole, &[]).unwrap();
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let ranges = |o: u64| {
+            [
+                Range::Latest,
+                Range::BeforeId(12 + o),
+                Range::AfterId(5 + o),
+                Range::AroundId(10 + o),
+                Range::AroundId(1 + o),
+                Range::BetweenIds(3 + o, 15 + o),
+                Range::BeforeTime(1000 * (12 + o)),
+                Range::AfterTime(1000 * (5 + o)),
+                Range::AroundTime(1000 * (10 + o)),
+                Range::BetweenTimes(1000 * (15 + o), 1000 * (3 + o)),
+            ]
+        };
+        for limit in [1, 3, 4, 7, 50] {
+            for (spread_range, whole_range) in ranges(0).into_iter().zip(ranges(100)) {
+                let merged = ids(&store.history_of(&keys, spread_range, limit).unwrap());
+                let one: Vec<u64> = ids(&store.history("@one", whole_range, limit).unwrap())
+                    .into_iter()
+                    .map(|id| id - 100)
+                    .collect();
+                assert_eq!(merged, one, "{spread_range:?} limit {limit}");
+            }
+        }
+        assert_eq!(store.history_of(&[], Range::Latest, 5).unwrap(), []);
+    }
+
+    #[test]
     fn direct_conversations_have_one_key_for_both_directions() {
         use crate::Conversation;
         let a = Conversation::Direct("s:1f", "a:alice");

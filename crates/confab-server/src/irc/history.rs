@@ -12,7 +12,7 @@ use confab_wire::time::{iso_time, parse_iso_time};
 
 use super::IrcSession;
 use crate::connection::{Ctx, Flow};
-use crate::history::{direct_conversation, may_read_direct, room_conversation, NO_CONVERSATION};
+use crate::history::{may_read_direct, other_name, room_conversation, Thread};
 use crate::outbox::{Outbox, Outgoing};
 
 /// The most messages one request returns (ISUPPORT `CHATHISTORY`).
@@ -90,34 +90,28 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
         let mut names: Vec<String> = session.channels.iter().map(|r| format!("#{r}")).collect();
         // Direct conversations count too: those of this user's party (never of a
         // name's earlier holders), and not for an impostor of a registered name.
-        let party = may_read_direct(ctx.shared, ctx.id)
-            .then(|| ctx.shared.lock_core().party_of(ctx.id))
-            .flatten();
+        let (parties, me) = if may_read_direct(ctx.shared, ctx.id) {
+            let core = ctx.shared.lock_core();
+            let me = core
+                .name_of(ctx.id)
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            (core.parties_of(ctx.id), me)
+        } else {
+            (Vec::new(), String::new())
+        };
         let shared = ctx.shared.clone();
         let outbox = ctx.outbox();
         let server = ctx.shared.irc.server_name.clone();
         let batch = session.next_batch();
         history.run(move |store| {
-            match party
-                .as_ref()
-                .map_or(Ok(Vec::new()), |party| store.direct_conversations(party))
-                .and_then(|direct| {
-                    // The target shown is the name the other party goes by now; one
-                    // that ended with its connection can no longer be asked for.
-                    let core = shared.lock_core();
-                    for conversation in direct {
-                        let other = party
-                            .as_deref()
-                            .and_then(|me| Conversation::other_party(&conversation, me))
-                            .and_then(|other| core.name_of_party(other));
-                        if let Some(other) = other {
-                            rooms.push(conversation);
-                            names.push(other.to_string());
-                        }
-                    }
-                    drop(core);
-                    store.active_conversations(&rooms, a, b, limit)
-                }) {
+            match direct_targets(&*store, &shared, &parties, &me).and_then(|direct| {
+                for (conversation, name) in direct {
+                    rooms.push(conversation);
+                    names.push(name);
+                }
+                store.active_conversations(&rooms, a, b, limit)
+            }) {
                 Ok(found) => {
                     let mut out = BytesMut::new();
                     write_message(
@@ -174,7 +168,10 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
             .iter()
             .find(|r| r.as_str().eq_ignore_ascii_case(room))
         {
-            Some(room) => (room_conversation(room.as_str()), format!("#{room}")),
+            Some(room) => (
+                Thread::Room(room_conversation(room.as_str())),
+                format!("#{room}"),
+            ),
             None => {
                 fail(
                     session,
@@ -190,11 +187,10 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
             fail(session, ctx, "INVALID_TARGET", &[&sub, target, text]);
             return Flow::Continue;
         }
-        None => (
-            direct_conversation(ctx.shared, ctx.id, target)
-                .unwrap_or_else(|| NO_CONVERSATION.to_string()),
-            target.to_string(),
-        ),
+        None => match Thread::direct(ctx.shared, ctx.id, target) {
+            Some(thread) => (thread, target.to_string()),
+            None => return Flow::Continue,
+        },
     };
     let refs: Vec<Option<Ref>> = m.params[2..].iter().map(|r| parse_ref(r)).collect();
     let range = match (sub.as_str(), refs.as_slice()) {
@@ -228,30 +224,60 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
     let batch = session.next_batch();
     let with_batch = session.caps.batch;
     let problem = history.write_problem();
-    history.run(
-        move |store| match store.history(&conversation, range, limit) {
-            Ok(mut messages) => {
-                if let Some(problem) = &problem {
-                    push_warning(&outbox, &server, &sub, problem);
-                }
-                // LATEST with a reference: the newest messages, but only those after it.
-                messages.retain(|m| match after {
-                    Ref::Any => true,
-                    Ref::Time(t) => m.time_ms > t,
-                    Ref::Id(id) => m.id > id,
-                });
-                outbox.push(Outgoing::Raw(encode_batch(
-                    &server,
-                    &batch,
-                    with_batch,
-                    &shown_target,
-                    &messages,
-                )));
+    history.run(move |store| match conversation.read(store, range, limit) {
+        Ok(mut messages) => {
+            if let Some(problem) = &problem {
+                push_warning(&outbox, &server, &sub, problem);
             }
-            Err(e) => push_error(&outbox, &server, &sub, &e.to_string()),
-        },
-    );
+            // LATEST with a reference: the newest messages, but only those after it.
+            messages.retain(|m| match after {
+                Ref::Any => true,
+                Ref::Time(t) => m.time_ms > t,
+                Ref::Id(id) => m.id > id,
+            });
+            outbox.push(Outgoing::Raw(encode_batch(
+                &server,
+                &batch,
+                with_batch,
+                &shown_target,
+                &messages,
+            )));
+        }
+        Err(e) => push_error(&outbox, &server, &sub, &e.to_string()),
+    });
     Flow::Continue
+}
+
+/// Every direct conversation of `parties` (the asker's, called `me`) with the name the
+/// other side goes by: an account's name, a connected user's name now, or, for a
+/// connection that ended, the name it last used (asking for that name finds it again,
+/// see [`Thread::direct`]).
+fn direct_targets(
+    store: &dyn confab_store::Store,
+    shared: &crate::connection::Shared,
+    parties: &[String],
+    me: &str,
+) -> Result<Vec<(String, String)>, confab_store::StoreError> {
+    let mut found = Vec::new();
+    for party in parties {
+        for conversation in store.direct_conversations(party)? {
+            let Some(other) = Conversation::other_party(&conversation, party) else {
+                continue;
+            };
+            let now = shared
+                .lock_core()
+                .name_of_party(other)
+                .map(|n| n.to_string());
+            let name = match now {
+                Some(name) => Some(name),
+                None => other_name(store, &conversation, me)?,
+            };
+            if let Some(name) = name {
+                found.push((conversation, name));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Says, before a batch, that history is missing recent messages because writes fail

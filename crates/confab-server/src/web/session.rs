@@ -27,7 +27,7 @@ use crate::accounts;
 use crate::admission::Slot;
 use crate::connection::{Ctx, CtxState, Shared};
 use crate::flood::FloodControl;
-use crate::history::{direct_conversation, room_conversation, Durability, NO_CONVERSATION};
+use crate::history::{room_conversation, Durability, Thread};
 use crate::metrics::Reason;
 use crate::outbox::{Outbox, OutboxRef, Outgoing};
 
@@ -576,7 +576,7 @@ fn history(
     let (key, answer) = match &conversation {
         Conversation::Room(room) => match lock(known).room(room) {
             Some(room) => (
-                room_conversation(room.as_str()),
+                Thread::Room(room_conversation(room.as_str())),
                 Conversation::Room(room.to_string()),
             ),
             None => {
@@ -596,11 +596,10 @@ fn history(
                     &format!("The name {me} is registered: log in to read its direct messages"),
                 );
             }
-            (
-                direct_conversation(ctx.shared, ctx.id, other.as_str())
-                    .unwrap_or_else(|| NO_CONVERSATION.to_string()),
-                Conversation::With(other.to_string()),
-            )
+            let Some(thread) = Thread::direct(ctx.shared, ctx.id, other.as_str()) else {
+                return fail("not_registered", &ChatError::NotRegistered.to_string());
+            };
+            (thread, Conversation::With(other.to_string()))
         }
     };
     let budget = HISTORY_BYTES.min(ctx.shared.limits.send_queue / 4);
@@ -609,7 +608,7 @@ fn history(
     let problem = history.write_problem();
     let queued = history.run(move |store| {
         // One more than asked says whether there is more before the page.
-        let answer = match store.history(&key, range, limit.saturating_add(1)) {
+        let answer = match key.read(store, range, limit.saturating_add(1)) {
             Ok(mut messages) => {
                 // The page that follows is good but lacks the messages waiting to be
                 // written; an error event says so first.
