@@ -70,6 +70,7 @@ struct ServeArgs {
     #[arg(
         long = "listen",
         value_name = "ADDR",
+        value_parser = parse_listen_addr,
         default_value = "127.0.0.1:12345"
     )]
     listen: Vec<SocketAddr>,
@@ -77,6 +78,7 @@ struct ServeArgs {
     #[arg(
         long = "irc-listen",
         value_name = "ADDR",
+        value_parser = parse_listen_addr,
         default_value = "127.0.0.1:6667"
     )]
     irc_listen: Vec<SocketAddr>,
@@ -84,6 +86,7 @@ struct ServeArgs {
     #[arg(
         long = "http-listen",
         value_name = "ADDR",
+        value_parser = parse_listen_addr,
         default_value = "127.0.0.1:8080"
     )]
     http_listen: Vec<SocketAddr>,
@@ -113,8 +116,13 @@ struct ServeArgs {
     opers: Vec<String>,
     /// Directory for the SQLite database (history, accounts, offline messages); created
     /// on first run. Default: $XDG_DATA_HOME/confab, ~/.local/share/confab, or
-    /// %APPDATA%\\confab on Windows.
-    #[arg(long = "data", value_name = "DIR", env = "CONFAB_DATA")]
+    /// %APPDATA%\confab on Windows.
+    #[arg(
+        long = "data",
+        value_name = "DIR",
+        env = "CONFAB_DATA",
+        hide_env_values = true
+    )]
     data: Option<std::path::PathBuf>,
     /// PostgreSQL database for history, accounts and offline messages instead of the
     /// SQLite file in --data, as postgres://USER:PASSWORD@HOST:PORT/DATABASE; every
@@ -135,6 +143,7 @@ struct ServeArgs {
         long = "nats",
         value_name = "URL",
         env = "CONFAB_NATS",
+        hide_env_values = true,
         requires = "node"
     )]
     nats: Option<String>,
@@ -143,6 +152,7 @@ struct ServeArgs {
         long = "node",
         value_name = "NAME",
         env = "CONFAB_NODE",
+        hide_env_values = true,
         requires = "nats"
     )]
     node: Option<String>,
@@ -273,6 +283,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(log_colour())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 // The server logs connections by default; the interactive modes stay quiet
@@ -333,6 +344,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Parses a listening address for clap. The standard parser says only "invalid socket
+/// address syntax" for `127.0.0.1:99999`, which hides the actual mistake, so a port that
+/// does not fit in 16 bits is named. Port 0 stays valid: it asks for any free port.
+fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if let Some((_, port)) = text.rsplit_once(':') {
+        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        if digits && port.parse::<u16>().is_err() {
+            return Err(format!("port {port} is out of range (1-65535)"));
+        }
+    }
+    Err(format!(
+        "{text:?} is not an address as IP:PORT (for example 127.0.0.1:12345 or [::1]:12345)"
+    ))
+}
+
 /// Where the database lives when `--data` is not given, following each platform's
 /// convention for per-user application data.
 fn default_data_dir() -> std::path::PathBuf {
@@ -351,6 +380,15 @@ fn default_data_dir() -> std::path::PathBuf {
         return home.join(".local").join("share").join("confab");
     }
     std::path::PathBuf::from("confab-data")
+}
+
+/// Whether the log may use colour: only on a terminal, and never when `NO_COLOR` is set
+/// to anything non-empty (no-color.org), so that logs redirected to a file or a
+/// service manager carry no escape codes.
+fn log_colour() -> bool {
+    use std::io::IsTerminal as _;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    std::io::stderr().is_terminal() && !no_color
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is such a thing.
