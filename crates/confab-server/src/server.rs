@@ -136,6 +136,7 @@ impl Server {
             None => (Core::new(), None, Durability::always()),
         };
         core.set_limits(config.limits.core());
+        core.set_default_room(&config.default_room);
         let mut first_id = 1;
         let cluster = match &config.cluster {
             Some(cluster) => {
