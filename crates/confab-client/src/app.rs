@@ -405,7 +405,11 @@ mod tests {
             type_line(&mut app, "@nobody:hello?"),
             Some(Action::SendDm("@nobody:hello?".into()))
         );
-        assert_eq!(app.scrollback.len(), before, "nothing shown while in flight");
+        assert_eq!(
+            app.scrollback.len(),
+            before,
+            "nothing shown while in flight"
+        );
         app.on_server_line("! No such user: nobody is not online");
         app.on_server_line("* pong");
         let shown: Vec<_> = app.scrollback.visible().map(|e| e.text.clone()).collect();

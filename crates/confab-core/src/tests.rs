@@ -1015,13 +1015,37 @@ fn the_first_member_of_the_default_room_is_not_its_operator() {
         assert!(chat.take(1).is_empty(), "bob saw something of {attempt:?}");
     }
     // Another room keeps "the creator is operator".
-    chat.run(0, Command::Join { room: "den".into(), key: None });
+    chat.run(
+        0,
+        Command::Join {
+            room: "den".into(),
+            key: None,
+        },
+    );
     chat.take(0);
     assert_eq!(ops_in(&mut chat, 0, "den"), ["alice"]);
     // Nor does the default room, emptied and made again, get an operator.
-    chat.run(0, Command::Part { room: "lobby".into(), reason: None });
-    chat.run(1, Command::Part { room: "lobby".into(), reason: None });
-    chat.run(1, Command::Join { room: "LOBBY".into(), key: None });
+    chat.run(
+        0,
+        Command::Part {
+            room: "lobby".into(),
+            reason: None,
+        },
+    );
+    chat.run(
+        1,
+        Command::Part {
+            room: "lobby".into(),
+            reason: None,
+        },
+    );
+    chat.run(
+        1,
+        Command::Join {
+            room: "LOBBY".into(),
+            key: None,
+        },
+    );
     chat.take(0);
     chat.take(1);
     assert!(ops_in(&mut chat, 1, "lobby").is_empty());
@@ -1062,8 +1086,19 @@ fn server_operators_run_the_default_room() {
         chat.core.connect(2, inbox.clone(), "127.0.0.1");
         chat.inboxes.push(inbox);
         chat.core.set_oper(2, true);
-        chat.run(2, Command::Register { name: "carol".into() });
-        chat.run(2, Command::Join { room: "lobby".into(), key: None });
+        chat.run(
+            2,
+            Command::Register {
+                name: "carol".into(),
+            },
+        );
+        chat.run(
+            2,
+            Command::Join {
+                room: "lobby".into(),
+                key: None,
+            },
+        );
         chat.take(2);
         2
     };
@@ -1071,7 +1106,13 @@ fn server_operators_run_the_default_room() {
     assert_eq!(ops_in(&mut chat, dave, "lobby"), ["bob", "carol"]);
     // Server operators have no such rights in other rooms.
     add_user(&mut chat, "erin", "den");
-    chat.run(carol, Command::Join { room: "den".into(), key: None });
+    chat.run(
+        carol,
+        Command::Join {
+            room: "den".into(),
+            key: None,
+        },
+    );
     chat.take(carol);
     chat.run(
         carol,
@@ -1092,17 +1133,40 @@ fn a_logged_in_creator_neither_owns_nor_runs_the_default_room() {
     let inbox = Inbox::default();
     chat.core.connect(0, inbox.clone(), "127.0.0.1");
     chat.inboxes.push(inbox);
-    chat.run(0, Command::Register { name: "alice".into() });
+    chat.run(
+        0,
+        Command::Register {
+            name: "alice".into(),
+        },
+    );
     chat.core.logged_in(0, "alice", true, 0).unwrap();
     for room in ["lobby", "den"] {
-        chat.run(0, Command::Join { room: room.into(), key: None });
+        chat.run(
+            0,
+            Command::Join {
+                room: room.into(),
+                key: None,
+            },
+        );
     }
     chat.take(0);
     assert!(ops_in(&mut chat, 0, "lobby").is_empty());
     assert_eq!(ops_in(&mut chat, 0, "den"), ["alice"]);
     // Emptied, the default room is gone: it was not kept as alice's.
-    chat.run(0, Command::Part { room: "lobby".into(), reason: None });
-    chat.run(0, Command::Join { room: "lobby".into(), key: None });
+    chat.run(
+        0,
+        Command::Part {
+            room: "lobby".into(),
+            reason: None,
+        },
+    );
+    chat.run(
+        0,
+        Command::Join {
+            room: "lobby".into(),
+            key: None,
+        },
+    );
     chat.take(0);
     assert!(ops_in(&mut chat, 0, "lobby").is_empty());
 }
