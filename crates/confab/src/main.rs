@@ -326,6 +326,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = Server::bind(args.config()?)
         .await
         .context("starting the server")?;
+    let shutdown = shutdown_signal();
     for (frontend, addr) in server.local_addrs() {
         // Printed on stdout, not in the log, so that scripts and tests can wait for it.
         let what = match frontend {
@@ -340,7 +341,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = writeln!(std::io::stdout(), "confab: {what} listening on {addr}");
     }
     let _ = std::io::stdout().flush();
-    server.run(shutdown_signal()).await;
+    server.run(shutdown).await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -391,26 +392,37 @@ fn log_colour() -> bool {
     std::io::stderr().is_terminal() && !no_color
 }
 
-/// Resolves on Ctrl-C, or on SIGTERM where there is such a thing.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on Ctrl-C, or on SIGTERM where there is such a thing. The handlers are
+/// installed when this is called, not when the future is first polled: the server is
+/// called before it says it listens, so that a SIGTERM sent as soon as it answers (as
+/// scripts and tests do) finds a handler rather than killing the process outright.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    let wait = |signal: Option<Signal>| async move {
+        match signal {
+            Some(mut signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    async move {
+        tokio::select! {
+            () = wait(interrupt) => {}
+            () = wait(terminate) => {}
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
