@@ -339,6 +339,7 @@ struct Logged {
     line: SocketAddr,
     irc: SocketAddr,
     web: SocketAddr,
+    irc_tls: SocketAddr,
     log: std::sync::mpsc::Receiver<String>,
     /// Every log line seen so far.
     seen: Vec<String>,
@@ -349,7 +350,9 @@ impl Logged {
         let mut child = Command::new(env!("CARGO_BIN_EXE_confab"))
             .args(["serve", "--no-history"])
             .args(["--listen", "127.0.0.1:0", "--irc-listen", "127.0.0.1:0"])
-            .args(["--http-listen", "127.0.0.1:0"])
+            .args(["--http-listen", "127.0.0.1:0", "--tls-self-signed"])
+            .args(["--tls-listen", "127.0.0.1:0", "--irc-tls-listen", "127.0.0.1:0"])
+            .args(["--https-listen", "127.0.0.1:0"])
             // The log's default level is what the README describes.
             .env_remove("RUST_LOG")
             .env_remove("NO_COLOR")
@@ -357,21 +360,27 @@ impl Logged {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn confab serve");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut addr = |what: &str| -> SocketAddr {
-            let mut line = String::new();
-            stdout.read_line(&mut line).unwrap();
-            let prefix = format!("confab: {what} listening on ");
-            let rest = line.trim().strip_prefix(&prefix);
-            rest.unwrap_or_else(|| panic!("unexpected line {line:?}"))
-                .parse()
-                .unwrap()
-        };
+        // One line per listener, six of them: what each serves, and where.
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let listening: std::collections::HashMap<String, SocketAddr> = stdout
+            .lines()
+            .take(6)
+            .map(|line| {
+                let line = line.unwrap();
+                let rest = line.strip_prefix("confab: ");
+                let (what, addr) = rest
+                    .and_then(|r| r.split_once(" listening on "))
+                    .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+                (what.to_string(), addr.parse().unwrap())
+            })
+            .collect();
+        let addr = |what: &str| listening[what];
         let (line, irc, web) = (
             addr("line protocol"),
             addr("IRC"),
             addr("web page and WebSocket"),
         );
+        let irc_tls = addr("IRC over TLS");
         let (tx, log) = std::sync::mpsc::channel();
         let stderr = BufReader::new(child.stderr.take().unwrap());
         std::thread::spawn(move || {
@@ -386,6 +395,7 @@ impl Logged {
             line,
             irc,
             web,
+            irc_tls,
             log,
             seen: Vec::new(),
         }
@@ -428,7 +438,7 @@ impl Drop for Logged {
 #[test]
 fn every_connection_s_open_and_close_are_logged_plainly() {
     let mut serve = Logged::start();
-    for listening in [serve.line, serve.irc, serve.web] {
+    for listening in [serve.line, serve.irc, serve.web, serve.irc_tls] {
         serve.expect(&["listening", &format!("addr={listening}")]);
     }
 
@@ -450,6 +460,13 @@ fn every_connection_s_open_and_close_are_logged_plainly() {
         .unwrap();
     read_until(&mut reader, "ERROR");
     serve.expect(&["client disconnected", &peer, "reason=\"quit\""]);
+
+    // A TLS client that leaves during its handshake.
+    let tls = TcpStream::connect(serve.irc_tls).unwrap();
+    let peer = format!("peer={}", tls.local_addr().unwrap());
+    serve.expect(&["connected", &peer, "frontend=\"irc-tls\""]);
+    drop(tls);
+    serve.expect(&["client disconnected", &peer]);
 
     // A WebSocket client (a hand-made upgrade request) that goes away.
     let (mut reader, mut writer) = connect(serve.web);
