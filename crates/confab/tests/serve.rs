@@ -351,7 +351,12 @@ impl Logged {
             .args(["serve", "--no-history"])
             .args(["--listen", "127.0.0.1:0", "--irc-listen", "127.0.0.1:0"])
             .args(["--http-listen", "127.0.0.1:0", "--tls-self-signed"])
-            .args(["--tls-listen", "127.0.0.1:0", "--irc-tls-listen", "127.0.0.1:0"])
+            .args([
+                "--tls-listen",
+                "127.0.0.1:0",
+                "--irc-tls-listen",
+                "127.0.0.1:0",
+            ])
             .args(["--https-listen", "127.0.0.1:0"])
             // The log's default level is what the README describes.
             .env_remove("RUST_LOG")
