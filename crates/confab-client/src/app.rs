@@ -5,7 +5,7 @@ use confab_core::MessageKind;
 use confab_wire::line::{parse_input, parse_server_line, Input, ServerLine, DEFAULT_MAX_LINE};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::conn::Pings;
+use crate::conn::{Pings, Pong};
 use crate::input::InputLine;
 use crate::scrollback::{Kind, Scrollback};
 
@@ -17,6 +17,9 @@ pub const SCROLLBACK: usize = 5_000;
 pub enum Action {
     /// Send this line to the server.
     Send(String),
+    /// Send this direct message, then `/ping`: the pong says the server took it (see
+    /// [`Pings`]), and only then is it shown as sent.
+    SendDm(String),
     /// Leave now.
     Exit,
 }
@@ -101,11 +104,19 @@ impl App {
 
     /// Takes in one line from the server.
     pub fn on_server_line(&mut self, line: &str) {
-        if self.pings.hides(line) {
-            return;
+        match self.pings.answer(line) {
+            Pong::NotOne | Pong::Show => {}
+            Pong::Hide => return,
+            Pong::Sent(echo) => {
+                self.scrollback.push(Kind::Own, echo);
+                return;
+            }
         }
         let kind = match parse_server_line(line) {
-            ServerLine::Error(_) => Kind::Error,
+            ServerLine::Error(_) => {
+                self.pings.error();
+                Kind::Error
+            }
             ServerLine::Info(text) => {
                 self.track(text);
                 Kind::Info
@@ -224,7 +235,12 @@ impl App {
             }
             Input::Say(text) => self.room_echo(&format!("{}: {text}", self.name)),
             Input::Action(text) => self.room_echo(&format!("* {} {text}", self.name)),
-            Input::Direct { to, text } if self.registered => Some(format!("[dm → {to}] {text}")),
+            Input::Direct { to, text } if self.registered => {
+                // Shown once the server has taken it: "@nobody:hi" must not look sent.
+                self.pings.sent_after_dm(format!("[dm → {to}] {text}"));
+                self.scrollback.scroll_to_bottom();
+                return Some(Action::SendDm(line));
+            }
             Input::Ping if self.registered => {
                 // Before registration the server answers with an error, not a pong.
                 self.pings.sent_by_user(&line);
@@ -358,8 +374,9 @@ mod tests {
         assert_eq!(last(&app), (Kind::Own, "[lobby] Alice: hello"));
         assert_eq!(
             type_line(&mut app, "@bob:hi"),
-            Some(Action::Send("@bob:hi".into()))
+            Some(Action::SendDm("@bob:hi".into()))
         );
+        app.on_server_line("* pong");
         assert_eq!(last(&app), (Kind::Own, "[dm → bob] hi"));
         type_line(&mut app, "/me waves");
         assert_eq!(last(&app), (Kind::Own, "[lobby] * Alice waves"));
@@ -375,6 +392,51 @@ mod tests {
         app.on_server_line("* You are in no room; /join ROOM to talk");
         type_line(&mut app, "anyone?");
         assert_eq!(app.scrollback.len(), before + 1, "no room, no echo");
+    }
+
+    /// The server is silent about a direct message it delivers and answers one it
+    /// refuses with an error, so a message is shown as sent only when the pong of the
+    /// `/ping` sent after it comes back with no error before it.
+    #[test]
+    fn a_direct_message_shows_as_sent_only_once_the_server_took_it() {
+        let mut app = registered();
+        let before = app.scrollback.len();
+        assert_eq!(
+            type_line(&mut app, "@nobody:hello?"),
+            Some(Action::SendDm("@nobody:hello?".into()))
+        );
+        assert_eq!(
+            app.scrollback.len(),
+            before,
+            "nothing shown while in flight"
+        );
+        app.on_server_line("! No such user: nobody is not online");
+        app.on_server_line("* pong");
+        let shown: Vec<_> = app.scrollback.visible().map(|e| e.text.clone()).collect();
+        assert_eq!(shown[0], "! No such user: nobody is not online");
+        assert!(
+            !shown.iter().any(|t| t.contains("dm → nobody")),
+            "a refused message never looks sent: {shown:?}"
+        );
+        assert_eq!(app.scrollback.len(), before + 1, "the pong is hidden");
+
+        // Two messages in flight, the first taken, the second refused; a room message
+        // arriving meanwhile is shown as it comes.
+        type_line(&mut app, "@bob:one");
+        type_line(&mut app, "@ghost:two");
+        app.on_server_line("[lobby] carol: meanwhile");
+        app.on_server_line("* pong");
+        assert_eq!(last(&app), (Kind::Own, "[dm → bob] one"));
+        app.on_server_line("! No such user: ghost is not online");
+        app.on_server_line("* pong");
+        assert_eq!(last(&app).0, Kind::Error);
+        // An error that comes before an earlier ping's pong is not the message's.
+        app.sent_keepalive();
+        type_line(&mut app, "@bob:three");
+        app.on_server_line("! Something else went wrong");
+        app.on_server_line("* pong");
+        app.on_server_line("* pong");
+        assert_eq!(last(&app), (Kind::Own, "[dm → bob] three"));
     }
 
     #[test]

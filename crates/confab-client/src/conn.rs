@@ -143,15 +143,27 @@ impl<W: AsyncWrite + Unpin> LineWriter<W> {
 }
 
 /// Who sent a `/ping` that has not been answered yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum PingFrom {
     Keepalive,
     User,
+    /// The client, right after a direct message, to learn whether it was accepted.
+    Dm {
+        /// The message as it is shown once accepted.
+        echo: String,
+        /// An error came back for it.
+        refused: bool,
+    },
 }
 
 /// Pairs each `* pong` with the `/ping` that caused it. The server answers in order, so
 /// a queue of origins is enough to hide exactly the keepalive's pongs while the user's
 /// own `/ping` still gets its answer.
+///
+/// A direct message is followed by a `/ping` of its own: the server says nothing when it
+/// delivers one, only when it refuses it, so an error before that ping's pong is the
+/// message's refusal and the pong alone means it was accepted. Only then is the message
+/// shown as sent.
 #[derive(Debug, Default)]
 pub struct Pings {
     waiting: VecDeque<PingFrom>,
@@ -180,13 +192,55 @@ impl Pings {
         self.waiting.push_back(from);
     }
 
-    /// Whether a line from the server is the answer to a keepalive and should be hidden.
-    pub fn hides(&mut self, line: &str) -> bool {
-        if line != "* pong" {
-            return false;
-        }
-        self.waiting.pop_front() == Some(PingFrom::Keepalive)
+    /// Notes the `/ping` sent right after a direct message, with what to show once the
+    /// server has taken the message.
+    pub fn sent_after_dm(&mut self, echo: String) {
+        self.push(PingFrom::Dm {
+            echo,
+            refused: false,
+        });
     }
+
+    /// Notes an error line from the server. Everything sent before the oldest
+    /// unanswered ping has been answered, so when that ping follows a direct message
+    /// the error is the message's.
+    pub fn error(&mut self) {
+        if let Some(PingFrom::Dm { refused, .. }) = self.waiting.front_mut() {
+            *refused = true;
+        }
+    }
+
+    /// What a line from the server means for the pings in flight.
+    pub fn answer(&mut self, line: &str) -> Pong {
+        if line != "* pong" {
+            return Pong::NotOne;
+        }
+        match self.waiting.pop_front() {
+            None | Some(PingFrom::User) => Pong::Show,
+            Some(PingFrom::Keepalive) | Some(PingFrom::Dm { refused: true, .. }) => Pong::Hide,
+            Some(PingFrom::Dm { echo, .. }) => Pong::Sent(echo),
+        }
+    }
+
+    /// Whether a line from the server is the answer to one of the client's own pings
+    /// and should be hidden (pipe mode, which shows no echoes).
+    pub fn hides(&mut self, line: &str) -> bool {
+        !matches!(self.answer(line), Pong::NotOne | Pong::Show)
+    }
+}
+
+/// What a server line is to [`Pings`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pong {
+    /// Not a `* pong`.
+    NotOne,
+    /// The answer to the user's own `/ping` (or to none): shown.
+    Show,
+    /// The answer to a keepalive, or to the ping after a refused direct message.
+    Hide,
+    /// The server took the direct message before it: the pong is hidden and this echo
+    /// of the message shown.
+    Sent(String),
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub use pipe::{run_pipe, EXIT_NAME_REFUSED};
 /// Command-line options of `confab join`.
 #[derive(Debug, clap::Args)]
 pub struct JoinArgs {
-    /// The server to join, as HOST:PORT (for example 127.0.0.1:7878).
+    /// The server to join, as HOST:PORT (for example 127.0.0.1:12345, the default of `confab serve`).
     pub addr: String,
     /// The name to register as.
     #[arg(long, value_name = "NAME")]

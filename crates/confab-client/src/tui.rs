@@ -100,6 +100,11 @@ async fn session(
                     None => return Ok(ending(&app)),
                 };
                 match app.on_key(key) {
+                    Some(Action::SendDm(line)) => {
+                        writer.queue(&line);
+                        writer.queue("/ping");
+                        next_ping = Instant::now() + conn::KEEPALIVE;
+                    }
                     Some(Action::Send(line)) => {
                         writer.queue(&line);
                         next_ping = Instant::now() + conn::KEEPALIVE;

@@ -364,6 +364,9 @@ pub struct Core<M> {
     stats: Stats,
     /// This node's place in a cluster, if it is in one.
     cluster: Option<Cluster>,
+    /// The room everyone is put in (folded), shared by all: its first member is not
+    /// its operator, and server operators run it instead.
+    default_room: Option<Key>,
 }
 
 impl<M: Mailbox> Default for Core<M> {
@@ -382,6 +385,7 @@ impl<M: Mailbox> Default for Core<M> {
             limits: CoreLimits::default(),
             stats: Stats::default(),
             cluster: None,
+            default_room: None,
         }
     }
 }
@@ -473,6 +477,22 @@ impl<M: Mailbox> Core<M> {
     /// now on; nobody already in a room is removed.
     pub fn set_limits(&mut self, limits: CoreLimits) {
         self.limits = limits;
+    }
+
+    /// Names the room every user is put in (`--default-room`). Everyone shares it, so
+    /// whoever happens to create it gets no operator status and no ownership there (the
+    /// first netcat user of the day could otherwise set its topic and kick the rest);
+    /// server operators have operator rights in it instead, and are made its operators
+    /// when they join it. Other rooms keep "the creator is operator".
+    pub fn set_default_room(&mut self, name: &str) {
+        let name = name.strip_prefix('#').unwrap_or(name);
+        self.default_room = Some(Key::of(name));
+    }
+
+    /// Whether `id` is a server operator and `key` the default room, which server
+    /// operators run whether or not they hold operator status in it.
+    fn runs_default_room(&self, key: &Key, id: ClientId) -> bool {
+        self.default_room.as_ref() == Some(key) && self.clients.get(&id).is_some_and(|c| c.oper)
     }
 
     /// The bounds in force.
@@ -985,6 +1005,8 @@ impl<M: Mailbox> Core<M> {
             });
         }
         let fresh = existing.is_none();
+        let default = self.default_room.as_ref() == Some(&room_key);
+        let oper = client.oper;
         let max_members = self.limits.max_members_per_room;
         let account = source
             .account
@@ -1016,9 +1038,10 @@ impl<M: Mailbox> Core<M> {
                     bans: Vec::new(),
                     invited: Set::default(),
                     created_ms: now,
-                    // A logged-in creator owns the room, and the room is kept.
-                    owner: source.account.clone(),
-                    op_accounts: account.iter().cloned().collect(),
+                    // A logged-in creator owns the room, and the room is kept; nobody
+                    // owns the default room.
+                    owner: source.account.clone().filter(|_| !default),
+                    op_accounts: account.iter().filter(|_| !default).cloned().collect(),
                     order: Vec::new(),
                     bus: false,
                 },
@@ -1026,6 +1049,9 @@ impl<M: Mailbox> Core<M> {
         // In a kept room, operator status belongs to accounts; elsewhere to whoever
         // created the room.
         let op = match &room.owner {
+            // In the default room only server operators are operators, whatever an
+            // older record of the room says.
+            _ if default => oper,
             Some(_) => account
                 .as_ref()
                 .is_some_and(|a| room.op_accounts.contains(a)),
@@ -1557,12 +1583,13 @@ impl<M: Mailbox> Core<M> {
             return Ok(());
         };
         let source = self.source(id);
+        let runs = self.runs_default_room(&Key::of(wanted), id);
         let room = self
             .rooms
             .get_mut(&Key::of(wanted))
             .filter(|room| room.members.contains_key(&id))
             .ok_or_else(|| ChatError::NotInRoom(wanted.to_string()))?;
-        if room.modes.topic_ops && !room.is_op(id) {
+        if room.modes.topic_ops && !(room.is_op(id) || runs) {
             return Err(ChatError::OperatorNeeded(room.name.to_string()));
         }
         let text = clip(&text);
@@ -1625,7 +1652,7 @@ impl<M: Mailbox> Core<M> {
             );
             return Ok(());
         }
-        if !room.is_op(id) {
+        if !(room.is_op(id) || self.runs_default_room(&room_key, id)) {
             return Err(ChatError::OperatorNeeded(room.name.to_string()));
         }
         let mut errors = Vec::new();
@@ -1805,7 +1832,7 @@ impl<M: Mailbox> Core<M> {
         reason: Option<String>,
     ) -> Result<(), ChatError> {
         let room = self.member_room(id, wanted)?;
-        if !room.is_op(id) {
+        if !(room.is_op(id) || self.runs_default_room(&Key::of(wanted), id)) {
             return Err(ChatError::OperatorNeeded(room.name.to_string()));
         }
         let target = self
@@ -1847,7 +1874,8 @@ impl<M: Mailbox> Core<M> {
             .copied()
             .ok_or_else(|| ChatError::NoSuchUser(name.to_string()))?;
         let room = self.member_room(id, wanted)?;
-        if room.modes.invite_only && !room.is_op(id) {
+        let runs = self.runs_default_room(&Key::of(wanted), id);
+        if room.modes.invite_only && !(room.is_op(id) || runs) {
             return Err(ChatError::OperatorNeeded(room.name.to_string()));
         }
         let target_source = self.source(target);

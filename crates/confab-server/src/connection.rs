@@ -1113,18 +1113,12 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                 }
             }
         }
-        // One log line per disconnect, with the reason as a stable field; ordinary ends
-        // only at debug level.
+        // One log line per disconnect at info level, ordinary ends included (the
+        // README promises every connection's end and its reason), with the reason as a
+        // stable field.
         let detail = close.reason();
         let (peer, id) = (self.protocol.peer(), self.id);
-        match &close {
-            Close::Io(_) | Close::Eof | Close::Quit(_) | Close::Shutdown => {
-                tracing::debug!(%peer, id, reason = reason.label(), %detail, "client disconnected")
-            }
-            _ => {
-                tracing::info!(%peer, id, reason = reason.label(), %detail, "client disconnected")
-            }
-        }
+        tracing::info!(%peer, id, reason = reason.label(), %detail, "client disconnected");
         // A client still in its TLS handshake could read nothing we sent, so it is
         // dropped.
         if matches!(close, Close::Io(_)) || self.stream.handshake_deadline().is_some() {

@@ -44,6 +44,18 @@ impl Frontend {
     pub fn is_tls(self) -> bool {
         matches!(self, Frontend::LineTls | Frontend::IrcTls | Frontend::Https)
     }
+
+    /// The front-end's name in the log.
+    pub fn label(self) -> &'static str {
+        match self {
+            Frontend::Line => "line",
+            Frontend::Irc => "irc",
+            Frontend::Http => "web",
+            Frontend::LineTls => "line-tls",
+            Frontend::IrcTls => "irc-tls",
+            Frontend::Https => "web-tls",
+        }
+    }
 }
 
 /// A bound, not yet running server.
@@ -124,6 +136,7 @@ impl Server {
             None => (Core::new(), None, Durability::always()),
         };
         core.set_limits(config.limits.core());
+        core.set_default_room(&config.default_room);
         let mut first_id = 1;
         let cluster = match &config.cluster {
             Some(cluster) => {
@@ -246,8 +259,10 @@ async fn accept_loop(
     token: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let local = listener.local_addr().ok();
-    tracing::info!(addr = ?local, ?frontend, "listening");
+    // Addresses are logged with Display (`127.0.0.1:5000`), never as a Debug `Option`.
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, frontend = frontend.label(), "listening");
+    }
     loop {
         let accepted = tokio::select! {
             () = token.cancelled() => return,
@@ -274,7 +289,9 @@ async fn accept_loop(
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let token = token.clone();
-        tracing::debug!(%peer, id, ?frontend, "connected");
+        // Every connection's start and end are logged at info level (the README promises
+        // them); the end's line carries the same id and the reason.
+        tracing::info!(%peer, id, frontend = frontend.label(), "connected");
         let tls = tls.clone();
         let irc = matches!(frontend, Frontend::Irc | Frontend::IrcTls);
         // Plain and TLS sessions are spawned as different tasks: one future holding

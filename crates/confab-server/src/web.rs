@@ -117,7 +117,9 @@ pub(crate) async fn serve(
     tracker: TaskTracker,
 ) {
     let https = tls.is_some();
-    tracing::info!(addr = ?listener.local_addr().ok(), https, "web front-end listening");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, https, "web front-end listening");
+    }
     let grace = shared.limits.shutdown_grace;
     let router = router(App {
         settings: Settings::for_limits(&shared.limits),

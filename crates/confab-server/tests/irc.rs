@@ -292,7 +292,7 @@ async fn irc_and_line_users_share_one_namespace() {
     let mut ircy = Irc::connect(&server, "ircy", &[]).await;
     ircy.client.send_join("#lobby").unwrap();
     let names = ircy.numeric(Response::RPL_NAMREPLY).await;
-    assert_eq!(names[3], "ircy @liner", "the line user is in #lobby");
+    assert_eq!(names[3], "ircy liner", "the line user is in #lobby");
     assert_eq!(line.line().await, "* ircy joined lobby");
 
     ircy.say("#lobby", "hello from IRC");

@@ -508,3 +508,25 @@ async fn ten_clients_each_message_the_other_nine() {
     }
     server.stop().await;
 }
+
+/// `confab join` shows a direct message as sent only when the `/ping` it sends after
+/// the message is answered with no error before the pong; this is the order it relies
+/// on, a message in a batch of several included.
+#[tokio::test]
+async fn a_direct_message_s_refusal_comes_before_the_next_pong() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("alice").await;
+    let mut bob = server.user("bob").await;
+    alice.expect("* bob joined lobby").await;
+    alice
+        .send_bytes(b"@nobody:hello?\n/ping\n@bob:hi\n/ping\n@bob:one\n@ghost:two\n/ping\n")
+        .await;
+    assert_eq!(alice.line().await, "! No such user: nobody is not online");
+    assert_eq!(alice.line().await, "* pong");
+    assert_eq!(alice.line().await, "* pong", "nothing for an accepted one");
+    assert_eq!(alice.line().await, "! No such user: ghost is not online");
+    assert_eq!(alice.line().await, "* pong");
+    assert_eq!(bob.line().await, "[dm] alice: hi");
+    assert_eq!(bob.line().await, "[dm] alice: one");
+    server.stop().await;
+}

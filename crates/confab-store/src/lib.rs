@@ -27,7 +27,9 @@ pub enum StoreError {
     Database(#[from] rusqlite::Error),
     #[error(transparent)]
     Postgres(#[from] crate::postgres::PostgresError),
-    #[error("cannot open the data directory {path}: {source}")]
+    // The cause is the error's source, which reports print after this line; naming it
+    // here as well printed it twice.
+    #[error("cannot open the data directory {path}")]
     DataDir {
         path: String,
         source: std::io::Error,

@@ -70,6 +70,7 @@ struct ServeArgs {
     #[arg(
         long = "listen",
         value_name = "ADDR",
+        value_parser = parse_listen_addr,
         default_value = "127.0.0.1:12345"
     )]
     listen: Vec<SocketAddr>,
@@ -77,6 +78,7 @@ struct ServeArgs {
     #[arg(
         long = "irc-listen",
         value_name = "ADDR",
+        value_parser = parse_listen_addr,
         default_value = "127.0.0.1:6667"
     )]
     irc_listen: Vec<SocketAddr>,
@@ -84,6 +86,7 @@ struct ServeArgs {
     #[arg(
         long = "http-listen",
         value_name = "ADDR",
+        value_parser = parse_listen_addr,
         default_value = "127.0.0.1:8080"
     )]
     http_listen: Vec<SocketAddr>,
@@ -113,8 +116,13 @@ struct ServeArgs {
     opers: Vec<String>,
     /// Directory for the SQLite database (history, accounts, offline messages); created
     /// on first run. Default: $XDG_DATA_HOME/confab, ~/.local/share/confab, or
-    /// %APPDATA%\\confab on Windows.
-    #[arg(long = "data", value_name = "DIR", env = "CONFAB_DATA")]
+    /// %APPDATA%\confab on Windows.
+    #[arg(
+        long = "data",
+        value_name = "DIR",
+        env = "CONFAB_DATA",
+        hide_env_values = true
+    )]
     data: Option<std::path::PathBuf>,
     /// PostgreSQL database for history, accounts and offline messages instead of the
     /// SQLite file in --data, as postgres://USER:PASSWORD@HOST:PORT/DATABASE; every
@@ -135,6 +143,7 @@ struct ServeArgs {
         long = "nats",
         value_name = "URL",
         env = "CONFAB_NATS",
+        hide_env_values = true,
         requires = "node"
     )]
     nats: Option<String>,
@@ -143,6 +152,7 @@ struct ServeArgs {
         long = "node",
         value_name = "NAME",
         env = "CONFAB_NODE",
+        hide_env_values = true,
         requires = "nats"
     )]
     node: Option<String>,
@@ -273,6 +283,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(log_colour())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 // The server logs connections by default; the interactive modes stay quiet
@@ -315,6 +326,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server = Server::bind(args.config()?)
         .await
         .context("starting the server")?;
+    let shutdown = shutdown_signal();
     for (frontend, addr) in server.local_addrs() {
         // Printed on stdout, not in the log, so that scripts and tests can wait for it.
         let what = match frontend {
@@ -329,8 +341,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = writeln!(std::io::stdout(), "confab: {what} listening on {addr}");
     }
     let _ = std::io::stdout().flush();
-    server.run(shutdown_signal()).await;
+    server.run(shutdown).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Parses a listening address for clap. The standard parser says only "invalid socket
+/// address syntax" for `127.0.0.1:99999`, which hides the actual mistake, so a port that
+/// does not fit in 16 bits is named. Port 0 stays valid: it asks for any free port.
+fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if let Some((_, port)) = text.rsplit_once(':') {
+        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        if digits && port.parse::<u16>().is_err() {
+            return Err(format!("port {port} is out of range (1-65535)"));
+        }
+    }
+    Err(format!(
+        "{text:?} is not an address as IP:PORT (for example 127.0.0.1:12345 or [::1]:12345)"
+    ))
 }
 
 /// Where the database lives when `--data` is not given, following each platform's
@@ -353,26 +383,46 @@ fn default_data_dir() -> std::path::PathBuf {
     std::path::PathBuf::from("confab-data")
 }
 
-/// Resolves on Ctrl-C, or on SIGTERM where there is such a thing.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Whether the log may use colour: only on a terminal, and never when `NO_COLOR` is set
+/// to anything non-empty (no-color.org), so that logs redirected to a file or a
+/// service manager carry no escape codes.
+fn log_colour() -> bool {
+    use std::io::IsTerminal as _;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    std::io::stderr().is_terminal() && !no_color
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM where there is such a thing. The handlers are
+/// installed when this is called, not when the future is first polled: the server is
+/// called before it says it listens, so that a SIGTERM sent as soon as it answers (as
+/// scripts and tests do) finds a handler rather than killing the process outright.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    let wait = |signal: Option<Signal>| async move {
+        match signal {
+            Some(mut signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    async move {
+        tokio::select! {
+            () = wait(interrupt) => {}
+            () = wait(terminate) => {}
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

@@ -30,13 +30,13 @@ pub struct TlsArgs {
     #[arg(long, value_name = "FILE", requires = "tls_self_signed")]
     tls_self_signed_out: Option<PathBuf>,
     /// Address for the line protocol over TLS; repeat for several.
-    #[arg(long = "tls-listen", value_name = "ADDR", default_value = DEFAULT_LINE_TLS_ADDR)]
+    #[arg(long = "tls-listen", value_name = "ADDR", value_parser = crate::parse_listen_addr, default_value = DEFAULT_LINE_TLS_ADDR)]
     tls_listen: Vec<SocketAddr>,
     /// Address for IRC over TLS; repeat for several.
-    #[arg(long = "irc-tls-listen", value_name = "ADDR", default_value = DEFAULT_IRC_TLS_ADDR)]
+    #[arg(long = "irc-tls-listen", value_name = "ADDR", value_parser = crate::parse_listen_addr, default_value = DEFAULT_IRC_TLS_ADDR)]
     irc_tls_listen: Vec<SocketAddr>,
     /// Address for the web page and its WebSocket over HTTPS; repeat for several.
-    #[arg(long = "https-listen", value_name = "ADDR", default_value = DEFAULT_HTTPS_ADDR)]
+    #[arg(long = "https-listen", value_name = "ADDR", value_parser = crate::parse_listen_addr, default_value = DEFAULT_HTTPS_ADDR)]
     https_listen: Vec<SocketAddr>,
     /// Serve over TLS only: leave out the plain listeners.
     #[arg(long)]

@@ -331,3 +331,253 @@ fn every_message_a_client_saw_survives_kill_9() {
         "received but not in history: {missing:?}"
     );
 }
+
+/// The addresses a server printed on stdout, by front-end, and its stderr log lines as
+/// they come (read on a thread of their own so that the pipe never fills).
+struct Logged {
+    child: Child,
+    line: SocketAddr,
+    irc: SocketAddr,
+    web: SocketAddr,
+    irc_tls: SocketAddr,
+    log: std::sync::mpsc::Receiver<String>,
+    /// Every log line seen so far.
+    seen: Vec<String>,
+}
+
+impl Logged {
+    fn start() -> Logged {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args(["serve", "--no-history"])
+            .args(["--listen", "127.0.0.1:0", "--irc-listen", "127.0.0.1:0"])
+            .args(["--http-listen", "127.0.0.1:0", "--tls-self-signed"])
+            .args([
+                "--tls-listen",
+                "127.0.0.1:0",
+                "--irc-tls-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--https-listen", "127.0.0.1:0"])
+            // The log's default level is what the README describes.
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn confab serve");
+        // One line per listener, six of them: what each serves, and where.
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let listening: std::collections::HashMap<String, SocketAddr> = stdout
+            .lines()
+            .take(6)
+            .map(|line| {
+                let line = line.unwrap();
+                let rest = line.strip_prefix("confab: ");
+                let (what, addr) = rest
+                    .and_then(|r| r.split_once(" listening on "))
+                    .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+                (what.to_string(), addr.parse().unwrap())
+            })
+            .collect();
+        let addr = |what: &str| listening[what];
+        let (line, irc, web) = (
+            addr("line protocol"),
+            addr("IRC"),
+            addr("web page and WebSocket"),
+        );
+        let irc_tls = addr("IRC over TLS");
+        let (tx, log) = std::sync::mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Logged {
+            child,
+            line,
+            irc,
+            web,
+            irc_tls,
+            log,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the log line that contains every one of `parts` (or finds it among
+    /// those already read: lines of different tasks come in any order).
+    fn expect(&mut self, parts: &[&str]) -> String {
+        let matches = |line: &str| parts.iter().all(|p| line.contains(p));
+        if let Some(line) = self.seen.iter().find(|l| matches(l)) {
+            return line.clone();
+        }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.log.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "no log line with {parts:?}; the log was:\n{}",
+                    self.seen.join("\n")
+                )
+            });
+            self.seen.push(line.clone());
+            if matches(&line) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The README promises that the server logs every connection and why it ended. At the
+/// default level each front-end's open and close are logged, with the peer written as
+/// `127.0.0.1:5000` (not `Some(...)`), and a log that is not a terminal has no colour.
+#[test]
+fn every_connection_s_open_and_close_are_logged_plainly() {
+    let mut serve = Logged::start();
+    for listening in [serve.line, serve.irc, serve.web, serve.irc_tls] {
+        serve.expect(&["listening", &format!("addr={listening}")]);
+    }
+
+    // A line-protocol user who registers and hangs up.
+    let (mut reader, mut writer) = connect(serve.line);
+    let peer = format!("peer={}", writer.local_addr().unwrap());
+    serve.expect(&["connected", &peer, "frontend=\"line\""]);
+    writer.write_all(b"#alice\n").unwrap();
+    read_until(&mut reader, "* Members of lobby");
+    drop((reader, writer));
+    serve.expect(&["client disconnected", &peer, "reason=\"closed\""]);
+
+    // An IRC user who quits.
+    let (mut reader, mut writer) = connect(serve.irc);
+    let peer = format!("peer={}", writer.local_addr().unwrap());
+    serve.expect(&["connected", &peer, "frontend=\"irc\""]);
+    writer
+        .write_all(b"NICK bob\r\nUSER bob 0 * :Bob\r\nQUIT :bye\r\n")
+        .unwrap();
+    read_until(&mut reader, "ERROR");
+    serve.expect(&["client disconnected", &peer, "reason=\"quit\""]);
+
+    // A TLS client that leaves during its handshake.
+    let tls = TcpStream::connect(serve.irc_tls).unwrap();
+    let peer = format!("peer={}", tls.local_addr().unwrap());
+    serve.expect(&["connected", &peer, "frontend=\"irc-tls\""]);
+    drop(tls);
+    serve.expect(&["client disconnected", &peer]);
+
+    // A WebSocket client (a hand-made upgrade request) that goes away.
+    let (mut reader, mut writer) = connect(serve.web);
+    let peer = format!("peer={}", writer.local_addr().unwrap());
+    write!(
+        writer,
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        serve.web
+    )
+    .unwrap();
+    assert!(read_line(&mut reader).starts_with("HTTP/1.1 101"));
+    serve.expect(&["WebSocket connected", &peer]);
+    drop((reader, writer));
+    serve.expect(&["WebSocket client disconnected", &peer]);
+
+    for line in &serve.seen {
+        assert!(!line.contains("\x1b["), "colour code in {line:?}");
+        assert!(!line.contains("Some("), "Debug-printed option in {line:?}");
+    }
+}
+
+/// Runs the binary with `args` and no server-related variables, and returns its exit
+/// success, stdout and stderr.
+fn run_confab(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(args)
+        .env_remove("CONFAB_DATA")
+        .env_remove("CONFAB_NATS")
+        .env_remove("CONFAB_NODE")
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (
+        output.status.success(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
+#[test]
+fn a_port_out_of_range_is_named() {
+    for flag in ["--listen", "--irc-listen", "--http-listen", "--tls-listen"] {
+        let (ok, _, stderr) = run_confab(&["serve", flag, "127.0.0.1:99999"]);
+        assert!(!ok);
+        assert!(
+            stderr.contains("port 99999 is out of range (1-65535)"),
+            "{flag}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("invalid socket address syntax"),
+            "{stderr}"
+        );
+    }
+    // Not a port problem: the message says what an address looks like.
+    let (ok, _, stderr) = run_confab(&["serve", "--listen", "localhost"]);
+    assert!(!ok);
+    assert!(stderr.contains("IP:PORT"), "{stderr}");
+}
+
+/// The cause's wording is the system's: this one is Unix's.
+#[cfg(unix)]
+#[test]
+fn a_bad_data_directory_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let data = file.join("data");
+    let (ok, _, stderr) = run_confab(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--irc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
+            "cannot open the data directory {}",
+            data.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("Not a directory").count(), 1, "{stderr}");
+}
+
+#[test]
+fn serve_help_shows_unset_variables_and_windows_paths_plainly() {
+    let (ok, help, _) = run_confab(&["serve", "--help"]);
+    assert!(ok);
+    assert!(help.contains("[env: CONFAB_DATA]"), "{help}");
+    assert!(!help.contains("CONFAB_DATA="), "{help}");
+    assert!(!help.contains("CONFAB_NATS="), "{help}");
+    assert!(!help.contains("CONFAB_NODE="), "{help}");
+    assert!(help.contains(r"%APPDATA%\confab"), "{help}");
+    assert!(!help.contains(r"\\"), "{help}");
+}
+
+#[test]
+fn join_help_uses_the_server_s_default_port() {
+    let (ok, help, _) = run_confab(&["join", "--help"]);
+    assert!(ok);
+    assert!(help.contains("127.0.0.1:12345"), "{help}");
+    assert!(!help.contains("7878"), "{help}");
+}

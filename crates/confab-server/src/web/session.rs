@@ -252,7 +252,7 @@ pub(super) async fn run(
         // server's id and time, so it wants its own messages back.
         core.set_echo(id, true);
     }
-    tracing::debug!(%peer, id, "WebSocket connected");
+    tracing::info!(%peer, id, frontend = "web", "WebSocket connected");
     let state = CtxState::default();
     let ctx = Ctx::new(&shared, id, &outbox, &state);
     ctx.send(protocol::hello(
@@ -282,15 +282,10 @@ pub(super) async fn run(
     if let Some(cluster) = &shared.cluster {
         cluster.names_changed();
     }
-    // One log line per disconnect, with the same reason labels as the other
-    // front-ends; ordinary ends only at debug level.
+    // One log line per disconnect at info level, ordinary ends included, with the same
+    // reason labels as the other front-ends.
     let (label, detail) = (reason.label(), end.reason());
-    match &end {
-        End::Eof | End::Quit(_) | End::Shutdown | End::Io(_) => {
-            tracing::debug!(%peer, id, reason = label, %detail, "WebSocket client disconnected")
-        }
-        _ => tracing::info!(%peer, id, reason = label, %detail, "WebSocket client disconnected"),
-    }
+    tracing::info!(%peer, id, reason = label, %detail, "WebSocket client disconnected");
     finish(
         sink,
         stream,
