@@ -659,6 +659,39 @@ test("two browser users and a line user chat, safely, across a server restart", 
     }
   });
 
+  await t.test("a name's next holder sees none of its earlier holder's direct messages", async () => {
+    // Bob (never logged in) talks with alice and carol, then closes his browser.
+    await type(alice, "/msg bob only for this bob");
+    await waitForUnread(bob, "alice", 1);
+    await openConv(bob, "alice");
+    await seeMessage(bob, "alice", "only for this bob");
+    carol.send("@bob:also only for this bob");
+    await openConv(bob, "carol");
+    await seeMessage(bob, "carol", "also only for this bob");
+    await closeBrowser(bob);
+    await carol.expect("* bob quit");
+
+    // Someone else takes the name in a fresh browser and opens both conversations:
+    // the page shows nothing of them.
+    const next = await openBrowser(url, "next-bob");
+    others.push(next);
+    await register(next, "bob");
+    for (const peer of ["alice", "carol"]) {
+      await next.page.fill("#dm-input", peer);
+      await next.page.press("#dm-input", "Enter");
+      await next.page.locator("#conv-name", { hasText: peer }).waitFor({ timeout: PATIENCE });
+      await seeBeginning(next);
+      assert.deepEqual(await texts(next), [], `the next bob sees the earlier bob's DMs with ${peer}`);
+    }
+    const html = await next.page.content();
+    assert.ok(!html.includes("only for this bob"), "no trace of the earlier bob's DMs in the page");
+    await shot(next, "next-holder-sees-nothing");
+
+    // Alice, who was in the conversation, still reads it back.
+    await openConv(alice, "bob");
+    await seeMessage(alice, "alice", "only for this bob");
+  });
+
   await t.test("no dialog opened and no script failed", async () => {
     for (const user of [alice, bob, ...others]) {
       assert.deepEqual(user.dialogs, [], `${user.label} saw dialogs`);
