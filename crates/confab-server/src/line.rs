@@ -11,9 +11,9 @@ use confab_wire::line::{self, Input};
 use confab_store::Range;
 
 use crate::accounts;
-use crate::connection::{Close, Ctx, Flow, Protocol, WriteQueue};
+use crate::connection::{Close, Ctx, Flow, Later, Protocol, WriteQueue};
 use crate::history::{direct_conversation, may_read_direct, room_conversation, History};
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::Outgoing;
 
 /// One line-protocol user's session state.
 pub(crate) struct LineSession {
@@ -134,7 +134,7 @@ impl LineSession {
 #[allow(clippy::too_many_arguments)]
 fn send_history(
     history: &History,
-    outbox: Arc<Outbox>,
+    outbox: Later,
     conversation: String,
     label: String,
     room: Option<String>,

@@ -657,7 +657,7 @@ async fn write_loop<S>(
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let outbox = ctx.outbox();
+    let outbox = ctx.queue();
     let durability: &Durability = &ctx.shared.durability;
     let mut drained = VecDeque::new();
     // Set when the outbox signalled while a batch was being written, so that what it
