@@ -1046,6 +1046,12 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                 Woke::ClusterDone => {
                     if let Some(b) = busy.as_deref_mut() {
                         b.pending = None;
+                        // What the work answered is handled before the next line is
+                        // (a login's registration joins the default room), however
+                        // much output waits, so its consequences keep their place too.
+                        if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
+                            return Poll::Ready(Some(Close::SendQueueExceeded));
+                        }
                     }
                 }
                 Woke::Writable(ready) => {
