@@ -18,6 +18,7 @@ mod auth;
 mod commands;
 mod history;
 mod numerics;
+mod split;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -209,6 +210,48 @@ fn encode_message(m: &Message) -> Bytes {
 
 /// Writes one message as [`encode_message`] renders it, at the end of `out`.
 fn put_message(out: &mut BytesMut, m: &Message) {
+    put_message_after(out, out.len(), m);
+}
+
+/// The bytes of a message's line besides its text: `:nick!user@host PRIVMSG target :`,
+/// the CTCP framing of an ACTION and CR LF.
+fn overhead(m: &Message) -> usize {
+    let from = &m.from;
+    let target = match &m.to {
+        Target::Room(room) => 1 + room.as_str().len(),
+        Target::User(name) => name.as_str().len(),
+    };
+    let command = if m.kind == MessageKind::Notice { 6 } else { 7 };
+    let action = if m.kind == MessageKind::Action { 9 } else { 0 };
+    let source = 1 + from.name.as_str().len() + 1 + from.user.len() + 1 + from.host.len();
+    source + 1 + command + 1 + target + 2 + action + 2
+}
+
+/// Whether a message is too long for one IRC line, and so is sent as several.
+fn is_split(event: &Event) -> bool {
+    matches!(event, Event::Message(m) if !split::fits(overhead(m), m.text.len()))
+}
+
+/// Writes message `m` after the tag section at `out[tags..]` (empty for none): as one
+/// line when it fits in 512 bytes, else as several (`split`), each further line with
+/// the same tag section, so every part carries the message's time and msgid. Checking
+/// the length is all a message that fits pays.
+fn put_message_after(out: &mut BytesMut, tags: usize, m: &Message) {
+    let overhead = overhead(m);
+    if split::fits(overhead, m.text.len()) {
+        return put_line(out, m, &m.text);
+    }
+    let tag_section = out[tags..].to_vec();
+    for (i, part) in split::parts(&m.text, split::budget(overhead)).enumerate() {
+        if i > 0 {
+            out.put_slice(&tag_section);
+        }
+        put_line(out, m, part);
+    }
+}
+
+/// Writes one line of message `m` with `text` (the whole text or one part of it).
+fn put_line(out: &mut BytesMut, m: &Message, text: &str) {
     let from = &m.from;
     let (command, action): (&[u8], bool) = match m.kind {
         MessageKind::Normal => (b"PRIVMSG", false),
@@ -236,7 +279,7 @@ fn put_message(out: &mut BytesMut, m: &Message) {
     if action {
         out.put_slice(b"\x01ACTION ");
     }
-    out.put_slice(m.text.as_bytes());
+    out.put_slice(text.as_bytes());
     if action {
         out.put_u8(1);
     }
@@ -340,7 +383,15 @@ fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
 fn encode_tags(event: &Event, all: bool) -> Bytes {
     let mut out = BytesMut::new();
     match event {
-        Event::Message(m) => put_tags(&mut out, m.time_ms, Some(m.id), m.from.account.clone(), all),
+        Event::Message(m) => {
+            put_tags(&mut out, m.time_ms, Some(m.id), m.from.account.clone(), all);
+            // A message split over several lines is written here whole, each line
+            // with its tags, since one tag section before the body would tag only
+            // the first line (see `push_broadcast`).
+            if !split::fits(overhead(m), m.text.len()) {
+                put_message_after(&mut out, 0, m);
+            }
+        }
         _ => put_tags(&mut out, now_ms(), None, None, all),
     }
     out.freeze()
@@ -762,6 +813,10 @@ impl IrcSession {
             out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true)));
         } else if self.caps.server_time {
             out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false)));
+        }
+        // A message split over several lines came whole with its tags.
+        if (self.caps.message_tags || self.caps.server_time) && is_split(&envelope.event) {
+            return;
         }
         let extended = self.caps.extended_join && matches!(envelope.event, Event::Joined { .. });
         if extended {
@@ -1357,8 +1412,9 @@ impl Protocol for IrcSession {
         }
         let tagged = |all: bool| {
             move |out: &mut BytesMut, m: &Message| {
+                let tags = out.len();
                 put_tags(out, m.time_ms, Some(m.id), m.from.account.clone(), all);
-                put_message(out, m);
+                put_message_after(out, tags, m);
             }
         };
         out.push(if self.caps.message_tags {
