@@ -1,6 +1,7 @@
 //! Messages longer than an IRC line reach IRC clients as several lines of at most 512
 //! bytes (tags aside), cut at spaces or else at UTF-8 character boundaries, in order,
-//! each part with the message's tags; line and web users get the message whole.
+//! each part with the message's time, the first also with its msgid; line and web
+//! users get the message whole.
 
 mod common;
 
@@ -58,6 +59,17 @@ async fn web_expect(ws: &mut Ws, kind: &str) -> Value {
 /// `count` words of eight `w`s and a digit: ten bytes a word with the space after it.
 fn words(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("wwwwwwww{}", i % 10)).collect()
+}
+
+/// A tag section without its `msgid`, as the second and later parts of a split
+/// message have it.
+fn without_msgid(tags: &str) -> String {
+    let kept: Vec<&str> = tags
+        .trim_start_matches('@')
+        .split(';')
+        .filter(|tag| !tag.starts_with("msgid="))
+        .collect();
+    format!("@{}", kept.join(";"))
 }
 
 /// Reads `parts.len()` lines and checks each is `head` + its part (+ `tail`), and at
@@ -168,6 +180,10 @@ async fn a_long_message_from_the_web_is_split_with_tags_on_every_part() {
     assert!(tags.contains("time=20"), "{tags}");
     let head = format!("{tags} :webby!webby@127.0.0.1 PRIVMSG #lobby :");
     assert_eq!(first, format!("{head}{}\r", parts[0]));
+    // The later parts have the same time, and no msgid: it names the first line.
+    let later = without_msgid(tags);
+    assert!(later.starts_with("@time=20"), "{later}");
+    let head = format!("{later} :webby!webby@127.0.0.1 PRIVMSG #lobby :");
     expect_parts(&mut tagged, &head, &parts[1..], "").await;
 
     let first = timed.line().await;
@@ -200,12 +216,12 @@ async fn an_irc_message_that_outgrows_a_line_with_its_prefix_is_split_and_so_is_
     let parts = ["x".repeat(400), "€".repeat(29)];
     let head = ":sender!~u@127.0.0.1 PRIVMSG #lobby :";
     expect_parts(&mut other, head, &parts, "").await;
-    // The echo, too, and each of its parts has the message's tags.
+    // The echo, too, and each of its parts has the message's time.
     let first = sender.line().await;
     let tags = first.split_once(' ').unwrap().0;
     assert!(tags.contains("msgid=") && tags.contains("time="), "{first}");
-    let head = format!("{tags} {head}");
-    assert_eq!(first, format!("{head}{}\r", parts[0]));
+    assert_eq!(first, format!("{tags} {head}{}\r", parts[0]));
+    let head = format!("{} {head}", without_msgid(tags));
     expect_parts(&mut sender, &head, &parts[1..], "").await;
     assert_eq!(
         bob.expect("[lobby] sender: ").await,
@@ -233,23 +249,20 @@ async fn long_messages_sent_in_one_burst_are_split_one_after_the_other() {
     parts.extend(two.chunks(47).map(|c| c.join(" ")));
     parts.push("short".into());
     expect_parts(&mut plain, head, &parts, "").await;
-    // Every part of a message has its tags; the parts of one message share a msgid.
-    let mut ids = Vec::new();
+    // Every part of a message has its time; the first part of each its own msgid.
+    let mut tags = Vec::new();
     for part in &parts {
         let line = tagged.line().await;
-        let (tags, rest) = line.split_once(' ').unwrap();
+        let (tag, rest) = line.split_once(' ').unwrap();
         assert_eq!(rest, format!("{head}{part}\r"));
-        let id = tags
-            .split("msgid=")
-            .nth(1)
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap();
-        ids.push(id.to_string());
+        tags.push(tag.to_string());
     }
-    assert!(ids[0] == ids[1] && ids[2] == ids[3], "{ids:?}");
-    assert!(ids[1] != ids[2] && ids[3] != ids[4], "{ids:?}");
+    for first in [0, 2, 4] {
+        assert!(tags[first].contains(";msgid="), "{tags:?}");
+    }
+    assert_eq!(tags[1], without_msgid(&tags[0]));
+    assert_eq!(tags[3], without_msgid(&tags[2]));
+    assert!(tags[0] != tags[2] && tags[2] != tags[4], "{tags:?}");
     server.stop().await;
 }
 
@@ -290,8 +303,11 @@ async fn chathistory_replays_a_long_message_in_parts_with_its_tags() {
         assert!(rest.len() < 512, "{} bytes", rest.len() + 1);
         tags.push(tag.to_string());
     }
-    assert!(tags[0] == tags[1] && tags[1] == tags[2], "{tags:?}");
-    assert!(tags[3] == tags[4] && tags[2] != tags[3], "{tags:?}");
+    assert!(tags[0].contains(";msgid=") && tags[3].contains(";msgid="));
+    assert!(tags[0] != tags[3], "{tags:?}");
+    assert_eq!(tags[1], without_msgid(&tags[0]));
+    assert_eq!(tags[2], tags[1]);
+    assert_eq!(tags[4], without_msgid(&tags[3]));
     assert_eq!(irc.line().await, format!(":confab.local BATCH -{batch}\r"));
     server.stop().await;
 }

@@ -309,7 +309,7 @@ fn encode_batch(
             MessageKind::Normal | MessageKind::Action => "PRIVMSG",
         };
         // A message longer than one line is replayed as it was delivered live: in
-        // parts, each with the message's tags (see `split`).
+        // parts, each with the message's time and batch, the first with its msgid.
         let overhead = 1 + m.sender_mask.len() + 1 + command.len() + 1 + to.len() + 2 + 2;
         let overhead = overhead + if action { 9 } else { 0 };
         let parts: Vec<&str> = if split::fits(overhead, m.text.len()) {
@@ -317,7 +317,11 @@ fn encode_batch(
         } else {
             split::parts(&m.text, split::budget(overhead)).collect()
         };
-        for part in parts {
+        for (i, part) in parts.into_iter().enumerate() {
+            // The msgid names the message on its first line only (see `put_message_with`).
+            if i == 1 {
+                tags.retain(|(key, _)| *key != "msgid");
+            }
             let text = if action {
                 format!("\x01ACTION {part}\x01")
             } else {

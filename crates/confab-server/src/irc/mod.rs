@@ -210,7 +210,7 @@ fn encode_message(m: &Message) -> Bytes {
 
 /// Writes one message as [`encode_message`] renders it, at the end of `out`.
 fn put_message(out: &mut BytesMut, m: &Message) {
-    put_message_after(out, out.len(), m);
+    put_message_with(out, m, None);
 }
 
 /// The bytes of a message's line besides its text: `:nick!user@host PRIVMSG target :`,
@@ -232,19 +232,23 @@ fn is_split(event: &Event) -> bool {
     matches!(event, Event::Message(m) if !split::fits(overhead(m), m.text.len()))
 }
 
-/// Writes message `m` after the tag section at `out[tags..]` (empty for none): as one
-/// line when it fits in 512 bytes, else as several (`split`), each further line with
-/// the same tag section, so every part carries the message's time and msgid. Checking
-/// the length is all a message that fits pays.
-fn put_message_after(out: &mut BytesMut, tags: usize, m: &Message) {
+/// Writes message `m`, after its tag section when `tags` is `Some(all)` (all tags, or
+/// the time alone): as one line when it fits in 512 bytes, else as several (`split`).
+/// Every part has the time (and account) tags; only the first has the `msgid`, as with
+/// Ergo, since clients take a msgid to name one line and may drop a second line with
+/// the same one as a duplicate. Checking the length is all a message that fits pays.
+fn put_message_with(out: &mut BytesMut, m: &Message, tags: Option<bool>) {
     let overhead = overhead(m);
     if split::fits(overhead, m.text.len()) {
+        if let Some(all) = tags {
+            put_tags(out, m.time_ms, Some(m.id), m.from.account.clone(), all);
+        }
         return put_line(out, m, &m.text);
     }
-    let tag_section = out[tags..].to_vec();
     for (i, part) in split::parts(&m.text, split::budget(overhead)).enumerate() {
-        if i > 0 {
-            out.put_slice(&tag_section);
+        if let Some(all) = tags {
+            let id = (i == 0).then_some(m.id);
+            put_tags(out, m.time_ms, id, m.from.account.clone(), all);
         }
         put_line(out, m, part);
     }
@@ -384,12 +388,13 @@ fn encode_tags(event: &Event, all: bool) -> Bytes {
     let mut out = BytesMut::new();
     match event {
         Event::Message(m) => {
-            put_tags(&mut out, m.time_ms, Some(m.id), m.from.account.clone(), all);
             // A message split over several lines is written here whole, each line
             // with its tags, since one tag section before the body would tag only
             // the first line (see `push_broadcast`).
-            if !split::fits(overhead(m), m.text.len()) {
-                put_message_after(&mut out, 0, m);
+            if split::fits(overhead(m), m.text.len()) {
+                put_tags(&mut out, m.time_ms, Some(m.id), m.from.account.clone(), all);
+            } else {
+                put_message_with(&mut out, m, Some(all));
             }
         }
         _ => put_tags(&mut out, now_ms(), None, None, all),
@@ -1410,13 +1415,8 @@ impl Protocol for IrcSession {
             }
             return;
         }
-        let tagged = |all: bool| {
-            move |out: &mut BytesMut, m: &Message| {
-                let tags = out.len();
-                put_tags(out, m.time_ms, Some(m.id), m.from.account.clone(), all);
-                put_message_after(out, tags, m);
-            }
-        };
+        let tagged =
+            |all: bool| move |out: &mut BytesMut, m: &Message| put_message_with(out, m, Some(all));
         out.push(if self.caps.message_tags {
             batch.encoded(slot::IRC_ALL_TAGS, tagged(true))
         } else if self.caps.server_time {
