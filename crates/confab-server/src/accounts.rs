@@ -16,7 +16,7 @@ use confab_core::{ChatError, ClientId, Envelope, Event, Key, Message, Name, Sour
 use confab_store::{Account, StoredMessage};
 use rand_core::OsRng;
 
-use crate::connection::Shared;
+use crate::connection::{Later, Shared};
 use crate::outbox::{Outbox, Outgoing};
 
 /// Failed logins allowed per account and per address within [`WINDOW`].
@@ -106,7 +106,7 @@ fn dummy_hash() -> &'static str {
 }
 
 /// `/register PASSWORD`: makes the client's current name an account it owns.
-pub(crate) fn register(shared: &Arc<Shared>, id: ClientId, outbox: Arc<Outbox>, password: String) {
+pub(crate) fn register(shared: &Arc<Shared>, id: ClientId, outbox: Later, password: String) {
     let Some(history) = shared.history.clone() else {
         return tell(&outbox, Event::Error(ChatError::NoAccounts));
     };
@@ -171,7 +171,7 @@ pub(crate) fn register(shared: &Arc<Shared>, id: ClientId, outbox: Arc<Outbox>, 
 pub(crate) fn login(
     shared: &Arc<Shared>,
     id: ClientId,
-    outbox: Arc<Outbox>,
+    outbox: Later,
     ip: IpAddr,
     name: &str,
     password: String,
@@ -248,7 +248,7 @@ pub(crate) fn start_grace(shared: &Arc<Shared>, id: ClientId) {
 }
 
 /// Sends what was stored for account `key` while it was offline, with original times.
-pub(crate) fn deliver_offline(history: &crate::history::History, outbox: Arc<Outbox>, key: String) {
+pub(crate) fn deliver_offline(history: &crate::history::History, outbox: Later, key: String) {
     history.run(move |store| match store.take_offline(&key) {
         Ok(messages) => {
             for m in messages {

@@ -159,7 +159,7 @@ enum Woke {
     Outbox,
     /// The message the output was held for is durable.
     Durable,
-    /// The cluster work the session waited for is done.
+    /// The work the session waited for (the cluster's, a later answer) is done.
     ClusterDone,
     Writable(io::Result<()>),
     Readable(io::Result<()>),
@@ -191,9 +191,11 @@ pub(crate) struct CtxState(Mutex<Kept>);
 
 #[derive(Default)]
 struct Kept {
-    /// Commands that must wait for the cluster (a name claim, a room subscription),
-    /// chained in the order they were given. While this is set the session reads no
-    /// more input, so a client's later commands stay behind them.
+    /// Work the session awaits before it handles more input, chained in the order it
+    /// was given: commands that must wait for the cluster (a name claim, a room
+    /// subscription) and answers that come later ([`Later`]). While this is set the
+    /// session reads no more input, so a client's later commands, and their replies,
+    /// stay behind them.
     pending: Option<Box<Pending>>,
     /// Messages to one recipient collected by [`Ctx::say`], not yet in the core.
     run: Option<Box<Run>>,
@@ -222,6 +224,31 @@ const RUN_BYTES: usize = 32 * 1024;
 
 /// Work a session awaits before it handles more input.
 pub(crate) type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The client's outbox, handed to work that answers later: a history query on the
+/// store thread, a login or registration hashing on the blocking pool. The session
+/// handles none of the client's later input until every clone of it has been dropped,
+/// so an answer that comes later still comes before the replies to the commands sent
+/// after it. Work that is refused (a full queue) drops it at once, work that fails
+/// drops it when it ends: the session never waits for work that cannot answer.
+///
+/// Only [`Ctx::outbox`] makes one; keep it no longer than the answer needs.
+#[derive(Clone)]
+pub(crate) struct Later(Arc<LaterInner>);
+
+struct LaterInner {
+    outbox: Arc<Outbox>,
+    /// Dropped with the last clone, which wakes the session's wait.
+    _done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl std::ops::Deref for Later {
+    type Target = Arc<Outbox>;
+
+    fn deref(&self) -> &Arc<Outbox> {
+        &self.0.outbox
+    }
+}
 
 impl<'a> Ctx<'a> {
     pub fn new(
@@ -311,9 +338,39 @@ impl<'a> Ctx<'a> {
         self.state.lock().pending.is_some()
     }
 
-    /// This client's outbox, for answers that arrive later (history queries).
-    pub fn outbox(&self) -> Arc<Outbox> {
-        self.outbox.clone()
+    /// This client's outbox, for an answer that arrives later (history queries,
+    /// logins): the session reads no further input until the answer is in the outbox
+    /// (see [`Later`]), so replies keep the order of the commands that caused them.
+    pub fn outbox(&self) -> Later {
+        let (done, answered) = tokio::sync::oneshot::channel::<()>();
+        self.wait_for(Box::pin(async move {
+            // An error is the answer: every clone of the `Later` is gone.
+            let _ = answered.await;
+        }));
+        Later(Arc::new(LaterInner {
+            outbox: self.outbox.clone(),
+            _done: done,
+        }))
+    }
+
+    /// The outbox itself, for the session's own writer. Unlike [`Ctx::outbox`] it
+    /// makes nothing wait.
+    pub fn queue(&self) -> &Arc<Outbox> {
+        self.outbox
+    }
+
+    /// Makes the session await `work`, after whatever it awaits already, before it
+    /// handles more input.
+    fn wait_for(&self, work: Pending) {
+        let mut kept = self.state.lock();
+        let work = match kept.pending.take() {
+            None => work,
+            Some(before) => Box::pin(async move {
+                before.await;
+                work.await;
+            }),
+        };
+        kept.pending = Some(Box::new(work));
     }
 
     /// Runs one command in the core. In a cluster, a command that must first claim a
@@ -322,12 +379,9 @@ impl<'a> Ctx<'a> {
     pub fn command(&self, command: Command) {
         self.flush();
         if let Some(cluster) = &self.shared.cluster {
-            let mut kept = self.state.lock();
-            let pending = &mut kept.pending;
-            if pending.is_some()
+            if self.has_pending()
                 || crate::cluster::must_wait(cluster, self.shared, self.id, &command)
             {
-                let before = pending.take();
                 let work = crate::cluster::run_command(
                     cluster.clone(),
                     self.shared.clone(),
@@ -335,12 +389,7 @@ impl<'a> Ctx<'a> {
                     self.outbox.clone(),
                     command,
                 );
-                *pending = Some(Box::new(Box::pin(async move {
-                    if let Some(before) = before {
-                        before.await;
-                    }
-                    work.await;
-                })));
+                self.wait_for(Box::pin(work));
                 return;
             }
         }
@@ -771,7 +820,8 @@ struct Busy {
     partial_since: Option<Instant>,
     /// While the output waits for a message to become durable: its id, and the wait.
     durable_wait: Option<(u64, Pending)>,
-    /// Cluster work the session waits for before it reads more input.
+    /// Work the session waits for before it reads more input: the cluster's, or a
+    /// later answer's ([`Later`]).
     pending: Option<Pending>,
 }
 
@@ -996,6 +1046,12 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
                 Woke::ClusterDone => {
                     if let Some(b) = busy.as_deref_mut() {
                         b.pending = None;
+                        // What the work answered is handled before the next line is
+                        // (a login's registration joins the default room), however
+                        // much output waits, so its consequences keep their place too.
+                        if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
+                            return Poll::Ready(Some(Close::SendQueueExceeded));
+                        }
                     }
                 }
                 Woke::Writable(ready) => {

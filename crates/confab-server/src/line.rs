@@ -11,9 +11,9 @@ use confab_wire::line::{self, Input};
 use confab_store::Range;
 
 use crate::accounts;
-use crate::connection::{Close, Ctx, Flow, Protocol, WriteQueue};
+use crate::connection::{Close, Ctx, Flow, Later, Protocol, WriteQueue};
 use crate::history::{may_read_direct, room_conversation, History, Thread};
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::Outgoing;
 
 /// One line-protocol user's session state.
 pub(crate) struct LineSession {
@@ -137,7 +137,7 @@ impl LineSession {
 #[allow(clippy::too_many_arguments)]
 fn send_history(
     history: &History,
-    outbox: Arc<Outbox>,
+    outbox: Later,
     conversation: Thread,
     label: String,
     room: Option<String>,

@@ -1174,3 +1174,74 @@ async fn a_released_name_brings_none_of_its_direct_messages_to_the_next_web_hold
     drop(ann);
     server.stop().await;
 }
+
+// ---------------------------------------------------------------- reply order
+
+#[tokio::test]
+async fn a_history_answer_comes_before_the_reply_to_the_next_request() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server_with_data(data.path()).await;
+    let mut alice = Web::user(server.http_addr, "alice").await;
+    for i in 0..10 {
+        alice.say("lobby", &format!("line {i}")).await;
+    }
+    for _ in 0..5 {
+        // Both frames in one write, so that the server has the second at once.
+        let history = json!({"type": "history", "room": "lobby", "limit": 50});
+        alice
+            .ws
+            .feed(Message::text(history.to_string()))
+            .await
+            .unwrap();
+        alice.send(json!({"type": "ping"})).await;
+        let answer = alice.event().await;
+        assert_eq!(answer["type"], "history", "{answer}");
+        assert_eq!(page(&answer).len(), 10);
+        assert_eq!(alice.event().await, json!({"type": "pong"}));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn login_and_account_answers_come_before_the_reply_to_the_next_request() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server_with_data(data.path()).await;
+    let mut alice = Web::user(server.http_addr, "alice").await;
+    let register = json!({"type": "register_account", "password": "correct horse"});
+    alice
+        .ws
+        .feed(Message::text(register.to_string()))
+        .await
+        .unwrap();
+    alice.send(json!({"type": "ping"})).await;
+    assert_eq!(alice.event().await["type"], "logged_in");
+    assert_eq!(alice.event().await, json!({"type": "pong"}));
+    drop(alice);
+
+    // A login before registering: the registration, the login and the default room's
+    // join all come before the pong.
+    let mut owner = Web::connect(server.http_addr).await;
+    owner
+        .send(json!({"type": "login", "name": "alice", "password": "correct horse"}))
+        .await;
+    owner.send(json!({"type": "ping"})).await;
+    let mut types = Vec::new();
+    loop {
+        let event = owner.event().await;
+        if event["type"] == "pong" {
+            break;
+        }
+        types.push(event["type"].as_str().unwrap().to_string());
+    }
+    for wanted in ["registered", "logged_in", "joined", "members"] {
+        assert!(types.iter().any(|t| t == wanted), "{wanted}: {types:?}");
+    }
+    // A failed login answers in order too.
+    owner
+        .send(json!({"type": "login", "name": "alice", "password": "wrong"}))
+        .await;
+    owner.send(json!({"type": "ping"})).await;
+    assert_eq!(owner.event().await["code"], "login_failed");
+    assert_eq!(owner.event().await, json!({"type": "pong"}));
+    server.stop().await;
+}

@@ -10,7 +10,7 @@ use confab_store::{Conversation, Range, StoredMessage};
 use confab_wire::irc::{write_message, Message};
 use confab_wire::time::{iso_time, parse_iso_time};
 
-use super::IrcSession;
+use super::{split, IrcSession};
 use crate::connection::{Ctx, Flow};
 use crate::history::{may_read_direct, other_name, room_conversation, Thread};
 use crate::outbox::{Outbox, Outgoing};
@@ -345,19 +345,39 @@ fn encode_batch(
         } else {
             m.target.clone()
         };
-        let (command, text) = match m.kind {
-            MessageKind::Normal => ("PRIVMSG", m.text.clone()),
-            MessageKind::Notice => ("NOTICE", m.text.clone()),
-            MessageKind::Action => ("PRIVMSG", format!("\x01ACTION {}\x01", m.text)),
+        let action = m.kind == MessageKind::Action;
+        let command = match m.kind {
+            MessageKind::Notice => "NOTICE",
+            MessageKind::Normal | MessageKind::Action => "PRIVMSG",
         };
-        write_message(
-            &mut out,
-            &tags,
-            Some(&m.sender_mask),
-            command,
-            &[&to, &text],
-            true,
-        );
+        // A message longer than one line is replayed as it was delivered live: in
+        // parts, each with the message's time and batch, the first with its msgid.
+        let overhead = 1 + m.sender_mask.len() + 1 + command.len() + 1 + to.len() + 2 + 2;
+        let overhead = overhead + if action { 9 } else { 0 };
+        let parts: Vec<&str> = if split::fits(overhead, m.text.len()) {
+            vec![&m.text]
+        } else {
+            split::parts(&m.text, split::budget(overhead)).collect()
+        };
+        for (i, part) in parts.into_iter().enumerate() {
+            // The msgid names the message on its first line only (see `put_message_with`).
+            if i == 1 {
+                tags.retain(|(key, _)| *key != "msgid");
+            }
+            let text = if action {
+                format!("\x01ACTION {part}\x01")
+            } else {
+                part.to_string()
+            };
+            write_message(
+                &mut out,
+                &tags,
+                Some(&m.sender_mask),
+                command,
+                &[&to, &text],
+                true,
+            );
+        }
     }
     if with_batch {
         write_message(

@@ -18,6 +18,7 @@ mod auth;
 mod commands;
 mod history;
 mod numerics;
+mod split;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -209,6 +210,52 @@ fn encode_message(m: &Message) -> Bytes {
 
 /// Writes one message as [`encode_message`] renders it, at the end of `out`.
 fn put_message(out: &mut BytesMut, m: &Message) {
+    put_message_with(out, m, None);
+}
+
+/// The bytes of a message's line besides its text: `:nick!user@host PRIVMSG target :`,
+/// the CTCP framing of an ACTION and CR LF.
+fn overhead(m: &Message) -> usize {
+    let from = &m.from;
+    let target = match &m.to {
+        Target::Room(room) => 1 + room.as_str().len(),
+        Target::User(name) => name.as_str().len(),
+    };
+    let command = if m.kind == MessageKind::Notice { 6 } else { 7 };
+    let action = if m.kind == MessageKind::Action { 9 } else { 0 };
+    let source = 1 + from.name.as_str().len() + 1 + from.user.len() + 1 + from.host.len();
+    source + 1 + command + 1 + target + 2 + action + 2
+}
+
+/// Whether a message is too long for one IRC line, and so is sent as several.
+fn is_split(event: &Event) -> bool {
+    matches!(event, Event::Message(m) if !split::fits(overhead(m), m.text.len()))
+}
+
+/// Writes message `m`, after its tag section when `tags` is `Some(all)` (all tags, or
+/// the time alone): as one line when it fits in 512 bytes, else as several (`split`).
+/// Every part has the time (and account) tags; only the first has the `msgid`, as with
+/// Ergo, since clients take a msgid to name one line and may drop a second line with
+/// the same one as a duplicate. Checking the length is all a message that fits pays.
+fn put_message_with(out: &mut BytesMut, m: &Message, tags: Option<bool>) {
+    let overhead = overhead(m);
+    if split::fits(overhead, m.text.len()) {
+        if let Some(all) = tags {
+            put_tags(out, m.time_ms, Some(m.id), m.from.account.clone(), all);
+        }
+        return put_line(out, m, &m.text);
+    }
+    for (i, part) in split::parts(&m.text, split::budget(overhead)).enumerate() {
+        if let Some(all) = tags {
+            let id = (i == 0).then_some(m.id);
+            put_tags(out, m.time_ms, id, m.from.account.clone(), all);
+        }
+        put_line(out, m, part);
+    }
+}
+
+/// Writes one line of message `m` with `text` (the whole text or one part of it).
+fn put_line(out: &mut BytesMut, m: &Message, text: &str) {
     let from = &m.from;
     let (command, action): (&[u8], bool) = match m.kind {
         MessageKind::Normal => (b"PRIVMSG", false),
@@ -236,7 +283,7 @@ fn put_message(out: &mut BytesMut, m: &Message) {
     if action {
         out.put_slice(b"\x01ACTION ");
     }
-    out.put_slice(m.text.as_bytes());
+    out.put_slice(text.as_bytes());
     if action {
         out.put_u8(1);
     }
@@ -340,7 +387,16 @@ fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
 fn encode_tags(event: &Event, all: bool) -> Bytes {
     let mut out = BytesMut::new();
     match event {
-        Event::Message(m) => put_tags(&mut out, m.time_ms, Some(m.id), m.from.account.clone(), all),
+        Event::Message(m) => {
+            // A message split over several lines is written here whole, each line
+            // with its tags, since one tag section before the body would tag only
+            // the first line (see `push_broadcast`).
+            if split::fits(overhead(m), m.text.len()) {
+                put_tags(&mut out, m.time_ms, Some(m.id), m.from.account.clone(), all);
+            } else {
+                put_message_with(&mut out, m, Some(all));
+            }
+        }
         _ => put_tags(&mut out, now_ms(), None, None, all),
     }
     out.freeze()
@@ -762,6 +818,10 @@ impl IrcSession {
             out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true)));
         } else if self.caps.server_time {
             out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false)));
+        }
+        // A message split over several lines came whole with its tags.
+        if (self.caps.message_tags || self.caps.server_time) && is_split(&envelope.event) {
+            return;
         }
         let extended = self.caps.extended_join && matches!(envelope.event, Event::Joined { .. });
         if extended {
@@ -1355,12 +1415,8 @@ impl Protocol for IrcSession {
             }
             return;
         }
-        let tagged = |all: bool| {
-            move |out: &mut BytesMut, m: &Message| {
-                put_tags(out, m.time_ms, Some(m.id), m.from.account.clone(), all);
-                put_message(out, m);
-            }
-        };
+        let tagged =
+            |all: bool| move |out: &mut BytesMut, m: &Message| put_message_with(out, m, Some(all));
         out.push(if self.caps.message_tags {
             batch.encoded(slot::IRC_ALL_TAGS, tagged(true))
         } else if self.caps.server_time {

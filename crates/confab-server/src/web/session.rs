@@ -363,9 +363,18 @@ where
                     if let Some(end) = on_request(request, ctx, settings, known, ip) {
                         return end;
                     }
-                    // A command waiting for the cluster holds back the next request.
+                    // A command waiting for the cluster, or an answer that comes later
+                    // (history, a login), holds back the next request.
                     if let Some(pending) = ctx.take_pending() {
                         pending.await;
+                        // A login that registered the client joins the default room
+                        // now, not when the writer sees it, so that the join, too,
+                        // comes before the answer to the next request.
+                        if is_registered(ctx)
+                            && !std::mem::replace(&mut lock(known).registered, true)
+                        {
+                            join_default_room(ctx);
+                        }
                     }
                 }
                 Err(bad) => ctx.send(protocol::error_event(bad.code, &bad.text)),
@@ -652,7 +661,7 @@ async fn write_loop<S>(
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let outbox = ctx.outbox();
+    let outbox = ctx.queue();
     let durability: &Durability = &ctx.shared.durability;
     let mut drained = VecDeque::new();
     // Set when the outbox signalled while a batch was being written, so that what it
