@@ -234,6 +234,15 @@ fn nick(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             );
             return Flow::Continue;
         }
+        // A nick in use is refused now, as servers do, not only once USER arrives.
+        if ctx.shared.lock_core().is_online(wanted) {
+            session.reply(
+                ctx,
+                ERR_NICKNAMEINUSE,
+                &[wanted, "Nickname is already in use"],
+            );
+            return Flow::Continue;
+        }
         session.nick = Some(Box::new((*wanted).into()));
         session.try_register(ctx);
     }
