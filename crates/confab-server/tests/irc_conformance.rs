@@ -1061,3 +1061,53 @@ async fn isupport_advertises_whox() {
     );
     server.stop().await;
 }
+
+/// With operators configured and no MOTD: an operator's WALLOPS is accepted (it goes
+/// to users with `+w`, which confab does not have), `WHO mask o` lists operators only,
+/// LUSERS counts them (252), and MOTD is ERR_NOMOTD.
+#[tokio::test]
+async fn operators_and_a_missing_motd() {
+    let irc = confab_server::IrcConfig {
+        motd: Vec::new(),
+        opers: vec![("boss".into(), "pw".into())],
+        ..confab_server::IrcConfig::default()
+    };
+    let server = TestServer::with_config(confab_server::Limits::default(), irc).await;
+    let (mut ann, welcome) = User::register(&server, "ann").await;
+    assert!(
+        welcome.contains(&format!("{S} 422 ann :MOTD File is missing")),
+        "{welcome:?}"
+    );
+    let (_ben, _) = User::register(&server, "ben").await;
+    assert_lines(
+        "OPER",
+        "OPER boss pw",
+        &[
+            ":confab.local 381 ann :You are now an IRC operator",
+            ":ann MODE ann +o",
+        ],
+        &ann.ask("OPER boss pw").await,
+    );
+    assert_lines("WALLOPS", "WALLOPS :hi", &[], &ann.ask("WALLOPS :hi").await);
+    assert_lines(
+        "WHO o",
+        "WHO * o",
+        &[
+            ":confab.local 352 ann * ~ann 127.0.0.1 confab.local ann H* :0 the ann",
+            ":confab.local 315 ann * :End of /WHO list.",
+        ],
+        &ann.ask("WHO * o").await,
+    );
+    let lusers = ann.ask("LUSERS").await;
+    assert!(
+        lusers.contains(&format!("{S} 252 ann 1 :operator(s) online")),
+        "{lusers:?}"
+    );
+    assert_lines(
+        "MOTD",
+        "MOTD",
+        &[":confab.local 422 ann :MOTD File is missing"],
+        &ann.ask("MOTD").await,
+    );
+    server.stop().await;
+}

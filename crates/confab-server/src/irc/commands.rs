@@ -472,9 +472,15 @@ fn who(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         .get(1)
         .and_then(|p| p.split_once('%'))
         .map(|(_, spec)| super::Whox::parse(spec));
+    // The `o` flag (before any `%`) asks for server operators only.
+    let opers_only = m
+        .params
+        .get(1)
+        .is_some_and(|p| p.split('%').next().unwrap_or_default().contains('o'));
     let query = super::WhoQuery {
         mask: mask.clone(),
         whox,
+        opers_only,
     };
     session.context = Context::Who(Box::new(query));
     if let Some(room) = mask.strip_prefix('#') {

@@ -139,6 +139,8 @@ enum Context {
 struct WhoQuery {
     mask: String,
     whox: Option<Whox>,
+    /// `WHO mask o`: server operators only.
+    opers_only: bool,
 }
 
 /// The WHOX part of `WHO mask %fields[,token]`.
@@ -1102,7 +1104,7 @@ impl IrcSession {
             Event::Members { room, members } => match &self.context {
                 Context::Who(query) => {
                     let chan = channel(room);
-                    for m in members {
+                    for m in members.iter().filter(|m| m.oper || !query.opers_only) {
                         let entry = WhoEntry {
                             chan: &chan,
                             who: &m.who,
@@ -1292,7 +1294,7 @@ impl IrcSession {
                     out.push(self.numeric(ctx, RPL_USERHOST, &[&entries.join(" ")]));
                 }
                 Context::Who(query) => {
-                    for u in users {
+                    for u in users.iter().filter(|u| u.oper || !query.opers_only) {
                         let entry = WhoEntry {
                             chan: "*",
                             who: &u.who,
