@@ -2000,7 +2000,11 @@ impl<M: Mailbox> Core<M> {
                 .any(|key| asker.rooms.iter().any(|mine| mine == key))
         };
         // `WHO 0` is the old spelling of `WHO *`.
-        let mask = if mask == "0" || mask.is_empty() { "*" } else { mask };
+        let mask = if mask == "0" || mask.is_empty() {
+            "*"
+        } else {
+            mask
+        };
         let mut users: Vec<UserSummary> = self
             .clients
             .iter()

@@ -129,37 +129,37 @@ const MODES_NT: &[&str] = &[
 const ROWS: &[Row] = &[
     // MODE +k: a key that could not be given to JOIN is refused, and not set.
     Row {
-        rule: "MODE +k with an empty key is ERR_INVALIDKEY and sets nothing",
+        rule: "MODE +k with an empty key is ERR_INVALIDMODEPARAM and sets nothing",
         steps: &[
             set(0, "JOIN #c"),
             check(
                 0,
                 "MODE #c +k :",
-                &[":confab.local 525 ann #c :Key is not well-formed"],
+                &[":confab.local 696 ann #c k * :Key is not well-formed"],
             ),
             check(0, "MODE #c", MODES_NT),
         ],
     },
     Row {
-        rule: "MODE +k with a key containing a space is ERR_INVALIDKEY",
+        rule: "MODE +k with a key containing a space is ERR_INVALIDMODEPARAM",
         steps: &[
             set(0, "JOIN #c"),
             check(
                 0,
                 "MODE #c +k :a b",
-                &[":confab.local 525 ann #c :Key is not well-formed"],
+                &[":confab.local 696 ann #c k * :Key is not well-formed"],
             ),
             check(0, "MODE #c", MODES_NT),
         ],
     },
     Row {
-        rule: "MODE +k with a key of only a space is ERR_INVALIDKEY",
+        rule: "MODE +k with a key of only a space is ERR_INVALIDMODEPARAM",
         steps: &[
             set(0, "JOIN #c"),
             check(
                 0,
                 "MODE #c +k : ",
-                &[":confab.local 525 ann #c :Key is not well-formed"],
+                &[":confab.local 696 ann #c k * :Key is not well-formed"],
             ),
             check(0, "MODE #c", MODES_NT),
         ],
@@ -716,7 +716,11 @@ const ROWS: &[Row] = &[
                 "PRIVMSG",
                 &[":confab.local 411 ann :No recipient given (PRIVMSG)"],
             ),
-            check(0, "PRIVMSG ben", &[":confab.local 412 ann :No text to send"]),
+            check(
+                0,
+                "PRIVMSG ben",
+                &[":confab.local 412 ann :No text to send"],
+            ),
             check(
                 0,
                 "PRIVMSG nobody :hi",
@@ -813,7 +817,11 @@ const ROWS: &[Row] = &[
         rule: "ISON and USERHOST list who is online",
         steps: &[
             set(1, "AWAY :out"),
-            check(0, "ISON ben nobody cat", &[":confab.local 303 ann :ben cat"]),
+            check(
+                0,
+                "ISON ben nobody cat",
+                &[":confab.local 303 ann :ben cat"],
+            ),
             check(
                 0,
                 "USERHOST ben cat nobody",
@@ -837,7 +845,11 @@ const ROWS: &[Row] = &[
         rule: "user MODE: 221, 501 unknown flag, 502 for others",
         steps: &[
             check(0, "MODE ann", &[":confab.local 221 ann :+"]),
-            check(0, "MODE ann +z", &[":confab.local 501 ann :Unknown MODE flag"]),
+            check(
+                0,
+                "MODE ann +z",
+                &[":confab.local 501 ann :Unknown MODE flag"],
+            ),
             check(
                 0,
                 "MODE ben +i",
@@ -1006,7 +1018,10 @@ async fn whowas_follows_the_count() {
         // Ann sees the QUIT once the server has let ben go.
         loop {
             let lines = ann.sync().await;
-            if lines.iter().any(|l| l.starts_with(":ben!~ben@127.0.0.1 QUIT")) {
+            if lines
+                .iter()
+                .any(|l| l.starts_with(":ben!~ben@127.0.0.1 QUIT"))
+            {
                 break;
             }
         }

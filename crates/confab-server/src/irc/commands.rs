@@ -583,8 +583,8 @@ fn mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     Flow::Continue
 }
 
-/// Whether the parameter of `+k` or `+l` is well formed, answering 525 or 696 when
-/// it is not. A missing parameter is left to the core (461).
+/// Whether the parameter of `+k` or `+l` is well formed, answering 696
+/// (ERR_INVALIDMODEPARAM) when it is not. A missing parameter is left to the core (461).
 fn valid_mode_arg(
     session: &mut IrcSession,
     ctx: &Ctx,
@@ -596,9 +596,14 @@ fn valid_mode_arg(
         return true;
     };
     match mode {
-        // A key with a space or a comma could never be given to JOIN.
+        // A key with a space or a comma could never be given to JOIN. The modern
+        // documents ask for 696 with the key itself left out.
         'k' if arg.is_empty() || arg.contains([' ', ',']) => {
-            session.reply(ctx, ERR_INVALIDKEY, &[chan, "Key is not well-formed"]);
+            session.reply(
+                ctx,
+                ERR_INVALIDMODEPARAM,
+                &[chan, "k", "*", "Key is not well-formed"],
+            );
             false
         }
         'l' if !arg.parse::<usize>().is_ok_and(|limit| limit > 0) => {

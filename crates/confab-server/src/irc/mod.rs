@@ -165,7 +165,10 @@ impl Whox {
             .filter(|t| !t.is_empty() && t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit()))
             .map(str::to_string);
         Whox {
-            fields: fields.chars().filter(|c| Self::ORDER.contains(*c)).collect(),
+            fields: fields
+                .chars()
+                .filter(|c| Self::ORDER.contains(*c))
+                .collect(),
             token,
         }
     }
@@ -932,7 +935,14 @@ impl IrcSession {
         let trailing = whox.fields.contains('r');
         let mut out = BytesMut::with_capacity(96);
         let server = &ctx.shared.irc.server_name;
-        write_message(&mut out, &[], Some(server), RPL_WHOSPCRPL, &params, trailing);
+        write_message(
+            &mut out,
+            &[],
+            Some(server),
+            RPL_WHOSPCRPL,
+            &params,
+            trailing,
+        );
         out.freeze()
     }
 

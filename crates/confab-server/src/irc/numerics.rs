@@ -91,7 +91,6 @@ pub const ERR_SASLTOOLONG: &str = "905";
 pub const ERR_SASLABORTED: &str = "906";
 pub const ERR_SASLALREADY: &str = "907";
 pub const RPL_SASLMECHS: &str = "908";
-pub const ERR_INVALIDKEY: &str = "525";
 pub const ERR_INVALIDMODEPARAM: &str = "696";
 pub const ERR_UMODEUNKNOWNFLAG: &str = "501";
 pub const ERR_USERSDONTMATCH: &str = "502";
