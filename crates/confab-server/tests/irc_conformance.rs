@@ -248,6 +248,46 @@ const ROWS: &[Row] = &[
             ],
         )],
     },
+    Row {
+        rule: "INFO, VERSION, TIME and MOTD of another server are ERR_NOSUCHSERVER",
+        steps: &[
+            check(
+                0,
+                "INFO other.example",
+                &[":confab.local 402 ann other.example :No such server"],
+            ),
+            check(
+                0,
+                "VERSION other.example",
+                &[":confab.local 402 ann other.example :No such server"],
+            ),
+            check(
+                0,
+                "TIME other.example",
+                &[":confab.local 402 ann other.example :No such server"],
+            ),
+            check(
+                0,
+                "MOTD other.example",
+                &[":confab.local 402 ann other.example :No such server"],
+            ),
+            check(
+                0,
+                "TIME *.local",
+                &[":confab.local 391 ann confab.local :*"],
+            ),
+            check(
+                0,
+                "INFO ben",
+                &[
+                    ":confab.local 371 ann :confab-*",
+                    ":confab.local 371 ann :*",
+                    ":confab.local 371 ann :Running since *",
+                    ":confab.local 374 ann :End of INFO list",
+                ],
+            ),
+        ],
+    },
     // Channels that do not exist are 403; channels you are not in are 442.
     Row {
         rule: "KICK on a channel that does not exist is ERR_NOSUCHCHANNEL",
@@ -954,9 +994,16 @@ async fn nick_in_use_is_refused_before_user() {
     server.stop().await;
 }
 
-/// The LUSERS lines once `ann` has asked, with `counts` as (visible, invisible,
-/// unknown, local = global).
-fn lusers_lines(visible: usize, invisible: usize, unknown: usize, rooms: usize) -> Vec<String> {
+/// The LUSERS lines ann gets on a single server: `visible` and `invisible` users,
+/// `unknown` connections still registering, `rooms` channels and at most `max` users
+/// at once so far.
+fn lusers_lines(
+    visible: usize,
+    invisible: usize,
+    unknown: usize,
+    rooms: usize,
+    max: usize,
+) -> Vec<String> {
     let users = visible + invisible;
     vec![
         format!("{S} 251 ann :There are {visible} users and {invisible} invisible on 1 servers"),
@@ -964,8 +1011,8 @@ fn lusers_lines(visible: usize, invisible: usize, unknown: usize, rooms: usize) 
         format!("{S} 253 ann {unknown} :unknown connection(s)"),
         format!("{S} 254 ann {rooms} :channels formed"),
         format!("{S} 255 ann :I have {users} clients and 0 servers"),
-        format!("{S} 265 ann {users} {users} :Current local users {users}, max {users}"),
-        format!("{S} 266 ann {users} {users} :Current global users {users}, max {users}"),
+        format!("{S} 265 ann {users} {max} :Current local users {users}, max {max}"),
+        format!("{S} 266 ann {users} {max} :Current global users {users}, max {max}"),
     ]
 }
 
@@ -982,7 +1029,7 @@ async fn lusers_counts_agree_with_who_is_connected() {
     // its PONG proves the server holds the connection.
     let mut pending = User::unregistered(&server).await;
     pending.sync().await;
-    let expected = lusers_lines(1, 1, 1, 0);
+    let expected = lusers_lines(1, 1, 1, 0, 2);
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     assert_lines("LUSERS", "LUSERS", &expected, &ann.ask("LUSERS").await);
 
@@ -996,7 +1043,17 @@ async fn lusers_counts_agree_with_who_is_connected() {
         "{welcome:?}"
     );
     ann.ask("JOIN #c").await;
-    let expected = lusers_lines(2, 1, 0, 1);
+    let expected = lusers_lines(2, 1, 0, 1, 3);
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    assert_lines("LUSERS", "LUSERS", &expected, &ann.ask("LUSERS").await);
+
+    // Once cat has gone, the highest counts stay where they were. Cat shares #c with
+    // ann, so ann's QUIT line shows the server has let cat go.
+    pending.ask("JOIN #c").await;
+    ann.sync().await;
+    pending.send("QUIT").await;
+    while !ann.sync().await.iter().any(|l| l.starts_with(":cat!")) {}
+    let expected = lusers_lines(1, 1, 0, 1, 3);
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     assert_lines("LUSERS", "LUSERS", &expected, &ann.ask("LUSERS").await);
     server.stop().await;

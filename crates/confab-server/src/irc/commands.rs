@@ -781,7 +781,26 @@ fn kill(_session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     Flow::Continue
 }
 
-fn version(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+/// Whether a command's optional server parameter names another server: then 402 is
+/// sent and the command does nothing. This server answers to its name, a mask that
+/// matches it, and the nick of anyone online (who is on this server, or one it speaks
+/// for).
+fn other_server(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> bool {
+    let Some(target) = m.params.first().filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    let server = &ctx.shared.irc.server_name;
+    if confab_wire::irc::mask_matches(target, server) || ctx.shared.lock_core().is_online(target) {
+        return false;
+    }
+    session.reply(ctx, ERR_NOSUCHSERVER, &[target, "No such server"]);
+    true
+}
+
+fn version(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if other_server(session, m, ctx) {
+        return Flow::Continue;
+    }
     let server = ctx.shared.irc.server_name.clone();
     session.reply(
         ctx,
@@ -794,13 +813,19 @@ fn version(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     Flow::Continue
 }
 
-fn time(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+fn time(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if other_server(session, m, ctx) {
+        return Flow::Continue;
+    }
     let server = ctx.shared.irc.server_name.clone();
     session.reply(ctx, RPL_TIME, &[&server, &super::iso_time(super::now_ms())]);
     Flow::Continue
 }
 
-fn motd(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+fn motd(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if other_server(session, m, ctx) {
+        return Flow::Continue;
+    }
     for line in session.motd(ctx) {
         session.send(ctx, line);
     }
@@ -814,7 +839,10 @@ fn lusers(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     Flow::Continue
 }
 
-fn info(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+fn info(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if other_server(session, m, ctx) {
+        return Flow::Continue;
+    }
     let started = super::iso_time(
         ctx.shared
             .started

@@ -53,6 +53,7 @@ pub const RPL_YOUREOPER: &str = "381";
 pub const RPL_TIME: &str = "391";
 pub const ERR_UNKNOWNERROR: &str = "400";
 pub const ERR_NOSUCHNICK: &str = "401";
+pub const ERR_NOSUCHSERVER: &str = "402";
 pub const ERR_NOSUCHCHANNEL: &str = "403";
 pub const ERR_CANNOTSENDTOCHAN: &str = "404";
 pub const ERR_TOOMANYCHANNELS: &str = "405";
