@@ -140,6 +140,11 @@ pub enum Command {
     Lookup {
         names: Vec<String>,
     },
+    /// Users whose nick, user name, host or real name match an IRC mask (`*`, `?`):
+    /// the visible ones, and invisible ones who share a room with the asker.
+    WhoMask {
+        mask: String,
+    },
     /// Remove a user from the server; server operators only.
     Kill {
         name: String,
@@ -164,6 +169,9 @@ struct Client<M> {
     echo: bool,
     /// A server operator (IRC OPER).
     oper: bool,
+    /// User mode `+i`: listed by a WHO mask only to those who share a room with it,
+    /// and counted apart in LUSERS.
+    invisible: bool,
     /// `None` when every field of it would be empty; see [`Client::tidy`].
     rare: Option<Box<Rare>>,
 }
@@ -193,6 +201,7 @@ impl<M> Client<M> {
             last_spoke_ms: 0,
             echo: false,
             oper: false,
+            invisible: false,
             rare: Some(Box::new(rare)),
         });
         client.tidy();
@@ -367,6 +376,28 @@ pub struct Core<M> {
     /// The room everyone is put in (folded), shared by all: its first member is not
     /// its operator, and server operators run it instead.
     default_room: Option<Key>,
+    /// The most users registered at once on this node and in all, for LUSERS.
+    peak_local: usize,
+    peak_global: usize,
+}
+
+/// The counts LUSERS reports, taken at one moment so that they agree with each other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lusers {
+    /// Registered users without `+i`, everywhere.
+    pub visible: usize,
+    /// Registered users with `+i`, everywhere.
+    pub invisible: usize,
+    pub opers: usize,
+    /// Connections of this node that have not registered yet.
+    pub unknown: usize,
+    pub rooms: usize,
+    /// Registered users of this node, and the most there have been.
+    pub local: usize,
+    pub max_local: usize,
+    /// Registered users of the whole cluster (`visible + invisible`), and the most.
+    pub global: usize,
+    pub max_global: usize,
 }
 
 impl<M: Mailbox> Default for Core<M> {
@@ -386,6 +417,8 @@ impl<M: Mailbox> Default for Core<M> {
             stats: Stats::default(),
             cluster: None,
             default_room: None,
+            peak_local: 0,
+            peak_global: 0,
         }
     }
 }
@@ -528,6 +561,13 @@ impl<M: Mailbox> Core<M> {
     pub fn set_oper(&mut self, id: ClientId, on: bool) {
         if let Some(client) = self.clients.get_mut(&id) {
             client.oper = on;
+        }
+    }
+
+    /// Sets user mode `+i` (invisible) for one client.
+    pub fn set_invisible(&mut self, id: ClientId, on: bool) {
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.invisible = on;
         }
     }
 
@@ -686,6 +726,39 @@ impl<M: Mailbox> Core<M> {
         self.rooms.len()
     }
 
+    /// Whether a room is secret (`+s`), for the channel type in IRC's NAMES reply.
+    pub fn is_secret(&self, room: &str) -> bool {
+        self.rooms
+            .get(&Key::of(room))
+            .is_some_and(|room| room.modes.secret)
+    }
+
+    /// The LUSERS counts. Users of other nodes count as visible: `+i` is not shared.
+    pub fn lusers(&self) -> Lusers {
+        let mut counts = Lusers {
+            rooms: self.rooms.len(),
+            ..Lusers::default()
+        };
+        for client in self.clients.values() {
+            let local = client.node().is_none();
+            if client.source.is_none() {
+                counts.unknown += usize::from(local);
+                continue;
+            }
+            counts.global += 1;
+            counts.local += usize::from(local);
+            counts.opers += usize::from(client.oper);
+            if client.invisible {
+                counts.invisible += 1;
+            } else {
+                counts.visible += 1;
+            }
+        }
+        counts.max_local = self.peak_local.max(counts.local);
+        counts.max_global = self.peak_global.max(counts.global);
+        counts
+    }
+
     /// Carries out one command from client `id`; `now_ms` stamps what it changes.
     pub fn handle(&mut self, id: ClientId, command: Command, now_ms: u64) {
         let Some(client) = self.clients.get(&id) else {
@@ -736,6 +809,10 @@ impl<M: Mailbox> Core<M> {
                 self.lookup(id, &names);
                 Ok(())
             }
+            Command::WhoMask { mask } => {
+                self.who_mask(id, &mask);
+                Ok(())
+            }
             Command::Kill { name, reason } => self.kill(id, &name, &reason),
         }
     }
@@ -779,6 +856,10 @@ impl<M: Mailbox> Core<M> {
             session: self.session_seed.wrapping_add(id),
         }));
         reply(client, Event::Registered { name: name.clone() });
+        let counts = self.lusers();
+        self.peak_local = counts.max_local;
+        self.peak_global = counts.max_global;
+        let client = &self.clients[&id];
         if protected && !owns {
             reply(client, Event::LoginRequired { name });
         }
@@ -1167,7 +1248,10 @@ impl<M: Mailbox> Core<M> {
         }
     }
 
+    /// A room the asker is in. A room that does not exist, or that is secret to the
+    /// asker, is `NoSuchRoom` (IRC's 403), not `NotInRoom` (442).
     fn member_room(&self, id: ClientId, wanted: &str) -> Result<&Room<M>, ChatError> {
+        self.visible_room(id, wanted)?;
         self.rooms
             .get(&Key::of(wanted))
             .filter(|room| room.members.contains_key(&id))
@@ -1527,8 +1611,13 @@ impl<M: Mailbox> Core<M> {
 
     fn who(&self, id: ClientId, wanted: &str) -> Result<(), ChatError> {
         let room = self.visible_room(id, wanted)?;
+        // Invisible members are listed only to those in the room with them.
+        let inside = room.members.contains_key(&id);
         let info = |member: &ClientId, m: &Member<M>| {
             let client = self.clients.get(member)?;
+            if client.invisible && !inside {
+                return None;
+            }
             Some(MemberInfo {
                 who: client.source.clone()?,
                 op: m.op,
@@ -1584,11 +1673,11 @@ impl<M: Mailbox> Core<M> {
         };
         let source = self.source(id);
         let runs = self.runs_default_room(&Key::of(wanted), id);
+        self.member_room(id, wanted)?;
         let room = self
             .rooms
             .get_mut(&Key::of(wanted))
-            .filter(|room| room.members.contains_key(&id))
-            .ok_or_else(|| ChatError::NotInRoom(wanted.to_string()))?;
+            .expect("member_room found it");
         if room.modes.topic_ops && !(room.is_op(id) || runs) {
             return Err(ChatError::OperatorNeeded(room.name.to_string()));
         }
@@ -2007,6 +2096,45 @@ impl<M: Mailbox> Core<M> {
             })
             .collect();
         reply(&self.clients[&id], Event::Presence { users });
+    }
+
+    /// The most users one WHO mask lists: the scan is bounded by the users online, the
+    /// reply by this.
+    const WHO_MASK_LIMIT: usize = 500;
+
+    fn who_mask(&self, id: ClientId, mask: &str) {
+        let asker = &self.clients[&id];
+        let shares_room = |client: &Client<M>| {
+            client
+                .rooms
+                .iter()
+                .any(|key| asker.rooms.iter().any(|mine| mine == key))
+        };
+        // `WHO 0` is the old spelling of `WHO *`.
+        let mask = if mask == "0" || mask.is_empty() {
+            "*"
+        } else {
+            mask
+        };
+        let mut users: Vec<UserSummary> = self
+            .clients
+            .iter()
+            .filter_map(|(client_id, client)| {
+                let who = client.source.as_ref()?;
+                let listed = !client.invisible || *client_id == id || shares_room(client);
+                let matches = [who.name.as_str(), &who.user, &who.host, &who.realname]
+                    .iter()
+                    .any(|field| confab_glob(mask, field));
+                (listed && matches).then(|| UserSummary {
+                    who: who.clone(),
+                    away: client.away().is_some(),
+                    oper: client.oper,
+                })
+            })
+            .take(Self::WHO_MASK_LIMIT)
+            .collect();
+        users.sort_unstable_by(|a, b| cmp_folded(a.who.name.as_str(), b.who.name.as_str()));
+        reply(asker, Event::Presence { users });
     }
 
     fn kill(&mut self, id: ClientId, name: &str, reason: &str) -> Result<(), ChatError> {

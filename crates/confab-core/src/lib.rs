@@ -20,7 +20,7 @@ pub mod mailbox;
 pub mod name;
 
 pub use crate::cluster::{Link, Replica, Route, Snapshot};
-pub use crate::core::{ClientId, Command, Core, CoreLimits, Recipient, Stats, MAX_NODES};
+pub use crate::core::{ClientId, Command, Core, CoreLimits, Lusers, Recipient, Stats, MAX_NODES};
 pub use crate::error::ChatError;
 pub use crate::event::{
     account_party, slot, Ban, Batch, Envelope, Event, MemberInfo, Message, MessageKind, ModeChange,

@@ -252,9 +252,10 @@ fn errors_for_rooms() {
             reason: None,
         },
     );
+    // A room that does not exist is not one you could be in (IRC's 403, not 442).
     assert_eq!(
         error(&chat.take(0)),
-        &ChatError::NotInRoom("nowhere".into())
+        &ChatError::NoSuchRoom("nowhere".into())
     );
     chat.run(
         0,

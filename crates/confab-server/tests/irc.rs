@@ -750,7 +750,7 @@ async fn error_numerics_for_bad_commands() {
     );
     alice.raw("PART", &["#nowhere"]);
     assert_eq!(
-        alice.numeric(Response::ERR_NOTONCHANNEL).await[1],
+        alice.numeric(Response::ERR_NOSUCHCHANNEL).await[1],
         "#nowhere"
     );
     alice.raw("PRIVMSG", &[]);

@@ -38,7 +38,7 @@ const COMMANDS: &[Spec] = &[
     spec("PASS", 1, true, pass),
     spec("NICK", 0, true, nick),
     spec("USER", 4, true, user),
-    spec("PING", 1, true, ping),
+    spec("PING", 0, true, ping),
     spec("PONG", 0, true, pong),
     spec("QUIT", 0, true, quit),
     spec("JOIN", 1, false, join),
@@ -63,6 +63,8 @@ const COMMANDS: &[Spec] = &[
     spec("TIME", 0, false, time),
     spec("MOTD", 0, false, motd),
     spec("LUSERS", 0, false, lusers),
+    spec("INFO", 0, false, info),
+    spec("WALLOPS", 1, false, wallops),
     spec("CHATHISTORY", 1, false, super::history::chathistory),
     spec("AUTHENTICATE", 1, true, super::auth::authenticate),
     spec("REGISTER", 3, false, super::auth::register),
@@ -232,6 +234,15 @@ fn nick(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             );
             return Flow::Continue;
         }
+        // A nick in use is refused now, as servers do, not only once USER arrives.
+        if ctx.shared.lock_core().is_online(wanted) {
+            session.reply(
+                ctx,
+                ERR_NICKNAMEINUSE,
+                &[wanted, "Nickname is already in use"],
+            );
+            return Flow::Continue;
+        }
         session.nick = Some(Box::new((*wanted).into()));
         session.try_register(ctx);
     }
@@ -241,6 +252,11 @@ fn nick(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
 fn user(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     if session.name.is_some() || session.user.is_some() {
         session.reply(ctx, ERR_ALREADYREGISTERED, &["You may not reregister"]);
+        return Flow::Continue;
+    }
+    // Both names must be there: an empty one is a missing parameter.
+    if m.params[0].is_empty() || m.params[3].is_empty() {
+        session.reply(ctx, ERR_NEEDMOREPARAMS, &["USER", "Not enough parameters"]);
         return Flow::Continue;
     }
     // The user name is not verified by ident, hence the conventional `~`; only safe
@@ -262,7 +278,7 @@ fn user(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
 }
 
 fn ping(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
-    let token = m.params[0];
+    let token = m.params.first().copied().unwrap_or_default();
     if token.is_empty() {
         session.reply(ctx, ERR_NOORIGIN, &["No origin specified"]);
         return Flow::Continue;
@@ -450,17 +466,33 @@ fn list(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
 
 fn who(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let mask = m.params.first().copied().unwrap_or("*").to_string();
-    session.context = Context::Who(Box::new(mask.clone()));
+    // WHOX: `WHO mask %fields[,token]` asks for 354 lines with just those fields.
+    let whox = m
+        .params
+        .get(1)
+        .and_then(|p| p.split_once('%'))
+        .map(|(_, spec)| super::Whox::parse(spec));
+    // The `o` flag (before any `%`) asks for server operators only.
+    let opers_only = m
+        .params
+        .get(1)
+        .is_some_and(|p| p.split('%').next().unwrap_or_default().contains('o'));
+    let query = super::WhoQuery {
+        mask: mask.clone(),
+        whox,
+        opers_only,
+    };
+    session.context = Context::Who(Box::new(query));
     if let Some(room) = mask.strip_prefix('#') {
         ctx.command(Command::Who {
             room: room.to_string(),
         });
-    } else if mask.contains(['*', '?']) || mask.is_empty() {
-        // Wildcard searches over every user are not offered: they cost a scan of the
-        // whole server and leak who is online. The list is simply empty.
-        session.reply(ctx, RPL_ENDOFWHO, &[&mask, "End of /WHO list."]);
-    } else {
+    } else if !mask.contains(['*', '?']) && ctx.shared.lock_core().is_online(&mask) {
+        // The nick of someone online names that one user, as WHOIS would, invisible
+        // or not; anything else is a mask over nicks, user names, hosts and names.
         ctx.command(Command::Lookup { names: vec![mask] });
+    } else {
+        ctx.command(Command::WhoMask { mask });
     }
     Flow::Continue
 }
@@ -480,7 +512,14 @@ fn whowas(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         .next()
         .unwrap_or_default()
         .to_string();
-    session.context = Context::WhoWas(Box::new(nick.clone()));
+    // A count of zero or less, or none, means every entry kept.
+    let count = m
+        .params
+        .get(1)
+        .and_then(|c| c.parse::<i64>().ok())
+        .filter(|&c| c > 0)
+        .map_or(usize::MAX, |c| usize::try_from(c).unwrap_or(usize::MAX));
+    session.context = Context::WhoWas(Box::new((nick.clone(), count)));
     ctx.command(Command::WhoWas { name: nick });
     Flow::Continue
 }
@@ -495,6 +534,9 @@ fn mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         return user_mode(session, m, ctx);
     };
     let mut changes = Vec::new();
+    // Whether a change was refused here for a malformed parameter: if nothing is left,
+    // the MODE must not turn into a query.
+    let mut refused = false;
     if let Some(modes) = m.params.get(1) {
         let mut args = m.params[2..].iter();
         let mut add = true;
@@ -517,6 +559,10 @@ fn mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                             break;
                         }
                     }
+                    if add && !valid_mode_arg(session, ctx, target, c, arg.as_deref()) {
+                        refused = true;
+                        continue;
+                    }
                     changes.push(ModeChange { add, mode: c, arg });
                 }
                 c => changes.push(ModeChange {
@@ -527,11 +573,54 @@ fn mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             }
         }
     }
+    if refused && changes.is_empty() {
+        return Flow::Continue;
+    }
     ctx.command(Command::Mode {
         room: room.to_string(),
         changes,
     });
     Flow::Continue
+}
+
+/// Whether the parameter of `+k` or `+l` is well formed, answering 696
+/// (ERR_INVALIDMODEPARAM) when it is not. A missing parameter is left to the core (461).
+fn valid_mode_arg(
+    session: &mut IrcSession,
+    ctx: &Ctx,
+    chan: &str,
+    mode: char,
+    arg: Option<&str>,
+) -> bool {
+    let Some(arg) = arg else {
+        return true;
+    };
+    match mode {
+        // A key with a space or a comma could never be given to JOIN. The modern
+        // documents ask for 696 with the key itself left out.
+        'k' if arg.is_empty() || arg.contains([' ', ',']) => {
+            session.reply(
+                ctx,
+                ERR_INVALIDMODEPARAM,
+                &[chan, "k", "*", "Key is not well-formed"],
+            );
+            false
+        }
+        'l' if !arg.parse::<usize>().is_ok_and(|limit| limit > 0) => {
+            session.reply(
+                ctx,
+                ERR_INVALIDMODEPARAM,
+                &[
+                    chan,
+                    "l",
+                    if arg.is_empty() { "*" } else { arg },
+                    "Invalid limit: a number above 0",
+                ],
+            );
+            false
+        }
+        _ => true,
+    }
 }
 
 fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
@@ -560,6 +649,7 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                 'i' => {
                     if session.invisible != add {
                         session.invisible = add;
+                        ctx.shared.lock_core().set_invisible(ctx.id, add);
                         applied.push(if add { '+' } else { '-' });
                         applied.push('i');
                     }
@@ -691,7 +781,26 @@ fn kill(_session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     Flow::Continue
 }
 
-fn version(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+/// Whether a command's optional server parameter names another server: then 402 is
+/// sent and the command does nothing. This server answers to its name, a mask that
+/// matches it, and the nick of anyone online (who is on this server, or one it speaks
+/// for).
+fn other_server(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> bool {
+    let Some(target) = m.params.first().filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    let server = &ctx.shared.irc.server_name;
+    if confab_wire::irc::mask_matches(target, server) || ctx.shared.lock_core().is_online(target) {
+        return false;
+    }
+    session.reply(ctx, ERR_NOSUCHSERVER, &[target, "No such server"]);
+    true
+}
+
+fn version(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if other_server(session, m, ctx) {
+        return Flow::Continue;
+    }
     let server = ctx.shared.irc.server_name.clone();
     session.reply(
         ctx,
@@ -704,13 +813,19 @@ fn version(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     Flow::Continue
 }
 
-fn time(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+fn time(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if other_server(session, m, ctx) {
+        return Flow::Continue;
+    }
     let server = ctx.shared.irc.server_name.clone();
     session.reply(ctx, RPL_TIME, &[&server, &super::iso_time(super::now_ms())]);
     Flow::Continue
 }
 
-fn motd(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+fn motd(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if other_server(session, m, ctx) {
+        return Flow::Continue;
+    }
     for line in session.motd(ctx) {
         session.send(ctx, line);
     }
@@ -720,6 +835,41 @@ fn motd(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
 fn lusers(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     for line in session.lusers(ctx) {
         session.send(ctx, line);
+    }
+    Flow::Continue
+}
+
+fn info(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if other_server(session, m, ctx) {
+        return Flow::Continue;
+    }
+    let started = super::iso_time(
+        ctx.shared
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    );
+    let lines = [
+        format!("{} ({})", super::VERSION, ctx.shared.irc.server_name),
+        "confab: one chat for nc, IRC and the web".to_string(),
+        format!("Running since {started}"),
+    ];
+    for line in &lines {
+        session.reply(ctx, RPL_INFO, &[line]);
+    }
+    session.reply(ctx, RPL_ENDOFINFO, &["End of INFO list"]);
+    Flow::Continue
+}
+
+/// WALLOPS goes to users with user mode `+w`; confab has no such mode, so an
+/// operator's WALLOPS reaches nobody. Anyone else is refused.
+fn wallops(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
+    if !session.oper {
+        session.reply(
+            ctx,
+            ERR_NOPRIVILEGES,
+            &["Permission Denied- You're not an IRC operator"],
+        );
     }
     Flow::Continue
 }

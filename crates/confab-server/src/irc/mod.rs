@@ -116,11 +116,10 @@ enum Context {
     Names,
     /// WHO, with the mask asked for. Payloads are boxed: the context is in every
     /// session, its payloads rarely.
-    #[allow(clippy::box_collection)]
-    Who(Box<String>),
+    Who(Box<WhoQuery>),
     Whois,
-    #[allow(clippy::box_collection)]
-    WhoWas(Box<String>),
+    /// WHOWAS, with the nick and the most entries wanted.
+    WhoWas(Box<(String, usize)>),
     Ison,
     Userhost,
     /// LIST, with the channels asked for (all when `None`).
@@ -134,6 +133,56 @@ enum Context {
     Send,
     Nick,
     Register,
+}
+
+/// A WHO command: its mask, and for WHOX the fields and token asked for.
+#[derive(Debug, Clone)]
+struct WhoQuery {
+    mask: String,
+    whox: Option<Whox>,
+    /// `WHO mask o`: server operators only.
+    opers_only: bool,
+}
+
+/// The WHOX part of `WHO mask %fields[,token]`.
+#[derive(Debug, Clone)]
+struct Whox {
+    /// The field letters asked for; the reply has them in [`Whox::ORDER`].
+    fields: String,
+    /// The query type token (`t`): up to three digits.
+    token: Option<String>,
+}
+
+impl Whox {
+    /// The order of the fields in a 354 reply, whatever order they were asked in.
+    const ORDER: &'static str = "tcuihsnfdlaor";
+
+    fn parse(spec: &str) -> Whox {
+        let (fields, token) = match spec.split_once(',') {
+            Some((fields, token)) => (fields, Some(token)),
+            None => (spec, None),
+        };
+        let token = token
+            .filter(|t| !t.is_empty() && t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_string);
+        Whox {
+            fields: fields
+                .chars()
+                .filter(|c| Self::ORDER.contains(*c))
+                .collect(),
+            token,
+        }
+    }
+}
+
+/// One user as a WHO line describes it.
+struct WhoEntry<'a> {
+    chan: &'a str,
+    who: &'a Source,
+    away: bool,
+    oper: bool,
+    /// The channel membership prefix (`@`, `+`), if any.
+    status: &'a str,
 }
 
 /// One IRC client's session.
@@ -718,6 +767,7 @@ impl IrcSession {
             "TARGMAX=JOIN:,KICK:1,NAMES:1,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1",
             "TOPICLEN=390",
             "UTF8ONLY",
+            "WHOX",
         ];
         let mut tokens: Vec<&str> = tokens.to_vec();
         // MAXCHANNELS is CHANLIMIT's older spelling, still read by some clients.
@@ -740,59 +790,61 @@ impl IrcSession {
             .collect()
     }
 
+    /// The LUSERS lines, from one set of counts so that they agree: 251's users and
+    /// invisible add up to 266's current global users, 255's clients are 265's local
+    /// users, and 253 counts connections still registering.
     fn lusers(&self, ctx: &Ctx) -> Vec<Bytes> {
-        let (users, opers, rooms, clients) = {
-            let core = ctx.shared.lock_core();
+        let c = ctx.shared.lock_core().lusers();
+        let (local, max_local) = (c.local.to_string(), c.max_local.to_string());
+        let (global, max_global) = (c.global.to_string(), c.max_global.to_string());
+        let lines = [
             (
-                core.user_count(),
-                core.oper_count(),
-                core.room_count(),
-                core.client_count(),
-            )
-        };
-        let users_s = users.to_string();
-        vec![
-            self.numeric(
-                ctx,
                 RPL_LUSERCLIENT,
-                &[&format!(
-                    "There are {users} users and 0 invisible on 1 servers"
+                vec![format!(
+                    "There are {} users and {} invisible on 1 servers",
+                    c.visible, c.invisible
                 )],
             ),
-            self.numeric(
-                ctx,
+            (
                 RPL_LUSEROP,
-                &[&opers.to_string(), "operator(s) online"],
+                vec![c.opers.to_string(), "operator(s) online".into()],
             ),
-            self.numeric(
-                ctx,
+            (
+                RPL_LUSERUNKNOWN,
+                vec![c.unknown.to_string(), "unknown connection(s)".into()],
+            ),
+            (
                 RPL_LUSERCHANNELS,
-                &[&rooms.to_string(), "channels formed"],
+                vec![c.rooms.to_string(), "channels formed".into()],
             ),
-            self.numeric(
-                ctx,
+            (
                 RPL_LUSERME,
-                &[&format!("I have {clients} clients and 0 servers")],
+                vec![format!("I have {} clients and 0 servers", c.local)],
             ),
-            self.numeric(
-                ctx,
+            (
                 RPL_LOCALUSERS,
-                &[
-                    &users_s,
-                    &users_s,
-                    &format!("Current local users {users}, max {users}"),
+                vec![
+                    local.clone(),
+                    max_local.clone(),
+                    format!("Current local users {local}, max {max_local}"),
                 ],
             ),
-            self.numeric(
-                ctx,
+            (
                 RPL_GLOBALUSERS,
-                &[
-                    &users_s,
-                    &users_s,
-                    &format!("Current global users {users}, max {users}"),
+                vec![
+                    global.clone(),
+                    max_global.clone(),
+                    format!("Current global users {global}, max {max_global}"),
                 ],
             ),
-        ]
+        ];
+        lines
+            .iter()
+            .map(|(code, params)| {
+                let params: Vec<&str> = params.iter().map(String::as_str).collect();
+                self.numeric(ctx, code, &params)
+            })
+            .collect()
     }
 
     fn motd(&self, ctx: &Ctx) -> Vec<Bytes> {
@@ -848,6 +900,12 @@ impl IrcSession {
         out: &mut WriteQueue,
     ) {
         let chan = channel(room);
+        // `@` marks a secret channel, `=` a public one.
+        let kind = if ctx.shared.lock_core().is_secret(room.as_str()) {
+            "@"
+        } else {
+            "="
+        };
         let mut names = String::new();
         for member in members {
             let entry = if self.caps.userhost_in_names {
@@ -865,7 +923,7 @@ impl IrcSession {
             };
             // Keep each 353 line well under 512 bytes.
             if names.len() + entry.len() > 380 {
-                out.push(self.numeric(ctx, RPL_NAMREPLY, &["=", &chan, &names]));
+                out.push(self.numeric(ctx, RPL_NAMREPLY, &[kind, &chan, &names]));
                 names.clear();
             }
             if !names.is_empty() {
@@ -874,7 +932,7 @@ impl IrcSession {
             names.push_str(&entry);
         }
         if !names.is_empty() {
-            out.push(self.numeric(ctx, RPL_NAMREPLY, &["=", &chan, &names]));
+            out.push(self.numeric(ctx, RPL_NAMREPLY, &[kind, &chan, &names]));
         }
         out.push(self.numeric(ctx, RPL_ENDOFNAMES, &[&chan, "End of /NAMES list."]));
     }
@@ -906,6 +964,61 @@ impl IrcSession {
                 &format!("0 {}", who.realname),
             ],
         )
+    }
+
+    /// A WHOX reply (354): the fields asked for, in the order the specification
+    /// gives, the real name last as a trailing parameter.
+    fn whox_line(&self, ctx: &Ctx, whox: &Whox, entry: &WhoEntry<'_>) -> Bytes {
+        let who = entry.who;
+        let flags = format!(
+            "{}{}{}",
+            if entry.away { "G" } else { "H" },
+            if entry.oper { "*" } else { "" },
+            entry.status
+        );
+        let mut params: Vec<&str> = vec![self.target()];
+        for field in Whox::ORDER.chars().filter(|c| whox.fields.contains(*c)) {
+            params.push(match field {
+                't' => whox.token.as_deref().unwrap_or("0"),
+                'c' => entry.chan,
+                'u' => &who.user,
+                'i' | 'h' => &who.host,
+                's' => &ctx.shared.irc.server_name,
+                'n' => who.name.as_str(),
+                'f' => &flags,
+                'd' | 'l' => "0",
+                'a' => who.account.as_deref().unwrap_or("0"),
+                'o' => "n/a",
+                _ => &who.realname,
+            });
+        }
+        let trailing = whox.fields.contains('r');
+        let mut out = BytesMut::with_capacity(96);
+        let server = &ctx.shared.irc.server_name;
+        write_message(
+            &mut out,
+            &[],
+            Some(server),
+            RPL_WHOSPCRPL,
+            &params,
+            trailing,
+        );
+        out.freeze()
+    }
+
+    /// One WHO line: 352, or 354 for WHOX.
+    fn who_reply(&self, ctx: &Ctx, query: &WhoQuery, entry: WhoEntry<'_>) -> Bytes {
+        match &query.whox {
+            Some(whox) => self.whox_line(ctx, whox, &entry),
+            None => self.who_line(
+                ctx,
+                entry.chan,
+                entry.who,
+                entry.away,
+                entry.oper,
+                entry.status,
+            ),
+        }
     }
 
     /// An error from the core, as the numeric the command in `context` calls for.
@@ -949,10 +1062,8 @@ impl IrcSession {
                 RPL_ENDOFNAMES,
                 &[&format!("#{room}"), "End of /NAMES list."],
             ),
-            (ChatError::NoSuchRoom(room), Context::Who(mask)) => {
-                let mask = mask.clone();
-                let _ = room;
-                n(RPL_ENDOFWHO, &[&mask, "End of /WHO list."])
+            (ChatError::NoSuchRoom(_), Context::Who(query)) => {
+                n(RPL_ENDOFWHO, &[&query.mask, "End of /WHO list."])
             }
             (ChatError::NoSuchRoom(room) | ChatError::InvalidRoom { name: room, .. }, _) => {
                 n(ERR_NOSUCHCHANNEL, &[&format!("#{room}"), "No such channel"])
@@ -1061,18 +1172,19 @@ impl IrcSession {
             }
             Event::Error(error) => self.error(ctx, error, out),
             Event::Members { room, members } => match &self.context {
-                Context::Who(mask) => {
+                Context::Who(query) => {
                     let chan = channel(room);
-                    for m in members {
-                        out.push(self.who_line(
-                            ctx,
-                            &chan,
-                            &m.who,
-                            m.away,
-                            m.oper,
-                            self.member_prefix(m.op, m.voice),
-                        ));
+                    for m in members.iter().filter(|m| m.oper || !query.opers_only) {
+                        let entry = WhoEntry {
+                            chan: &chan,
+                            who: &m.who,
+                            away: m.away,
+                            oper: m.oper,
+                            status: self.member_prefix(m.op, m.voice),
+                        };
+                        out.push(self.who_reply(ctx, query, entry));
                     }
+                    let mask = &query.mask;
                     out.push(self.numeric(ctx, RPL_ENDOFWHO, &[mask, "End of /WHO list."]));
                 }
                 _ => self.names_reply(ctx, room, members, out),
@@ -1214,17 +1326,20 @@ impl IrcSession {
                 out.push(self.numeric(ctx, RPL_ENDOFWHOIS, &[nick, "End of /WHOIS list."]));
             }
             Event::WasUser { entries } => {
-                for who in entries {
+                let (name, count) = match &self.context {
+                    Context::WhoWas(asked) => asked.as_ref().clone(),
+                    _ => (entries[0].name.to_string(), usize::MAX),
+                };
+                let server = &ctx.shared.irc.server_name;
+                for who in entries.iter().take(count) {
+                    let nick = who.name.as_str();
                     out.push(self.numeric(
                         ctx,
                         RPL_WHOWASUSER,
-                        &[who.name.as_str(), &who.user, &who.host, "*", &who.realname],
+                        &[nick, &who.user, &who.host, "*", &who.realname],
                     ));
+                    out.push(self.numeric(ctx, RPL_WHOISSERVER, &[nick, server, "confab"]));
                 }
-                let name = match &self.context {
-                    Context::WhoWas(name) => String::clone(name),
-                    _ => entries[0].name.to_string(),
-                };
                 out.push(self.numeric(ctx, RPL_ENDOFWHOWAS, &[&name, "End of WHOWAS"]));
             }
             Event::Presence { users } => match &self.context {
@@ -1248,10 +1363,18 @@ impl IrcSession {
                         .collect();
                     out.push(self.numeric(ctx, RPL_USERHOST, &[&entries.join(" ")]));
                 }
-                Context::Who(mask) => {
-                    for u in users {
-                        out.push(self.who_line(ctx, "*", &u.who, u.away, u.oper, ""));
+                Context::Who(query) => {
+                    for u in users.iter().filter(|u| u.oper || !query.opers_only) {
+                        let entry = WhoEntry {
+                            chan: "*",
+                            who: &u.who,
+                            away: u.away,
+                            oper: u.oper,
+                            status: "",
+                        };
+                        out.push(self.who_reply(ctx, query, entry));
                     }
+                    let mask = &query.mask;
                     out.push(self.numeric(ctx, RPL_ENDOFWHO, &[mask, "End of /WHO list."]));
                 }
                 _ => {}
