@@ -127,6 +127,7 @@ fn say(to: Recipient, text: &str) -> Command {
         to,
         kind: MessageKind::Normal,
         text: text.into(),
+        tags: None,
     }
 }
 

@@ -271,6 +271,7 @@ fn offline_event(m: &StoredMessage) -> Option<Event> {
         host: host.into(),
         realname: nick.into(),
         account: None,
+        bot: false,
     });
     Some(Event::Message(Message {
         id: m.id,
@@ -279,6 +280,7 @@ fn offline_event(m: &StoredMessage) -> Option<Event> {
         to: Target::User(Name::parse(&m.target).ok()?),
         kind: m.kind,
         text: m.text.as_str().into(),
+        tags: None,
     }))
 }
 

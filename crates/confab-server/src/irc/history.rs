@@ -307,6 +307,8 @@ fn encode_batch(
             MessageKind::Normal => ("PRIVMSG", m.text.clone()),
             MessageKind::Notice => ("NOTICE", m.text.clone()),
             MessageKind::Action => ("PRIVMSG", format!("\x01ACTION {}\x01", m.text)),
+            // Never stored, so never replayed.
+            MessageKind::Tags => ("TAGMSG", String::new()),
         };
         write_message(
             &mut out,

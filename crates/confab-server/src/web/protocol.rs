@@ -147,6 +147,8 @@ impl From<MessageKind> for Kind {
             MessageKind::Normal => Kind::Normal,
             MessageKind::Action => Kind::Action,
             MessageKind::Notice => Kind::Notice,
+            // Never shown: the session drops tag-only messages before encoding them.
+            MessageKind::Tags => Kind::Normal,
         }
     }
 }

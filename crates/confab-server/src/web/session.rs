@@ -485,6 +485,7 @@ fn on_request(
                     to,
                     kind: kind.into(),
                     text,
+                    tags: None,
                 });
             }
         }
@@ -677,6 +678,10 @@ where
         let mut needed = 0;
         for item in drained.drain(..).flat_map(Outgoing::singles) {
             if let Outgoing::Event(envelope) = &item {
+                // Tag-only messages (IRC TAGMSG) have nothing to show on the page yet.
+                if matches!(&envelope.event, Event::Message(m) if m.kind == confab_core::MessageKind::Tags) {
+                    continue;
+                }
                 if lock(known).observe(&envelope.event) {
                     join_default_room(ctx);
                 }
