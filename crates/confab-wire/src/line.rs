@@ -259,7 +259,8 @@ pub fn history_line(
             out.put_u8(b'-');
             out.put_slice(sender.as_bytes());
             out.put_slice(b"- ");
-        }        MessageKind::Tags => {}
+        }
+        MessageKind::Tags => {}
     }
     put_text(&mut out, text);
     out.put_u8(b'\n');
@@ -358,7 +359,8 @@ pub fn put_message(out: &mut BytesMut, m: &Message) {
             out.put_u8(b'-');
             out.put_slice(from);
             out.put_slice(b"- ");
-        }        MessageKind::Tags => {}
+        }
+        MessageKind::Tags => {}
     }
     put_text(out, &m.text);
     out.put_u8(b'\n');

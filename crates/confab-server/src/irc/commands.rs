@@ -627,7 +627,12 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         return Flow::Continue;
     }
     let mut modes = String::from("+");
-    if ctx.shared.lock_core().source_of(ctx.id).is_some_and(|s| s.bot) {
+    if ctx
+        .shared
+        .lock_core()
+        .source_of(ctx.id)
+        .is_some_and(|s| s.bot)
+    {
         modes.push('B');
     }
     if session.invisible {

@@ -1368,17 +1368,7 @@ impl Protocol for IrcSession {
             return Flow::Continue;
         }
         self.context = Context::None;
-        if self.caps.labeled_response {
-            if let Some(label) = message
-                .tag("label")
-                .filter(|l| !l.is_empty() && l.len() <= 64)
-            {
-                self.labeled = Some(Box::new(Labeled {
-                    label: label.into_owned(),
-                    bytes: BytesMut::new(),
-                }));
-            }
-        }
+        self.start_label(&message);
         commands::dispatch(self, &message, ctx)
     }
 
@@ -1462,11 +1452,29 @@ impl IrcSession {
         self.name.is_none() && command.eq_ignore_ascii_case("USER")
     }
 
+    /// Starts collecting the response to a command that carries a `label` tag.
+    fn start_label(&mut self, message: &wire::Message<'_>) {
+        if self.caps.labeled_response {
+            if let Some(label) = message
+                .tag("label")
+                .filter(|l| !l.is_empty() && l.len() <= 64)
+            {
+                self.labeled = Some(Box::new(Labeled {
+                    label: label.into_owned(),
+                    bytes: BytesMut::new(),
+                }));
+            }
+        }
+    }
+
     /// UTF8ONLY: a line that is not UTF-8 is refused with the standard reply
     /// `FAIL <command> INVALID_UTF8`, `*` when even the command is unreadable.
     fn invalid_utf8(&mut self, lossy: &str, ctx: &Ctx) -> Flow {
-        let command = wire::parse(lossy)
-            .ok()
+        let parsed = wire::parse(lossy).ok();
+        if let Some(message) = &parsed {
+            self.start_label(message);
+        }
+        let command = parsed
             .map(|m| m.command.to_ascii_uppercase())
             .filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric()))
             .unwrap_or_else(|| "*".into());

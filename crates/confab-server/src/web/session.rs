@@ -679,7 +679,8 @@ where
         for item in drained.drain(..).flat_map(Outgoing::singles) {
             if let Outgoing::Event(envelope) = &item {
                 // Tag-only messages (IRC TAGMSG) have nothing to show on the page yet.
-                if matches!(&envelope.event, Event::Message(m) if m.kind == confab_core::MessageKind::Tags) {
+                if matches!(&envelope.event, Event::Message(m) if m.kind == confab_core::MessageKind::Tags)
+                {
                     continue;
                 }
                 if lock(known).observe(&envelope.event) {
