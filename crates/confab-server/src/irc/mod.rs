@@ -1613,6 +1613,7 @@ mod encoding {
             MessageKind::Normal => ("PRIVMSG", m.text.to_string()),
             MessageKind::Notice => ("NOTICE", m.text.to_string()),
             MessageKind::Action => ("PRIVMSG", format!("\x01ACTION {}\x01", m.text)),
+            MessageKind::Tags => unreachable!("not generated"),
         };
         let params = [target.as_str(), text.as_str()];
         write_message(
@@ -1653,10 +1654,12 @@ mod encoding {
                     host: host.into(),
                     realname: "r".into(),
                     account: None,
+                    bot: false,
                 }),
                 to,
                 kind,
                 text: text.into(),
+                tags: None,
             };
             prop_assert_eq!(encode_message(&m), through_write_message(&m));
         }

@@ -765,6 +765,7 @@ mod tests {
             host: "127.0.0.1".into(),
             realname: s.into(),
             account: None,
+            bot: false,
         })
     }
 
@@ -797,6 +798,7 @@ mod tests {
                 to: Target::Room(room("lobby")),
                 kind: MessageKind::Normal,
                 text: "<img src=x onerror=alert(1)> \"quoted\"".into(),
+                tags: None,
             }),
             r#"{"type":"message","id":7,"time":1700000000000,"from":"alice","room":"lobby","kind":"normal","text":"<img src=x onerror=alert(1)> \"quoted\""}"#,
         );
@@ -808,6 +810,7 @@ mod tests {
                 to: Target::User(name("bob")),
                 kind: MessageKind::Action,
                 text: "waves".into(),
+                tags: None,
             }),
             r#"{"type":"message","id":8,"time":5,"from":"alice","to":"bob","kind":"action","text":"waves"}"#,
         );
@@ -816,6 +819,7 @@ mod tests {
                 room: room("rust"),
                 who: source("bob"),
                 history_until: 0,
+                away: None,
             },
             r#"{"type":"joined","room":"rust","name":"bob"}"#,
         );

@@ -843,6 +843,7 @@ mod tests {
             host: "127.0.0.1".into(),
             realname: name.into(),
             account: None,
+            bot: false,
         })
     }
 
@@ -857,6 +858,7 @@ mod tests {
             room: room(room_name),
             who: source(who),
             history_until: 0,
+            away: None,
         };
         assert!(known.observe(&Event::Registered {
             name: Name::parse("alice").unwrap(),

@@ -134,6 +134,7 @@ fn source(name: &str) -> Arc<Source> {
         host: "127.0.0.1".into(),
         realname: name.into(),
         account: None,
+        bot: false,
     })
 }
 
@@ -145,6 +146,7 @@ fn message(to: Target, kind: MessageKind, text: &str) -> Event {
         to,
         kind,
         text: text.into(),
+        tags: None,
     })
 }
 
@@ -231,6 +233,7 @@ fn only_errors_start_with_bang() {
             room: RoomName::parse("x").unwrap(),
             who: source("alice"),
             history_until: 0,
+            away: None,
         },
         Event::Quit {
             who: source("alice"),
