@@ -549,3 +549,22 @@ async fn bot_mode_is_announced() {
     raw.sync().await;
     server.stop().await;
 }
+
+/// The line protocol shows no TAGMSG and no client tags: a line user in the channel sees
+/// the tagged PRIVMSG as any other, and nothing for the TAGMSG.
+#[tokio::test]
+async fn line_users_see_messages_without_tags_and_no_tagmsg() {
+    let server = TestServer::start().await;
+    let mut line = server.user("liner").await;
+    let mut irc = Irc::connect(&server, "tagger", "message-tags").await;
+    irc.send("JOIN #lobby").await;
+    irc.expect(":confab.local 366 tagger #lobby *").await;
+    line.expect("* tagger joined lobby").await;
+    irc.send("@+typing=active TAGMSG #lobby").await;
+    irc.send("@+example=1 PRIVMSG #lobby :hello").await;
+    irc.send("@+typing=done TAGMSG liner").await;
+    irc.sync().await;
+    assert_eq!(line.line().await, "[lobby] tagger: hello");
+    line.expect_quiet().await;
+    server.stop().await;
+}
