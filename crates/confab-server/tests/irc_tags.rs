@@ -464,8 +464,8 @@ async fn tag_and_capability_rules() {
         users[joiner]
             .expect(&format!(":confab.local 366 {nick} #t *"))
             .await;
-        for earlier in ALICE..joiner {
-            users[earlier].expect(&format!("*{nick}!* JOIN #t")).await;
+        for earlier in &mut users[ALICE..joiner] {
+            earlier.expect(&format!("*{nick}!* JOIN #t")).await;
         }
     }
     for user in &mut users {
