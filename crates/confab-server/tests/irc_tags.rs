@@ -568,3 +568,51 @@ async fn line_users_see_messages_without_tags_and_no_tagmsg() {
     line.expect_quiet().await;
     server.stop().await;
 }
+
+/// With history on, a TAGMSG is delivered at once (nothing stores it, so it must not
+/// wait to be durable) and is not in CHATHISTORY; the PRIVMSG after it is.
+#[tokio::test]
+async fn tagmsg_is_delivered_but_not_kept_with_history_on() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::with_data(data.path()).await;
+    let mut alice = Irc::connect(&server, "alice", "message-tags").await;
+    let mut bob = Irc::connect(&server, "bob", "message-tags batch draft/chathistory").await;
+    for user in [&mut alice, &mut bob] {
+        user.send("JOIN #h").await;
+        let nick = user.nick;
+        user.expect(&format!(":confab.local 366 {nick} #h *")).await;
+    }
+    alice.expect("*bob!* JOIN #h").await;
+    alice.send("@+typing=active TAGMSG #h").await;
+    assert!(matches(
+        &format!("@time=*;msgid=*;+typing=active :{A} TAGMSG #h"),
+        &bob.line().await
+    ));
+    alice.send("@+example=1 PRIVMSG #h :kept").await;
+    let live = bob.line().await;
+    assert!(
+        matches(
+            &format!("@time=*;msgid=*;+example=1 :{A} PRIVMSG #h :kept"),
+            &live
+        ),
+        "{live}"
+    );
+    bob.send("CHATHISTORY LATEST #h * 10").await;
+    let start = bob.line().await;
+    let id = start
+        .strip_prefix(":confab.local BATCH +")
+        .and_then(|r| r.strip_suffix(" chathistory #h"))
+        .unwrap_or_else(|| panic!("{start}"))
+        .to_string();
+    let line = bob.line().await;
+    assert!(
+        matches(
+            &format!("@time=*;msgid=*;batch={id} :{A} PRIVMSG #h :kept"),
+            &line
+        ),
+        "{line}"
+    );
+    assert_eq!(bob.line().await, format!(":confab.local BATCH -{id}"));
+    bob.sync().await;
+    server.stop().await;
+}
