@@ -562,7 +562,11 @@ impl<M: Mailbox> Core<M> {
             return;
         };
         Arc::make_mut(source).bot = on;
-        self.publish_user(id);
+        // Other nodes take the new source as they take a rename to the same name.
+        let source = source.clone();
+        if client.node().is_none() {
+            self.publish(Replica::Renamed { id, source }, Route::Everyone);
+        }
     }
 
     /// Turns IRC's echo-message on or off for one client.
