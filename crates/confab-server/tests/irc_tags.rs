@@ -306,6 +306,21 @@ fn cases() -> Vec<Case> {
             ERIN,
             &[":confab.local 401 erin ghost :No such nick/channel"],
         ),
+        case(
+            "TAGMSG to more than 4 targets",
+            ERIN,
+            "@+x=1 TAGMSG a,b,c,d,e",
+        )
+        .to(
+            ERIN,
+            &[
+                ":confab.local 401 erin a :No such nick/channel",
+                ":confab.local 401 erin b :No such nick/channel",
+                ":confab.local 401 erin c :No such nick/channel",
+                ":confab.local 401 erin d :No such nick/channel",
+                ":confab.local 407 erin e :Too many recipients; at most 4",
+            ],
+        ),
         case("TAGMSG without a target", ERIN, "TAGMSG").to(
             ERIN,
             &[":confab.local 411 erin :No recipient given (TAGMSG)"],

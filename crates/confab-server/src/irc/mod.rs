@@ -706,7 +706,7 @@ impl IrcSession {
             &network,
             "NICKLEN=32",
             "PREFIX=(ov)@+",
-            "TARGMAX=JOIN:,KICK:1,NAMES:1,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1",
+            "TARGMAX=JOIN:,KICK:1,NAMES:1,NOTICE:4,PART:,PRIVMSG:4,TAGMSG:4,WHOIS:1",
             "TOPICLEN=390",
             "UTF8ONLY",
         ];
