@@ -125,6 +125,8 @@ impl App {
                 MessageKind::Normal => Kind::Room,
                 MessageKind::Action => Kind::Action,
                 MessageKind::Notice => Kind::Notice,
+                // The line protocol never shows a tag-only message.
+                MessageKind::Tags => Kind::Other,
             },
             ServerLine::Direct { .. } => Kind::Direct,
             ServerLine::Other(_) => Kind::Other,

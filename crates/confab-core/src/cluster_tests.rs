@@ -127,6 +127,7 @@ fn say(to: Recipient, text: &str) -> Command {
         to,
         kind: MessageKind::Normal,
         text: text.into(),
+        tags: None,
     }
 }
 
@@ -292,4 +293,50 @@ fn a_dead_node_takes_its_users_and_a_snapshot_brings_them_back() {
     let snapshot = c.nodes[1].snapshot();
     c.nodes[0].apply_snapshot("b", snapshot);
     assert!(!c.nodes[0].is_online("bob"));
+}
+
+/// Client tags, tag-only messages, bot mode and a joiner's away message reach users on
+/// other nodes as they reach local ones.
+#[test]
+fn tags_bots_and_away_joiners_cross_nodes() {
+    let mut c = Cluster::new(2);
+    let ann = c.user(0, "ann");
+    let bob = c.user(1, "bob");
+    c.run(ann, join("r"));
+    let id = c.id(bob);
+    c.nodes[1].set_bot(id, true);
+    c.pump();
+    c.run(
+        bob,
+        Command::Away {
+            message: Some("out".into()),
+        },
+    );
+    c.run(bob, join("r"));
+    let joined = c.take(ann).into_iter().find_map(|e| match e {
+        Event::Joined { who, away, .. } if who.name.as_str() == "bob" => Some((who.bot, away)),
+        _ => None,
+    });
+    assert_eq!(joined, Some((true, Some("out".into()))));
+    c.run(
+        bob,
+        Command::Send {
+            to: Recipient::Room("r".into()),
+            kind: MessageKind::Tags,
+            text: String::new(),
+            tags: Some("+typing=active".into()),
+        },
+    );
+    let got: Vec<_> = c
+        .take(ann)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some((m.kind, m.tags, m.from.bot)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(MessageKind::Tags, Some("+typing=active".into()), true)]
+    );
 }

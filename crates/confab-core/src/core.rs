@@ -95,6 +95,9 @@ pub enum Command {
         to: Recipient,
         kind: MessageKind,
         text: String,
+        /// Client-only tags to relay with the message (see [`Message::tags`]).
+        #[serde(default)]
+        tags: Option<Arc<str>>,
     },
     /// Several messages to one recipient, as one read of a client's input brought them:
     /// the same as a `Send` for each, in order, but delivered as one [`Batch`].
@@ -625,6 +628,23 @@ impl<M: Mailbox> Core<M> {
         self.whowas.push_back(source);
     }
 
+    /// Marks a registered client as a bot or not (IRC user mode `+B`): its messages
+    /// then carry the `bot` tag, and WHO and WHOIS say so.
+    pub fn set_bot(&mut self, id: ClientId, on: bool) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let Some(source) = client.source.as_mut().filter(|s| s.bot != on) else {
+            return;
+        };
+        Arc::make_mut(source).bot = on;
+        // Other nodes take the new source as they take a rename to the same name.
+        let source = source.clone();
+        if client.node().is_none() {
+            self.publish(Replica::Renamed { id, source }, Route::Everyone);
+        }
+    }
+
     /// Turns IRC's echo-message on or off for one client.
     pub fn set_echo(&mut self, id: ClientId, on: bool) {
         if let Some(client) = self.clients.get_mut(&id) {
@@ -785,7 +805,12 @@ impl<M: Mailbox> Core<M> {
             Command::Nick { name } => self.nick(id, &name),
             Command::Join { room, key } => self.join(id, &room, key.as_deref(), now),
             Command::Part { room, reason } => self.part(id, &room, reason),
-            Command::Send { to, kind, text } => self.send(id, to, kind, text, now),
+            Command::Send {
+                to,
+                kind,
+                text,
+                tags,
+            } => self.send(id, to, kind, text, tags, now),
             Command::SendMany { to, kind, texts } => {
                 self.send_many(id, to, kind, texts, now);
                 Ok(())
@@ -854,6 +879,7 @@ impl<M: Mailbox> Core<M> {
             realname: realname.unwrap_or_else(|| name.as_str().into()),
             account: account.clone(),
             session: self.session_seed.wrapping_add(id),
+            bot: false,
         }));
         reply(client, Event::Registered { name: name.clone() });
         let counts = self.lusers();
@@ -1178,6 +1204,7 @@ impl<M: Mailbox> Core<M> {
             room: room_name.clone(),
             who: source,
             history_until: self.next_message_id - 1,
+            away: client.away().cloned(),
         });
         for m in room.members.values() {
             post(&m.mailbox, &envelope);
@@ -1293,9 +1320,13 @@ impl<M: Mailbox> Core<M> {
         to: Recipient,
         kind: MessageKind,
         text: String,
+        tags: Option<Arc<str>>,
         now_ms: u64,
     ) -> Result<(), ChatError> {
-        check_text(&text)?;
+        // A tag-only message has no text to check; anything else needs some.
+        if kind != MessageKind::Tags {
+            check_text(&text)?;
+        }
         self.align_message_id(now_ms);
         let link = self.cluster.as_ref().map(|c| &*c.link);
         let client = &self.clients[&id];
@@ -1307,10 +1338,13 @@ impl<M: Mailbox> Core<M> {
             to,
             kind,
             text: text.as_str().into(),
+            tags: tags.clone(),
         };
         let journal = self.journal.as_deref();
+        // Tag-only messages are not history: nothing records them.
         let record = |message: &Message, recipient: Option<&Source>| {
-            journal.is_none_or(|j| j.record(message, recipient))
+            message.kind == MessageKind::Tags
+                || journal.is_none_or(|j| j.record(message, recipient))
         };
         let mut delivered = 0;
         match to {
@@ -1360,7 +1394,8 @@ impl<M: Mailbox> Core<M> {
                 let Some(recipient_id) = with_folded(&wanted, |k| self.names.get(k)) else {
                     let key = Key::of(&wanted);
                     // A registered user who is offline gets the message on next login.
-                    let (Some(journal), true) = (journal, self.accounts.contains(&key)) else {
+                    let stored = kind != MessageKind::Tags && self.accounts.contains(&key);
+                    let (Some(journal), true) = (journal, stored) else {
                         return Err(ChatError::NoSuchUser(wanted));
                     };
                     let name =
@@ -1445,7 +1480,7 @@ impl<M: Mailbox> Core<M> {
         };
         let Some(target) = target else {
             for text in texts {
-                if let Err(error) = self.send(id, to.clone(), kind, text, now_ms) {
+                if let Err(error) = self.send(id, to.clone(), kind, text, None, now_ms) {
                     if let Some(client) = self.clients.get(&id) {
                         reply(client, Event::Error(error));
                     }
@@ -1474,6 +1509,7 @@ impl<M: Mailbox> Core<M> {
                 to: target.clone(),
                 kind,
                 text: text.into(),
+                tags: None,
             };
             if self
                 .journal
@@ -1485,7 +1521,7 @@ impl<M: Mailbox> Core<M> {
                 let text = message.text.to_string();
                 self.deliver_batch(id, &target, messages, kind);
                 for text in std::iter::once(text).chain(texts) {
-                    if let Err(error) = self.send(id, to.clone(), kind, text, now_ms) {
+                    if let Err(error) = self.send(id, to.clone(), kind, text, None, now_ms) {
                         reply(&self.clients[&id], Event::Error(error));
                     }
                 }

@@ -27,6 +27,9 @@ pub struct Source {
     /// is keyed by it. Nodes of a cluster pass it on; clients never see it.
     #[serde(default)]
     pub session: u64,
+    /// The user marked themselves a bot (IRC user mode `+B`, the `bot` message tag).
+    #[serde(default)]
+    pub bot: bool,
 }
 
 impl Source {
@@ -73,6 +76,9 @@ pub enum MessageKind {
     Action,
     /// A notice, which clients must never answer automatically (IRC NOTICE).
     Notice,
+    /// Tags without text (IRC TAGMSG): only its client tags say anything, so it reaches
+    /// only clients that read tags, and it is never stored.
+    Tags,
 }
 
 /// One chat message, as stored and delivered.
@@ -86,6 +92,11 @@ pub struct Message {
     pub to: Target,
     pub kind: MessageKind,
     pub text: Arc<str>,
+    /// The sender's client-only tags (IRC `+name=value`), escaped and `;`-separated as
+    /// they go on the wire, relayed as they came to recipients that read tags. One
+    /// pointer when there are none, which is almost always; not stored in history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Arc<str>>,
 }
 
 /// A room as listed by `/rooms`.
@@ -223,6 +234,9 @@ pub enum Event {
         /// room's past (history shown on join) ends there, and live messages begin.
         #[serde(default)]
         history_until: u64,
+        /// The joiner's away message, for those told of absences (IRC away-notify).
+        #[serde(default)]
+        away: Option<Arc<str>>,
     },
     /// `who` left `room`; sent to every member, the leaver included.
     Parted {
@@ -381,7 +395,7 @@ impl Envelope {
         const OVERHEAD: usize = 64;
         OVERHEAD
             + match &self.event {
-                Event::Message(m) => m.text.len(),
+                Event::Message(m) => m.text.len() + m.tags.as_ref().map_or(0, |t| t.len()),
                 Event::Members { members, .. } => members.len() * 48,
                 Event::Rooms { rooms } => rooms.iter().map(|r| r.name.as_str().len() + 8).sum(),
                 Event::Parted {

@@ -55,6 +55,7 @@ fn say(room: &str, text: &str) -> Command {
         to: Recipient::Room(room.into()),
         kind: MessageKind::Normal,
         text: text.into(),
+        tags: None,
     }
 }
 
@@ -63,6 +64,7 @@ fn dm(user: &str, text: &str) -> Command {
         to: Recipient::User(user.into()),
         kind: MessageKind::Normal,
         text: text.into(),
+        tags: None,
     }
 }
 

@@ -273,6 +273,7 @@ fn offline_event(m: &StoredMessage) -> Option<Event> {
         account: None,
         // Only shown: a stored message's sender is no live session.
         session: 0,
+        bot: false,
     });
     Some(Event::Message(Message {
         id: m.id,
@@ -281,6 +282,7 @@ fn offline_event(m: &StoredMessage) -> Option<Event> {
         to: Target::User(Name::parse(&m.target).ok()?),
         kind: m.kind,
         text: m.text.as_str().into(),
+        tags: None,
     }))
 }
 

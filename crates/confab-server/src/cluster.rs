@@ -492,7 +492,10 @@ async fn publish(
             Replica::Message { message, .. } => Some(message.id),
             _ => None,
         };
-        if let Some(id) = id {
+        // Tag-only messages are never stored, so nothing would ever make them durable.
+        let stored = !matches!(&replica, Replica::Message { message, .. }
+            if message.kind == confab_core::MessageKind::Tags);
+        if let (Some(id), true) = (id, stored) {
             shared.durability.wait_for(id).await;
         }
         if cluster.client.connection_state() != async_nats::connection::State::Connected {
@@ -893,6 +896,7 @@ mod tests {
                 realname: "r".into(),
                 account: None,
                 session: id,
+                bot: false,
             }),
             away: None,
             oper: false,

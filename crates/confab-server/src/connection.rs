@@ -272,7 +272,12 @@ impl<'a> Ctx<'a> {
     /// fan-out gets cheaper. In a cluster each goes as it comes.
     pub fn say(&self, to: Recipient, kind: MessageKind, text: String) {
         if self.shared.cluster.is_some() {
-            return self.command(Command::Send { to, kind, text });
+            return self.command(Command::Send {
+                to,
+                kind,
+                text,
+                tags: None,
+            });
         }
         let mut kept = self.state.lock();
         let run = &mut kept.run;
@@ -318,6 +323,7 @@ impl<'a> Ctx<'a> {
                 to: run.to,
                 kind: run.kind,
                 text: run.texts.pop().expect("one text"),
+                tags: None,
             }
         } else {
             Command::SendMany {
@@ -1431,11 +1437,14 @@ fn pump<P: Protocol>(
                     protocol.on_batch(&batch, ctx, out)
                 }
                 Outgoing::Event(envelope) => {
-                    // Messages from other nodes were made durable by their origin.
+                    // Messages from other nodes were made durable by their origin, and
+                    // tag-only messages are never stored.
                     if let (confab_core::Event::Message(m), false) =
                         (&envelope.event, envelope.from_bus)
                     {
-                        out.gate(m.id, ctx.shared.durability.durable());
+                        if m.kind != confab_core::MessageKind::Tags {
+                            out.gate(m.id, ctx.shared.durability.durable());
+                        }
                     }
                     protocol.on_event(&envelope, ctx, out)
                 }

@@ -324,6 +324,7 @@ impl Protocol for LineSession {
                 room,
                 who,
                 history_until,
+                ..
             } if self.is_me(&who.name) => {
                 self.rooms.push(room.clone());
                 self.current = Some(room.clone());

@@ -138,7 +138,7 @@ fn irc_table() -> Vec<(&'static str, Vec<u8>, Option<&'static str>)> {
         (
             "invalid UTF-8",
             b"PRIVMSG #lobby :\xff\r\n".to_vec(),
-            Some("NOTICE"),
+            Some(" FAIL PRIVMSG INVALID_UTF8 "),
         ),
         ("10,000 parameters", many_params.into_bytes(), Some(" 417 ")),
         ("empty command with tags", b"@a=b \r\n".to_vec(), None),

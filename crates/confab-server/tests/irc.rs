@@ -830,7 +830,7 @@ async fn raw_socket_rules_before_registration_and_long_lines() {
     assert!(raw
         .line()
         .await
-        .contains("NOTICE raw :Your message was not valid UTF-8"));
+        .starts_with(":confab.local FAIL PRIVMSG INVALID_UTF8 :"));
     raw.send("QUIT :bye\r").await;
     assert_eq!(
         raw.rest().await,

@@ -99,6 +99,9 @@ fn kind_code(kind: MessageKind) -> i64 {
         MessageKind::Normal => 0,
         MessageKind::Action => 1,
         MessageKind::Notice => 2,
+        // Never stored (the core journals no tag-only message); a code of its own all
+        // the same, so that one could never read back as something else.
+        MessageKind::Tags => 3,
     }
 }
 
@@ -106,6 +109,7 @@ fn kind_of(code: i64) -> MessageKind {
     match code {
         1 => MessageKind::Action,
         2 => MessageKind::Notice,
+        3 => MessageKind::Tags,
         _ => MessageKind::Normal,
     }
 }

@@ -11,6 +11,9 @@ use bytes::{BufMut, BytesMut};
 
 /// Bytes allowed for the tag section, `@` and the trailing space included.
 pub const MAX_TAGS: usize = 8191;
+/// Bytes of tag data (between the `@` and the space) a client may send: the rest of
+/// [`MAX_TAGS`] is for the tags a server adds when it relays the message.
+pub const MAX_CLIENT_TAG_DATA: usize = 4094;
 /// Bytes allowed for source, command and parameters, CR LF included.
 pub const MAX_MESSAGE: usize = 512;
 /// The longest line a server must accept before parsing: both sections together.

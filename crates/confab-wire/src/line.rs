@@ -229,6 +229,10 @@ pub fn history_line(
     kind: MessageKind,
     text: &str,
 ) -> Bytes {
+    // Tag-only messages say nothing in this protocol (and are never stored).
+    if kind == MessageKind::Tags {
+        return Bytes::new();
+    }
     let mut out = BytesMut::with_capacity(text.len() + 64);
     out.put_slice(b"* [");
     out.put_slice(crate::time::human_time(time_ms).as_bytes());
@@ -256,6 +260,7 @@ pub fn history_line(
             out.put_slice(sender.as_bytes());
             out.put_slice(b"- ");
         }
+        MessageKind::Tags => {}
     }
     put_text(&mut out, text);
     out.put_u8(b'\n');
@@ -327,6 +332,10 @@ fn put_text(out: &mut BytesMut, text: &str) {
 
 /// Writes one message as the line protocol shows it, newline included.
 pub fn put_message(out: &mut BytesMut, m: &Message) {
+    // A tag-only message (IRC TAGMSG) has nothing to show without tags.
+    if m.kind == MessageKind::Tags {
+        return;
+    }
     match &m.to {
         Target::Room(room) => {
             out.put_u8(b'[');
@@ -351,6 +360,7 @@ pub fn put_message(out: &mut BytesMut, m: &Message) {
             out.put_slice(from);
             out.put_slice(b"- ");
         }
+        MessageKind::Tags => {}
     }
     put_text(out, &m.text);
     out.put_u8(b'\n');

@@ -397,6 +397,7 @@ impl<M: Mailbox> Core<M> {
         };
         let key = state.name.key();
         let history_until = self.next_message_id.saturating_sub(1);
+        let away = self.clients.get(&id).and_then(|c| c.away().cloned());
         let room = self.rooms.entry(key.clone()).or_insert_with(|| Room {
             name: state.name,
             members: Map::default(),
@@ -429,6 +430,7 @@ impl<M: Mailbox> Core<M> {
             room: room.name.clone(),
             who,
             history_until,
+            away,
         });
         for m in room.members.values() {
             post(&m.mailbox, &envelope);

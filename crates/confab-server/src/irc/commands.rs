@@ -2,6 +2,8 @@
 //! registration, and its handler. `dispatch` checks registration and arity before any
 //! handler runs, so handlers only do their own job.
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 use confab_core::{Command, MessageKind, ModeChange, Recipient};
 use confab_wire::irc::{write_message, Message};
@@ -45,6 +47,7 @@ const COMMANDS: &[Spec] = &[
     spec("PART", 1, false, part),
     spec("PRIVMSG", 0, false, privmsg),
     spec("NOTICE", 0, false, notice),
+    spec("TAGMSG", 0, false, tagmsg),
     spec("TOPIC", 1, false, topic),
     spec("NAMES", 0, false, names),
     spec("LIST", 0, false, list),
@@ -350,8 +353,27 @@ fn part(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
 /// The most targets one PRIVMSG or NOTICE may name (ISUPPORT MAXTARGETS).
 const MAX_TARGETS: usize = 4;
 
-fn send(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, notice: bool) -> Flow {
-    let command = if notice { "NOTICE" } else { "PRIVMSG" };
+/// A message's client-only tags (`+name=value`), kept escaped as they came, for a
+/// sender that negotiated message-tags; any other tag is the server's business and is
+/// not relayed.
+fn client_tags(session: &IrcSession, m: &Message<'_>) -> Option<Arc<str>> {
+    if !session.caps.message_tags {
+        return None;
+    }
+    let mut kept = String::new();
+    let tags = m.raw_tags.into_iter().flat_map(|raw| raw.split(';'));
+    for tag in tags.filter(|t| t.len() > 1 && t.starts_with('+') && !t.contains('\0')) {
+        if !kept.is_empty() {
+            kept.push(';');
+        }
+        kept.push_str(tag);
+    }
+    (!kept.is_empty()).then(|| kept.into())
+}
+
+fn send(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, command: &str) -> Flow {
+    let notice = command == "NOTICE";
+    let tagmsg = command == "TAGMSG";
     session.context = if notice {
         Context::Silent
     } else {
@@ -367,18 +389,24 @@ fn send(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, notice: bool) -> F
         }
         return Flow::Continue;
     };
-    let Some(text) = m.params.get(1).filter(|t| !t.is_empty()) else {
-        if !notice {
-            session.reply(ctx, ERR_NOTEXTTOSEND, &["No text to send"]);
+    let text = match m.params.get(1).filter(|t| !t.is_empty()) {
+        _ if tagmsg => "",
+        Some(text) => text,
+        None => {
+            if !notice {
+                session.reply(ctx, ERR_NOTEXTTOSEND, &["No text to send"]);
+            }
+            return Flow::Continue;
         }
-        return Flow::Continue;
     };
     let (kind, text) = match text.strip_prefix("\x01ACTION ") {
+        _ if tagmsg => (MessageKind::Tags, text),
         Some(action) if !notice => (MessageKind::Action, action.trim_end_matches('\x01')),
-        _ if notice => (MessageKind::Notice, *text),
-        _ => (MessageKind::Normal, *text),
+        _ if notice => (MessageKind::Notice, text),
+        _ => (MessageKind::Normal, text),
     };
-    if targets.eq_ignore_ascii_case("NickServ") {
+    let tags = client_tags(session, m);
+    if targets.eq_ignore_ascii_case("NickServ") && !tagmsg {
         super::auth::nickserv(session, text, ctx);
         return Flow::Continue;
     }
@@ -401,13 +429,14 @@ fn send(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, notice: bool) -> F
             None => Recipient::User(target.to_string()),
         };
         // Plain PRIVMSGs are collected into batches; a NOTICE's failures are never
-        // answered, and a labeled command's replies belong to its label, so those go
-        // one by one.
-        if notice || session.labeled.is_some() {
+        // answered, a labeled command's replies belong to its label, and tags belong
+        // to their one message, so those go one by one.
+        if notice || tagmsg || tags.is_some() || session.labeled.is_some() {
             ctx.command(Command::Send {
                 to,
                 kind,
                 text: text.to_string(),
+                tags: tags.clone(),
             });
         } else {
             ctx.say(to, kind, text.to_string());
@@ -417,11 +446,17 @@ fn send(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, notice: bool) -> F
 }
 
 fn privmsg(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
-    send(session, m, ctx, false)
+    send(session, m, ctx, "PRIVMSG")
 }
 
 fn notice(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
-    send(session, m, ctx, true)
+    send(session, m, ctx, "NOTICE")
+}
+
+/// A tag-only message (message-tags): delivered as PRIVMSG is, with the same checks
+/// (membership, bans, moderation), to recipients that negotiated message-tags.
+fn tagmsg(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
+    send(session, m, ctx, "TAGMSG")
 }
 
 fn topic(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
@@ -661,6 +696,16 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                     applied.push_str("-o");
                 }
                 'o' => {}
+                // Bot mode (ISUPPORT BOT=B): the core marks the user's messages.
+                'B' => {
+                    let mut core = ctx.shared.lock_core();
+                    let was = core.source_of(ctx.id).is_some_and(|s| s.bot);
+                    if was != add {
+                        core.set_bot(ctx.id, add);
+                        applied.push(if add { '+' } else { '-' });
+                        applied.push('B');
+                    }
+                }
                 _ => session.reply(ctx, ERR_UMODEUNKNOWNFLAG, &["Unknown MODE flag"]),
             }
         }
@@ -672,6 +717,14 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         return Flow::Continue;
     }
     let mut modes = String::from("+");
+    if ctx
+        .shared
+        .lock_core()
+        .source_of(ctx.id)
+        .is_some_and(|s| s.bot)
+    {
+        modes.push('B');
+    }
     if session.invisible {
         modes.push('i');
     }

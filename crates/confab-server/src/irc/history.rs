@@ -349,6 +349,8 @@ fn encode_batch(
         let command = match m.kind {
             MessageKind::Notice => "NOTICE",
             MessageKind::Normal | MessageKind::Action => "PRIVMSG",
+            // Never stored, so never replayed.
+            MessageKind::Tags => continue,
         };
         // A message longer than one line is replayed as it was delivered live: in
         // parts, each with the message's time and batch, the first with its msgid.

@@ -290,14 +290,14 @@ fn put_message_with(out: &mut BytesMut, m: &Message, tags: Option<bool>) {
     let overhead = overhead(m);
     if split::fits(overhead, m.text.len()) {
         if let Some(all) = tags {
-            put_tags(out, m.time_ms, Some(m.id), m.from.account.clone(), all);
+            put_message_tags(out, m, all);
         }
         return put_line(out, m, &m.text);
     }
     for (i, part) in split::parts(&m.text, split::budget(overhead)).enumerate() {
         if let Some(all) = tags {
             let id = (i == 0).then_some(m.id);
-            put_tags(out, m.time_ms, id, m.from.account.clone(), all);
+            put_tags(out, m.time_ms, id, Some(&m.from), m.tags.as_deref(), all);
         }
         put_line(out, m, part);
     }
@@ -310,6 +310,7 @@ fn put_line(out: &mut BytesMut, m: &Message, text: &str) {
         MessageKind::Normal => (b"PRIVMSG", false),
         MessageKind::Notice => (b"NOTICE", false),
         MessageKind::Action => (b"PRIVMSG", true),
+        MessageKind::Tags => (b"TAGMSG", false),
     };
     let target = match &m.to {
         Target::Room(room) => room.as_str(),
@@ -328,6 +329,10 @@ fn put_line(out: &mut BytesMut, m: &Message, text: &str) {
         out.put_u8(b'#');
     }
     out.put_slice(target.as_bytes());
+    if m.kind == MessageKind::Tags {
+        out.put_slice(b"\r\n");
+        return;
+    }
     out.put_slice(b" :");
     if action {
         out.put_slice(b"\x01ACTION ");
@@ -432,7 +437,8 @@ fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
 }
 
 /// The tag section for a broadcast event: server-time always, and with message-tags
-/// also the message id and the sender's account.
+/// also the message id, the sender's account, `bot` for a bot, and a message's client
+/// tags (last, as the message-tags spec asks of server tags before client ones).
 fn encode_tags(event: &Event, all: bool) -> Bytes {
     let mut out = BytesMut::new();
     match event {
@@ -441,18 +447,47 @@ fn encode_tags(event: &Event, all: bool) -> Bytes {
             // with its tags, since one tag section before the body would tag only
             // the first line (see `push_broadcast`).
             if split::fits(overhead(m), m.text.len()) {
-                put_tags(&mut out, m.time_ms, Some(m.id), m.from.account.clone(), all);
+                put_message_tags(&mut out, m, all);
             } else {
                 put_message_with(&mut out, m, Some(all));
             }
         }
-        _ => put_tags(&mut out, now_ms(), None, None, all),
+        _ => put_tags(&mut out, now_ms(), None, event_source(event), None, all),
     }
     out.freeze()
 }
 
+/// Writes a message's tag section, as [`encode_tags`] renders it.
+fn put_message_tags(out: &mut BytesMut, m: &Message, all: bool) {
+    let client_tags = m.tags.as_deref();
+    put_tags(out, m.time_ms, Some(m.id), Some(&m.from), client_tags, all);
+}
+
+/// Who caused a broadcast event, for the tags that describe them.
+fn event_source(event: &Event) -> Option<&Source> {
+    match event {
+        Event::Message(Message { from: who, .. })
+        | Event::Joined { who, .. }
+        | Event::Parted { who, .. }
+        | Event::Quit { who, .. }
+        | Event::AwayChanged { who, .. }
+        | Event::NickChanged { old: who, .. }
+        | Event::TopicChanged { by: who, .. }
+        | Event::ModeChanged { by: who, .. }
+        | Event::Kicked { by: who, .. } => Some(who),
+        _ => None,
+    }
+}
+
 /// Writes the tag section `encode_tags` renders, at the end of `out`.
-fn put_tags(out: &mut BytesMut, time: u64, id: Option<u64>, account: Option<Arc<str>>, all: bool) {
+fn put_tags(
+    out: &mut BytesMut,
+    time: u64,
+    id: Option<u64>,
+    from: Option<&Source>,
+    client_tags: Option<&str>,
+    all: bool,
+) {
     let time = iso_time(time);
     let id = id.map(|id| id.to_string());
     let mut tags: Vec<(&str, &str)> = vec![("time", &time)];
@@ -460,8 +495,12 @@ fn put_tags(out: &mut BytesMut, time: u64, id: Option<u64>, account: Option<Arc<
         if let Some(id) = &id {
             tags.push(("msgid", id));
         }
-        if let Some(account) = &account {
+        if let Some(account) = from.and_then(|f| f.account.as_deref()) {
             tags.push(("account", account));
+        }
+        // The bot-mode spec: a bare tag, never a value.
+        if from.is_some_and(|f| f.bot) {
+            tags.push(("bot", ""));
         }
     }
     // `write_message` would add a command; write the tag section alone.
@@ -471,8 +510,15 @@ fn put_tags(out: &mut BytesMut, time: u64, id: Option<u64>, account: Option<Arc<
             out.extend_from_slice(b";");
         }
         out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"=");
-        wire::escape_tag(value, out);
+        if !value.is_empty() {
+            out.extend_from_slice(b"=");
+            wire::escape_tag(value, out);
+        }
+    }
+    // Client tags are kept escaped as they arrived, so they go out as they are.
+    if let (true, Some(client_tags)) = (all, client_tags) {
+        out.extend_from_slice(b";");
+        out.extend_from_slice(client_tags.as_bytes());
     }
     out.extend_from_slice(b" ");
 }
@@ -723,7 +769,7 @@ impl IrcSession {
                 me.as_str(),
                 &irc.server_name,
                 VERSION,
-                "io",
+                "Bio",
                 "biklmnostv",
                 "bklov",
             ],
@@ -752,6 +798,7 @@ impl IrcSession {
         };
         let tokens = [
             "AWAYLEN=390",
+            "BOT=B",
             "CASEMAPPING=ascii",
             &chanlimit,
             "CHANMODES=b,k,l,imnst",
@@ -764,7 +811,7 @@ impl IrcSession {
             &network,
             "NICKLEN=32",
             "PREFIX=(ov)@+",
-            "TARGMAX=JOIN:,KICK:1,NAMES:1,NOTICE:4,PART:,PRIVMSG:4,WHOIS:1",
+            "TARGMAX=JOIN:,KICK:1,NAMES:1,NOTICE:4,PART:,PRIVMSG:4,TAGMSG:4,WHOIS:1",
             "TOPICLEN=390",
             "UTF8ONLY",
             "WHOX",
@@ -773,7 +820,8 @@ impl IrcSession {
         // MAXCHANNELS is CHANLIMIT's older spelling, still read by some clients.
         let maxchannels = format!("MAXCHANNELS={max_rooms}");
         if max_rooms > 0 {
-            tokens.insert(7, &maxchannels);
+            let at = tokens.iter().position(|t| t.starts_with("MAXLIST"));
+            tokens.insert(at.unwrap_or(tokens.len()), &maxchannels);
         }
         let history_limit = format!("CHATHISTORY={}", history::MAX_LIMIT);
         if ctx.shared.history.is_some() {
@@ -866,11 +914,7 @@ impl IrcSession {
 
     /// Pushes a broadcast event, with the tag section this client's caps ask for.
     fn push_broadcast(&self, envelope: &Arc<Envelope>, out: &mut WriteQueue) {
-        if self.caps.message_tags {
-            out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true)));
-        } else if self.caps.server_time {
-            out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false)));
-        }
+        self.push_tags(envelope, out);
         // A message split over several lines came whole with its tags.
         if (self.caps.message_tags || self.caps.server_time) && is_split(&envelope.event) {
             return;
@@ -880,6 +924,15 @@ impl IrcSession {
             out.push(envelope.encoded(slot::IRC_EXTENDED, |e| encode_broadcast(e, true)));
         } else {
             out.push(envelope.encoded(slot::IRC, |e| encode_broadcast(e, false)));
+        }
+    }
+
+    /// Pushes the tag section of a broadcast event that this client's caps ask for.
+    fn push_tags(&self, envelope: &Arc<Envelope>, out: &mut WriteQueue) {
+        if self.caps.message_tags {
+            out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true)));
+        } else if self.caps.server_time {
+            out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false)));
         }
     }
 
@@ -947,9 +1000,10 @@ impl IrcSession {
         status: &str,
     ) -> Bytes {
         let flags = format!(
-            "{}{}{status}",
+            "{}{}{status}{}",
             if away { "G" } else { "H" },
-            if oper { "*" } else { "" }
+            if oper { "*" } else { "" },
+            if who.bot { "B" } else { "" }
         );
         self.numeric(
             ctx,
@@ -1307,6 +1361,9 @@ impl IrcSession {
                     out.push(self.numeric(ctx, RPL_WHOISCHANNELS, &[nick, &rooms.join(" ")]));
                 }
                 out.push(self.numeric(ctx, RPL_WHOISSERVER, &[nick, server, "confab"]));
+                if info.who.bot {
+                    out.push(self.numeric(ctx, RPL_WHOISBOT, &[nick, "is a bot"]));
+                }
                 if let Some(away) = &info.away {
                     out.push(self.numeric(ctx, RPL_AWAY, &[nick, away]));
                 }
@@ -1464,21 +1521,16 @@ impl Protocol for IrcSession {
     fn greet(&mut self, _ctx: &Ctx) {}
 
     fn on_line(&mut self, raw: &[u8], ctx: &Ctx) -> Flow {
-        let Ok(line) = std::str::from_utf8(raw) else {
-            let mut out = BytesMut::new();
-            write_message(
-                &mut out,
-                &[],
-                Some(&ctx.shared.irc.server_name),
-                "NOTICE",
-                &[
-                    self.target(),
-                    "Your message was not valid UTF-8 and was dropped",
-                ],
-                true,
-            );
-            self.send(ctx, out.freeze());
-            return Flow::Continue;
+        let lossy;
+        let line = match std::str::from_utf8(raw) {
+            Ok(line) => line,
+            Err(_) => {
+                lossy = String::from_utf8_lossy(raw);
+                if !self.accepts_lossy(&lossy) {
+                    return self.invalid_utf8(&lossy, ctx);
+                }
+                &lossy
+            }
         };
         let message = match wire::parse(line) {
             Ok(message) => message,
@@ -1489,22 +1541,22 @@ impl Protocol for IrcSession {
             }
             Err(wire::ParseError::NoCommand) => return Flow::Continue,
         };
-        self.context = Context::None;
-        if self.caps.labeled_response {
-            if let Some(label) = message
-                .tag("label")
-                .filter(|l| !l.is_empty() && l.len() <= 64)
-            {
-                self.labeled = Some(Box::new(Labeled {
-                    label: label.into_owned(),
-                    bytes: BytesMut::new(),
-                }));
-            }
+        // The message-tags spec gives a client's own tags 4094 bytes of the tag
+        // section; the rest is room for the tags the server adds when relaying.
+        if message
+            .raw_tags
+            .is_some_and(|t| t.len() > wire::MAX_CLIENT_TAG_DATA)
+        {
+            self.reply(ctx, ERR_INPUTTOOLONG, &["Input line was too long"]);
+            return Flow::Continue;
         }
+        self.context = Context::None;
+        self.start_label(&message);
         commands::dispatch(self, &message, ctx)
     }
 
     fn on_too_long(&mut self, ctx: &Ctx) {
+        // A line past even the tag allowance: the decoder has dropped it whole.
         self.reply(ctx, ERR_INPUTTOOLONG, &["Input line was too long"]);
     }
 
@@ -1570,6 +1622,55 @@ impl Protocol for IrcSession {
     }
 }
 
+impl IrcSession {
+    /// Whether a line that is not UTF-8 is still taken, with its bad bytes replaced:
+    /// only `USER` before registration, whose user name is filtered anyway and whose
+    /// real name is shown as replaced, so that registration never waits on it.
+    fn accepts_lossy(&self, line: &str) -> bool {
+        let command = wire::parse(line).map(|m| m.command).unwrap_or_default();
+        self.name.is_none() && command.eq_ignore_ascii_case("USER")
+    }
+
+    /// Starts collecting the response to a command that carries a `label` tag.
+    fn start_label(&mut self, message: &wire::Message<'_>) {
+        if self.caps.labeled_response {
+            if let Some(label) = message
+                .tag("label")
+                .filter(|l| !l.is_empty() && l.len() <= 64)
+            {
+                self.labeled = Some(Box::new(Labeled {
+                    label: label.into_owned(),
+                    bytes: BytesMut::new(),
+                }));
+            }
+        }
+    }
+
+    /// UTF8ONLY: a line that is not UTF-8 is refused with the standard reply
+    /// `FAIL <command> INVALID_UTF8`, `*` when even the command is unreadable.
+    fn invalid_utf8(&mut self, lossy: &str, ctx: &Ctx) -> Flow {
+        let parsed = wire::parse(lossy).ok();
+        if let Some(message) = &parsed {
+            self.start_label(message);
+        }
+        let command = parsed
+            .map(|m| m.command.to_ascii_uppercase())
+            .filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .unwrap_or_else(|| "*".into());
+        let line = self.server_line(
+            ctx,
+            "FAIL",
+            &[
+                &command,
+                "INVALID_UTF8",
+                "Message rejected, your IRC software MUST use UTF-8 encoding on this network",
+            ],
+        );
+        self.send(ctx, line);
+        Flow::Continue
+    }
+}
+
 /// Whether a raw IRC line is a PING or PONG, looking past tags and a prefix without
 /// parsing the rest.
 fn is_ping_or_pong(line: &[u8]) -> bool {
@@ -1593,6 +1694,8 @@ impl IrcSession {
     fn handle_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue) {
         let event = &envelope.event;
         match event {
+            // The message-tags spec: TAGMSG only to clients that read tags.
+            Event::Message(m) if m.kind == MessageKind::Tags && !self.caps.message_tags => {}
             Event::Message(Message { .. })
             | Event::Parted { .. }
             | Event::Quit { .. }
@@ -1603,9 +1706,19 @@ impl IrcSession {
                     self.push_broadcast(envelope, out);
                 }
             }
-            Event::Joined { .. } | Event::Kicked { .. } | Event::NickChanged { .. } => {
-                self.push_broadcast(envelope, out)
+            Event::Joined { who, away, .. } => {
+                self.push_broadcast(envelope, out);
+                // away-notify: those told of absences learn that the joiner is away.
+                if let (true, Some(away)) = (self.caps.away_notify, away) {
+                    if !self.is_me(&who.name) {
+                        self.push_tags(envelope, out);
+                        let mut line = BytesMut::new();
+                        write_message(&mut line, &[], Some(&prefix(who)), "AWAY", &[away], true);
+                        out.push(line.freeze());
+                    }
+                }
             }
+            Event::Kicked { .. } | Event::NickChanged { .. } => self.push_broadcast(envelope, out),
             _ => self.on_reply(ctx, event, out),
         }
         // Keep the session's own view of itself current.
@@ -1679,6 +1792,7 @@ mod encoding {
             MessageKind::Normal => ("PRIVMSG", m.text.to_string()),
             MessageKind::Notice => ("NOTICE", m.text.to_string()),
             MessageKind::Action => ("PRIVMSG", format!("\x01ACTION {}\x01", m.text)),
+            MessageKind::Tags => unreachable!("not generated"),
         };
         let params = [target.as_str(), text.as_str()];
         write_message(
@@ -1720,10 +1834,12 @@ mod encoding {
                     realname: "r".into(),
                     account: None,
                     session: 0,
+                    bot: false,
                 }),
                 to,
                 kind,
                 text: text.into(),
+                tags: None,
             };
             prop_assert_eq!(encode_message(&m), through_write_message(&m));
         }

@@ -35,6 +35,7 @@ pub const RPL_CREATIONTIME: &str = "329";
 pub const RPL_NOTOPIC: &str = "331";
 pub const RPL_TOPIC: &str = "332";
 pub const RPL_TOPICWHOTIME: &str = "333";
+pub const RPL_WHOISBOT: &str = "335";
 pub const RPL_INVITING: &str = "341";
 pub const RPL_VERSION: &str = "351";
 pub const RPL_WHOREPLY: &str = "352";

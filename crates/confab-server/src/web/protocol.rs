@@ -147,6 +147,8 @@ impl From<MessageKind> for Kind {
             MessageKind::Normal => Kind::Normal,
             MessageKind::Action => Kind::Action,
             MessageKind::Notice => Kind::Notice,
+            // Never shown: the session drops tag-only messages before encoding them.
+            MessageKind::Tags => Kind::Normal,
         }
     }
 }
@@ -764,6 +766,7 @@ mod tests {
             realname: s.into(),
             account: None,
             session: 0,
+            bot: false,
         })
     }
 
@@ -796,6 +799,7 @@ mod tests {
                 to: Target::Room(room("lobby")),
                 kind: MessageKind::Normal,
                 text: "<img src=x onerror=alert(1)> \"quoted\"".into(),
+                tags: None,
             }),
             r#"{"type":"message","id":7,"time":1700000000000,"from":"alice","room":"lobby","kind":"normal","text":"<img src=x onerror=alert(1)> \"quoted\""}"#,
         );
@@ -807,6 +811,7 @@ mod tests {
                 to: Target::User(name("bob")),
                 kind: MessageKind::Action,
                 text: "waves".into(),
+                tags: None,
             }),
             r#"{"type":"message","id":8,"time":5,"from":"alice","to":"bob","kind":"action","text":"waves"}"#,
         );
@@ -815,6 +820,7 @@ mod tests {
                 room: room("rust"),
                 who: source("bob"),
                 history_until: 0,
+                away: None,
             },
             r#"{"type":"joined","room":"rust","name":"bob"}"#,
         );

@@ -489,6 +489,7 @@ fn on_request(
                     to,
                     kind: kind.into(),
                     text,
+                    tags: None,
                 });
             }
         }
@@ -681,6 +682,11 @@ where
         let mut needed = 0;
         for item in drained.drain(..).flat_map(Outgoing::singles) {
             if let Outgoing::Event(envelope) = &item {
+                // Tag-only messages (IRC TAGMSG) have nothing to show on the page yet.
+                if matches!(&envelope.event, Event::Message(m) if m.kind == confab_core::MessageKind::Tags)
+                {
+                    continue;
+                }
                 if lock(known).observe(&envelope.event) {
                     join_default_room(ctx);
                 }
@@ -842,6 +848,7 @@ mod tests {
             realname: name.into(),
             account: None,
             session: 0,
+            bot: false,
         })
     }
 
@@ -856,6 +863,7 @@ mod tests {
             room: room(room_name),
             who: source(who),
             history_until: 0,
+            away: None,
         };
         assert!(known.observe(&Event::Registered {
             name: Name::parse("alice").unwrap(),

@@ -135,6 +135,7 @@ fn source(name: &str) -> Arc<Source> {
         realname: name.into(),
         account: None,
         session: 0,
+        bot: false,
     })
 }
 
@@ -146,6 +147,7 @@ fn message(to: Target, kind: MessageKind, text: &str) -> Event {
         to,
         kind,
         text: text.into(),
+        tags: None,
     })
 }
 
@@ -232,6 +234,7 @@ fn only_errors_start_with_bang() {
             room: RoomName::parse("x").unwrap(),
             who: source("alice"),
             history_until: 0,
+            away: None,
         },
         Event::Quit {
             who: source("alice"),
