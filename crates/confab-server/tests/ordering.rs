@@ -199,3 +199,63 @@ fn base64_plain(name: &str, password: &str) -> String {
     }
     out
 }
+
+/// labeled-response: CHATHISTORY is answered on the store thread, yet its answer is
+/// the labeled response (a `labeled-response` batch around the `chathistory` batch),
+/// never an `ACK` followed by an unlabeled batch; a labeled PING after it still comes
+/// after.
+#[tokio::test]
+async fn a_labeled_chathistory_is_answered_under_its_label() {
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path()).await;
+    let mut alice = server.user("alice").await;
+    fill_lobby(&mut alice, 2).await;
+    let mut irc = irc_user(
+        &server,
+        "ircy",
+        "batch labeled-response message-tags draft/chathistory",
+    )
+    .await;
+    irc.send("JOIN #lobby\r").await;
+    irc.expect(":confab.local 366 ircy #lobby").await;
+    irc.send("@label=h1 CHATHISTORY LATEST #lobby * 10\r\n@label=p1 PING :t\r")
+        .await;
+    let outer = irc.line().await;
+    let outer_id = outer
+        .strip_prefix("@label=h1 :confab.local BATCH +")
+        .and_then(|r| r.strip_suffix(" labeled-response\r"))
+        .unwrap_or_else(|| panic!("{outer}"))
+        .to_string();
+    let inner = irc.line().await;
+    let inner_id = inner
+        .strip_prefix(&format!("@batch={outer_id} :confab.local BATCH +"))
+        .and_then(|r| r.strip_suffix(" chathistory #lobby\r"))
+        .unwrap_or_else(|| panic!("{inner}"))
+        .to_string();
+    for i in 0..2 {
+        let line = irc.line().await;
+        assert!(line.contains(&format!("batch={inner_id}")), "{line}");
+        assert!(line.ends_with(&format!(" :line {i}\r")), "{line}");
+    }
+    assert_eq!(
+        irc.line().await,
+        format!("@batch={outer_id} :confab.local BATCH -{inner_id}\r")
+    );
+    assert_eq!(
+        irc.line().await,
+        format!(":confab.local BATCH -{outer_id}\r")
+    );
+    assert_eq!(
+        irc.line().await,
+        "@label=p1 :confab.local PONG confab.local t\r"
+    );
+    // An error is one line, labeled.
+    irc.send("@label=h2 CHATHISTORY LATEST #elsewhere * 10\r")
+        .await;
+    let fail = irc.line().await;
+    assert!(
+        fail.starts_with("@label=h2 :confab.local FAIL CHATHISTORY INVALID_TARGET"),
+        "{fail}"
+    );
+    server.stop().await;
+}

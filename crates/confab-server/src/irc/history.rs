@@ -10,10 +10,10 @@ use confab_store::{Conversation, Range, StoredMessage};
 use confab_wire::irc::{write_message, Message};
 use confab_wire::time::{iso_time, parse_iso_time};
 
-use super::{split, IrcSession};
-use crate::connection::{Ctx, Flow};
+use super::{labeled_response, split, IrcSession};
+use crate::connection::{Ctx, Flow, Later};
 use crate::history::{may_read_direct, other_name, room_conversation, Thread};
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::Outgoing;
 
 /// The most messages one request returns (ISUPPORT `CHATHISTORY`).
 pub(super) const MAX_LIMIT: usize = 100;
@@ -101,10 +101,10 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
             (Vec::new(), String::new())
         };
         let shared = ctx.shared.clone();
-        let outbox = ctx.outbox();
         let server = ctx.shared.irc.server_name.clone();
         let batch = session.next_batch();
-        history.run(move |store| {
+        let answer = Answer::new(session, ctx);
+        let queued = history.run(move |store| {
             match direct_targets(&*store, &shared, &parties, &me).and_then(|direct| {
                 for (conversation, name) in direct {
                     rooms.push(conversation);
@@ -151,11 +151,14 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
                         &[&format!("-{batch}")],
                         false,
                     );
-                    outbox.push(Outgoing::Raw(out.freeze()));
+                    answer.send(out);
                 }
-                Err(e) => push_error(&outbox, &server, "TARGETS", &e.to_string()),
+                Err(e) => answer.send(error_line(&server, "TARGETS", &e.to_string())),
             }
         });
+        if !queued {
+            busy(ctx, "TARGETS");
+        }
         return Flow::Continue;
     }
     let Some(target) = m.params.get(1).copied() else {
@@ -219,15 +222,17 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
         );
         return Flow::Continue;
     };
-    let outbox = ctx.outbox();
     let server = ctx.shared.irc.server_name.clone();
     let batch = session.next_batch();
     let with_batch = session.caps.batch;
     let problem = history.write_problem();
-    history.run(move |store| match conversation.read(store, range, limit) {
+    let answer = Answer::new(session, ctx);
+    let what = sub.clone();
+    let queued = history.run(move |store| match conversation.read(store, range, limit) {
         Ok(mut messages) => {
+            let mut out = BytesMut::new();
             if let Some(problem) = &problem {
-                push_warning(&outbox, &server, &sub, problem);
+                out.extend_from_slice(&warning_line(&server, &sub, problem));
             }
             // LATEST with a reference: the newest messages, but only those after it.
             messages.retain(|m| match after {
@@ -235,17 +240,67 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
                 Ref::Time(t) => m.time_ms > t,
                 Ref::Id(id) => m.id > id,
             });
-            outbox.push(Outgoing::Raw(encode_batch(
+            out.extend_from_slice(&encode_batch(
                 &server,
                 &batch,
                 with_batch,
                 &shown_target,
                 &messages,
-            )));
+            ));
+            answer.send(out);
         }
-        Err(e) => push_error(&outbox, &server, &sub, &e.to_string()),
+        Err(e) => answer.send(error_line(&server, &sub, &e.to_string())),
     });
+    if !queued {
+        busy(ctx, &what);
+    }
     Flow::Continue
+}
+
+/// Where a CHATHISTORY answer goes: the client's outbox, labeled there when the
+/// command had a label (its response is made on the store thread, after the session
+/// has moved on, so the label goes with it; see `IrcSession::take_label`).
+struct Answer {
+    outbox: Later,
+    server: Arc<str>,
+    label: Option<(String, Option<String>)>,
+}
+
+impl Answer {
+    fn new(session: &mut IrcSession, ctx: &Ctx) -> Answer {
+        Answer {
+            outbox: ctx.outbox(),
+            server: ctx.shared.irc.server_name.as_str().into(),
+            label: session.take_label(),
+        }
+    }
+
+    fn send(&self, out: BytesMut) {
+        let bytes = match &self.label {
+            Some((label, batch)) => labeled_response(&self.server, label, &out, batch.as_deref()),
+            None => out.freeze(),
+        };
+        self.outbox.push(Outgoing::Raw(bytes));
+    }
+}
+
+/// The answer when the store thread's queue is full: nothing was asked, so say so.
+fn busy(ctx: &Ctx, sub: &str) {
+    let mut out = BytesMut::new();
+    write_message(
+        &mut out,
+        &[],
+        Some(&ctx.shared.irc.server_name),
+        "FAIL",
+        &[
+            "CHATHISTORY",
+            "MESSAGE_ERROR",
+            sub,
+            "The server is busy; ask again in a moment",
+        ],
+        true,
+    );
+    ctx.send(out.freeze());
 }
 
 /// Every direct conversation of `parties` (the asker's, called `me`) with the name the
@@ -282,7 +337,7 @@ fn direct_targets(
 
 /// Says, before a batch, that history is missing recent messages because writes fail
 /// (a standard-replies `WARN`: the answer that follows is still good).
-fn push_warning(outbox: &Arc<Outbox>, server: &str, sub: &str, problem: &str) {
+fn warning_line(server: &str, sub: &str, problem: &str) -> BytesMut {
     let mut out = BytesMut::new();
     write_message(
         &mut out,
@@ -292,10 +347,10 @@ fn push_warning(outbox: &Arc<Outbox>, server: &str, sub: &str, problem: &str) {
         &["CHATHISTORY", "HISTORY_NOT_SAVED", sub, problem],
         true,
     );
-    outbox.push(Outgoing::Raw(out.freeze()));
+    out
 }
 
-fn push_error(outbox: &Arc<Outbox>, server: &str, sub: &str, error: &str) {
+fn error_line(server: &str, sub: &str, error: &str) -> BytesMut {
     tracing::error!("chathistory failed: {error}");
     let mut out = BytesMut::new();
     write_message(
@@ -311,7 +366,7 @@ fn push_error(outbox: &Arc<Outbox>, server: &str, sub: &str, error: &str) {
         ],
         true,
     );
-    outbox.push(Outgoing::Raw(out.freeze()));
+    out
 }
 
 /// The messages as a `chathistory` batch (or bare lines for a client without batch).

@@ -523,6 +523,63 @@ fn put_tags(
     out.extend_from_slice(b" ");
 }
 
+/// A labeled command's response, `bytes` being every line of it: one line gets the
+/// label tag, several go in a `labeled-response` batch (`batch` is its reference, when
+/// the client has `batch`), none gets an `ACK`.
+pub(super) fn labeled_response(
+    server: &str,
+    label: &str,
+    bytes: &[u8],
+    batch: Option<&str>,
+) -> Bytes {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    let mut result = BytesMut::new();
+    let tag = |line: &str, tag: &str, result: &mut BytesMut| {
+        match line.strip_prefix('@') {
+            Some(rest) => {
+                result.extend_from_slice(b"@");
+                result.extend_from_slice(tag.as_bytes());
+                result.extend_from_slice(b";");
+                result.extend_from_slice(rest.as_bytes());
+            }
+            None => {
+                result.extend_from_slice(b"@");
+                result.extend_from_slice(tag.as_bytes());
+                result.extend_from_slice(b" ");
+                result.extend_from_slice(line.as_bytes());
+            }
+        }
+        result.extend_from_slice(b"\r\n");
+    };
+    let mut label_tag = BytesMut::new();
+    label_tag.extend_from_slice(b"label=");
+    wire::escape_tag(label, &mut label_tag);
+    let label_tag = String::from_utf8_lossy(&label_tag).into_owned();
+    match (lines.len(), batch) {
+        (0, _) => tag(&format!(":{server} ACK"), &label_tag, &mut result),
+        (1, _) => tag(lines[0], &label_tag, &mut result),
+        (_, Some(id)) => {
+            tag(
+                &format!(":{server} BATCH +{id} labeled-response"),
+                &label_tag,
+                &mut result,
+            );
+            for line in lines {
+                tag(line, &format!("batch={id}"), &mut result);
+            }
+            result.extend_from_slice(format!(":{server} BATCH -{id}\r\n").as_bytes());
+        }
+        (_, None) => {
+            for line in lines {
+                result.extend_from_slice(line.as_bytes());
+                result.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    result.freeze()
+}
+
 impl IrcSession {
     pub(crate) fn new(peer: SocketAddr, _shared: &Shared) -> Self {
         IrcSession {
@@ -617,61 +674,23 @@ impl IrcSession {
         format!("b{}", self.batches)
     }
 
-    /// Wraps what was collected for a labeled command: one line gets the label tag,
-    /// several go in a `labeled-response` batch, none gets an `ACK`.
+    /// Wraps what was collected for a labeled command (see [`labeled_response`]).
     fn finish_labeled(&mut self, ctx: &Ctx, out: &mut WriteQueue) {
         let Some(labeled) = self.labeled.take() else {
             return;
         };
         let Labeled { label, bytes } = *labeled;
+        let batch = self.caps.batch.then(|| self.next_batch());
         let server = &ctx.shared.irc.server_name;
-        let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
-        let mut result = BytesMut::new();
-        let tag = |line: &str, tag: &str, result: &mut BytesMut| {
-            match line.strip_prefix('@') {
-                Some(rest) => {
-                    result.extend_from_slice(b"@");
-                    result.extend_from_slice(tag.as_bytes());
-                    result.extend_from_slice(b";");
-                    result.extend_from_slice(rest.as_bytes());
-                }
-                None => {
-                    result.extend_from_slice(b"@");
-                    result.extend_from_slice(tag.as_bytes());
-                    result.extend_from_slice(b" ");
-                    result.extend_from_slice(line.as_bytes());
-                }
-            }
-            result.extend_from_slice(b"\r\n");
-        };
-        let mut label_tag = BytesMut::new();
-        label_tag.extend_from_slice(b"label=");
-        wire::escape_tag(&label, &mut label_tag);
-        let label_tag = String::from_utf8_lossy(&label_tag).into_owned();
-        match lines.len() {
-            0 => tag(&format!(":{server} ACK"), &label_tag, &mut result),
-            1 => tag(lines[0], &label_tag, &mut result),
-            _ if self.caps.batch => {
-                let id = self.next_batch();
-                tag(
-                    &format!(":{server} BATCH +{id} labeled-response"),
-                    &label_tag,
-                    &mut result,
-                );
-                for line in lines {
-                    tag(line, &format!("batch={id}"), &mut result);
-                }
-                result.extend_from_slice(format!(":{server} BATCH -{id}\r\n").as_bytes());
-            }
-            _ => {
-                for line in lines {
-                    result.extend_from_slice(line.as_bytes());
-                    result.extend_from_slice(b"\r\n");
-                }
-            }
-        }
-        out.push(result.freeze());
+        out.push(labeled_response(server, &label, &bytes, batch.as_deref()));
+    }
+
+    /// Takes the label of the command being handled, for a command that answers later
+    /// (CHATHISTORY): its answer is then labeled where it is made, and nothing now.
+    pub(super) fn take_label(&mut self) -> Option<(String, Option<String>)> {
+        let labeled = self.labeled.take()?;
+        let batch = self.caps.batch.then(|| self.next_batch());
+        Some((labeled.label, batch))
     }
 
     /// A NOTICE from the server to this client.
