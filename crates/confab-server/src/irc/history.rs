@@ -18,6 +18,9 @@ use crate::outbox::Outgoing;
 /// The most messages one request returns (ISUPPORT `CHATHISTORY`).
 pub(super) const MAX_LIMIT: usize = 100;
 
+/// What a request is told when the store thread's queue is full (nothing was asked).
+const BUSY: &str = "The server is busy; ask again in a moment";
+
 /// A message reference: `timestamp=...`, `msgid=...` or `*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ref {
@@ -157,7 +160,7 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
             }
         });
         if !queued {
-            busy(ctx, "TARGETS");
+            fail(session, ctx, "MESSAGE_ERROR", &["TARGETS", BUSY]);
         }
         return Flow::Continue;
     }
@@ -252,7 +255,7 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
         Err(e) => answer.send(error_line(&server, &sub, &e.to_string())),
     });
     if !queued {
-        busy(ctx, &what);
+        fail(session, ctx, "MESSAGE_ERROR", &[&what, BUSY]);
     }
     Flow::Continue
 }
@@ -284,24 +287,6 @@ impl Answer {
     }
 }
 
-/// The answer when the store thread's queue is full: nothing was asked, so say so.
-fn busy(ctx: &Ctx, sub: &str) {
-    let mut out = BytesMut::new();
-    write_message(
-        &mut out,
-        &[],
-        Some(&ctx.shared.irc.server_name),
-        "FAIL",
-        &[
-            "CHATHISTORY",
-            "MESSAGE_ERROR",
-            sub,
-            "The server is busy; ask again in a moment",
-        ],
-        true,
-    );
-    ctx.send(out.freeze());
-}
 
 /// Every direct conversation of `parties` (the asker's, called `me`) with the name the
 /// other side goes by: an account's name, a connected user's name now, or, for a
