@@ -417,12 +417,17 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Resolves on Ctrl-C.
-#[cfg(not(unix))]
+/// Resolves on Ctrl-C (or the console closing), its handler installed now for the
+/// same reason as on Unix.
+#[cfg(windows)]
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+    let ctrl_c = tokio::signal::windows::ctrl_c().ok();
+    async move {
+        match ctrl_c {
+            Some(mut ctrl_c) => {
+                ctrl_c.recv().await;
+            }
+            None => std::future::pending().await,
         }
     }
 }
