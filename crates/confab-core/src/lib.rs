@@ -28,7 +28,7 @@ pub use crate::event::{
     ENCODING_SLOTS,
 };
 pub use crate::mailbox::{Journal, Mailbox};
-pub use crate::name::{with_folded, Key, Name, NameError, RoomName};
+pub use crate::name::{glob_match, with_folded, Key, Name, NameError, RoomName};
 
 #[cfg(test)]
 mod cluster_tests;
