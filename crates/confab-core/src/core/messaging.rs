@@ -11,7 +11,7 @@ use crate::event::{Batch, Envelope, Event, Message, MessageKind, Source, Target}
 use crate::mailbox::Mailbox;
 use crate::name::{with_folded, Key, Name};
 
-use super::{post, reply, ClientId, Core, Recipient};
+use super::{post, reply, Client, ClientId, Core, Recipient};
 
 /// Checks a message text: not empty, and no character that would end or corrupt a
 /// line on some front-end.
@@ -25,7 +25,34 @@ fn check_text(text: &str) -> Result<(), ChatError> {
     Ok(())
 }
 
+/// One message of [`Core::send`] before its target is known: the same for a room
+/// and a user, so that each half builds its message alike.
+struct Draft<'a> {
+    id: u64,
+    time_ms: u64,
+    from: Arc<Source>,
+    kind: MessageKind,
+    text: &'a str,
+    tags: Option<Arc<str>>,
+}
+
+impl Draft<'_> {
+    fn to(&self, to: Target) -> Message {
+        Message {
+            id: self.id,
+            time_ms: self.time_ms,
+            from: self.from.clone(),
+            to,
+            kind: self.kind,
+            text: self.text.into(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
 impl<M: Mailbox> Core<M> {
+    /// Sends one message from client `id` (see [`Command::Send`](super::Command::Send)):
+    /// checks it, numbers it, journals it and hands it to its recipients.
     pub(super) fn send(
         &mut self,
         id: ClientId,
@@ -40,134 +67,156 @@ impl<M: Mailbox> Core<M> {
             check_text(&text)?;
         }
         self.align_message_id(now_ms);
-        let link = self.cluster.as_ref().map(|c| &*c.link);
         let client = &self.clients[&id];
-        let from = client.source.clone().expect("caller checked");
-        let message = |to| Message {
+        let draft = Draft {
             id: self.next_message_id,
             time_ms: now_ms,
-            from: from.clone(),
-            to,
+            from: client.source.clone().expect("caller checked"),
             kind,
-            text: text.as_str().into(),
-            tags: tags.clone(),
+            text: &text,
+            tags,
         };
-        let journal = self.journal.as_deref();
-        // Tag-only messages are not history: nothing records them.
-        let record = |message: &Message, recipient: Option<&Source>| {
-            message.kind == MessageKind::Tags
-                || journal.is_none_or(|j| j.record(message, recipient))
+        let delivered = match to {
+            Recipient::Room(wanted) => self.send_to_room(id, client, wanted, &draft)?,
+            Recipient::User(wanted) => self.send_to_user(id, client, wanted, &draft)?,
         };
-        let mut delivered = 0;
-        match to {
-            Recipient::Room(wanted) => {
-                let Some(room) = with_folded(&wanted, |k| self.rooms.get(k)) else {
-                    return Err(ChatError::NoSuchRoom(wanted));
-                };
-                let member = room.members.get(&id);
-                if !room.may_speak(id, &from) {
-                    return Err(ChatError::CannotSend(room.name.to_string()));
-                }
-                let message = message(Target::Room(room.name.clone()));
-                if !record(&message, None) {
-                    return Err(ChatError::Busy);
-                }
-                // A room with members elsewhere is delivered, here too, when the bus
-                // hands the message back, so every node sees one order.
-                if let (Some(link), true) = (link, room.bus) {
-                    let route = Route::Room(room.name.key());
-                    if !link.publish(
-                        Replica::Message {
-                            from: id,
-                            to: None,
-                            message,
-                        },
-                        route,
-                    ) {
-                        return Err(ChatError::Busy);
-                    }
-                    self.advance_message_id();
-                    self.stats.messages += 1;
-                    return Ok(());
-                }
-                let envelope = Envelope::new(Event::Message(message));
-                for (member, m) in &room.members {
-                    if *member != id || client.echo {
-                        post(&m.mailbox, &envelope);
-                        delivered += 1;
-                    }
-                }
-                if member.is_none() && client.echo {
-                    post(&client.mailbox, &envelope);
-                    delivered += 1;
-                }
-            }
-            Recipient::User(wanted) => {
-                let Some(recipient_id) = with_folded(&wanted, |k| self.names.get(k)) else {
-                    let key = Key::of(&wanted);
-                    // A registered user who is offline gets the message on next login.
-                    let stored = kind != MessageKind::Tags && self.accounts.contains(&key);
-                    let (Some(journal), true) = (journal, stored) else {
-                        return Err(ChatError::NoSuchUser(wanted));
-                    };
-                    let name =
-                        Name::parse(&wanted).map_err(|_| ChatError::NoSuchUser(wanted.clone()))?;
-                    let message = message(Target::User(name.clone()));
-                    if !journal.record_offline(&message, key.as_str()) {
-                        return Err(ChatError::Busy);
-                    }
-                    reply(client, Event::StoredForLater { name });
-                    self.advance_message_id();
-                    self.stats.messages += 1;
-                    return Ok(());
-                };
-                let recipient = &self.clients[recipient_id];
-                let to = recipient.source.as_deref().expect("named");
-                let name = to.name.clone();
-                let message = message(Target::User(name.clone()));
-                if !record(&message, Some(to)) {
-                    return Err(ChatError::Busy);
-                }
-                let envelope = Envelope::new(Event::Message(message));
-                if let (Some(link), Some(node)) = (link, recipient.node()) {
-                    let replica = Replica::Message {
-                        from: id,
-                        to: Some(*recipient_id),
-                        message: match &envelope.event {
-                            Event::Message(m) => m.clone(),
-                            _ => unreachable!("built above"),
-                        },
-                    };
-                    if !link.publish(replica, Route::Node(node.clone())) {
-                        return Err(ChatError::Busy);
-                    }
-                }
-                post(&recipient.mailbox, &envelope);
-                delivered += 1;
-                if client.echo && *recipient_id != id {
-                    post(&client.mailbox, &envelope);
-                    delivered += 1;
-                }
-                if let (Some(away), MessageKind::Normal | MessageKind::Action) =
-                    (recipient.away(), kind)
-                {
-                    reply(
-                        client,
-                        Event::RecipientAway {
-                            name,
-                            message: away.clone(),
-                        },
-                    );
-                }
-            }
-        }
         self.advance_message_id();
         self.stats.messages += 1;
-        self.stats.deliveries += delivered;
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.last_spoke_ms = now_ms;
+        // Delivered here, not passed on to the bus or kept for an offline user.
+        if let Some(delivered) = delivered {
+            self.stats.deliveries += delivered;
+            if let Some(client) = self.clients.get_mut(&id) {
+                client.last_spoke_ms = now_ms;
+            }
         }
         Ok(())
+    }
+
+    /// Whether the journal took `message` for history (or there is none); tag-only
+    /// messages are not history, so nothing records them.
+    fn recorded(&self, message: &Message, recipient: Option<&Source>) -> bool {
+        message.kind == MessageKind::Tags
+            || self
+                .journal
+                .as_deref()
+                .is_none_or(|j| j.record(message, recipient))
+    }
+
+    /// The room half of [`Core::send`]: how many copies were delivered here, or `None`
+    /// when the message went to the cluster's bus, which delivers it.
+    fn send_to_room(
+        &self,
+        id: ClientId,
+        client: &Client<M>,
+        wanted: String,
+        draft: &Draft<'_>,
+    ) -> Result<Option<u64>, ChatError> {
+        let Some(room) = with_folded(&wanted, |k| self.rooms.get(k)) else {
+            return Err(ChatError::NoSuchRoom(wanted));
+        };
+        let member = room.members.get(&id);
+        if !room.may_speak(id, &draft.from) {
+            return Err(ChatError::CannotSend(room.name.to_string()));
+        }
+        let message = draft.to(Target::Room(room.name.clone()));
+        if !self.recorded(&message, None) {
+            return Err(ChatError::Busy);
+        }
+        // A room with members elsewhere is delivered, here too, when the bus
+        // hands the message back, so every node sees one order.
+        if let (Some(cluster), true) = (&self.cluster, room.bus) {
+            let route = Route::Room(room.name.key());
+            if !cluster.link.publish(
+                Replica::Message {
+                    from: id,
+                    to: None,
+                    message,
+                },
+                route,
+            ) {
+                return Err(ChatError::Busy);
+            }
+            return Ok(None);
+        }
+        let mut delivered = 0;
+        let envelope = Envelope::new(Event::Message(message));
+        for (member, m) in &room.members {
+            if *member != id || client.echo {
+                post(&m.mailbox, &envelope);
+                delivered += 1;
+            }
+        }
+        if member.is_none() && client.echo {
+            post(&client.mailbox, &envelope);
+            delivered += 1;
+        }
+        Ok(Some(delivered))
+    }
+
+    /// The user half of [`Core::send`]: how many copies were delivered, or `None` when
+    /// the user is offline and the journal keeps the message for their next login.
+    fn send_to_user(
+        &self,
+        id: ClientId,
+        client: &Client<M>,
+        wanted: String,
+        draft: &Draft<'_>,
+    ) -> Result<Option<u64>, ChatError> {
+        let Some(recipient_id) = with_folded(&wanted, |k| self.names.get(k)) else {
+            let key = Key::of(&wanted);
+            // A registered user who is offline gets the message on next login.
+            let stored = draft.kind != MessageKind::Tags && self.accounts.contains(&key);
+            let (Some(journal), true) = (self.journal.as_deref(), stored) else {
+                return Err(ChatError::NoSuchUser(wanted));
+            };
+            let name = Name::parse(&wanted).map_err(|_| ChatError::NoSuchUser(wanted.clone()))?;
+            let message = draft.to(Target::User(name.clone()));
+            if !journal.record_offline(&message, key.as_str()) {
+                return Err(ChatError::Busy);
+            }
+            reply(client, Event::StoredForLater { name });
+            return Ok(None);
+        };
+        let recipient = &self.clients[recipient_id];
+        let to = recipient.source.as_deref().expect("named");
+        let name = to.name.clone();
+        let message = draft.to(Target::User(name.clone()));
+        if !self.recorded(&message, Some(to)) {
+            return Err(ChatError::Busy);
+        }
+        let envelope = Envelope::new(Event::Message(message));
+        if let (Some(cluster), Some(node)) = (&self.cluster, recipient.node()) {
+            let replica = Replica::Message {
+                from: id,
+                to: Some(*recipient_id),
+                message: match &envelope.event {
+                    Event::Message(m) => m.clone(),
+                    _ => unreachable!("built above"),
+                },
+            };
+            if !cluster.link.publish(replica, Route::Node(node.clone())) {
+                return Err(ChatError::Busy);
+            }
+        }
+        let mut delivered = 0;
+        post(&recipient.mailbox, &envelope);
+        delivered += 1;
+        if client.echo && *recipient_id != id {
+            post(&client.mailbox, &envelope);
+            delivered += 1;
+        }
+        if let (Some(away), MessageKind::Normal | MessageKind::Action) =
+            (recipient.away(), draft.kind)
+        {
+            reply(
+                client,
+                Event::RecipientAway {
+                    name,
+                    message: away.clone(),
+                },
+            );
+        }
+        Ok(Some(delivered))
     }
 
     /// Sends several messages from one client to one recipient (see

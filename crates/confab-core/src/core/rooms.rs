@@ -2,6 +2,9 @@
 //! topics, kicks and invitations, and keeping the rooms a logged-in user owns. The
 //! rules for who may enter and who may speak are `Room`'s methods here.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use crate::cluster::{Replica, Route};
 use crate::error::ChatError;
 use crate::event::{
@@ -13,6 +16,68 @@ use crate::name::{glob_match, Key, RoomName};
 use super::{clip, cmp_folded, post, reply, ClientId, Core, Map, Member, Room, Set};
 
 impl<M> Room<M> {
+    /// A room nobody has held before, made by its first member.
+    fn new(
+        name: RoomName,
+        now: u64,
+        owner: Option<Arc<str>>,
+        op_accounts: BTreeSet<String>,
+    ) -> Self {
+        Room {
+            name,
+            members: Map::default(),
+            topic: None,
+            modes: RoomModes::default(),
+            bans: Vec::new(),
+            invited: Set::default(),
+            created_ms: now,
+            owner,
+            op_accounts,
+            order: Vec::new(),
+            bus: false,
+        }
+    }
+
+    /// A kept room, back as it was saved, when its first member joins.
+    fn restored(record: RoomRecord) -> Self {
+        Room {
+            name: record.name,
+            members: Map::default(),
+            topic: record.topic,
+            modes: record.modes,
+            bans: record.bans,
+            invited: Set::default(),
+            created_ms: record.created_ms,
+            owner: Some(record.owner),
+            op_accounts: record.ops.into_iter().collect(),
+            order: Vec::new(),
+            bus: false,
+        }
+    }
+
+    /// Why `source` may not join this room with `key`, if it may not: a ban or `+i`
+    /// (unless invited), a wrong `+k` key, `+l`, or the server's member bound.
+    fn refusal(&self, source: &Source, key: Option<&str>, max_members: usize) -> Option<ChatError> {
+        let invited = self.invited.contains(&source.session);
+        let room_name = &self.name;
+        if self.is_banned(source) && !invited {
+            Some(ChatError::Banned(room_name.to_string()))
+        } else if self.modes.invite_only && !invited {
+            Some(ChatError::InviteOnly(room_name.to_string()))
+        } else if self.modes.key.as_deref().is_some_and(|k| Some(k) != key) {
+            Some(ChatError::BadKey(room_name.to_string()))
+        } else if self.modes.limit.is_some_and(|l| self.members.len() >= l) {
+            Some(ChatError::RoomFull(room_name.to_string()))
+        } else if max_members > 0 && self.members.len() >= max_members {
+            Some(ChatError::TooManyMembers {
+                room: room_name.to_string(),
+                limit: max_members,
+            })
+        } else {
+            None
+        }
+    }
+
     pub(super) fn is_op(&self, id: ClientId) -> bool {
         self.members.get(&id).is_some_and(|m| m.op)
     }
@@ -131,34 +196,15 @@ impl<M: Mailbox> Core<M> {
             .rooms
             .entry(room_key.clone())
             .or_insert_with(|| match record {
-                Some(record) => Room {
-                    name: record.name,
-                    members: Map::default(),
-                    topic: record.topic,
-                    modes: record.modes,
-                    bans: record.bans,
-                    invited: Set::default(),
-                    created_ms: record.created_ms,
-                    owner: Some(record.owner),
-                    op_accounts: record.ops.into_iter().collect(),
-                    order: Vec::new(),
-                    bus: false,
-                },
-                None => Room {
+                Some(record) => Room::restored(record),
+                // A logged-in creator owns the room, and the room is kept; nobody owns
+                // the default room.
+                None => Room::new(
                     name,
-                    members: Map::default(),
-                    topic: None,
-                    modes: RoomModes::default(),
-                    bans: Vec::new(),
-                    invited: Set::default(),
-                    created_ms: now,
-                    // A logged-in creator owns the room, and the room is kept; nobody
-                    // owns the default room.
-                    owner: source.account.clone().filter(|_| !default),
-                    op_accounts: account.iter().filter(|_| !default).cloned().collect(),
-                    order: Vec::new(),
-                    bus: false,
-                },
+                    now,
+                    source.account.clone().filter(|_| !default),
+                    account.iter().filter(|_| !default).cloned().collect(),
+                ),
             });
         // In a kept room, operator status belongs to accounts; elsewhere to whoever
         // created the room.
@@ -176,24 +222,7 @@ impl<M: Mailbox> Core<M> {
         if room.members.contains_key(&id) {
             return self.who(id, room_name.as_str());
         }
-        let invited = room.invited.contains(&source.session);
-        let refusal = if room.is_banned(&source) && !invited {
-            Some(ChatError::Banned(room_name.to_string()))
-        } else if room.modes.invite_only && !invited {
-            Some(ChatError::InviteOnly(room_name.to_string()))
-        } else if room.modes.key.as_deref().is_some_and(|k| Some(k) != key) {
-            Some(ChatError::BadKey(room_name.to_string()))
-        } else if room.modes.limit.is_some_and(|l| room.members.len() >= l) {
-            Some(ChatError::RoomFull(room_name.to_string()))
-        } else if max_members > 0 && room.members.len() >= max_members {
-            Some(ChatError::TooManyMembers {
-                room: room_name.to_string(),
-                limit: max_members,
-            })
-        } else {
-            None
-        };
-        if let Some(error) = refusal {
+        if let Some(error) = room.refusal(&source, key, max_members) {
             return Err(error);
         }
         room.invited.remove(&source.session);
