@@ -144,7 +144,7 @@ impl<M> Client<M> {
         self.rare.as_ref()?.node.as_ref()
     }
 
-    pub(super) fn away(&self) -> Option<&Arc<str>> {
+    fn away(&self) -> Option<&Arc<str>> {
         self.rare.as_ref()?.away.as_ref()
     }
 
