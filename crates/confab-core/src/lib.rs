@@ -2,9 +2,16 @@
 //! formats.
 //!
 //! # Layout
-//! - [`name`]: the naming rules and the case-folded keys that make names unique.
+//! - [`name`]: the naming rules, the case-folded keys that make names unique, and
+//!   [`glob_match`], the one matcher of masks (bans, WHO, IRC's server masks).
 //! - [`core`]: [`Core`], the state machine. A front-end calls [`Core::connect`], then
 //!   [`Core::handle`] with each [`Command`] its client sends, then [`Core::disconnect`].
+//!   One `Core` state in `core/mod.rs`, its methods in parts: `command` (the commands
+//!   and their dispatch), `messaging` (sending and routing messages: where a new kind
+//!   of message event goes), `rooms` (join, part, member lists, topics, kicks,
+//!   invitations), `modes` (room modes, operators, voice, bans), `names` (names,
+//!   accounts and logins, guests, WHOWAS, parties), `users` (connections, user modes,
+//!   away, WHOIS, WHO masks, KILL, counts) and `replica` (the cluster's side).
 //! - [`event`]: the [`Event`]s the core emits, shared among recipients in one
 //!   [`Envelope`] that caches each wire encoding.
 //! - [`mailbox`]: the [`Mailbox`] trait through which every event leaves the core.
@@ -28,7 +35,7 @@ pub use crate::event::{
     ENCODING_SLOTS,
 };
 pub use crate::mailbox::{Journal, Mailbox};
-pub use crate::name::{with_folded, Key, Name, NameError, RoomName};
+pub use crate::name::{glob_match, with_folded, Key, Name, NameError, RoomName};
 
 #[cfg(test)]
 mod cluster_tests;

@@ -1,4 +1,5 @@
-//! Validated user and room names, and the case-folded keys that make them unique.
+//! Validated user and room names, the case-folded keys that make them unique, and the
+//! glob matching of masks over names.
 
 use std::fmt;
 use std::sync::Arc;
@@ -125,6 +126,31 @@ pub fn with_folded<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
         }
     }
     f(&s.to_ascii_lowercase())
+}
+
+/// Whether `subject` matches the glob `mask` (`*` any run, `?` any one byte), ignoring
+/// ASCII case: ban masks, WHO masks and IRC's server masks are matched with it, on
+/// every front-end. Iterative with one backtrack point, so no mask can make it slow.
+pub fn glob_match(mask: &str, subject: &str) -> bool {
+    let (m, s) = (mask.as_bytes(), subject.as_bytes());
+    let (mut mi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if mi < m.len() && (m[mi] == b'?' || m[mi].eq_ignore_ascii_case(&s[si])) {
+            mi += 1;
+            si += 1;
+        } else if mi < m.len() && m[mi] == b'*' {
+            star = Some((mi, si));
+            mi += 1;
+        } else if let Some((star_m, star_s)) = star {
+            mi = star_m + 1;
+            si = star_s + 1;
+            star = Some((star_m, star_s + 1));
+        } else {
+            return false;
+        }
+    }
+    m[mi..].iter().all(|&c| c == b'*')
 }
 
 impl Key {

@@ -270,32 +270,9 @@ pub fn split_userhost(source: &str) -> (&str, &str, &str) {
     (nick, user, host)
 }
 
-/// Whether `subject` matches the glob `mask` (`*` any run, `?` any one character),
-/// ignoring ASCII case, as ban masks are matched.
-pub fn mask_matches(mask: &str, subject: &str) -> bool {
-    let m: Vec<char> = mask.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let s: Vec<char> = subject.chars().map(|c| c.to_ascii_lowercase()).collect();
-    // Iterative glob matching with one backtrack point: linear in practice and never
-    // exponential, whatever the mask.
-    let (mut mi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if mi < m.len() && (m[mi] == '?' || m[mi] == s[si]) {
-            mi += 1;
-            si += 1;
-        } else if mi < m.len() && m[mi] == '*' {
-            star = Some((mi, si));
-            mi += 1;
-        } else if let Some((star_m, star_s)) = star {
-            mi = star_m + 1;
-            si = star_s + 1;
-            star = Some((star_m, star_s + 1));
-        } else {
-            return false;
-        }
-    }
-    m[mi..].iter().all(|&c| c == '*')
-}
+/// IRC masks (`*`, `?`, ASCII case ignored) are matched by the core's one matcher, the
+/// one bans use; this name stays for the IRC front-end and the fuzz target.
+pub use confab_core::glob_match as mask_matches;
 
 #[cfg(test)]
 mod tests;

@@ -129,25 +129,7 @@ impl<M: Mailbox> Core<M> {
                     self.remove_client(id, &reason);
                 }
             }
-            Replica::Renamed { id, source } => {
-                let Some(old) = self.remote_source(id) else {
-                    return;
-                };
-                if old.name.key() != source.name.key() {
-                    if self.names.get(&old.name.key()) == Some(&id) {
-                        self.names.remove(&old.name.key());
-                    }
-                    self.names.entry(source.name.key()).or_insert(id);
-                    self.remember(old.clone());
-                }
-                let new = source.name.clone();
-                self.clients.get_mut(&id).expect("checked").source = Some(source);
-                self.reorder(id);
-                if old.name != new {
-                    let envelope = Envelope::new(Event::NickChanged { old, new });
-                    self.tell_neighbours(id, &envelope, false);
-                }
-            }
+            Replica::Renamed { id, source } => self.remote_renamed(id, source),
             Replica::Away { id, message } => {
                 let Some(who) = self.remote_source(id) else {
                     return;
@@ -159,56 +141,13 @@ impl<M: Mailbox> Core<M> {
                 self.tell_neighbours(id, &envelope, false);
             }
             Replica::Joined { id, room, op } => self.remote_join(id, room, op, false),
-            Replica::Parted { id, room, reason } => {
-                let Some(who) = self.remote_source(id) else {
-                    return;
-                };
-                let key = room.key();
-                let Some(room) = self.rooms.get(&key).filter(|r| r.members.contains_key(&id))
-                else {
-                    return;
-                };
-                let envelope = Envelope::new(Event::Parted {
-                    room: room.name.clone(),
-                    who,
-                    reason,
-                });
-                for m in room.members.values() {
-                    post(&m.mailbox, &envelope);
-                }
-                self.leave(id, &key);
-            }
+            Replica::Parted { id, room, reason } => self.remote_parted(id, room, reason),
             Replica::Kicked {
                 by,
                 room,
                 target,
                 reason,
-            } => {
-                let key = room.key();
-                let (Some(by), Some(target_name)) = (
-                    self.clients.get(&by).and_then(|c| c.source.clone()),
-                    self.name_of(target).cloned(),
-                ) else {
-                    return;
-                };
-                let Some(room) = self
-                    .rooms
-                    .get(&key)
-                    .filter(|r| r.members.contains_key(&target))
-                else {
-                    return;
-                };
-                let envelope = Envelope::new(Event::Kicked {
-                    room: room.name.clone(),
-                    by,
-                    target: target_name,
-                    reason,
-                });
-                for m in room.members.values() {
-                    post(&m.mailbox, &envelope);
-                }
-                self.leave(target, &key);
-            }
+            } => self.remote_kicked(by, room, target, reason),
             Replica::Topic { by, room, text } => {
                 let Some(by) = self.clients.get(&by).and_then(|c| c.source.clone()) else {
                     return;
@@ -226,40 +165,7 @@ impl<M: Mailbox> Core<M> {
                     post(&m.mailbox, &envelope);
                 }
             }
-            Replica::Modes { by, room, changes } => {
-                let Some(by) = self.clients.get(&by).and_then(|c| c.source.clone()) else {
-                    return;
-                };
-                let targets: Vec<Option<ClientId>> = changes
-                    .iter()
-                    .map(|c| match (c.mode, &c.arg) {
-                        ('o' | 'v', Some(name)) => self.names.get(&Key::of(name)).copied(),
-                        _ => None,
-                    })
-                    .collect();
-                let Some(local) = self.rooms.get_mut(&room.name.key()) else {
-                    return;
-                };
-                local.modes = room.modes;
-                local.bans = room.bans;
-                local.op_accounts = room.op_accounts.into_iter().collect();
-                for (change, target) in changes.iter().zip(targets) {
-                    if let Some(member) = target.and_then(|t| local.members.get_mut(&t)) {
-                        match change.mode {
-                            'o' => member.op = change.add,
-                            _ => member.voice = change.add,
-                        }
-                    }
-                }
-                let envelope = Envelope::new(Event::ModeChanged {
-                    room: local.name.clone(),
-                    by,
-                    changes,
-                });
-                for m in local.members.values() {
-                    post(&m.mailbox, &envelope);
-                }
-            }
+            Replica::Modes { by, room, changes } => self.remote_modes(by, room, changes),
             Replica::Invited { by, target, room } => {
                 let (Some(by), Some(invited)) = (
                     self.clients.get(&by).and_then(|c| c.source.clone()),
@@ -286,6 +192,117 @@ impl<M: Mailbox> Core<M> {
             Replica::Message { from, to, message } => {
                 self.deliver_from_bus(from, to, message);
             }
+        }
+    }
+
+    /// A remote user took a new name, or a new source under the same name.
+    fn remote_renamed(&mut self, id: ClientId, source: Arc<crate::Source>) {
+        let Some(old) = self.remote_source(id) else {
+            return;
+        };
+        if old.name.key() != source.name.key() {
+            if self.names.get(&old.name.key()) == Some(&id) {
+                self.names.remove(&old.name.key());
+            }
+            self.names.entry(source.name.key()).or_insert(id);
+            self.remember(old.clone());
+        }
+        let new = source.name.clone();
+        self.clients.get_mut(&id).expect("checked").source = Some(source);
+        self.reorder(id);
+        if old.name != new {
+            let envelope = Envelope::new(Event::NickChanged { old, new });
+            self.tell_neighbours(id, &envelope, false);
+        }
+    }
+
+    /// A remote user left a room.
+    fn remote_parted(&mut self, id: ClientId, room: crate::RoomName, reason: Option<Arc<str>>) {
+        let Some(who) = self.remote_source(id) else {
+            return;
+        };
+        let key = room.key();
+        let Some(room) = self.rooms.get(&key).filter(|r| r.members.contains_key(&id)) else {
+            return;
+        };
+        let envelope = Envelope::new(Event::Parted {
+            room: room.name.clone(),
+            who,
+            reason,
+        });
+        for m in room.members.values() {
+            post(&m.mailbox, &envelope);
+        }
+        self.leave(id, &key);
+    }
+
+    /// A remote operator kicked someone out of a room.
+    fn remote_kicked(
+        &mut self,
+        by: ClientId,
+        room: crate::RoomName,
+        target: ClientId,
+        reason: Arc<str>,
+    ) {
+        let key = room.key();
+        let (Some(by), Some(target_name)) = (
+            self.clients.get(&by).and_then(|c| c.source.clone()),
+            self.name_of(target).cloned(),
+        ) else {
+            return;
+        };
+        let Some(room) = self
+            .rooms
+            .get(&key)
+            .filter(|r| r.members.contains_key(&target))
+        else {
+            return;
+        };
+        let envelope = Envelope::new(Event::Kicked {
+            room: room.name.clone(),
+            by,
+            target: target_name,
+            reason,
+        });
+        for m in room.members.values() {
+            post(&m.mailbox, &envelope);
+        }
+        self.leave(target, &key);
+    }
+
+    /// A remote operator changed a room's modes; `room` is the room's state after.
+    fn remote_modes(&mut self, by: ClientId, room: RoomState, changes: Vec<crate::ModeChange>) {
+        let Some(by) = self.clients.get(&by).and_then(|c| c.source.clone()) else {
+            return;
+        };
+        let targets: Vec<Option<ClientId>> = changes
+            .iter()
+            .map(|c| match (c.mode, &c.arg) {
+                ('o' | 'v', Some(name)) => self.names.get(&Key::of(name)).copied(),
+                _ => None,
+            })
+            .collect();
+        let Some(local) = self.rooms.get_mut(&room.name.key()) else {
+            return;
+        };
+        local.modes = room.modes;
+        local.bans = room.bans;
+        local.op_accounts = room.op_accounts.into_iter().collect();
+        for (change, target) in changes.iter().zip(targets) {
+            if let Some(member) = target.and_then(|t| local.members.get_mut(&t)) {
+                match change.mode {
+                    'o' => member.op = change.add,
+                    _ => member.voice = change.add,
+                }
+            }
+        }
+        let envelope = Envelope::new(Event::ModeChanged {
+            room: local.name.clone(),
+            by,
+            changes,
+        });
+        for m in local.members.values() {
+            post(&m.mailbox, &envelope);
         }
     }
 

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use serde::Deserialize;
 
 use super::*;
+use confab_core::glob_match;
 
 #[test]
 fn parses_tags_source_and_trailing() {
@@ -63,8 +64,8 @@ fn writes_trailing_only_when_needed() {
 
 #[test]
 fn masks_match_without_backtracking_blowup() {
-    assert!(mask_matches("*!*@127.0.0.1", "Nick!user@127.0.0.1"));
-    assert!(!mask_matches("a*a*a*a*a*a*a*b", &"a".repeat(5000)));
+    assert!(glob_match("*!*@127.0.0.1", "Nick!user@127.0.0.1"));
+    assert!(!glob_match("a*a*a*a*a*a*a*b", &"a".repeat(5000)));
 }
 
 // The public vectors. `.ci/run` installs them with `pip install irc-parser-tests`; the
@@ -234,14 +235,14 @@ fn passes_the_mask_match_vectors() {
     for case in suite.tests {
         for subject in &case.matches {
             assert!(
-                mask_matches(&case.mask, subject),
+                glob_match(&case.mask, subject),
                 "{} should match {subject}",
                 case.mask
             );
         }
         for subject in &case.fails {
             assert!(
-                !mask_matches(&case.mask, subject),
+                !glob_match(&case.mask, subject),
                 "{} should not match {subject}",
                 case.mask
             );
@@ -253,6 +254,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::super::*;
+    use confab_core::glob_match;
 
     proptest! {
         #[test]
@@ -284,8 +286,8 @@ mod properties {
 
         #[test]
         fn masks_never_panic(mask in "[*?a-c!@.]{0,20}", subject in "[a-c!@.]{0,30}") {
-            let _ = mask_matches(&mask, &subject);
-            prop_assert!(mask_matches("*", &subject));
+            let _ = glob_match(&mask, &subject);
+            prop_assert!(glob_match("*", &subject));
         }
     }
 }
