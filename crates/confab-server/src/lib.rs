@@ -27,6 +27,7 @@
 //! drops events into recipients' outboxes → each recipient's connection task wakes,
 //! encodes (once per wire format, shared) and writes.
 
+mod accept;
 mod accounts;
 mod admission;
 pub mod cluster;
