@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service as _;
 
-use crate::accept;
+use crate::accept::Acceptor;
 use crate::admission::{Refusal, Slot};
 use crate::config::Limits;
 use crate::connection::Shared;
@@ -137,18 +137,9 @@ pub(crate) async fn serve(
     } else {
         Frontend::Http
     };
-    let keepalive = shared.limits.tcp_keepalive;
+    let acceptor = Acceptor::new(listener, frontend, shared.admission.clone(), &shared.limits);
     let answer = |stream: &_, peer, why| refuse(stream, peer, https, why);
-    while let Some((stream, peer, permit)) = accept::next(
-        &listener,
-        frontend,
-        &shared.admission,
-        keepalive,
-        &token,
-        answer,
-    )
-    .await
-    {
+    while let Some((stream, peer, permit)) = acceptor.next(&token, &answer).await {
         let conn = Conn {
             peer,
             permit: Arc::new(Mutex::new(Some(permit))),
