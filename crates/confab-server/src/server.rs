@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accept;
+use crate::accept::Acceptor;
 use crate::admission::{Admission, Refusal};
 use crate::config::Config;
 use crate::connection::{self, Shared, Transport};
@@ -263,18 +263,9 @@ async fn accept_loop(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, frontend = frontend.label(), "listening");
     }
-    let keepalive = shared.limits.tcp_keepalive;
+    let acceptor = Acceptor::new(listener, frontend, shared.admission.clone(), &shared.limits);
     let answer = |stream: &_, peer, why| refuse(stream, peer, frontend, why);
-    while let Some((stream, peer, permit)) = accept::next(
-        &listener,
-        frontend,
-        &shared.admission,
-        keepalive,
-        &token,
-        answer,
-    )
-    .await
-    {
+    while let Some((stream, peer, permit)) = acceptor.next(&token, &answer).await {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let token = token.clone();
