@@ -1,5 +1,6 @@
 //! The line protocol front-end: turns what a line user types into core commands and
-//! core events into the lines of docs/line-protocol.md.
+//! core events into the lines of docs/line-protocol.md. Its commands are one table
+//! (`COMMANDS`), shaped like IRC's in irc/commands.rs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
