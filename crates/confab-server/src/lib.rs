@@ -5,6 +5,8 @@
 //! - [`config`]: [`Config`] and [`Limits`], every tunable with its default.
 //! - [`server`]: [`Server`], which binds the listeners, accepts connections, caps their
 //!   number and shuts everything down in order.
+//! - `accept`: taking connections off a listener for every front-end: the back-off when
+//!   accepting fails, admission, and the socket options every connection gets.
 //! - `outbox`: each client's bounded send queue, the core's [`confab_core::Mailbox`].
 //! - `admission`: who gets a connection: the server-wide cap and the per-address
 //!   count and rate limits, and the slot a connection holds until it ends.
@@ -27,6 +29,7 @@
 //! drops events into recipients' outboxes → each recipient's connection task wakes,
 //! encodes (once per wire format, shared) and writes.
 
+mod accept;
 mod accounts;
 mod admission;
 pub mod cluster;

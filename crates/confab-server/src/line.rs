@@ -1,5 +1,6 @@
 //! The line protocol front-end: turns what a line user types into core commands and
-//! core events into the lines of docs/line-protocol.md.
+//! core events into the lines of docs/line-protocol.md. Its commands are one table
+//! (`COMMANDS`), shaped like IRC's in irc/commands.rs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -190,6 +191,245 @@ fn send_history(
     }
 }
 
+/// A command's handler. It runs only for the kind of input its table row names, once
+/// `dispatch` has checked registration.
+type Handler = fn(&mut LineSession, Input<'_>, &Ctx) -> Flow;
+
+/// One line-protocol command, as irc/commands.rs has them for IRC: its name, whether
+/// it works before registration, and its handler. Unlike IRC's generic parameters, each
+/// line command has its own syntax, so its arity is checked where it is parsed
+/// (`confab_wire::line::parse_input`), which turns a misuse into [`Input::Usage`].
+struct Spec {
+    name: &'static str,
+    before_registration: bool,
+    handler: Handler,
+}
+
+const fn spec(name: &'static str, before_registration: bool, handler: Handler) -> Spec {
+    Spec {
+        name,
+        before_registration,
+        handler,
+    }
+}
+
+/// Every command of docs/line-protocol.md. Plain text comes first because nearly every
+/// line is plain text, and lookups go in order.
+const COMMANDS: &[Spec] = &[
+    spec("say", false, say),
+    spec("blank", true, blank),
+    spec("#", true, register),
+    spec("msg", false, direct),
+    spec("me", false, action),
+    spec("join", false, join),
+    spec("part", false, part),
+    spec("rooms", false, rooms),
+    spec("who", false, who),
+    spec("nick", false, nick),
+    spec("help", true, help),
+    spec("ping", false, ping),
+    spec("register", false, register_account),
+    spec("login", true, login),
+    spec("history", false, history),
+    spec("quit", true, quit),
+];
+
+/// The table's name for what the parser made of a line; `None` when it is no command:
+/// a known command used wrongly, or an unknown one.
+fn name_of(input: &Input<'_>) -> Option<&'static str> {
+    Some(match input {
+        Input::Say(_) => "say",
+        Input::Empty => "blank",
+        Input::Register(_) => "#",
+        Input::Direct { .. } => "msg",
+        Input::Action(_) => "me",
+        Input::Join { .. } => "join",
+        Input::Part { .. } => "part",
+        Input::Rooms => "rooms",
+        Input::Who(_) => "who",
+        Input::Nick(_) => "nick",
+        Input::Help => "help",
+        Input::Ping => "ping",
+        Input::RegisterAccount(_) => "register",
+        Input::Login { .. } => "login",
+        Input::History { .. } => "history",
+        Input::Quit(_) => "quit",
+        Input::Usage(_) | Input::Unknown(_) => return None,
+    })
+}
+
+/// Checks registration, then runs the command's handler. What is no command gets its
+/// error once registered, and before that the request to register, as an unknown IRC
+/// command gets 451.
+fn dispatch(session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let spec = name_of(&input).and_then(|name| COMMANDS.iter().find(|s| s.name == name));
+    if session.name.is_none() && !spec.is_some_and(|s| s.before_registration) {
+        ctx.send(line::error("Register first by sending #yourname"));
+        return Flow::Continue;
+    }
+    if let Some(spec) = spec {
+        return (spec.handler)(session, input, ctx);
+    }
+    match input {
+        Input::Usage(usage) => ctx.send(line::error(&format!("Usage: {usage}"))),
+        Input::Unknown(command) => ctx.send(line::error(&format!(
+            "Unknown command /{command}; /help lists commands"
+        ))),
+        // Every other input has its row (a test checks it).
+        _ => {}
+    }
+    Flow::Continue
+}
+
+// The handlers, in the table's order. Each is only called with the input its row names
+// (`name_of`), so the `let ... else` that unpacks it never takes its `else`.
+
+fn say(session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::Say(text) = input else {
+        unreachable!("say gets plain text")
+    };
+    session.say(text, MessageKind::Normal, ctx);
+    Flow::Continue
+}
+
+fn blank(_session: &mut LineSession, _input: Input<'_>, _ctx: &Ctx) -> Flow {
+    Flow::Continue
+}
+
+fn register(_session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::Register(name) = input else {
+        unreachable!("# gets a registration")
+    };
+    ctx.command(Command::Register { name: name.into() });
+    Flow::Continue
+}
+
+fn direct(_session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::Direct { to, text } = input else {
+        unreachable!("msg gets a direct message")
+    };
+    ctx.say(Recipient::User(to.into()), MessageKind::Normal, text.into());
+    Flow::Continue
+}
+
+fn action(session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::Action(text) = input else {
+        unreachable!("me gets an action")
+    };
+    session.say(text, MessageKind::Action, ctx);
+    Flow::Continue
+}
+
+/// Joining a room this user is already in only makes it the current room.
+fn join(session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::Join { room, key } = input else {
+        unreachable!("join gets a join")
+    };
+    if let Some(known) = session
+        .rooms
+        .iter()
+        .find(|r| r.as_str().eq_ignore_ascii_case(room))
+    {
+        session.current = Some(known.clone());
+        ctx.send(session.current_room_note());
+    } else {
+        ctx.command(Command::Join {
+            room: room.into(),
+            key: key.map(Into::into),
+        });
+    }
+    Flow::Continue
+}
+
+fn part(session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::Part { room, reason } = input else {
+        unreachable!("part gets a part")
+    };
+    match session.room_or_current(room) {
+        Some(room) => ctx.command(Command::Part {
+            room: room.into(),
+            reason: reason.map(Into::into),
+        }),
+        None => ctx.send(line::error("You are in no room")),
+    }
+    Flow::Continue
+}
+
+fn rooms(_session: &mut LineSession, _input: Input<'_>, ctx: &Ctx) -> Flow {
+    ctx.command(Command::Rooms);
+    Flow::Continue
+}
+
+fn who(session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::Who(room) = input else {
+        unreachable!("who gets a who")
+    };
+    match session.room_or_current(room) {
+        Some(room) => ctx.command(Command::Who { room: room.into() }),
+        None => ctx.send(line::error("Usage: /who ROOM")),
+    }
+    Flow::Continue
+}
+
+fn nick(_session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::Nick(name) = input else {
+        unreachable!("nick gets a nick")
+    };
+    ctx.command(Command::Nick { name: name.into() });
+    Flow::Continue
+}
+
+fn help(_session: &mut LineSession, _input: Input<'_>, ctx: &Ctx) -> Flow {
+    for help in line::HELP {
+        ctx.send(line::info(help));
+    }
+    Flow::Continue
+}
+
+fn ping(_session: &mut LineSession, _input: Input<'_>, ctx: &Ctx) -> Flow {
+    ctx.send(line::info("pong"));
+    Flow::Continue
+}
+
+fn register_account(_session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::RegisterAccount(password) = input else {
+        unreachable!("register gets a password")
+    };
+    accounts::register(ctx.shared, ctx.id, ctx.outbox(), password.to_string());
+    Flow::Continue
+}
+
+fn login(session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::Login { name, password } = input else {
+        unreachable!("login gets a login")
+    };
+    accounts::login(
+        ctx.shared,
+        ctx.id,
+        ctx.outbox(),
+        session.peer.ip(),
+        name,
+        password.to_string(),
+        true,
+    );
+    Flow::Continue
+}
+
+fn history(session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
+    let Input::History { target, count } = input else {
+        unreachable!("history gets a history request")
+    };
+    session.history(target, count.unwrap_or(50), ctx);
+    Flow::Continue
+}
+
+fn quit(_session: &mut LineSession, input: Input<'_>, _ctx: &Ctx) -> Flow {
+    let Input::Quit(reason) = input else {
+        unreachable!("quit gets a quit")
+    };
+    Flow::Close(Close::Quit(reason.unwrap_or("Quit").to_string()))
+}
+
 impl Protocol for LineSession {
     fn peer(&self) -> SocketAddr {
         self.peer
@@ -217,79 +457,7 @@ impl Protocol for LineSession {
             ctx.send(line::error("Invalid UTF-8; line discarded"));
             return Flow::Continue;
         };
-        let input = line::parse_input(text);
-        let allowed_unregistered = matches!(
-            input,
-            Input::Empty | Input::Register(_) | Input::Help | Input::Quit(_) | Input::Login { .. }
-        );
-        if self.name.is_none() && !allowed_unregistered {
-            ctx.send(line::error("Register first by sending #yourname"));
-            return Flow::Continue;
-        }
-        match input {
-            Input::Empty => {}
-            Input::Register(name) => ctx.command(Command::Register { name: name.into() }),
-            Input::Direct { to, text } => {
-                ctx.say(Recipient::User(to.into()), MessageKind::Normal, text.into())
-            }
-            Input::Say(text) => self.say(text, MessageKind::Normal, ctx),
-            Input::Action(text) => self.say(text, MessageKind::Action, ctx),
-            Input::Join { room, key } => {
-                if let Some(known) = self
-                    .rooms
-                    .iter()
-                    .find(|r| r.as_str().eq_ignore_ascii_case(room))
-                {
-                    self.current = Some(known.clone());
-                    ctx.send(self.current_room_note());
-                } else {
-                    ctx.command(Command::Join {
-                        room: room.into(),
-                        key: key.map(Into::into),
-                    });
-                }
-            }
-            Input::Part { room, reason } => match self.room_or_current(room) {
-                Some(room) => ctx.command(Command::Part {
-                    room: room.into(),
-                    reason: reason.map(Into::into),
-                }),
-                None => ctx.send(line::error("You are in no room")),
-            },
-            Input::Rooms => ctx.command(Command::Rooms),
-            Input::Who(room) => match self.room_or_current(room) {
-                Some(room) => ctx.command(Command::Who { room: room.into() }),
-                None => ctx.send(line::error("Usage: /who ROOM")),
-            },
-            Input::Nick(name) => ctx.command(Command::Nick { name: name.into() }),
-            Input::Help => {
-                for help in line::HELP {
-                    ctx.send(line::info(help));
-                }
-            }
-            Input::Ping => ctx.send(line::info("pong")),
-            Input::RegisterAccount(password) => {
-                accounts::register(ctx.shared, ctx.id, ctx.outbox(), password.to_string())
-            }
-            Input::Login { name, password } => accounts::login(
-                ctx.shared,
-                ctx.id,
-                ctx.outbox(),
-                self.peer.ip(),
-                name,
-                password.to_string(),
-                true,
-            ),
-            Input::History { target, count } => self.history(target, count.unwrap_or(50), ctx),
-            Input::Quit(reason) => {
-                return Flow::Close(Close::Quit(reason.unwrap_or("Quit").to_string()));
-            }
-            Input::Usage(usage) => ctx.send(line::error(&format!("Usage: {usage}"))),
-            Input::Unknown(command) => ctx.send(line::error(&format!(
-                "Unknown command /{command}; /help lists commands"
-            ))),
-        }
-        Flow::Continue
+        dispatch(self, line::parse_input(text), ctx)
     }
 
     fn on_too_long(&mut self, ctx: &Ctx) {
@@ -383,5 +551,57 @@ impl Protocol for LineSession {
 
     fn registered(&self) -> bool {
         self.name.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_each_command_once() {
+        let mut names: Vec<&str> = COMMANDS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), COMMANDS.len());
+    }
+
+    /// Every kind of input the parser makes has its row, and each slash command's name
+    /// is the parser's: its bare form is either that command or that command's usage.
+    #[test]
+    fn the_table_agrees_with_the_parser() {
+        let samples = [
+            "hello",
+            "",
+            "#alice",
+            "@bob:hi",
+            "/me waves",
+            "/join r",
+            "/part",
+            "/rooms",
+            "/who",
+            "/nick n",
+            "/help",
+            "/ping",
+            "/register pw",
+            "/login a pw",
+            "/history",
+            "/quit",
+        ];
+        for sample in samples {
+            let name = name_of(&line::parse_input(sample)).expect(sample);
+            assert!(COMMANDS.iter().any(|s| s.name == name), "{sample}: no row");
+        }
+        assert_eq!(samples.len(), COMMANDS.len());
+        let slash_commands = COMMANDS
+            .iter()
+            .filter(|s| !["say", "blank", "#"].contains(&s.name));
+        for spec in slash_commands {
+            let bare = format!("/{}", spec.name);
+            match line::parse_input(&bare) {
+                Input::Usage(usage) => assert!(usage.starts_with(&format!("{bare} ")), "{bare}"),
+                input => assert_eq!(name_of(&input), Some(spec.name), "{bare}"),
+            }
+        }
     }
 }

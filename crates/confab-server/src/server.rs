@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use confab_core::Core;
 use rustls::ServerConfig;
-use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::Acceptor;
 use crate::admission::{Admission, Refusal};
 use crate::config::Config;
 use crate::connection::{self, Shared, Transport};
@@ -263,29 +263,9 @@ async fn accept_loop(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, frontend = frontend.label(), "listening");
     }
-    loop {
-        let accepted = tokio::select! {
-            () = token.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning, and let
-                // closing connections free some.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let permit = match shared.admission.admit(peer.ip(), frontend) {
-            Ok(slot) => slot,
-            Err(why) => {
-                refuse(&stream, peer, frontend, why);
-                continue;
-            }
-        };
-        tune(&stream, &shared);
+    let acceptor = Acceptor::new(listener, frontend, shared.admission.clone(), &shared.limits);
+    let answer = |stream: &_, peer, why| refuse(stream, peer, frontend, why);
+    while let Some((stream, peer, permit)) = acceptor.next(&token, &answer).await {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let token = token.clone();
@@ -359,16 +339,6 @@ fn spawn_session<T: Transport + 'static>(
         let session = LineSession::new(peer, shared.limits.max_line);
         tracker.spawn(connection::run(stream, id, shared, token, session, permit));
     }
-}
-
-/// Socket options every connection gets: no Nagle delay (chat lines are small and
-/// latency matters more than packet count) and TCP keepalive to find vanished peers.
-pub(crate) fn tune(stream: &TcpStream, shared: &Shared) {
-    let _ = stream.set_nodelay(true);
-    let keepalive = TcpKeepalive::new().with_time(shared.limits.tcp_keepalive);
-    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
-    let keepalive = keepalive.with_interval(Duration::from_secs(10));
-    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
 /// A store opened at startup, with its thread running: the history handle, the last

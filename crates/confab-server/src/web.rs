@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service as _;
 
+use crate::accept::Acceptor;
 use crate::admission::{Refusal, Slot};
 use crate::config::Limits;
 use crate::connection::Shared;
@@ -131,33 +132,14 @@ pub(crate) async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD);
-    loop {
-        let accepted = tokio::select! {
-            () = token.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let frontend = if https {
-            Frontend::Https
-        } else {
-            Frontend::Http
-        };
-        let permit = match shared.admission.admit(peer.ip(), frontend) {
-            Ok(slot) => slot,
-            Err(why) => {
-                refuse(&stream, peer, https, why);
-                continue;
-            }
-        };
-        crate::server::tune(&stream, &shared);
+    let frontend = if https {
+        Frontend::Https
+    } else {
+        Frontend::Http
+    };
+    let acceptor = Acceptor::new(listener, frontend, shared.admission.clone(), &shared.limits);
+    let answer = |stream: &_, peer, why| refuse(stream, peer, https, why);
+    while let Some((stream, peer, permit)) = acceptor.next(&token, &answer).await {
         let conn = Conn {
             peer,
             permit: Arc::new(Mutex::new(Some(permit))),

@@ -1,6 +1,7 @@
 //! IRC commands as one table: name, minimum parameters, whether it works before
-//! registration, and its handler. `dispatch` checks registration and arity before any
-//! handler runs, so handlers only do their own job.
+//! registration, whether a server parameter may send it elsewhere, and its handler.
+//! `dispatch` checks all of that before any handler runs, so handlers only do their own
+//! job. The line protocol's table (`crate::line`) has the same shape.
 
 use std::sync::Arc;
 
@@ -14,10 +15,14 @@ use crate::connection::{Close, Ctx, Flow};
 
 type Handler = fn(&mut IrcSession, &Message<'_>, &Ctx) -> Flow;
 
+/// One IRC command: its name, the parameters it needs, whether it works before
+/// registration, whether its first parameter may name the server that is to answer
+/// (402 and nothing else when that is another server), and its handler.
 struct Spec {
     name: &'static str,
     min_params: usize,
     before_registration: bool,
+    server_target: bool,
     handler: Handler,
 }
 
@@ -31,7 +36,16 @@ const fn spec(
         name,
         min_params,
         before_registration,
+        server_target: false,
         handler,
+    }
+}
+
+/// A command that a server parameter may send elsewhere, as `VERSION [server]`.
+const fn to_server(name: &'static str, handler: Handler) -> Spec {
+    Spec {
+        server_target: true,
+        ..spec(name, 0, false, handler)
     }
 }
 
@@ -62,44 +76,38 @@ const COMMANDS: &[Spec] = &[
     spec("USERHOST", 1, false, userhost),
     spec("OPER", 2, false, oper),
     spec("KILL", 2, false, kill),
-    spec("VERSION", 0, false, version),
-    spec("TIME", 0, false, time),
-    spec("MOTD", 0, false, motd),
+    to_server("VERSION", version),
+    to_server("TIME", time),
+    to_server("MOTD", motd),
     spec("LUSERS", 0, false, lusers),
-    spec("INFO", 0, false, info),
+    to_server("INFO", info),
     spec("WALLOPS", 1, false, wallops),
     spec("CHATHISTORY", 1, false, super::history::chathistory),
     spec("AUTHENTICATE", 1, true, super::auth::authenticate),
     spec("REGISTER", 3, false, super::auth::register),
 ];
 
-/// Checks registration and arity, then runs the command's handler.
+/// Checks registration, arity and the server a command is for, then runs the
+/// command's handler.
 pub(super) fn dispatch(session: &mut IrcSession, message: &Message<'_>, ctx: &Ctx) -> Flow {
-    let Some(spec) = COMMANDS
+    let command = message.command;
+    let spec = COMMANDS
         .iter()
-        .find(|s| s.name.eq_ignore_ascii_case(message.command))
-    else {
-        if session.name.is_some() {
-            session.reply(
-                ctx,
-                ERR_UNKNOWNCOMMAND,
-                &[message.command, "Unknown command"],
-            );
-        } else {
-            session.reply(ctx, ERR_NOTREGISTERED, &["You have not registered"]);
-        }
-        return Flow::Continue;
-    };
-    if session.name.is_none() && !spec.before_registration {
+        .find(|s| s.name.eq_ignore_ascii_case(command));
+    if session.name.is_none() && !spec.is_some_and(|s| s.before_registration) {
         session.reply(ctx, ERR_NOTREGISTERED, &["You have not registered"]);
         return Flow::Continue;
     }
+    let Some(spec) = spec else {
+        session.reply(ctx, ERR_UNKNOWNCOMMAND, &[command, "Unknown command"]);
+        return Flow::Continue;
+    };
     if message.params.len() < spec.min_params {
-        session.reply(
-            ctx,
-            ERR_NEEDMOREPARAMS,
-            &[spec.name, "Not enough parameters"],
-        );
+        let params = [spec.name, "Not enough parameters"];
+        session.reply(ctx, ERR_NEEDMOREPARAMS, &params);
+        return Flow::Continue;
+    }
+    if spec.server_target && other_server(session, message, ctx) {
         return Flow::Continue;
     }
     (spec.handler)(session, message, ctx)
@@ -850,10 +858,7 @@ fn other_server(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> bool {
     true
 }
 
-fn version(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
-    if other_server(session, m, ctx) {
-        return Flow::Continue;
-    }
+fn version(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     let server = ctx.shared.irc.server_name.clone();
     session.reply(
         ctx,
@@ -866,19 +871,13 @@ fn version(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     Flow::Continue
 }
 
-fn time(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
-    if other_server(session, m, ctx) {
-        return Flow::Continue;
-    }
+fn time(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     let server = ctx.shared.irc.server_name.clone();
     session.reply(ctx, RPL_TIME, &[&server, &super::iso_time(super::now_ms())]);
     Flow::Continue
 }
 
-fn motd(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
-    if other_server(session, m, ctx) {
-        return Flow::Continue;
-    }
+fn motd(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     for line in session.motd(ctx) {
         session.send(ctx, line);
     }
@@ -892,10 +891,7 @@ fn lusers(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     Flow::Continue
 }
 
-fn info(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
-    if other_server(session, m, ctx) {
-        return Flow::Continue;
-    }
+fn info(session: &mut IrcSession, _m: &Message<'_>, ctx: &Ctx) -> Flow {
     let started = super::iso_time(
         ctx.shared
             .started
