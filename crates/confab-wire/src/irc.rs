@@ -1,6 +1,7 @@
 //! The IRC message codec: parsing client lines (with IRCv3 tags, source and trailing
-//! parameters) and building server lines. Pure and allocation-light; the IRC front-end,
-//! the benchmark and the fuzz target all use it.
+//! parameters) and building server lines. Pure and allocation-light; the IRC front-end
+//! and the fuzz target use it. The core's events as IRC lines are in [`encode`], the
+//! splitting of a message too long for one line in [`split`].
 //!
 //! Limits follow the modern IRC documents: at most 8191 bytes of tags (the leading `@`
 //! and the space after included) and 512 bytes for the rest, CR LF included.
@@ -8,6 +9,9 @@
 use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
+
+pub mod encode;
+pub mod split;
 
 /// Bytes allowed for the tag section, `@` and the trailing space included.
 pub const MAX_TAGS: usize = 8191;

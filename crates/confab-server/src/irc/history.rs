@@ -287,7 +287,6 @@ impl Answer {
     }
 }
 
-
 /// Every direct conversation of `parties` (the asker's, called `me`) with the name the
 /// other side goes by: an account's name, a connected user's name now, or, for a
 /// connection that ended, the name it last used (asking for that name finds it again,

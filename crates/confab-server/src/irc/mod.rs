@@ -2,8 +2,9 @@
 //! the same chat core as every other front-end. Channel `#lobby` is room `lobby`.
 //!
 //! # Layout
-//! - this file: the session state, core events turned into IRC lines, and errors
-//!   turned into numerics;
+//! - this file: the session state, which of the encodings in
+//!   `confab_wire::irc::encode` each event gets (by the client's caps), core replies
+//!   and errors turned into numerics;
 //! - `commands.rs`: one table of commands (name, minimum parameters, allowed before
 //!   registration) and a small handler for each;
 //! - `numerics.rs`: the numeric replies by name.
@@ -18,17 +19,20 @@ mod auth;
 mod commands;
 mod history;
 mod numerics;
-mod split;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use confab_core::{
-    slot, Batch, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName, Source, Target,
+    slot, Batch, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName, Source,
 };
-use confab_wire::irc::{self as wire, write_message, MAX_LINE};
+use confab_wire::irc::encode::{
+    self, channel, encode_broadcast, encode_tags, is_split, labeled_response, prefix, put_message,
+    put_message_with,
+};
+use confab_wire::irc::{self as wire, split, write_message, MAX_LINE};
 use confab_wire::time::iso_time;
 
 use crate::connection::{Close, Ctx, Flow, Protocol, Shared, WriteQueue};
@@ -232,352 +236,11 @@ struct Labeled {
     bytes: BytesMut,
 }
 
+/// The clock's time for the tags of an event that carries none of its own.
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn channel(room: &RoomName) -> String {
-    format!("#{room}")
-}
-
-fn prefix(source: &Source) -> String {
-    format!("{}!{}@{}", source.name, source.user, source.host)
-}
-
-/// A message as IRC writes it, `:nick!user@host PRIVMSG target :text`, straight into
-/// one buffer of the right size. Messages are most of what a server writes, and going
-/// through `write_message` cost three allocations and two copies of the text each (the
-/// `writes_messages_as_write_message_would` property test keeps the two identical).
-fn encode_message(m: &Message) -> Bytes {
-    let size = m.from.name.as_str().len() + m.from.user.len() + m.from.host.len();
-    let mut out = BytesMut::with_capacity(size + m.text.len() + 64);
-    put_message(&mut out, m);
-    out.freeze()
-}
-
-/// Writes one message as [`encode_message`] renders it, at the end of `out`.
-fn put_message(out: &mut BytesMut, m: &Message) {
-    put_message_with(out, m, None);
-}
-
-/// The bytes of a message's line besides its text: `:nick!user@host PRIVMSG target :`,
-/// the CTCP framing of an ACTION and CR LF.
-fn overhead(m: &Message) -> usize {
-    let from = &m.from;
-    let target = match &m.to {
-        Target::Room(room) => 1 + room.as_str().len(),
-        Target::User(name) => name.as_str().len(),
-    };
-    let command = if m.kind == MessageKind::Notice { 6 } else { 7 };
-    let action = if m.kind == MessageKind::Action { 9 } else { 0 };
-    let source = 1 + from.name.as_str().len() + 1 + from.user.len() + 1 + from.host.len();
-    source + 1 + command + 1 + target + 2 + action + 2
-}
-
-/// Whether a message is too long for one IRC line, and so is sent as several.
-fn is_split(event: &Event) -> bool {
-    matches!(event, Event::Message(m) if !split::fits(overhead(m), m.text.len()))
-}
-
-/// Writes message `m`, after its tag section when `tags` is `Some(all)` (all tags, or
-/// the time alone): as one line when it fits in 512 bytes, else as several (`split`).
-/// Every part has the time (and account) tags; only the first has the `msgid`, as with
-/// Ergo, since clients take a msgid to name one line and may drop a second line with
-/// the same one as a duplicate. Checking the length is all a message that fits pays.
-fn put_message_with(out: &mut BytesMut, m: &Message, tags: Option<bool>) {
-    let overhead = overhead(m);
-    if split::fits(overhead, m.text.len()) {
-        if let Some(all) = tags {
-            put_message_tags(out, m, all);
-        }
-        return put_line(out, m, &m.text);
-    }
-    for (i, part) in split::parts(&m.text, split::budget(overhead)).enumerate() {
-        if let Some(all) = tags {
-            let id = (i == 0).then_some(m.id);
-            put_tags(out, m.time_ms, id, Some(&m.from), m.tags.as_deref(), all);
-        }
-        put_line(out, m, part);
-    }
-}
-
-/// Writes one line of message `m` with `text` (the whole text or one part of it).
-fn put_line(out: &mut BytesMut, m: &Message, text: &str) {
-    let from = &m.from;
-    let (command, action): (&[u8], bool) = match m.kind {
-        MessageKind::Normal => (b"PRIVMSG", false),
-        MessageKind::Notice => (b"NOTICE", false),
-        MessageKind::Action => (b"PRIVMSG", true),
-        MessageKind::Tags => (b"TAGMSG", false),
-    };
-    let target = match &m.to {
-        Target::Room(room) => room.as_str(),
-        Target::User(name) => name.as_str(),
-    };
-    out.put_u8(b':');
-    out.put_slice(from.name.as_str().as_bytes());
-    out.put_u8(b'!');
-    out.put_slice(from.user.as_bytes());
-    out.put_u8(b'@');
-    out.put_slice(from.host.as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(command);
-    out.put_u8(b' ');
-    if matches!(m.to, Target::Room(_)) {
-        out.put_u8(b'#');
-    }
-    out.put_slice(target.as_bytes());
-    if m.kind == MessageKind::Tags {
-        out.put_slice(b"\r\n");
-        return;
-    }
-    out.put_slice(b" :");
-    if action {
-        out.put_slice(b"\x01ACTION ");
-    }
-    out.put_slice(text.as_bytes());
-    if action {
-        out.put_u8(1);
-    }
-    out.put_slice(b"\r\n");
-}
-
-/// The body of a broadcast event as IRC writes it, the same for every recipient. The
-/// recipient-dependent part (tags) is a separate chunk.
-fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
-    let mut out = BytesMut::with_capacity(128);
-    match event {
-        Event::Message(m) => return encode_message(m),
-        Event::Joined { room, who, .. } => {
-            let chan = channel(room);
-            if extended_join {
-                let account = who.account.as_deref().unwrap_or("*");
-                write_message(
-                    &mut out,
-                    &[],
-                    Some(&prefix(who)),
-                    "JOIN",
-                    &[&chan, account, &who.realname],
-                    true,
-                );
-            } else {
-                write_message(&mut out, &[], Some(&prefix(who)), "JOIN", &[&chan], false);
-            }
-        }
-        Event::Parted { room, who, reason } => {
-            let chan = channel(room);
-            match reason {
-                Some(reason) => write_message(
-                    &mut out,
-                    &[],
-                    Some(&prefix(who)),
-                    "PART",
-                    &[&chan, reason],
-                    true,
-                ),
-                None => write_message(&mut out, &[], Some(&prefix(who)), "PART", &[&chan], false),
-            }
-        }
-        Event::Quit { who, reason } => {
-            write_message(&mut out, &[], Some(&prefix(who)), "QUIT", &[reason], true);
-        }
-        Event::NickChanged { old, new } => {
-            write_message(
-                &mut out,
-                &[],
-                Some(&prefix(old)),
-                "NICK",
-                &[new.as_str()],
-                false,
-            );
-        }
-        Event::TopicChanged { room, by, text } => {
-            write_message(
-                &mut out,
-                &[],
-                Some(&prefix(by)),
-                "TOPIC",
-                &[&channel(room), text],
-                true,
-            );
-        }
-        Event::ModeChanged { room, by, changes } => {
-            let (modes, args) = wire::mode_string(changes);
-            let chan = channel(room);
-            let mut params = vec![chan.as_str(), modes.as_str()];
-            params.extend(args);
-            write_message(&mut out, &[], Some(&prefix(by)), "MODE", &params, false);
-        }
-        Event::Kicked {
-            room,
-            by,
-            target,
-            reason,
-        } => {
-            write_message(
-                &mut out,
-                &[],
-                Some(&prefix(by)),
-                "KICK",
-                &[&channel(room), target.as_str(), reason],
-                true,
-            );
-        }
-        Event::AwayChanged { who, message } => match message {
-            Some(message) => {
-                write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[message], true)
-            }
-            None => write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[], false),
-        },
-        _ => {}
-    }
-    out.freeze()
-}
-
-/// The tag section for a broadcast event: server-time always, and with message-tags
-/// also the message id, the sender's account, `bot` for a bot, and a message's client
-/// tags (last, as the message-tags spec asks of server tags before client ones).
-fn encode_tags(event: &Event, all: bool) -> Bytes {
-    let mut out = BytesMut::new();
-    match event {
-        Event::Message(m) => {
-            // A message split over several lines is written here whole, each line
-            // with its tags, since one tag section before the body would tag only
-            // the first line (see `push_broadcast`).
-            if split::fits(overhead(m), m.text.len()) {
-                put_message_tags(&mut out, m, all);
-            } else {
-                put_message_with(&mut out, m, Some(all));
-            }
-        }
-        _ => put_tags(&mut out, now_ms(), None, event_source(event), None, all),
-    }
-    out.freeze()
-}
-
-/// Writes a message's tag section, as [`encode_tags`] renders it.
-fn put_message_tags(out: &mut BytesMut, m: &Message, all: bool) {
-    let client_tags = m.tags.as_deref();
-    put_tags(out, m.time_ms, Some(m.id), Some(&m.from), client_tags, all);
-}
-
-/// Who caused a broadcast event, for the tags that describe them.
-fn event_source(event: &Event) -> Option<&Source> {
-    match event {
-        Event::Message(Message { from: who, .. })
-        | Event::Joined { who, .. }
-        | Event::Parted { who, .. }
-        | Event::Quit { who, .. }
-        | Event::AwayChanged { who, .. }
-        | Event::NickChanged { old: who, .. }
-        | Event::TopicChanged { by: who, .. }
-        | Event::ModeChanged { by: who, .. }
-        | Event::Kicked { by: who, .. } => Some(who),
-        _ => None,
-    }
-}
-
-/// Writes the tag section `encode_tags` renders, at the end of `out`.
-fn put_tags(
-    out: &mut BytesMut,
-    time: u64,
-    id: Option<u64>,
-    from: Option<&Source>,
-    client_tags: Option<&str>,
-    all: bool,
-) {
-    let time = iso_time(time);
-    let id = id.map(|id| id.to_string());
-    let mut tags: Vec<(&str, &str)> = vec![("time", &time)];
-    if all {
-        if let Some(id) = &id {
-            tags.push(("msgid", id));
-        }
-        if let Some(account) = from.and_then(|f| f.account.as_deref()) {
-            tags.push(("account", account));
-        }
-        // The bot-mode spec: a bare tag, never a value.
-        if from.is_some_and(|f| f.bot) {
-            tags.push(("bot", ""));
-        }
-    }
-    // `write_message` would add a command; write the tag section alone.
-    out.extend_from_slice(b"@");
-    for (i, (key, value)) in tags.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b";");
-        }
-        out.extend_from_slice(key.as_bytes());
-        if !value.is_empty() {
-            out.extend_from_slice(b"=");
-            wire::escape_tag(value, out);
-        }
-    }
-    // Client tags are kept escaped as they arrived, so they go out as they are.
-    if let (true, Some(client_tags)) = (all, client_tags) {
-        out.extend_from_slice(b";");
-        out.extend_from_slice(client_tags.as_bytes());
-    }
-    out.extend_from_slice(b" ");
-}
-
-/// A labeled command's response, `bytes` being every line of it: one line gets the
-/// label tag, several go in a `labeled-response` batch (`batch` is its reference, when
-/// the client has `batch`), none gets an `ACK`.
-pub(super) fn labeled_response(
-    server: &str,
-    label: &str,
-    bytes: &[u8],
-    batch: Option<&str>,
-) -> Bytes {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
-    let mut result = BytesMut::new();
-    let tag = |line: &str, tag: &str, result: &mut BytesMut| {
-        match line.strip_prefix('@') {
-            Some(rest) => {
-                result.extend_from_slice(b"@");
-                result.extend_from_slice(tag.as_bytes());
-                result.extend_from_slice(b";");
-                result.extend_from_slice(rest.as_bytes());
-            }
-            None => {
-                result.extend_from_slice(b"@");
-                result.extend_from_slice(tag.as_bytes());
-                result.extend_from_slice(b" ");
-                result.extend_from_slice(line.as_bytes());
-            }
-        }
-        result.extend_from_slice(b"\r\n");
-    };
-    let mut label_tag = BytesMut::new();
-    label_tag.extend_from_slice(b"label=");
-    wire::escape_tag(label, &mut label_tag);
-    let label_tag = String::from_utf8_lossy(&label_tag).into_owned();
-    match (lines.len(), batch) {
-        (0, _) => tag(&format!(":{server} ACK"), &label_tag, &mut result),
-        (1, _) => tag(lines[0], &label_tag, &mut result),
-        (_, Some(id)) => {
-            tag(
-                &format!(":{server} BATCH +{id} labeled-response"),
-                &label_tag,
-                &mut result,
-            );
-            for line in lines {
-                tag(line, &format!("batch={id}"), &mut result);
-            }
-            result.extend_from_slice(format!(":{server} BATCH -{id}\r\n").as_bytes());
-        }
-        (_, None) => {
-            for line in lines {
-                result.extend_from_slice(line.as_bytes());
-                result.extend_from_slice(b"\r\n");
-            }
-        }
-    }
-    result.freeze()
 }
 
 impl IrcSession {
@@ -623,16 +286,7 @@ impl IrcSession {
         let mut all = Vec::with_capacity(params.len() + 1);
         all.push(self.target());
         all.extend_from_slice(params);
-        let mut out = BytesMut::with_capacity(64);
-        write_message(
-            &mut out,
-            &[],
-            Some(&ctx.shared.irc.server_name),
-            code,
-            &all,
-            true,
-        );
-        out.freeze()
+        encode::server_line(&ctx.shared.irc.server_name, code, &all, true)
     }
 
     /// Sends a numeric now, in order with the core's replies.
@@ -695,30 +349,13 @@ impl IrcSession {
 
     /// A NOTICE from the server to this client.
     fn notice(&self, ctx: &Ctx, text: &str) -> Bytes {
-        let mut out = BytesMut::new();
-        write_message(
-            &mut out,
-            &[],
-            Some(&ctx.shared.irc.server_name),
-            "NOTICE",
-            &[self.target(), text],
-            true,
-        );
-        out.freeze()
+        let params = [self.target(), text];
+        encode::server_line(&ctx.shared.irc.server_name, "NOTICE", &params, true)
     }
 
     /// A line from the server itself, such as `CAP` or `PONG`.
     fn server_line(&self, ctx: &Ctx, command: &str, params: &[&str]) -> Bytes {
-        let mut out = BytesMut::with_capacity(64);
-        write_message(
-            &mut out,
-            &[],
-            Some(&ctx.shared.irc.server_name),
-            command,
-            params,
-            false,
-        );
-        out.freeze()
+        encode::server_line(&ctx.shared.irc.server_name, command, params, false)
     }
 
     /// Registers with the core once NICK and USER are in and CAP negotiation is over.
@@ -949,9 +586,9 @@ impl IrcSession {
     /// Pushes the tag section of a broadcast event that this client's caps ask for.
     fn push_tags(&self, envelope: &Arc<Envelope>, out: &mut WriteQueue) {
         if self.caps.message_tags {
-            out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true)));
+            out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true, now_ms())));
         } else if self.caps.server_time {
-            out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false)));
+            out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false, now_ms())));
         }
     }
 
@@ -1788,79 +1425,5 @@ mod tests {
             *caps.flag(cap).expect("known") = true;
         }
         assert_eq!(caps.enabled(), CAPS);
-    }
-}
-
-#[cfg(test)]
-mod encoding {
-    use std::sync::Arc;
-
-    use proptest::prelude::*;
-
-    use super::*;
-
-    /// The general writer's rendering of a message, as the server wrote it before
-    /// `encode_message`.
-    fn through_write_message(m: &Message) -> Bytes {
-        let mut out = BytesMut::new();
-        let target = match &m.to {
-            Target::Room(room) => channel(room),
-            Target::User(name) => name.to_string(),
-        };
-        let (command, text) = match m.kind {
-            MessageKind::Normal => ("PRIVMSG", m.text.to_string()),
-            MessageKind::Notice => ("NOTICE", m.text.to_string()),
-            MessageKind::Action => ("PRIVMSG", format!("\x01ACTION {}\x01", m.text)),
-            MessageKind::Tags => unreachable!("not generated"),
-        };
-        let params = [target.as_str(), text.as_str()];
-        write_message(
-            &mut out,
-            &[],
-            Some(&prefix(&m.from)),
-            command,
-            &params,
-            true,
-        );
-        out.freeze()
-    }
-
-    proptest! {
-        #[test]
-        fn writes_messages_as_write_message_would(
-            name in "[a-zA-Z_\\[\\]{}|^-][a-zA-Z0-9_\\[\\]{}|^-]{0,15}",
-            user in "~?[a-z]{1,10}",
-            host in "[0-9a-f.:]{1,39}",
-            room in proptest::option::of("[a-z0-9_.-]{1,20}"),
-            text in "[^\0\r\n]{1,200}",
-            kind in prop::sample::select(vec![
-                MessageKind::Normal,
-                MessageKind::Notice,
-                MessageKind::Action,
-            ]),
-        ) {
-            let to = match room {
-                Some(room) => Target::Room(RoomName::parse(&room).unwrap()),
-                None => Target::User(Name::parse("bob").unwrap()),
-            };
-            let m = Message {
-                id: 1,
-                time_ms: 0,
-                from: Arc::new(Source {
-                    name: Name::parse(&name).unwrap(),
-                    user: user.into(),
-                    host: host.into(),
-                    realname: "r".into(),
-                    account: None,
-                    session: 0,
-                    bot: false,
-                }),
-                to,
-                kind,
-                text: text.into(),
-                tags: None,
-            };
-            prop_assert_eq!(encode_message(&m), through_write_message(&m));
-        }
     }
 }
