@@ -14,3 +14,4 @@ pub mod irc;
 pub mod line;
 pub mod peer;
 pub mod time;
+pub mod web;
