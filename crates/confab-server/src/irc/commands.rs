@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use confab_core::{Command, MessageKind, ModeChange, Recipient};
+use confab_wire::irc::encode::server_line;
 use confab_wire::irc::{write_message, Message};
 
 use super::numerics::*;
@@ -122,16 +123,7 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let line = |params: &[&str]| {
         let mut all = vec![target.as_str()];
         all.extend_from_slice(params);
-        let mut out = BytesMut::new();
-        write_message(
-            &mut out,
-            &[],
-            Some(&ctx.shared.irc.server_name),
-            "CAP",
-            &all,
-            true,
-        );
-        out.freeze()
+        server_line(&ctx.shared.irc.server_name, "CAP", &all, true)
     };
     match sub.as_str() {
         "LS" => {

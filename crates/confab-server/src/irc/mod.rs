@@ -415,11 +415,8 @@ impl IrcSession {
         for line in lines {
             out.push(line);
         }
-        let mut myinfo = BytesMut::new();
-        write_message(
-            &mut myinfo,
-            &[],
-            Some(&irc.server_name),
+        let myinfo = encode::server_line(
+            &irc.server_name,
             RPL_MYINFO,
             &[
                 me.as_str(),
@@ -431,7 +428,7 @@ impl IrcSession {
             ],
             false,
         );
-        out.push(myinfo.freeze());
+        out.push(myinfo);
         for line in self.isupport(ctx) {
             out.push(line);
         }
@@ -703,17 +700,8 @@ impl IrcSession {
             });
         }
         let trailing = whox.fields.contains('r');
-        let mut out = BytesMut::with_capacity(96);
         let server = &ctx.shared.irc.server_name;
-        write_message(
-            &mut out,
-            &[],
-            Some(server),
-            RPL_WHOSPCRPL,
-            &params,
-            trailing,
-        );
-        out.freeze()
+        encode::server_line(server, RPL_WHOSPCRPL, &params, trailing)
     }
 
     /// One WHO line: 352, or 354 for WHOX.
@@ -852,11 +840,9 @@ impl IrcSession {
             (ChatError::AlreadyLoggedIn(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
             (ChatError::LoginFailed | ChatError::LoginThrottled(_), _) => n(ERR_SASLFAIL, &[&text]),
             (ChatError::AccountExists(name), _) => {
-                let mut line = BytesMut::new();
                 let server = &ctx.shared.irc.server_name;
                 let params = ["REGISTER", "ACCOUNT_EXISTS", name, &text];
-                write_message(&mut line, &[], Some(server), "FAIL", &params, true);
-                line.freeze()
+                encode::server_line(server, "FAIL", &params, true)
             }
             (ChatError::NoAccounts, _) => n(ERR_UNKNOWNERROR, &["REGISTER", &text]),
         };
@@ -1128,11 +1114,9 @@ impl IrcSession {
                     ));
                 }
                 if std::mem::take(&mut self.registering_account) {
-                    let mut line = BytesMut::new();
                     let server = &ctx.shared.irc.server_name;
                     let params = ["SUCCESS", account.as_str(), "Account created"];
-                    write_message(&mut line, &[], Some(server), "REGISTER", &params, true);
-                    out.push(line.freeze());
+                    out.push(encode::server_line(server, "REGISTER", &params, true));
                 }
             }
             Event::LoginRequired { name } => {

@@ -373,7 +373,7 @@ pub fn labeled_response(server: &str, label: &str, bytes: &[u8], batch: Option<&
             for line in lines {
                 tag(line, &format!("batch={id}"), &mut result);
             }
-            result.extend_from_slice(format!(":{server} BATCH -{id}\r\n").as_bytes());
+            put_server_line(&mut result, server, "BATCH", &[&format!("-{id}")], false);
         }
         (_, None) => {
             for line in lines {
@@ -418,6 +418,41 @@ mod tests {
             true,
         );
         out.freeze()
+    }
+
+    #[test]
+    fn labeled_responses_are_an_ack_one_tagged_line_or_a_batch() {
+        let text = |b: Bytes| String::from_utf8(b.to_vec()).unwrap();
+        assert_eq!(
+            text(labeled_response("srv", "a b", b"", None)),
+            "@label=a\\sb :srv ACK\r\n"
+        );
+        assert_eq!(
+            text(labeled_response(
+                "srv",
+                "1",
+                b"@time=x :srv PONG srv t\r\n",
+                None
+            )),
+            "@label=1;time=x :srv PONG srv t\r\n"
+        );
+        let two = b":srv 001 me :hi\r\n:srv 002 me :ho\r\n";
+        assert_eq!(
+            text(labeled_response("srv", "1", two, Some("b1"))),
+            "@label=1 :srv BATCH +b1 labeled-response\r\n\
+             @batch=b1 :srv 001 me :hi\r\n\
+             @batch=b1 :srv 002 me :ho\r\n\
+             :srv BATCH -b1\r\n"
+        );
+        assert_eq!(&labeled_response("srv", "1", two, None)[..], &two[..]);
+    }
+
+    #[test]
+    fn server_lines_have_the_server_as_source() {
+        let line = server_line("srv", "FAIL", &["REGISTER", "X", "no way"], true);
+        assert_eq!(&line[..], b":srv FAIL REGISTER X :no way\r\n");
+        let line = server_line("srv", "CAP", &["*", "LS", "sasl"], false);
+        assert_eq!(&line[..], b":srv CAP * LS sasl\r\n");
     }
 
     proptest! {
