@@ -7,8 +7,8 @@
 
 use bytes::Bytes;
 use confab_core::{
-    slot, Ban, ChatError, Event, MemberInfo, MessageKind, ModeChange, Name, RoomModes, Target,
-    Topic,
+    slot, Ban, ChatError, Event, MemberInfo, Message, MessageKind, ModeChange, Name, RoomModes,
+    RoomSummary, Source, Target, Topic, UserInfo, UserSummary,
 };
 use serde::{Deserialize, Serialize};
 
@@ -382,11 +382,62 @@ impl Conversation {
     }
 }
 
+impl<'a> Out<'a> {
+    /// A live message: a room's (`room`) or a direct one (`to`).
+    fn message(m: &'a Message) -> Out<'a> {
+        let (room, to) = match &m.to {
+            Target::Room(room) => (Some(room.as_str()), None),
+            Target::User(user) => (None, Some(user.as_str())),
+        };
+        Out::Message {
+            id: m.id,
+            time: m.time_ms,
+            from: &m.from.name,
+            room,
+            to,
+            kind: m.kind.into(),
+            text: &m.text,
+        }
+    }
+
+    /// The answer to `whois`.
+    fn user_info(info: &'a UserInfo) -> Out<'a> {
+        Out::UserInfo {
+            name: &info.who.name,
+            user: &info.who.user,
+            host: &info.who.host,
+            realname: &info.who.realname,
+            rooms: info
+                .rooms
+                .iter()
+                .map(|(prefix, room)| UserRoomOut {
+                    room: room.as_str(),
+                    prefix,
+                })
+                .collect(),
+            away: info.away.as_deref(),
+            oper: info.oper,
+            signon: info.signon_ms,
+            idle_ms: info.idle_ms,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct RoomOut<'a> {
     name: &'a str,
     members: usize,
     topic: Option<&'a str>,
+}
+
+impl<'a> From<&'a RoomSummary> for RoomOut<'a> {
+    fn from(r: &'a RoomSummary) -> Self {
+        RoomOut {
+            name: r.name.as_str(),
+            members: r.members,
+            topic: r.topic.as_deref(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -456,11 +507,31 @@ struct WasOut<'a> {
     host: &'a str,
 }
 
+impl<'a> From<&'a Source> for WasOut<'a> {
+    fn from(s: &'a Source) -> Self {
+        WasOut {
+            name: &s.name,
+            user: &s.user,
+            host: &s.host,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct PresenceOut<'a> {
     name: &'a Name,
     away: bool,
     oper: bool,
+}
+
+impl<'a> From<&'a UserSummary> for PresenceOut<'a> {
+    fn from(u: &'a UserSummary) -> Self {
+        PresenceOut {
+            name: &u.who.name,
+            away: u.away,
+            oper: u.oper,
+        }
+    }
 }
 
 fn to_bytes(out: &Out) -> Bytes {
@@ -476,21 +547,7 @@ pub fn encode_event(event: &Event) -> Bytes {
         Event::Error(error) => {
             return error_event(&chat_error_code(error), &error.to_string());
         }
-        Event::Message(m) => {
-            let (room, to) = match &m.to {
-                Target::Room(room) => (Some(room.as_str()), None),
-                Target::User(user) => (None, Some(user.as_str())),
-            };
-            Out::Message {
-                id: m.id,
-                time: m.time_ms,
-                from: &m.from.name,
-                room,
-                to,
-                kind: m.kind.into(),
-                text: &m.text,
-            }
-        }
+        Event::Message(m) => Out::message(m),
         Event::Joined { room, who, .. } => Out::Joined {
             room: room.as_str(),
             name: &who.name,
@@ -513,14 +570,7 @@ pub fn encode_event(event: &Event) -> Bytes {
             members: members.iter().map(MemberOut::from).collect(),
         },
         Event::Rooms { rooms } => Out::Rooms {
-            rooms: rooms
-                .iter()
-                .map(|r| RoomOut {
-                    name: r.name.as_str(),
-                    members: r.members,
-                    topic: r.topic.as_deref(),
-                })
-                .collect(),
+            rooms: rooms.iter().map(RoomOut::from).collect(),
         },
         Event::TopicChanged { room, by, text } => Out::Topic {
             room: room.as_str(),
@@ -574,43 +624,12 @@ pub fn encode_event(event: &Event) -> Bytes {
         },
         Event::AwayStatus { away } => Out::AwayStatus { away: *away },
         Event::RecipientAway { name, message } => Out::RecipientAway { name, message },
-        Event::UserInfo(info) => Out::UserInfo {
-            name: &info.who.name,
-            user: &info.who.user,
-            host: &info.who.host,
-            realname: &info.who.realname,
-            rooms: info
-                .rooms
-                .iter()
-                .map(|(prefix, room)| UserRoomOut {
-                    room: room.as_str(),
-                    prefix,
-                })
-                .collect(),
-            away: info.away.as_deref(),
-            oper: info.oper,
-            signon: info.signon_ms,
-            idle_ms: info.idle_ms,
-        },
+        Event::UserInfo(info) => Out::user_info(info),
         Event::WasUser { entries } => Out::WasUser {
-            entries: entries
-                .iter()
-                .map(|s| WasOut {
-                    name: &s.name,
-                    user: &s.user,
-                    host: &s.host,
-                })
-                .collect(),
+            entries: entries.iter().map(|s| WasOut::from(&**s)).collect(),
         },
         Event::Presence { users } => Out::Presence {
-            users: users
-                .iter()
-                .map(|u| PresenceOut {
-                    name: &u.who.name,
-                    away: u.away,
-                    oper: u.oper,
-                })
-                .collect(),
+            users: users.iter().map(PresenceOut::from).collect(),
         },
         Event::Killed { by, reason } => Out::Killed {
             by: &by.name,
