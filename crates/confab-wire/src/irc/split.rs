@@ -13,7 +13,7 @@ use super::MAX_MESSAGE;
 
 /// The least text one part carries, whatever the prefix and target take: enough for
 /// any character, so that splitting always makes progress.
-const MIN_PART: usize = 64;
+pub const MIN_PART: usize = 64;
 
 /// How many bytes of text a line can carry when everything else on it (source,
 /// command, target, ` :`, CTCP framing and CR LF) takes `overhead` bytes.
