@@ -11,6 +11,8 @@ use std::borrow::Cow;
 use bytes::{BufMut, BytesMut};
 
 pub mod encode;
+pub mod numerics;
+pub mod reply;
 pub mod split;
 
 /// Bytes allowed for the tag section, `@` and the trailing space included.

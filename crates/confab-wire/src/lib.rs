@@ -13,7 +13,8 @@
 //!   [`irc::encode`] the core's events as IRC lines, one function per variant the
 //!   server caches ([`irc::encode::encode_broadcast`], [`irc::encode::encode_tags`],
 //!   [`irc::encode::put_message_with`]), the server's own lines and labeled responses;
-//!   [`irc::split`] a message too long for one IRC line as several.
+//!   [`irc::reply`] the core's replies to one client as numerics ([`irc::numerics`]
+//!   names them); [`irc::split`] a message too long for one IRC line as several.
 //! - [`web`]: the WebSocket JSON protocol: the page's requests
 //!   ([`web::parse_request`]), each core event as JSON ([`web::encode_event`]) and
 //!   history pages.

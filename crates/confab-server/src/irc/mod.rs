@@ -3,11 +3,14 @@
 //!
 //! # Layout
 //! - this file: the session state, which of the encodings in
-//!   `confab_wire::irc::encode` each event gets (by the client's caps), core replies
-//!   and errors turned into numerics;
+//!   `confab_wire::irc::encode` each event gets (by the client's caps), and which of
+//!   the replies in `confab_wire::irc::reply` each reply gets (by the command that
+//!   caused it); the replies that depend on caps (NAMES, WHO) are written here;
 //! - `commands.rs`: one table of commands (name, minimum parameters, allowed before
 //!   registration) and a small handler for each;
-//! - `numerics.rs`: the numeric replies by name.
+//! - `auth.rs`: SASL, REGISTER and NickServ; `history.rs`: CHATHISTORY.
+//!
+//! The numerics by name are `confab_wire::irc::numerics`.
 //!
 //! Replies to a command are read with the command's *context*: the connection loop
 //! drains a client's outbox right after each input line, so every reply the core makes
@@ -18,7 +21,6 @@
 mod auth;
 mod commands;
 mod history;
-mod numerics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +34,8 @@ use confab_wire::irc::encode::{
     self, channel, encode_broadcast, encode_tags, is_split, labeled_response, prefix, put_message,
     put_message_with,
 };
-use confab_wire::irc::{self as wire, split, write_message, MAX_LINE};
+use confab_wire::irc::reply::{self, To};
+use confab_wire::irc::{self as wire, numerics, split, write_message, MAX_LINE};
 use confab_wire::time::iso_time;
 
 use crate::connection::{Close, Ctx, Flow, Protocol, Shared, WriteQueue};
@@ -283,10 +286,15 @@ impl IrcSession {
 
     /// A numeric reply: `:server CODE target params...`, the last one trailing.
     fn numeric(&self, ctx: &Ctx, code: &str, params: &[&str]) -> Bytes {
-        let mut all = Vec::with_capacity(params.len() + 1);
-        all.push(self.target());
-        all.extend_from_slice(params);
-        encode::server_line(&ctx.shared.irc.server_name, code, &all, true)
+        self.to(ctx).numeric(code, params)
+    }
+
+    /// Where this client's numerics come from and go to.
+    fn to<'a>(&'a self, ctx: &'a Ctx) -> To<'a> {
+        To {
+            server: &ctx.shared.irc.server_name,
+            nick: self.target(),
+        }
     }
 
     /// Sends a numeric now, in order with the core's replies.
@@ -349,8 +357,7 @@ impl IrcSession {
 
     /// A NOTICE from the server to this client.
     fn notice(&self, ctx: &Ctx, text: &str) -> Bytes {
-        let params = [self.target(), text];
-        encode::server_line(&ctx.shared.irc.server_name, "NOTICE", &params, true)
+        self.to(ctx).notice(text)
     }
 
     /// A line from the server itself, such as `CAP` or `PONG`.
@@ -721,7 +728,6 @@ impl IrcSession {
 
     /// An error from the core, as the numeric the command in `context` calls for.
     fn error(&mut self, ctx: &Ctx, error: &ChatError, out: &mut WriteQueue) {
-        let text = error.to_string();
         if matches!(error, ChatError::LoginFailed | ChatError::LoginThrottled(_)) {
             self.sasl = auth::Sasl::Idle;
         }
@@ -740,111 +746,21 @@ impl IrcSession {
             self.registering = false;
             self.nick = None;
         }
-        let n = |code: &str, params: &[&str]| self.numeric(ctx, code, params);
+        let to = self.to(ctx);
         let line = match (error, &self.context) {
             (_, Context::Silent) => return,
-            (ChatError::NameInUse(name), _) => {
-                n(ERR_NICKNAMEINUSE, &[name, "Nickname is already in use"])
-            }
-            (ChatError::InvalidName { name, .. }, _) => n(ERR_ERRONEUSNICKNAME, &[name, &text]),
             (ChatError::NoSuchUser(name), Context::Whois) => {
-                out.push(n(ERR_NOSUCHNICK, &[name, "No such nick/channel"]));
-                n(RPL_ENDOFWHOIS, &[name, "End of /WHOIS list."])
+                out.push(to.numeric(ERR_NOSUCHNICK, &[name, "No such nick/channel"]));
+                to.numeric(RPL_ENDOFWHOIS, &[name, "End of /WHOIS list."])
             }
-            (ChatError::NoSuchUser(name), _) => n(ERR_NOSUCHNICK, &[name, "No such nick/channel"]),
-            (ChatError::WasNoSuchUser(name), _) => {
-                out.push(n(ERR_WASNOSUCHNICK, &[name, "There was no such nickname"]));
-                n(RPL_ENDOFWHOWAS, &[name, "End of WHOWAS"])
-            }
-            (ChatError::NoSuchRoom(room), Context::Names) => n(
+            (ChatError::NoSuchRoom(room), Context::Names) => to.numeric(
                 RPL_ENDOFNAMES,
                 &[&format!("#{room}"), "End of /NAMES list."],
             ),
             (ChatError::NoSuchRoom(_), Context::Who(query)) => {
-                n(RPL_ENDOFWHO, &[&query.mask, "End of /WHO list."])
+                to.numeric(RPL_ENDOFWHO, &[&query.mask, "End of /WHO list."])
             }
-            (ChatError::NoSuchRoom(room) | ChatError::InvalidRoom { name: room, .. }, _) => {
-                n(ERR_NOSUCHCHANNEL, &[&format!("#{room}"), "No such channel"])
-            }
-            (ChatError::NotInRoom(room), _) => n(
-                ERR_NOTONCHANNEL,
-                &[&format!("#{room}"), "You're not on that channel"],
-            ),
-            (ChatError::UserNotInRoom { name, room }, _) => n(
-                ERR_USERNOTINCHANNEL,
-                &[name, &format!("#{room}"), "They aren't on that channel"],
-            ),
-            (ChatError::AlreadyInRoom { name, room }, _) => n(
-                ERR_USERONCHANNEL,
-                &[name, &format!("#{room}"), "is already on channel"],
-            ),
-            (ChatError::CannotSend(room), _) => n(
-                ERR_CANNOTSENDTOCHAN,
-                &[&format!("#{room}"), "Cannot send to channel"],
-            ),
-            (ChatError::OperatorNeeded(room), _) => n(
-                ERR_CHANOPRIVSNEEDED,
-                &[&format!("#{room}"), "You're not channel operator"],
-            ),
-            (ChatError::Banned(room), _) => n(
-                ERR_BANNEDFROMCHAN,
-                &[&format!("#{room}"), "Cannot join channel (+b)"],
-            ),
-            (ChatError::InviteOnly(room), _) => n(
-                ERR_INVITEONLYCHAN,
-                &[&format!("#{room}"), "Cannot join channel (+i)"],
-            ),
-            (ChatError::BadKey(room), _) => n(
-                ERR_BADCHANNELKEY,
-                &[&format!("#{room}"), "Cannot join channel (+k)"],
-            ),
-            (ChatError::RoomFull(room), _) => n(
-                ERR_CHANNELISFULL,
-                &[&format!("#{room}"), "Cannot join channel (+l)"],
-            ),
-            (ChatError::TooManyRooms { room, .. }, _) => n(
-                ERR_TOOMANYCHANNELS,
-                &[&format!("#{room}"), "You have joined too many channels"],
-            ),
-            (ChatError::TooManyMembers { room, .. }, _) => n(
-                ERR_CHANNELISFULL,
-                &[&format!("#{room}"), "Cannot join channel (channel is full)"],
-            ),
-            (ChatError::BanListFull(room), _) => n(
-                ERR_BANLISTFULL,
-                &[&format!("#{room}"), "b", "Channel ban list is full"],
-            ),
-            (ChatError::UnknownMode(c), _) => n(
-                ERR_UNKNOWNMODE,
-                &[&c.to_string(), "is unknown mode char to me"],
-            ),
-            (ChatError::ModeNeedsParameter(c), _) => n(
-                ERR_NEEDMOREPARAMS,
-                &["MODE", &format!("Mode {c} needs a parameter")],
-            ),
-            (ChatError::NoPrivileges, _) => n(
-                ERR_NOPRIVILEGES,
-                &["Permission Denied- You're not an IRC operator"],
-            ),
-            (ChatError::EmptyMessage, _) => n(ERR_NOTEXTTOSEND, &["No text to send"]),
-            (ChatError::ControlCharacter, _) => {
-                n(ERR_NOTEXTTOSEND, &["Messages cannot contain NUL"])
-            }
-            (ChatError::NotRegistered, _) => n(ERR_NOTREGISTERED, &["You have not registered"]),
-            (ChatError::AlreadyRegistered(_), _) => {
-                n(ERR_ALREADYREGISTERED, &["You may not reregister"])
-            }
-            (ChatError::Busy, _) => n(ERR_UNKNOWNERROR, &["PRIVMSG", &text]),
-            (ChatError::NotDelivered(target), _) => n(ERR_CANNOTSENDTOCHAN, &[target, &text]),
-            (ChatError::NameRegistered(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
-            (ChatError::AlreadyLoggedIn(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
-            (ChatError::LoginFailed | ChatError::LoginThrottled(_), _) => n(ERR_SASLFAIL, &[&text]),
-            (ChatError::AccountExists(name), _) => {
-                let server = &ctx.shared.irc.server_name;
-                let params = ["REGISTER", "ACCOUNT_EXISTS", name, &text];
-                encode::server_line(server, "FAIL", &params, true)
-            }
-            (ChatError::NoAccounts, _) => n(ERR_UNKNOWNERROR, &["REGISTER", &text]),
+            _ => return reply::error(to, error, |line| out.push(line)),
         };
         out.push(line);
     }
@@ -886,87 +802,30 @@ impl IrcSession {
                 _ => self.names_reply(ctx, room, members, out),
             },
             Event::Rooms { rooms } => {
-                out.push(self.numeric(ctx, RPL_LISTSTART, &["Channel", "Users  Name"]));
                 let wanted = match &self.context {
-                    Context::List(Some(wanted)) => Some(wanted),
+                    Context::List(Some(wanted)) => Some(wanted.as_slice()),
                     _ => None,
                 };
-                for room in rooms {
-                    let listed = wanted.is_none_or(|w| {
-                        w.iter().any(|n| n.eq_ignore_ascii_case(room.name.as_str()))
-                    });
-                    if !listed {
-                        continue;
-                    }
-                    out.push(self.numeric(
-                        ctx,
-                        RPL_LIST,
-                        &[
-                            &channel(&room.name),
-                            &room.members.to_string(),
-                            room.topic.as_deref().unwrap_or(""),
-                        ],
-                    ));
-                }
-                out.push(self.numeric(ctx, RPL_LISTEND, &["End of /LIST"]));
+                reply::list(self.to(ctx), rooms, wanted, |line| out.push(line));
             }
             Event::TopicIs { room, topic } => {
-                let chan = channel(room);
-                match topic {
-                    Some(topic) => {
-                        out.push(self.numeric(ctx, RPL_TOPIC, &[&chan, &topic.text]));
-                        out.push(self.numeric(
-                            ctx,
-                            RPL_TOPICWHOTIME,
-                            &[&chan, &topic.by, &(topic.time_ms / 1000).to_string()],
-                        ));
-                    }
-                    None if !matches!(self.context, Context::Join) => {
-                        out.push(self.numeric(ctx, RPL_NOTOPIC, &[&chan, "No topic is set"]));
-                    }
-                    None => {}
-                }
+                let joining = matches!(self.context, Context::Join);
+                let push = |line| out.push(line);
+                reply::topic(self.to(ctx), room, topic.as_ref(), joining, push);
             }
             Event::RoomModes {
                 room,
                 modes,
                 created_ms,
             } => {
-                let chan = channel(room);
                 let member = self.channels.contains(room);
-                let (flags, args) = wire::room_modes_string(modes, member);
-                let mut params = vec![chan.as_str(), flags.as_str()];
-                params.extend(args.iter().map(String::as_str));
-                out.push(self.numeric(ctx, RPL_CHANNELMODEIS, &params));
-                out.push(self.numeric(
-                    ctx,
-                    RPL_CREATIONTIME,
-                    &[&chan, &(created_ms / 1000).to_string()],
-                ));
+                let push = |line| out.push(line);
+                reply::room_modes(self.to(ctx), room, modes, *created_ms, member, push);
             }
             Event::BanList { room, bans } => {
-                let chan = channel(room);
-                for ban in bans {
-                    out.push(self.numeric(
-                        ctx,
-                        RPL_BANLIST,
-                        &[&chan, &ban.mask, &ban.by, &(ban.time_ms / 1000).to_string()],
-                    ));
-                }
-                out.push(self.numeric(ctx, RPL_ENDOFBANLIST, &[&chan, "End of channel ban list"]));
+                reply::ban_list(self.to(ctx), room, bans, |line| out.push(line));
             }
-            Event::Invited { room, by } => {
-                let mut line = BytesMut::new();
-                write_message(
-                    &mut line,
-                    &[],
-                    Some(&prefix(by)),
-                    "INVITE",
-                    &[self.target(), &channel(room)],
-                    false,
-                );
-                out.push(line.freeze());
-            }
+            Event::Invited { room, by } => out.push(reply::invite(self.to(ctx), by, room)),
             Event::InviteSent { room, target } => {
                 out.push(self.numeric(ctx, RPL_INVITING, &[target.as_str(), &channel(room)]));
             }
@@ -983,85 +842,18 @@ impl IrcSession {
             Event::RecipientAway { name, message } => {
                 out.push(self.numeric(ctx, RPL_AWAY, &[name.as_str(), message]));
             }
-            Event::UserInfo(info) => {
-                let nick = info.who.name.as_str();
-                let server = &ctx.shared.irc.server_name;
-                out.push(self.numeric(
-                    ctx,
-                    RPL_WHOISUSER,
-                    &[
-                        nick,
-                        &info.who.user,
-                        &info.who.host,
-                        "*",
-                        &info.who.realname,
-                    ],
-                ));
-                if !info.rooms.is_empty() {
-                    let rooms: Vec<String> =
-                        info.rooms.iter().map(|(p, r)| format!("{p}#{r}")).collect();
-                    out.push(self.numeric(ctx, RPL_WHOISCHANNELS, &[nick, &rooms.join(" ")]));
-                }
-                out.push(self.numeric(ctx, RPL_WHOISSERVER, &[nick, server, "confab"]));
-                if info.who.bot {
-                    out.push(self.numeric(ctx, RPL_WHOISBOT, &[nick, "is a bot"]));
-                }
-                if let Some(away) = &info.away {
-                    out.push(self.numeric(ctx, RPL_AWAY, &[nick, away]));
-                }
-                if info.oper {
-                    out.push(self.numeric(ctx, RPL_WHOISOPERATOR, &[nick, "is an IRC operator"]));
-                }
-                out.push(self.numeric(
-                    ctx,
-                    RPL_WHOISIDLE,
-                    &[
-                        nick,
-                        &(info.idle_ms / 1000).to_string(),
-                        &(info.signon_ms / 1000).to_string(),
-                        "seconds idle, signon time",
-                    ],
-                ));
-                out.push(self.numeric(ctx, RPL_ENDOFWHOIS, &[nick, "End of /WHOIS list."]));
-            }
+            Event::UserInfo(info) => reply::whois(self.to(ctx), info, |line| out.push(line)),
             Event::WasUser { entries } => {
                 let (name, count) = match &self.context {
                     Context::WhoWas(asked) => asked.as_ref().clone(),
                     _ => (entries[0].name.to_string(), usize::MAX),
                 };
-                let server = &ctx.shared.irc.server_name;
-                for who in entries.iter().take(count) {
-                    let nick = who.name.as_str();
-                    out.push(self.numeric(
-                        ctx,
-                        RPL_WHOWASUSER,
-                        &[nick, &who.user, &who.host, "*", &who.realname],
-                    ));
-                    out.push(self.numeric(ctx, RPL_WHOISSERVER, &[nick, server, "confab"]));
-                }
-                out.push(self.numeric(ctx, RPL_ENDOFWHOWAS, &[&name, "End of WHOWAS"]));
+                let push = |line| out.push(line);
+                reply::whowas(self.to(ctx), &name, count, entries, push);
             }
             Event::Presence { users } => match &self.context {
-                Context::Ison => {
-                    let names: Vec<&str> = users.iter().map(|u| u.who.name.as_str()).collect();
-                    out.push(self.numeric(ctx, RPL_ISON, &[&names.join(" ")]));
-                }
-                Context::Userhost => {
-                    let entries: Vec<String> = users
-                        .iter()
-                        .map(|u| {
-                            format!(
-                                "{}{}={}{}@{}",
-                                u.who.name,
-                                if u.oper { "*" } else { "" },
-                                if u.away { "-" } else { "+" },
-                                u.who.user,
-                                u.who.host
-                            )
-                        })
-                        .collect();
-                    out.push(self.numeric(ctx, RPL_USERHOST, &[&entries.join(" ")]));
-                }
+                Context::Ison => out.push(reply::ison(self.to(ctx), users)),
+                Context::Userhost => out.push(reply::userhost(self.to(ctx), users)),
                 Context::Who(query) => {
                     for u in users.iter().filter(|u| u.oper || !query.opers_only) {
                         let entry = WhoEntry {
