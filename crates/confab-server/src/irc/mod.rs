@@ -5,7 +5,9 @@
 //! - this file: the session state, which of the encodings in
 //!   `confab_wire::irc::encode` each event gets (by the client's caps), and which of
 //!   the replies in `confab_wire::irc::reply` each reply gets (by the command that
-//!   caused it); the replies that depend on caps (NAMES, WHO) are written here;
+//!   caused it);
+//! - `who.rs`: WHO and NAMES, whose lines depend on caps; `welcome.rs`: the welcome
+//!   burst (001 to 005, LUSERS, MOTD);
 //! - `commands.rs`: one table of commands (name, minimum parameters, allowed before
 //!   registration) and a small handler for each;
 //! - `auth.rs`: SASL, REGISTER and NickServ; `history.rs`: CHATHISTORY.
@@ -21,15 +23,15 @@
 mod auth;
 mod commands;
 mod history;
+mod welcome;
+mod who;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use confab_core::{
-    slot, Batch, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName, Source,
-};
+use confab_core::{slot, Batch, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName};
 use confab_wire::irc::encode::{
     self, channel, encode_broadcast, encode_tags, is_split, labeled_response, prefix, put_message,
     put_message_with,
@@ -40,6 +42,7 @@ use confab_wire::time::iso_time;
 
 use crate::connection::{Close, Ctx, Flow, Protocol, Shared, WriteQueue};
 use numerics::*;
+use who::{WhoQuery, Whox};
 
 /// The version string in 002, 004 and 351.
 const VERSION: &str = concat!("confab-", env!("CARGO_PKG_VERSION"));
@@ -140,56 +143,6 @@ enum Context {
     Send,
     Nick,
     Register,
-}
-
-/// A WHO command: its mask, and for WHOX the fields and token asked for.
-#[derive(Debug, Clone)]
-struct WhoQuery {
-    mask: String,
-    whox: Option<Whox>,
-    /// `WHO mask o`: server operators only.
-    opers_only: bool,
-}
-
-/// The WHOX part of `WHO mask %fields[,token]`.
-#[derive(Debug, Clone)]
-struct Whox {
-    /// The field letters asked for; the reply has them in [`Whox::ORDER`].
-    fields: String,
-    /// The query type token (`t`): up to three digits.
-    token: Option<String>,
-}
-
-impl Whox {
-    /// The order of the fields in a 354 reply, whatever order they were asked in.
-    const ORDER: &'static str = "tcuihsnfdlaor";
-
-    fn parse(spec: &str) -> Whox {
-        let (fields, token) = match spec.split_once(',') {
-            Some((fields, token)) => (fields, Some(token)),
-            None => (spec, None),
-        };
-        let token = token
-            .filter(|t| !t.is_empty() && t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit()))
-            .map(str::to_string);
-        Whox {
-            fields: fields
-                .chars()
-                .filter(|c| Self::ORDER.contains(*c))
-                .collect(),
-            token,
-        }
-    }
-}
-
-/// One user as a WHO line describes it.
-struct WhoEntry<'a> {
-    chan: &'a str,
-    who: &'a Source,
-    away: bool,
-    oper: bool,
-    /// The channel membership prefix (`@`, `+`), if any.
-    status: &'a str,
 }
 
 /// One IRC client's session.
@@ -382,196 +335,6 @@ impl IrcSession {
         });
     }
 
-    fn welcome(&self, ctx: &Ctx, out: &mut WriteQueue) {
-        let irc = &ctx.shared.irc;
-        let me = self.name.as_ref().expect("registered");
-        let mask = format!(
-            "{me}!{}@{}",
-            self.user.as_ref().map_or("", |u| &u.0),
-            self.peer.ip()
-        );
-        let created = iso_time(
-            ctx.shared
-                .started
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        );
-        let lines = [
-            self.numeric(
-                ctx,
-                RPL_WELCOME,
-                &[&format!(
-                    "Welcome to the {} IRC Network {mask}",
-                    irc.network
-                )],
-            ),
-            self.numeric(
-                ctx,
-                RPL_YOURHOST,
-                &[&format!(
-                    "Your host is {}, running version {VERSION}",
-                    irc.server_name
-                )],
-            ),
-            self.numeric(
-                ctx,
-                RPL_CREATED,
-                &[&format!("This server was created {created}")],
-            ),
-        ];
-        for line in lines {
-            out.push(line);
-        }
-        let myinfo = encode::server_line(
-            &irc.server_name,
-            RPL_MYINFO,
-            &[
-                me.as_str(),
-                &irc.server_name,
-                VERSION,
-                "Bio",
-                "biklmnostv",
-                "bklov",
-            ],
-            false,
-        );
-        out.push(myinfo);
-        for line in self.isupport(ctx) {
-            out.push(line);
-        }
-        for line in self.lusers(ctx) {
-            out.push(line);
-        }
-        for line in self.motd(ctx) {
-            out.push(line);
-        }
-    }
-
-    /// The 005 lines. Every token is true of this server.
-    fn isupport(&self, ctx: &Ctx) -> Vec<Bytes> {
-        let network = format!("NETWORK={}", ctx.shared.irc.network);
-        // No number after the colon means no limit.
-        let max_rooms = ctx.shared.limits.max_rooms_per_user;
-        let chanlimit = match max_rooms {
-            0 => "CHANLIMIT=#:".to_string(),
-            n => format!("CHANLIMIT=#:{n}"),
-        };
-        let tokens = [
-            "AWAYLEN=390",
-            "BOT=B",
-            "CASEMAPPING=ascii",
-            &chanlimit,
-            "CHANMODES=b,k,l,imnst",
-            "CHANNELLEN=51",
-            "CHANTYPES=#",
-            "KICKLEN=390",
-            "MAXLIST=b:100",
-            "MAXTARGETS=4",
-            "MODES=4",
-            &network,
-            "NICKLEN=32",
-            "PREFIX=(ov)@+",
-            "TARGMAX=JOIN:,KICK:1,NAMES:1,NOTICE:4,PART:,PRIVMSG:4,TAGMSG:4,WHOIS:1",
-            "TOPICLEN=390",
-            "UTF8ONLY",
-            "WHOX",
-        ];
-        let mut tokens: Vec<&str> = tokens.to_vec();
-        // MAXCHANNELS is CHANLIMIT's older spelling, still read by some clients.
-        let maxchannels = format!("MAXCHANNELS={max_rooms}");
-        if max_rooms > 0 {
-            let at = tokens.iter().position(|t| t.starts_with("MAXLIST"));
-            tokens.insert(at.unwrap_or(tokens.len()), &maxchannels);
-        }
-        let history_limit = format!("CHATHISTORY={}", history::MAX_LIMIT);
-        if ctx.shared.history.is_some() {
-            tokens.push(&history_limit);
-            tokens.push("MSGREFTYPES=timestamp,msgid");
-        }
-        tokens
-            .chunks(12)
-            .map(|chunk| {
-                let mut params: Vec<&str> = chunk.to_vec();
-                params.push("are supported by this server");
-                self.numeric(ctx, RPL_ISUPPORT, &params)
-            })
-            .collect()
-    }
-
-    /// The LUSERS lines, from one set of counts so that they agree: 251's users and
-    /// invisible add up to 266's current global users, 255's clients are 265's local
-    /// users, and 253 counts connections still registering.
-    fn lusers(&self, ctx: &Ctx) -> Vec<Bytes> {
-        let c = ctx.shared.lock_core().lusers();
-        let (local, max_local) = (c.local.to_string(), c.max_local.to_string());
-        let (global, max_global) = (c.global.to_string(), c.max_global.to_string());
-        let lines = [
-            (
-                RPL_LUSERCLIENT,
-                vec![format!(
-                    "There are {} users and {} invisible on 1 servers",
-                    c.visible, c.invisible
-                )],
-            ),
-            (
-                RPL_LUSEROP,
-                vec![c.opers.to_string(), "operator(s) online".into()],
-            ),
-            (
-                RPL_LUSERUNKNOWN,
-                vec![c.unknown.to_string(), "unknown connection(s)".into()],
-            ),
-            (
-                RPL_LUSERCHANNELS,
-                vec![c.rooms.to_string(), "channels formed".into()],
-            ),
-            (
-                RPL_LUSERME,
-                vec![format!("I have {} clients and 0 servers", c.local)],
-            ),
-            (
-                RPL_LOCALUSERS,
-                vec![
-                    local.clone(),
-                    max_local.clone(),
-                    format!("Current local users {local}, max {max_local}"),
-                ],
-            ),
-            (
-                RPL_GLOBALUSERS,
-                vec![
-                    global.clone(),
-                    max_global.clone(),
-                    format!("Current global users {global}, max {max_global}"),
-                ],
-            ),
-        ];
-        lines
-            .iter()
-            .map(|(code, params)| {
-                let params: Vec<&str> = params.iter().map(String::as_str).collect();
-                self.numeric(ctx, code, &params)
-            })
-            .collect()
-    }
-
-    fn motd(&self, ctx: &Ctx) -> Vec<Bytes> {
-        let irc = &ctx.shared.irc;
-        if irc.motd.is_empty() {
-            return vec![self.numeric(ctx, ERR_NOMOTD, &["MOTD File is missing"])];
-        }
-        let mut lines = vec![self.numeric(
-            ctx,
-            RPL_MOTDSTART,
-            &[&format!("- {} Message of the day - ", irc.server_name)],
-        )];
-        for line in &irc.motd {
-            lines.push(self.numeric(ctx, RPL_MOTD, &[&format!("- {line}")]));
-        }
-        lines.push(self.numeric(ctx, RPL_ENDOFMOTD, &["End of /MOTD command."]));
-        lines
-    }
-
     /// Pushes a broadcast event, with the tag section this client's caps ask for.
     fn push_broadcast(&self, envelope: &Arc<Envelope>, out: &mut WriteQueue) {
         self.push_tags(envelope, out);
@@ -593,136 +356,6 @@ impl IrcSession {
             out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true, now_ms())));
         } else if self.caps.server_time {
             out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false, now_ms())));
-        }
-    }
-
-    fn member_prefix(&self, op: bool, voice: bool) -> &'static str {
-        match (op, voice, self.caps.multi_prefix) {
-            (true, true, true) => "@+",
-            (true, _, _) => "@",
-            (false, true, _) => "+",
-            _ => "",
-        }
-    }
-
-    fn names_reply(
-        &self,
-        ctx: &Ctx,
-        room: &RoomName,
-        members: &[confab_core::MemberInfo],
-        out: &mut WriteQueue,
-    ) {
-        let chan = channel(room);
-        // `@` marks a secret channel, `=` a public one.
-        let kind = if ctx.shared.lock_core().is_secret(room.as_str()) {
-            "@"
-        } else {
-            "="
-        };
-        let mut names = String::new();
-        for member in members {
-            let entry = if self.caps.userhost_in_names {
-                format!(
-                    "{}{}",
-                    self.member_prefix(member.op, member.voice),
-                    prefix(&member.who)
-                )
-            } else {
-                format!(
-                    "{}{}",
-                    self.member_prefix(member.op, member.voice),
-                    member.who.name
-                )
-            };
-            // Keep each 353 line well under 512 bytes.
-            if names.len() + entry.len() > 380 {
-                out.push(self.numeric(ctx, RPL_NAMREPLY, &[kind, &chan, &names]));
-                names.clear();
-            }
-            if !names.is_empty() {
-                names.push(' ');
-            }
-            names.push_str(&entry);
-        }
-        if !names.is_empty() {
-            out.push(self.numeric(ctx, RPL_NAMREPLY, &[kind, &chan, &names]));
-        }
-        out.push(self.numeric(ctx, RPL_ENDOFNAMES, &[&chan, "End of /NAMES list."]));
-    }
-
-    fn who_line(
-        &self,
-        ctx: &Ctx,
-        chan: &str,
-        who: &Source,
-        away: bool,
-        oper: bool,
-        status: &str,
-    ) -> Bytes {
-        let flags = format!(
-            "{}{}{status}{}",
-            if away { "G" } else { "H" },
-            if oper { "*" } else { "" },
-            if who.bot { "B" } else { "" }
-        );
-        self.numeric(
-            ctx,
-            RPL_WHOREPLY,
-            &[
-                chan,
-                &who.user,
-                &who.host,
-                &ctx.shared.irc.server_name,
-                who.name.as_str(),
-                &flags,
-                &format!("0 {}", who.realname),
-            ],
-        )
-    }
-
-    /// A WHOX reply (354): the fields asked for, in the order the specification
-    /// gives, the real name last as a trailing parameter.
-    fn whox_line(&self, ctx: &Ctx, whox: &Whox, entry: &WhoEntry<'_>) -> Bytes {
-        let who = entry.who;
-        let flags = format!(
-            "{}{}{}",
-            if entry.away { "G" } else { "H" },
-            if entry.oper { "*" } else { "" },
-            entry.status
-        );
-        let mut params: Vec<&str> = vec![self.target()];
-        for field in Whox::ORDER.chars().filter(|c| whox.fields.contains(*c)) {
-            params.push(match field {
-                't' => whox.token.as_deref().unwrap_or("0"),
-                'c' => entry.chan,
-                'u' => &who.user,
-                'i' | 'h' => &who.host,
-                's' => &ctx.shared.irc.server_name,
-                'n' => who.name.as_str(),
-                'f' => &flags,
-                'd' | 'l' => "0",
-                'a' => who.account.as_deref().unwrap_or("0"),
-                'o' => "n/a",
-                _ => &who.realname,
-            });
-        }
-        let trailing = whox.fields.contains('r');
-        let server = &ctx.shared.irc.server_name;
-        encode::server_line(server, RPL_WHOSPCRPL, &params, trailing)
-    }
-
-    /// One WHO line: 352, or 354 for WHOX.
-    fn who_reply(&self, ctx: &Ctx, query: &WhoQuery, entry: WhoEntry<'_>) -> Bytes {
-        match &query.whox {
-            Some(whox) => self.whox_line(ctx, whox, &entry),
-            None => self.who_line(
-                ctx,
-                entry.chan,
-                entry.who,
-                entry.away,
-                entry.oper,
-                entry.status,
-            ),
         }
     }
 
@@ -768,37 +401,10 @@ impl IrcSession {
     /// Replies (events only this client receives) as numerics.
     fn on_reply(&mut self, ctx: &Ctx, event: &Event, out: &mut WriteQueue) {
         match event {
-            Event::Registered { name } => {
-                self.registering = false;
-                self.name = Some(name.clone());
-                if self.caps.echo_message {
-                    ctx.shared.lock_core().set_echo(ctx.id, true);
-                }
-                self.welcome(ctx, out);
-                self.nick = None;
-                self.user = None;
-                if let (Some(key), Some(history)) = (self.early_account.take(), &ctx.shared.history)
-                {
-                    crate::accounts::deliver_offline(history, ctx.outbox(), *key);
-                }
-            }
+            Event::Registered { name } => self.registered_as(ctx, name, out),
             Event::Error(error) => self.error(ctx, error, out),
             Event::Members { room, members } => match &self.context {
-                Context::Who(query) => {
-                    let chan = channel(room);
-                    for m in members.iter().filter(|m| m.oper || !query.opers_only) {
-                        let entry = WhoEntry {
-                            chan: &chan,
-                            who: &m.who,
-                            away: m.away,
-                            oper: m.oper,
-                            status: self.member_prefix(m.op, m.voice),
-                        };
-                        out.push(self.who_reply(ctx, query, entry));
-                    }
-                    let mask = &query.mask;
-                    out.push(self.numeric(ctx, RPL_ENDOFWHO, &[mask, "End of /WHO list."]));
-                }
+                Context::Who(query) => self.who_members(ctx, query, room, members, out),
                 _ => self.names_reply(ctx, room, members, out),
             },
             Event::Rooms { rooms } => {
@@ -854,63 +460,13 @@ impl IrcSession {
             Event::Presence { users } => match &self.context {
                 Context::Ison => out.push(reply::ison(self.to(ctx), users)),
                 Context::Userhost => out.push(reply::userhost(self.to(ctx), users)),
-                Context::Who(query) => {
-                    for u in users.iter().filter(|u| u.oper || !query.opers_only) {
-                        let entry = WhoEntry {
-                            chan: "*",
-                            who: &u.who,
-                            away: u.away,
-                            oper: u.oper,
-                            status: "",
-                        };
-                        out.push(self.who_reply(ctx, query, entry));
-                    }
-                    let mask = &query.mask;
-                    out.push(self.numeric(ctx, RPL_ENDOFWHO, &[mask, "End of /WHO list."]));
-                }
+                Context::Who(query) => self.who_users(ctx, query, users, out),
                 _ => {}
             },
             Event::Killed { by, reason } => {
                 self.killed = Some(Box::new(format!("Killed ({} ({reason}))", by.name)));
             }
-            Event::LoggedIn { account } => {
-                if self.name.is_none() {
-                    self.early_account = Some(Box::new(account.key().as_str().into()));
-                }
-                // Once registered, the core has the user name (the session let go of it).
-                let registered = ctx.shared.lock_core().source_of(ctx.id);
-                let mask = match registered {
-                    Some(source) => prefix(&source),
-                    None => format!(
-                        "{}!{}@{}",
-                        self.target(),
-                        self.user.as_ref().map_or("", |u| &u.0),
-                        self.peer.ip()
-                    ),
-                };
-                out.push(self.numeric(
-                    ctx,
-                    RPL_LOGGEDIN,
-                    &[
-                        &mask,
-                        account.as_str(),
-                        &format!("You are now logged in as {account}"),
-                    ],
-                ));
-                if matches!(self.sasl, auth::Sasl::Checking) {
-                    self.sasl = auth::Sasl::Idle;
-                    out.push(self.numeric(
-                        ctx,
-                        RPL_SASLSUCCESS,
-                        &["SASL authentication successful"],
-                    ));
-                }
-                if std::mem::take(&mut self.registering_account) {
-                    let server = &ctx.shared.irc.server_name;
-                    let params = ["SUCCESS", account.as_str(), "Account created"];
-                    out.push(encode::server_line(server, "REGISTER", &params, true));
-                }
-            }
+            Event::LoggedIn { account } => self.logged_in(ctx, account, out),
             Event::LoginRequired { name } => {
                 crate::accounts::start_grace(ctx.shared, ctx.id);
                 out.push(self.notice(ctx, &format!(
@@ -921,6 +477,57 @@ impl IrcSession {
                 out.push(self.notice(ctx, &format!("{name} is offline; your message was stored and will be delivered when they log in")));
             }
             _ => {}
+        }
+    }
+
+    /// Registration is done: the client is `name`, and is welcomed.
+    fn registered_as(&mut self, ctx: &Ctx, name: &Name, out: &mut WriteQueue) {
+        self.registering = false;
+        self.name = Some(name.clone());
+        if self.caps.echo_message {
+            ctx.shared.lock_core().set_echo(ctx.id, true);
+        }
+        self.welcome(ctx, out);
+        self.nick = None;
+        self.user = None;
+        if let (Some(key), Some(history)) = (self.early_account.take(), &ctx.shared.history) {
+            crate::accounts::deliver_offline(history, ctx.outbox(), *key);
+        }
+    }
+
+    /// A login succeeded (SASL, NickServ, or REGISTER's own).
+    fn logged_in(&mut self, ctx: &Ctx, account: &Name, out: &mut WriteQueue) {
+        if self.name.is_none() {
+            self.early_account = Some(Box::new(account.key().as_str().into()));
+        }
+        // Once registered, the core has the user name (the session let go of it).
+        let registered = ctx.shared.lock_core().source_of(ctx.id);
+        let mask = match registered {
+            Some(source) => prefix(&source),
+            None => format!(
+                "{}!{}@{}",
+                self.target(),
+                self.user.as_ref().map_or("", |u| &u.0),
+                self.peer.ip()
+            ),
+        };
+        out.push(self.numeric(
+            ctx,
+            RPL_LOGGEDIN,
+            &[
+                &mask,
+                account.as_str(),
+                &format!("You are now logged in as {account}"),
+            ],
+        ));
+        if matches!(self.sasl, auth::Sasl::Checking) {
+            self.sasl = auth::Sasl::Idle;
+            out.push(self.numeric(ctx, RPL_SASLSUCCESS, &["SASL authentication successful"]));
+        }
+        if std::mem::take(&mut self.registering_account) {
+            let server = &ctx.shared.irc.server_name;
+            let params = ["SUCCESS", account.as_str(), "Account created"];
+            out.push(encode::server_line(server, "REGISTER", &params, true));
         }
     }
 }
