@@ -353,9 +353,9 @@ impl IrcSession {
     /// Pushes the tag section of a broadcast event that this client's caps ask for.
     fn push_tags(&self, envelope: &Arc<Envelope>, out: &mut WriteQueue) {
         if self.caps.message_tags {
-            out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true, now_ms())));
+            out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true, now_ms)));
         } else if self.caps.server_time {
-            out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false, now_ms())));
+            out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false, now_ms)));
         }
     }
 

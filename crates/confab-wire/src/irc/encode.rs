@@ -92,6 +92,7 @@ pub fn is_split(event: &Event) -> bool {
 /// Every part has the time (and account) tags; only the first has the `msgid`, as with
 /// Ergo, since clients take a msgid to name one line and may drop a second line with
 /// the same one as a duplicate. Checking the length is all a message that fits pays.
+#[inline]
 pub fn put_message_with(out: &mut BytesMut, m: &Message, tags: Option<bool>) {
     let overhead = overhead(m);
     if split::fits(overhead, m.text.len()) {
@@ -246,9 +247,9 @@ pub fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
 /// also the message id, the sender's account, `bot` for a bot, and a message's client
 /// tags (last, as the message-tags spec asks of server tags before client ones).
 ///
-/// A message carries its own time; any other event is stamped `now_ms`, which the
-/// caller reads from the clock only when this runs (once per event and variant).
-pub fn encode_tags(event: &Event, all: bool, now_ms: u64) -> Bytes {
+/// A message carries its own time; any other event is stamped with the time `now_ms`
+/// gives, asked only for such an event (the server passes its clock).
+pub fn encode_tags(event: &Event, all: bool, now_ms: impl FnOnce() -> u64) -> Bytes {
     let mut out = BytesMut::new();
     match event {
         Event::Message(m) => {
@@ -261,7 +262,7 @@ pub fn encode_tags(event: &Event, all: bool, now_ms: u64) -> Bytes {
                 put_message_with(&mut out, m, Some(all));
             }
         }
-        _ => put_tags(&mut out, now_ms, None, event_source(event), None, all),
+        _ => put_tags(&mut out, now_ms(), None, event_source(event), None, all),
     }
     out.freeze()
 }
@@ -445,6 +446,35 @@ mod tests {
              :srv BATCH -b1\r\n"
         );
         assert_eq!(&labeled_response("srv", "1", two, None)[..], &two[..]);
+    }
+
+    #[test]
+    fn an_event_without_a_time_of_its_own_is_tagged_with_the_clock() {
+        let who = Arc::new(Source {
+            name: Name::parse("alice").unwrap(),
+            user: "~a".into(),
+            host: "h".into(),
+            realname: "A".into(),
+            account: Some("alice".into()),
+            session: 0,
+            bot: true,
+        });
+        let quit = Event::Quit {
+            who,
+            reason: "bye".into(),
+        };
+        assert_eq!(
+            &encode_tags(&quit, true, || 1_000)[..],
+            b"@time=1970-01-01T00:00:01.000Z;account=alice;bot "
+        );
+        assert_eq!(
+            &encode_tags(&quit, false, || 1_000)[..],
+            b"@time=1970-01-01T00:00:01.000Z "
+        );
+        assert_eq!(
+            &encode_broadcast(&quit, false)[..],
+            b":alice!~a@h QUIT :bye\r\n"
+        );
     }
 
     #[test]
