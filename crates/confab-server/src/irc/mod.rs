@@ -752,7 +752,7 @@ impl IrcSession {
                     if !self.is_me(&who.name) {
                         self.push_tags(envelope, out);
                         let mut line = BytesMut::new();
-                        write_message(&mut line, &[], Some(&prefix(who)), "AWAY", &[away], true);
+                        encode::put_away(&mut line, who, Some(away));
                         out.push(line.freeze());
                     }
                 }

@@ -232,15 +232,19 @@ pub fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
                 true,
             );
         }
-        Event::AwayChanged { who, message } => match message {
-            Some(message) => {
-                write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[message], true)
-            }
-            None => write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[], false),
-        },
+        Event::AwayChanged { who, message } => put_away(&mut out, who, message.as_deref()),
         _ => {}
     }
     out.freeze()
+}
+
+/// Writes `:nick!user@host AWAY :message` (away-notify), or `AWAY` alone for a
+/// return, at the end of `out`.
+pub fn put_away(out: &mut BytesMut, who: &Source, message: Option<&str>) {
+    match message {
+        Some(message) => write_message(out, &[], Some(&prefix(who)), "AWAY", &[message], true),
+        None => write_message(out, &[], Some(&prefix(who)), "AWAY", &[], false),
+    }
 }
 
 /// The tag section for a broadcast event: server-time always, and with message-tags
