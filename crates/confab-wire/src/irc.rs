@@ -1,6 +1,7 @@
 //! The IRC message codec: parsing client lines (with IRCv3 tags, source and trailing
-//! parameters) and building server lines. Pure and allocation-light; the IRC front-end,
-//! the benchmark and the fuzz target all use it.
+//! parameters) and building server lines. Pure and allocation-light; the IRC front-end
+//! and the fuzz target use it. The core's events as IRC lines are in [`encode`], the
+//! splitting of a message too long for one line in [`split`].
 //!
 //! Limits follow the modern IRC documents: at most 8191 bytes of tags (the leading `@`
 //! and the space after included) and 512 bytes for the rest, CR LF included.
@@ -8,6 +9,11 @@
 use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
+
+pub mod encode;
+pub mod numerics;
+pub mod reply;
+pub mod split;
 
 /// Bytes allowed for the tag section, `@` and the trailing space included.
 pub const MAX_TAGS: usize = 8191;
@@ -271,7 +277,7 @@ pub fn split_userhost(source: &str) -> (&str, &str, &str) {
 }
 
 /// IRC masks (`*`, `?`, ASCII case ignored) are matched by the core's one matcher, the
-/// one bans use; this name stays for the IRC front-end and the fuzz target.
+/// one bans use; this name stays for the fuzz target, which links the codec alone.
 pub use confab_core::glob_match as mask_matches;
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::BytesMut;
+use confab_wire::irc::encode::server_line;
 use confab_wire::irc::{write_message, Message};
 
 use super::numerics::*;
@@ -102,16 +103,9 @@ pub(super) fn register(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> 
     let account = m.params[0];
     let me = session.target().to_string();
     let fail = |session: &mut IrcSession, code: &str, text: &str| {
-        let mut out = BytesMut::new();
-        write_message(
-            &mut out,
-            &[],
-            Some(&ctx.shared.irc.server_name),
-            "FAIL",
-            &["REGISTER", code, account, text],
-            true,
-        );
-        session.send(ctx, out.freeze());
+        let params = ["REGISTER", code, account, text];
+        let line = server_line(&ctx.shared.irc.server_name, "FAIL", &params, true);
+        session.send(ctx, line);
     };
     if account != "*" && !account.eq_ignore_ascii_case(&me) {
         fail(

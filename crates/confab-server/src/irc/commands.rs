@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use confab_core::{Command, MessageKind, ModeChange, Recipient};
+use confab_wire::irc::encode::server_line;
 use confab_wire::irc::{write_message, Message};
 
 use super::numerics::*;
@@ -130,16 +131,7 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let line = |params: &[&str]| {
         let mut all = vec![target.as_str()];
         all.extend_from_slice(params);
-        let mut out = BytesMut::new();
-        write_message(
-            &mut out,
-            &[],
-            Some(&ctx.shared.irc.server_name),
-            "CAP",
-            &all,
-            true,
-        );
-        out.freeze()
+        server_line(&ctx.shared.irc.server_name, "CAP", &all, true)
     };
     match sub.as_str() {
         "LS" => {
@@ -851,7 +843,7 @@ fn other_server(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> bool {
         return false;
     };
     let server = &ctx.shared.irc.server_name;
-    if confab_wire::irc::mask_matches(target, server) || ctx.shared.lock_core().is_online(target) {
+    if confab_core::glob_match(target, server) || ctx.shared.lock_core().is_online(target) {
         return false;
     }
     session.reply(ctx, ERR_NOSUCHSERVER, &[target, "No such server"]);

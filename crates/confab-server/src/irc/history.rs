@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use confab_core::MessageKind;
 use confab_store::{Conversation, Range, StoredMessage};
+use confab_wire::irc::encode::{put_server_line, server_line};
 use confab_wire::irc::{write_message, Message};
 use confab_wire::time::{iso_time, parse_iso_time};
 
@@ -42,16 +43,8 @@ fn parse_ref(text: &str) -> Option<Ref> {
 fn fail(session: &mut IrcSession, ctx: &Ctx, code: &str, params: &[&str]) {
     let mut all = vec!["CHATHISTORY", code];
     all.extend_from_slice(params);
-    let mut out = BytesMut::new();
-    write_message(
-        &mut out,
-        &[],
-        Some(&ctx.shared.irc.server_name),
-        "FAIL",
-        &all,
-        true,
-    );
-    session.send(ctx, out.freeze());
+    let line = server_line(&ctx.shared.irc.server_name, "FAIL", &all, true);
+    session.send(ctx, line);
 }
 
 pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
@@ -117,14 +110,9 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
             }) {
                 Ok(found) => {
                     let mut out = BytesMut::new();
-                    write_message(
-                        &mut out,
-                        &[],
-                        Some(&server),
-                        "BATCH",
-                        &[&format!("+{batch}"), "draft/chathistory-targets"],
-                        false,
-                    );
+                    let start = format!("+{batch}");
+                    let params = [start.as_str(), "draft/chathistory-targets"];
+                    put_server_line(&mut out, &server, "BATCH", &params, false);
                     // An impostor waiting out the login grace shows under the same
                     // name as the account: the newest of the two is listed.
                     let mut shown = std::collections::HashSet::new();
@@ -146,14 +134,8 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
                             false,
                         );
                     }
-                    write_message(
-                        &mut out,
-                        &[],
-                        Some(&server),
-                        "BATCH",
-                        &[&format!("-{batch}")],
-                        false,
-                    );
+                    let end = format!("-{batch}");
+                    put_server_line(&mut out, &server, "BATCH", &[&end], false);
                     answer.send(out);
                 }
                 Err(e) => answer.send(error_line(&server, "TARGETS", &e.to_string())),
@@ -323,33 +305,17 @@ fn direct_targets(
 /// (a standard-replies `WARN`: the answer that follows is still good).
 fn warning_line(server: &str, sub: &str, problem: &str) -> BytesMut {
     let mut out = BytesMut::new();
-    write_message(
-        &mut out,
-        &[],
-        Some(server),
-        "WARN",
-        &["CHATHISTORY", "HISTORY_NOT_SAVED", sub, problem],
-        true,
-    );
+    let params = ["CHATHISTORY", "HISTORY_NOT_SAVED", sub, problem];
+    put_server_line(&mut out, server, "WARN", &params, true);
     out
 }
 
 fn error_line(server: &str, sub: &str, error: &str) -> BytesMut {
     tracing::error!("chathistory failed: {error}");
     let mut out = BytesMut::new();
-    write_message(
-        &mut out,
-        &[],
-        Some(server),
-        "FAIL",
-        &[
-            "CHATHISTORY",
-            "MESSAGE_ERROR",
-            sub,
-            "History is unavailable right now",
-        ],
-        true,
-    );
+    let text = "History is unavailable right now";
+    let params = ["CHATHISTORY", "MESSAGE_ERROR", sub, text];
+    put_server_line(&mut out, server, "FAIL", &params, true);
     out
 }
 
@@ -363,14 +329,9 @@ fn encode_batch(
 ) -> Bytes {
     let mut out = BytesMut::new();
     if with_batch {
-        write_message(
-            &mut out,
-            &[],
-            Some(server),
-            "BATCH",
-            &[&format!("+{batch}"), "chathistory", target],
-            false,
-        );
+        let start = format!("+{batch}");
+        let params = [start.as_str(), "chathistory", target];
+        put_server_line(&mut out, server, "BATCH", &params, false);
     }
     for m in messages {
         let time = iso_time(m.time_ms);
@@ -421,14 +382,7 @@ fn encode_batch(
         }
     }
     if with_batch {
-        write_message(
-            &mut out,
-            &[],
-            Some(server),
-            "BATCH",
-            &[&format!("-{batch}")],
-            false,
-        );
+        put_server_line(&mut out, server, "BATCH", &[&format!("-{batch}")], false);
     }
     out.freeze()
 }

@@ -2,11 +2,17 @@
 //! the same chat core as every other front-end. Channel `#lobby` is room `lobby`.
 //!
 //! # Layout
-//! - this file: the session state, core events turned into IRC lines, and errors
-//!   turned into numerics;
+//! - this file: the session state, which of the encodings in
+//!   `confab_wire::irc::encode` each event gets (by the client's caps), and which of
+//!   the replies in `confab_wire::irc::reply` each reply gets (by the command that
+//!   caused it);
+//! - `who.rs`: WHO and NAMES, whose lines depend on caps; `welcome.rs`: the welcome
+//!   burst (001 to 005, LUSERS, MOTD);
 //! - `commands.rs`: one table of commands (name, minimum parameters, allowed before
 //!   registration) and a small handler for each;
-//! - `numerics.rs`: the numeric replies by name.
+//! - `auth.rs`: SASL, REGISTER and NickServ; `history.rs`: CHATHISTORY.
+//!
+//! The numerics by name are `confab_wire::irc::numerics`.
 //!
 //! Replies to a command are read with the command's *context*: the connection loop
 //! drains a client's outbox right after each input line, so every reply the core makes
@@ -17,22 +23,26 @@
 mod auth;
 mod commands;
 mod history;
-mod numerics;
-mod split;
+mod welcome;
+mod who;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use confab_core::{
-    slot, Batch, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName, Source, Target,
+use bytes::{Bytes, BytesMut};
+use confab_core::{slot, Batch, ChatError, Envelope, Event, Message, MessageKind, Name, RoomName};
+use confab_wire::irc::encode::{
+    self, channel, encode_broadcast, encode_tags, is_split, labeled_response, prefix, put_message,
+    put_message_with,
 };
-use confab_wire::irc::{self as wire, write_message, MAX_LINE};
+use confab_wire::irc::reply::{self, To};
+use confab_wire::irc::{self as wire, numerics, split, write_message, MAX_LINE};
 use confab_wire::time::iso_time;
 
 use crate::connection::{Close, Ctx, Flow, Protocol, Shared, WriteQueue};
 use numerics::*;
+use who::{WhoQuery, Whox};
 
 /// The version string in 002, 004 and 351.
 const VERSION: &str = concat!("confab-", env!("CARGO_PKG_VERSION"));
@@ -135,56 +145,6 @@ enum Context {
     Register,
 }
 
-/// A WHO command: its mask, and for WHOX the fields and token asked for.
-#[derive(Debug, Clone)]
-struct WhoQuery {
-    mask: String,
-    whox: Option<Whox>,
-    /// `WHO mask o`: server operators only.
-    opers_only: bool,
-}
-
-/// The WHOX part of `WHO mask %fields[,token]`.
-#[derive(Debug, Clone)]
-struct Whox {
-    /// The field letters asked for; the reply has them in [`Whox::ORDER`].
-    fields: String,
-    /// The query type token (`t`): up to three digits.
-    token: Option<String>,
-}
-
-impl Whox {
-    /// The order of the fields in a 354 reply, whatever order they were asked in.
-    const ORDER: &'static str = "tcuihsnfdlaor";
-
-    fn parse(spec: &str) -> Whox {
-        let (fields, token) = match spec.split_once(',') {
-            Some((fields, token)) => (fields, Some(token)),
-            None => (spec, None),
-        };
-        let token = token
-            .filter(|t| !t.is_empty() && t.len() <= 3 && t.bytes().all(|b| b.is_ascii_digit()))
-            .map(str::to_string);
-        Whox {
-            fields: fields
-                .chars()
-                .filter(|c| Self::ORDER.contains(*c))
-                .collect(),
-            token,
-        }
-    }
-}
-
-/// One user as a WHO line describes it.
-struct WhoEntry<'a> {
-    chan: &'a str,
-    who: &'a Source,
-    away: bool,
-    oper: bool,
-    /// The channel membership prefix (`@`, `+`), if any.
-    status: &'a str,
-}
-
 /// One IRC client's session.
 pub(crate) struct IrcSession {
     peer: SocketAddr,
@@ -232,352 +192,11 @@ struct Labeled {
     bytes: BytesMut,
 }
 
+/// The clock's time for the tags of an event that carries none of its own.
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn channel(room: &RoomName) -> String {
-    format!("#{room}")
-}
-
-fn prefix(source: &Source) -> String {
-    format!("{}!{}@{}", source.name, source.user, source.host)
-}
-
-/// A message as IRC writes it, `:nick!user@host PRIVMSG target :text`, straight into
-/// one buffer of the right size. Messages are most of what a server writes, and going
-/// through `write_message` cost three allocations and two copies of the text each (the
-/// `writes_messages_as_write_message_would` property test keeps the two identical).
-fn encode_message(m: &Message) -> Bytes {
-    let size = m.from.name.as_str().len() + m.from.user.len() + m.from.host.len();
-    let mut out = BytesMut::with_capacity(size + m.text.len() + 64);
-    put_message(&mut out, m);
-    out.freeze()
-}
-
-/// Writes one message as [`encode_message`] renders it, at the end of `out`.
-fn put_message(out: &mut BytesMut, m: &Message) {
-    put_message_with(out, m, None);
-}
-
-/// The bytes of a message's line besides its text: `:nick!user@host PRIVMSG target :`,
-/// the CTCP framing of an ACTION and CR LF.
-fn overhead(m: &Message) -> usize {
-    let from = &m.from;
-    let target = match &m.to {
-        Target::Room(room) => 1 + room.as_str().len(),
-        Target::User(name) => name.as_str().len(),
-    };
-    let command = if m.kind == MessageKind::Notice { 6 } else { 7 };
-    let action = if m.kind == MessageKind::Action { 9 } else { 0 };
-    let source = 1 + from.name.as_str().len() + 1 + from.user.len() + 1 + from.host.len();
-    source + 1 + command + 1 + target + 2 + action + 2
-}
-
-/// Whether a message is too long for one IRC line, and so is sent as several.
-fn is_split(event: &Event) -> bool {
-    matches!(event, Event::Message(m) if !split::fits(overhead(m), m.text.len()))
-}
-
-/// Writes message `m`, after its tag section when `tags` is `Some(all)` (all tags, or
-/// the time alone): as one line when it fits in 512 bytes, else as several (`split`).
-/// Every part has the time (and account) tags; only the first has the `msgid`, as with
-/// Ergo, since clients take a msgid to name one line and may drop a second line with
-/// the same one as a duplicate. Checking the length is all a message that fits pays.
-fn put_message_with(out: &mut BytesMut, m: &Message, tags: Option<bool>) {
-    let overhead = overhead(m);
-    if split::fits(overhead, m.text.len()) {
-        if let Some(all) = tags {
-            put_message_tags(out, m, all);
-        }
-        return put_line(out, m, &m.text);
-    }
-    for (i, part) in split::parts(&m.text, split::budget(overhead)).enumerate() {
-        if let Some(all) = tags {
-            let id = (i == 0).then_some(m.id);
-            put_tags(out, m.time_ms, id, Some(&m.from), m.tags.as_deref(), all);
-        }
-        put_line(out, m, part);
-    }
-}
-
-/// Writes one line of message `m` with `text` (the whole text or one part of it).
-fn put_line(out: &mut BytesMut, m: &Message, text: &str) {
-    let from = &m.from;
-    let (command, action): (&[u8], bool) = match m.kind {
-        MessageKind::Normal => (b"PRIVMSG", false),
-        MessageKind::Notice => (b"NOTICE", false),
-        MessageKind::Action => (b"PRIVMSG", true),
-        MessageKind::Tags => (b"TAGMSG", false),
-    };
-    let target = match &m.to {
-        Target::Room(room) => room.as_str(),
-        Target::User(name) => name.as_str(),
-    };
-    out.put_u8(b':');
-    out.put_slice(from.name.as_str().as_bytes());
-    out.put_u8(b'!');
-    out.put_slice(from.user.as_bytes());
-    out.put_u8(b'@');
-    out.put_slice(from.host.as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(command);
-    out.put_u8(b' ');
-    if matches!(m.to, Target::Room(_)) {
-        out.put_u8(b'#');
-    }
-    out.put_slice(target.as_bytes());
-    if m.kind == MessageKind::Tags {
-        out.put_slice(b"\r\n");
-        return;
-    }
-    out.put_slice(b" :");
-    if action {
-        out.put_slice(b"\x01ACTION ");
-    }
-    out.put_slice(text.as_bytes());
-    if action {
-        out.put_u8(1);
-    }
-    out.put_slice(b"\r\n");
-}
-
-/// The body of a broadcast event as IRC writes it, the same for every recipient. The
-/// recipient-dependent part (tags) is a separate chunk.
-fn encode_broadcast(event: &Event, extended_join: bool) -> Bytes {
-    let mut out = BytesMut::with_capacity(128);
-    match event {
-        Event::Message(m) => return encode_message(m),
-        Event::Joined { room, who, .. } => {
-            let chan = channel(room);
-            if extended_join {
-                let account = who.account.as_deref().unwrap_or("*");
-                write_message(
-                    &mut out,
-                    &[],
-                    Some(&prefix(who)),
-                    "JOIN",
-                    &[&chan, account, &who.realname],
-                    true,
-                );
-            } else {
-                write_message(&mut out, &[], Some(&prefix(who)), "JOIN", &[&chan], false);
-            }
-        }
-        Event::Parted { room, who, reason } => {
-            let chan = channel(room);
-            match reason {
-                Some(reason) => write_message(
-                    &mut out,
-                    &[],
-                    Some(&prefix(who)),
-                    "PART",
-                    &[&chan, reason],
-                    true,
-                ),
-                None => write_message(&mut out, &[], Some(&prefix(who)), "PART", &[&chan], false),
-            }
-        }
-        Event::Quit { who, reason } => {
-            write_message(&mut out, &[], Some(&prefix(who)), "QUIT", &[reason], true);
-        }
-        Event::NickChanged { old, new } => {
-            write_message(
-                &mut out,
-                &[],
-                Some(&prefix(old)),
-                "NICK",
-                &[new.as_str()],
-                false,
-            );
-        }
-        Event::TopicChanged { room, by, text } => {
-            write_message(
-                &mut out,
-                &[],
-                Some(&prefix(by)),
-                "TOPIC",
-                &[&channel(room), text],
-                true,
-            );
-        }
-        Event::ModeChanged { room, by, changes } => {
-            let (modes, args) = wire::mode_string(changes);
-            let chan = channel(room);
-            let mut params = vec![chan.as_str(), modes.as_str()];
-            params.extend(args);
-            write_message(&mut out, &[], Some(&prefix(by)), "MODE", &params, false);
-        }
-        Event::Kicked {
-            room,
-            by,
-            target,
-            reason,
-        } => {
-            write_message(
-                &mut out,
-                &[],
-                Some(&prefix(by)),
-                "KICK",
-                &[&channel(room), target.as_str(), reason],
-                true,
-            );
-        }
-        Event::AwayChanged { who, message } => match message {
-            Some(message) => {
-                write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[message], true)
-            }
-            None => write_message(&mut out, &[], Some(&prefix(who)), "AWAY", &[], false),
-        },
-        _ => {}
-    }
-    out.freeze()
-}
-
-/// The tag section for a broadcast event: server-time always, and with message-tags
-/// also the message id, the sender's account, `bot` for a bot, and a message's client
-/// tags (last, as the message-tags spec asks of server tags before client ones).
-fn encode_tags(event: &Event, all: bool) -> Bytes {
-    let mut out = BytesMut::new();
-    match event {
-        Event::Message(m) => {
-            // A message split over several lines is written here whole, each line
-            // with its tags, since one tag section before the body would tag only
-            // the first line (see `push_broadcast`).
-            if split::fits(overhead(m), m.text.len()) {
-                put_message_tags(&mut out, m, all);
-            } else {
-                put_message_with(&mut out, m, Some(all));
-            }
-        }
-        _ => put_tags(&mut out, now_ms(), None, event_source(event), None, all),
-    }
-    out.freeze()
-}
-
-/// Writes a message's tag section, as [`encode_tags`] renders it.
-fn put_message_tags(out: &mut BytesMut, m: &Message, all: bool) {
-    let client_tags = m.tags.as_deref();
-    put_tags(out, m.time_ms, Some(m.id), Some(&m.from), client_tags, all);
-}
-
-/// Who caused a broadcast event, for the tags that describe them.
-fn event_source(event: &Event) -> Option<&Source> {
-    match event {
-        Event::Message(Message { from: who, .. })
-        | Event::Joined { who, .. }
-        | Event::Parted { who, .. }
-        | Event::Quit { who, .. }
-        | Event::AwayChanged { who, .. }
-        | Event::NickChanged { old: who, .. }
-        | Event::TopicChanged { by: who, .. }
-        | Event::ModeChanged { by: who, .. }
-        | Event::Kicked { by: who, .. } => Some(who),
-        _ => None,
-    }
-}
-
-/// Writes the tag section `encode_tags` renders, at the end of `out`.
-fn put_tags(
-    out: &mut BytesMut,
-    time: u64,
-    id: Option<u64>,
-    from: Option<&Source>,
-    client_tags: Option<&str>,
-    all: bool,
-) {
-    let time = iso_time(time);
-    let id = id.map(|id| id.to_string());
-    let mut tags: Vec<(&str, &str)> = vec![("time", &time)];
-    if all {
-        if let Some(id) = &id {
-            tags.push(("msgid", id));
-        }
-        if let Some(account) = from.and_then(|f| f.account.as_deref()) {
-            tags.push(("account", account));
-        }
-        // The bot-mode spec: a bare tag, never a value.
-        if from.is_some_and(|f| f.bot) {
-            tags.push(("bot", ""));
-        }
-    }
-    // `write_message` would add a command; write the tag section alone.
-    out.extend_from_slice(b"@");
-    for (i, (key, value)) in tags.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b";");
-        }
-        out.extend_from_slice(key.as_bytes());
-        if !value.is_empty() {
-            out.extend_from_slice(b"=");
-            wire::escape_tag(value, out);
-        }
-    }
-    // Client tags are kept escaped as they arrived, so they go out as they are.
-    if let (true, Some(client_tags)) = (all, client_tags) {
-        out.extend_from_slice(b";");
-        out.extend_from_slice(client_tags.as_bytes());
-    }
-    out.extend_from_slice(b" ");
-}
-
-/// A labeled command's response, `bytes` being every line of it: one line gets the
-/// label tag, several go in a `labeled-response` batch (`batch` is its reference, when
-/// the client has `batch`), none gets an `ACK`.
-pub(super) fn labeled_response(
-    server: &str,
-    label: &str,
-    bytes: &[u8],
-    batch: Option<&str>,
-) -> Bytes {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
-    let mut result = BytesMut::new();
-    let tag = |line: &str, tag: &str, result: &mut BytesMut| {
-        match line.strip_prefix('@') {
-            Some(rest) => {
-                result.extend_from_slice(b"@");
-                result.extend_from_slice(tag.as_bytes());
-                result.extend_from_slice(b";");
-                result.extend_from_slice(rest.as_bytes());
-            }
-            None => {
-                result.extend_from_slice(b"@");
-                result.extend_from_slice(tag.as_bytes());
-                result.extend_from_slice(b" ");
-                result.extend_from_slice(line.as_bytes());
-            }
-        }
-        result.extend_from_slice(b"\r\n");
-    };
-    let mut label_tag = BytesMut::new();
-    label_tag.extend_from_slice(b"label=");
-    wire::escape_tag(label, &mut label_tag);
-    let label_tag = String::from_utf8_lossy(&label_tag).into_owned();
-    match (lines.len(), batch) {
-        (0, _) => tag(&format!(":{server} ACK"), &label_tag, &mut result),
-        (1, _) => tag(lines[0], &label_tag, &mut result),
-        (_, Some(id)) => {
-            tag(
-                &format!(":{server} BATCH +{id} labeled-response"),
-                &label_tag,
-                &mut result,
-            );
-            for line in lines {
-                tag(line, &format!("batch={id}"), &mut result);
-            }
-            result.extend_from_slice(format!(":{server} BATCH -{id}\r\n").as_bytes());
-        }
-        (_, None) => {
-            for line in lines {
-                result.extend_from_slice(line.as_bytes());
-                result.extend_from_slice(b"\r\n");
-            }
-        }
-    }
-    result.freeze()
 }
 
 impl IrcSession {
@@ -620,19 +239,15 @@ impl IrcSession {
 
     /// A numeric reply: `:server CODE target params...`, the last one trailing.
     fn numeric(&self, ctx: &Ctx, code: &str, params: &[&str]) -> Bytes {
-        let mut all = Vec::with_capacity(params.len() + 1);
-        all.push(self.target());
-        all.extend_from_slice(params);
-        let mut out = BytesMut::with_capacity(64);
-        write_message(
-            &mut out,
-            &[],
-            Some(&ctx.shared.irc.server_name),
-            code,
-            &all,
-            true,
-        );
-        out.freeze()
+        self.to(ctx).numeric(code, params)
+    }
+
+    /// Where this client's numerics come from and go to.
+    fn to<'a>(&'a self, ctx: &'a Ctx) -> To<'a> {
+        To {
+            server: &ctx.shared.irc.server_name,
+            nick: self.target(),
+        }
     }
 
     /// Sends a numeric now, in order with the core's replies.
@@ -695,30 +310,12 @@ impl IrcSession {
 
     /// A NOTICE from the server to this client.
     fn notice(&self, ctx: &Ctx, text: &str) -> Bytes {
-        let mut out = BytesMut::new();
-        write_message(
-            &mut out,
-            &[],
-            Some(&ctx.shared.irc.server_name),
-            "NOTICE",
-            &[self.target(), text],
-            true,
-        );
-        out.freeze()
+        self.to(ctx).notice(text)
     }
 
     /// A line from the server itself, such as `CAP` or `PONG`.
     fn server_line(&self, ctx: &Ctx, command: &str, params: &[&str]) -> Bytes {
-        let mut out = BytesMut::with_capacity(64);
-        write_message(
-            &mut out,
-            &[],
-            Some(&ctx.shared.irc.server_name),
-            command,
-            params,
-            false,
-        );
-        out.freeze()
+        encode::server_line(&ctx.shared.irc.server_name, command, params, false)
     }
 
     /// Registers with the core once NICK and USER are in and CAP negotiation is over.
@@ -736,199 +333,6 @@ impl IrcSession {
         ctx.command(confab_core::Command::Register {
             name: nick.to_string(),
         });
-    }
-
-    fn welcome(&self, ctx: &Ctx, out: &mut WriteQueue) {
-        let irc = &ctx.shared.irc;
-        let me = self.name.as_ref().expect("registered");
-        let mask = format!(
-            "{me}!{}@{}",
-            self.user.as_ref().map_or("", |u| &u.0),
-            self.peer.ip()
-        );
-        let created = iso_time(
-            ctx.shared
-                .started
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        );
-        let lines = [
-            self.numeric(
-                ctx,
-                RPL_WELCOME,
-                &[&format!(
-                    "Welcome to the {} IRC Network {mask}",
-                    irc.network
-                )],
-            ),
-            self.numeric(
-                ctx,
-                RPL_YOURHOST,
-                &[&format!(
-                    "Your host is {}, running version {VERSION}",
-                    irc.server_name
-                )],
-            ),
-            self.numeric(
-                ctx,
-                RPL_CREATED,
-                &[&format!("This server was created {created}")],
-            ),
-        ];
-        for line in lines {
-            out.push(line);
-        }
-        let mut myinfo = BytesMut::new();
-        write_message(
-            &mut myinfo,
-            &[],
-            Some(&irc.server_name),
-            RPL_MYINFO,
-            &[
-                me.as_str(),
-                &irc.server_name,
-                VERSION,
-                "Bio",
-                "biklmnostv",
-                "bklov",
-            ],
-            false,
-        );
-        out.push(myinfo.freeze());
-        for line in self.isupport(ctx) {
-            out.push(line);
-        }
-        for line in self.lusers(ctx) {
-            out.push(line);
-        }
-        for line in self.motd(ctx) {
-            out.push(line);
-        }
-    }
-
-    /// The 005 lines. Every token is true of this server.
-    fn isupport(&self, ctx: &Ctx) -> Vec<Bytes> {
-        let network = format!("NETWORK={}", ctx.shared.irc.network);
-        // No number after the colon means no limit.
-        let max_rooms = ctx.shared.limits.max_rooms_per_user;
-        let chanlimit = match max_rooms {
-            0 => "CHANLIMIT=#:".to_string(),
-            n => format!("CHANLIMIT=#:{n}"),
-        };
-        let tokens = [
-            "AWAYLEN=390",
-            "BOT=B",
-            "CASEMAPPING=ascii",
-            &chanlimit,
-            "CHANMODES=b,k,l,imnst",
-            "CHANNELLEN=51",
-            "CHANTYPES=#",
-            "KICKLEN=390",
-            "MAXLIST=b:100",
-            "MAXTARGETS=4",
-            "MODES=4",
-            &network,
-            "NICKLEN=32",
-            "PREFIX=(ov)@+",
-            "TARGMAX=JOIN:,KICK:1,NAMES:1,NOTICE:4,PART:,PRIVMSG:4,TAGMSG:4,WHOIS:1",
-            "TOPICLEN=390",
-            "UTF8ONLY",
-            "WHOX",
-        ];
-        let mut tokens: Vec<&str> = tokens.to_vec();
-        // MAXCHANNELS is CHANLIMIT's older spelling, still read by some clients.
-        let maxchannels = format!("MAXCHANNELS={max_rooms}");
-        if max_rooms > 0 {
-            let at = tokens.iter().position(|t| t.starts_with("MAXLIST"));
-            tokens.insert(at.unwrap_or(tokens.len()), &maxchannels);
-        }
-        let history_limit = format!("CHATHISTORY={}", history::MAX_LIMIT);
-        if ctx.shared.history.is_some() {
-            tokens.push(&history_limit);
-            tokens.push("MSGREFTYPES=timestamp,msgid");
-        }
-        tokens
-            .chunks(12)
-            .map(|chunk| {
-                let mut params: Vec<&str> = chunk.to_vec();
-                params.push("are supported by this server");
-                self.numeric(ctx, RPL_ISUPPORT, &params)
-            })
-            .collect()
-    }
-
-    /// The LUSERS lines, from one set of counts so that they agree: 251's users and
-    /// invisible add up to 266's current global users, 255's clients are 265's local
-    /// users, and 253 counts connections still registering.
-    fn lusers(&self, ctx: &Ctx) -> Vec<Bytes> {
-        let c = ctx.shared.lock_core().lusers();
-        let (local, max_local) = (c.local.to_string(), c.max_local.to_string());
-        let (global, max_global) = (c.global.to_string(), c.max_global.to_string());
-        let lines = [
-            (
-                RPL_LUSERCLIENT,
-                vec![format!(
-                    "There are {} users and {} invisible on 1 servers",
-                    c.visible, c.invisible
-                )],
-            ),
-            (
-                RPL_LUSEROP,
-                vec![c.opers.to_string(), "operator(s) online".into()],
-            ),
-            (
-                RPL_LUSERUNKNOWN,
-                vec![c.unknown.to_string(), "unknown connection(s)".into()],
-            ),
-            (
-                RPL_LUSERCHANNELS,
-                vec![c.rooms.to_string(), "channels formed".into()],
-            ),
-            (
-                RPL_LUSERME,
-                vec![format!("I have {} clients and 0 servers", c.local)],
-            ),
-            (
-                RPL_LOCALUSERS,
-                vec![
-                    local.clone(),
-                    max_local.clone(),
-                    format!("Current local users {local}, max {max_local}"),
-                ],
-            ),
-            (
-                RPL_GLOBALUSERS,
-                vec![
-                    global.clone(),
-                    max_global.clone(),
-                    format!("Current global users {global}, max {max_global}"),
-                ],
-            ),
-        ];
-        lines
-            .iter()
-            .map(|(code, params)| {
-                let params: Vec<&str> = params.iter().map(String::as_str).collect();
-                self.numeric(ctx, code, &params)
-            })
-            .collect()
-    }
-
-    fn motd(&self, ctx: &Ctx) -> Vec<Bytes> {
-        let irc = &ctx.shared.irc;
-        if irc.motd.is_empty() {
-            return vec![self.numeric(ctx, ERR_NOMOTD, &["MOTD File is missing"])];
-        }
-        let mut lines = vec![self.numeric(
-            ctx,
-            RPL_MOTDSTART,
-            &[&format!("- {} Message of the day - ", irc.server_name)],
-        )];
-        for line in &irc.motd {
-            lines.push(self.numeric(ctx, RPL_MOTD, &[&format!("- {line}")]));
-        }
-        lines.push(self.numeric(ctx, RPL_ENDOFMOTD, &["End of /MOTD command."]));
-        lines
     }
 
     /// Pushes a broadcast event, with the tag section this client's caps ask for.
@@ -949,154 +353,14 @@ impl IrcSession {
     /// Pushes the tag section of a broadcast event that this client's caps ask for.
     fn push_tags(&self, envelope: &Arc<Envelope>, out: &mut WriteQueue) {
         if self.caps.message_tags {
-            out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true)));
+            out.push(envelope.encoded(slot::IRC_ALL_TAGS, |e| encode_tags(e, true, now_ms)));
         } else if self.caps.server_time {
-            out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false)));
-        }
-    }
-
-    fn member_prefix(&self, op: bool, voice: bool) -> &'static str {
-        match (op, voice, self.caps.multi_prefix) {
-            (true, true, true) => "@+",
-            (true, _, _) => "@",
-            (false, true, _) => "+",
-            _ => "",
-        }
-    }
-
-    fn names_reply(
-        &self,
-        ctx: &Ctx,
-        room: &RoomName,
-        members: &[confab_core::MemberInfo],
-        out: &mut WriteQueue,
-    ) {
-        let chan = channel(room);
-        // `@` marks a secret channel, `=` a public one.
-        let kind = if ctx.shared.lock_core().is_secret(room.as_str()) {
-            "@"
-        } else {
-            "="
-        };
-        let mut names = String::new();
-        for member in members {
-            let entry = if self.caps.userhost_in_names {
-                format!(
-                    "{}{}",
-                    self.member_prefix(member.op, member.voice),
-                    prefix(&member.who)
-                )
-            } else {
-                format!(
-                    "{}{}",
-                    self.member_prefix(member.op, member.voice),
-                    member.who.name
-                )
-            };
-            // Keep each 353 line well under 512 bytes.
-            if names.len() + entry.len() > 380 {
-                out.push(self.numeric(ctx, RPL_NAMREPLY, &[kind, &chan, &names]));
-                names.clear();
-            }
-            if !names.is_empty() {
-                names.push(' ');
-            }
-            names.push_str(&entry);
-        }
-        if !names.is_empty() {
-            out.push(self.numeric(ctx, RPL_NAMREPLY, &[kind, &chan, &names]));
-        }
-        out.push(self.numeric(ctx, RPL_ENDOFNAMES, &[&chan, "End of /NAMES list."]));
-    }
-
-    fn who_line(
-        &self,
-        ctx: &Ctx,
-        chan: &str,
-        who: &Source,
-        away: bool,
-        oper: bool,
-        status: &str,
-    ) -> Bytes {
-        let flags = format!(
-            "{}{}{status}{}",
-            if away { "G" } else { "H" },
-            if oper { "*" } else { "" },
-            if who.bot { "B" } else { "" }
-        );
-        self.numeric(
-            ctx,
-            RPL_WHOREPLY,
-            &[
-                chan,
-                &who.user,
-                &who.host,
-                &ctx.shared.irc.server_name,
-                who.name.as_str(),
-                &flags,
-                &format!("0 {}", who.realname),
-            ],
-        )
-    }
-
-    /// A WHOX reply (354): the fields asked for, in the order the specification
-    /// gives, the real name last as a trailing parameter.
-    fn whox_line(&self, ctx: &Ctx, whox: &Whox, entry: &WhoEntry<'_>) -> Bytes {
-        let who = entry.who;
-        let flags = format!(
-            "{}{}{}",
-            if entry.away { "G" } else { "H" },
-            if entry.oper { "*" } else { "" },
-            entry.status
-        );
-        let mut params: Vec<&str> = vec![self.target()];
-        for field in Whox::ORDER.chars().filter(|c| whox.fields.contains(*c)) {
-            params.push(match field {
-                't' => whox.token.as_deref().unwrap_or("0"),
-                'c' => entry.chan,
-                'u' => &who.user,
-                'i' | 'h' => &who.host,
-                's' => &ctx.shared.irc.server_name,
-                'n' => who.name.as_str(),
-                'f' => &flags,
-                'd' | 'l' => "0",
-                'a' => who.account.as_deref().unwrap_or("0"),
-                'o' => "n/a",
-                _ => &who.realname,
-            });
-        }
-        let trailing = whox.fields.contains('r');
-        let mut out = BytesMut::with_capacity(96);
-        let server = &ctx.shared.irc.server_name;
-        write_message(
-            &mut out,
-            &[],
-            Some(server),
-            RPL_WHOSPCRPL,
-            &params,
-            trailing,
-        );
-        out.freeze()
-    }
-
-    /// One WHO line: 352, or 354 for WHOX.
-    fn who_reply(&self, ctx: &Ctx, query: &WhoQuery, entry: WhoEntry<'_>) -> Bytes {
-        match &query.whox {
-            Some(whox) => self.whox_line(ctx, whox, &entry),
-            None => self.who_line(
-                ctx,
-                entry.chan,
-                entry.who,
-                entry.away,
-                entry.oper,
-                entry.status,
-            ),
+            out.push(envelope.encoded(slot::IRC_TIME_TAG, |e| encode_tags(e, false, now_ms)));
         }
     }
 
     /// An error from the core, as the numeric the command in `context` calls for.
     fn error(&mut self, ctx: &Ctx, error: &ChatError, out: &mut WriteQueue) {
-        let text = error.to_string();
         if matches!(error, ChatError::LoginFailed | ChatError::LoginThrottled(_)) {
             self.sasl = auth::Sasl::Idle;
         }
@@ -1115,113 +379,21 @@ impl IrcSession {
             self.registering = false;
             self.nick = None;
         }
-        let n = |code: &str, params: &[&str]| self.numeric(ctx, code, params);
+        let to = self.to(ctx);
         let line = match (error, &self.context) {
             (_, Context::Silent) => return,
-            (ChatError::NameInUse(name), _) => {
-                n(ERR_NICKNAMEINUSE, &[name, "Nickname is already in use"])
-            }
-            (ChatError::InvalidName { name, .. }, _) => n(ERR_ERRONEUSNICKNAME, &[name, &text]),
             (ChatError::NoSuchUser(name), Context::Whois) => {
-                out.push(n(ERR_NOSUCHNICK, &[name, "No such nick/channel"]));
-                n(RPL_ENDOFWHOIS, &[name, "End of /WHOIS list."])
+                out.push(to.numeric(ERR_NOSUCHNICK, &[name, "No such nick/channel"]));
+                to.numeric(RPL_ENDOFWHOIS, &[name, "End of /WHOIS list."])
             }
-            (ChatError::NoSuchUser(name), _) => n(ERR_NOSUCHNICK, &[name, "No such nick/channel"]),
-            (ChatError::WasNoSuchUser(name), _) => {
-                out.push(n(ERR_WASNOSUCHNICK, &[name, "There was no such nickname"]));
-                n(RPL_ENDOFWHOWAS, &[name, "End of WHOWAS"])
-            }
-            (ChatError::NoSuchRoom(room), Context::Names) => n(
+            (ChatError::NoSuchRoom(room), Context::Names) => to.numeric(
                 RPL_ENDOFNAMES,
                 &[&format!("#{room}"), "End of /NAMES list."],
             ),
             (ChatError::NoSuchRoom(_), Context::Who(query)) => {
-                n(RPL_ENDOFWHO, &[&query.mask, "End of /WHO list."])
+                to.numeric(RPL_ENDOFWHO, &[&query.mask, "End of /WHO list."])
             }
-            (ChatError::NoSuchRoom(room) | ChatError::InvalidRoom { name: room, .. }, _) => {
-                n(ERR_NOSUCHCHANNEL, &[&format!("#{room}"), "No such channel"])
-            }
-            (ChatError::NotInRoom(room), _) => n(
-                ERR_NOTONCHANNEL,
-                &[&format!("#{room}"), "You're not on that channel"],
-            ),
-            (ChatError::UserNotInRoom { name, room }, _) => n(
-                ERR_USERNOTINCHANNEL,
-                &[name, &format!("#{room}"), "They aren't on that channel"],
-            ),
-            (ChatError::AlreadyInRoom { name, room }, _) => n(
-                ERR_USERONCHANNEL,
-                &[name, &format!("#{room}"), "is already on channel"],
-            ),
-            (ChatError::CannotSend(room), _) => n(
-                ERR_CANNOTSENDTOCHAN,
-                &[&format!("#{room}"), "Cannot send to channel"],
-            ),
-            (ChatError::OperatorNeeded(room), _) => n(
-                ERR_CHANOPRIVSNEEDED,
-                &[&format!("#{room}"), "You're not channel operator"],
-            ),
-            (ChatError::Banned(room), _) => n(
-                ERR_BANNEDFROMCHAN,
-                &[&format!("#{room}"), "Cannot join channel (+b)"],
-            ),
-            (ChatError::InviteOnly(room), _) => n(
-                ERR_INVITEONLYCHAN,
-                &[&format!("#{room}"), "Cannot join channel (+i)"],
-            ),
-            (ChatError::BadKey(room), _) => n(
-                ERR_BADCHANNELKEY,
-                &[&format!("#{room}"), "Cannot join channel (+k)"],
-            ),
-            (ChatError::RoomFull(room), _) => n(
-                ERR_CHANNELISFULL,
-                &[&format!("#{room}"), "Cannot join channel (+l)"],
-            ),
-            (ChatError::TooManyRooms { room, .. }, _) => n(
-                ERR_TOOMANYCHANNELS,
-                &[&format!("#{room}"), "You have joined too many channels"],
-            ),
-            (ChatError::TooManyMembers { room, .. }, _) => n(
-                ERR_CHANNELISFULL,
-                &[&format!("#{room}"), "Cannot join channel (channel is full)"],
-            ),
-            (ChatError::BanListFull(room), _) => n(
-                ERR_BANLISTFULL,
-                &[&format!("#{room}"), "b", "Channel ban list is full"],
-            ),
-            (ChatError::UnknownMode(c), _) => n(
-                ERR_UNKNOWNMODE,
-                &[&c.to_string(), "is unknown mode char to me"],
-            ),
-            (ChatError::ModeNeedsParameter(c), _) => n(
-                ERR_NEEDMOREPARAMS,
-                &["MODE", &format!("Mode {c} needs a parameter")],
-            ),
-            (ChatError::NoPrivileges, _) => n(
-                ERR_NOPRIVILEGES,
-                &["Permission Denied- You're not an IRC operator"],
-            ),
-            (ChatError::EmptyMessage, _) => n(ERR_NOTEXTTOSEND, &["No text to send"]),
-            (ChatError::ControlCharacter, _) => {
-                n(ERR_NOTEXTTOSEND, &["Messages cannot contain NUL"])
-            }
-            (ChatError::NotRegistered, _) => n(ERR_NOTREGISTERED, &["You have not registered"]),
-            (ChatError::AlreadyRegistered(_), _) => {
-                n(ERR_ALREADYREGISTERED, &["You may not reregister"])
-            }
-            (ChatError::Busy, _) => n(ERR_UNKNOWNERROR, &["PRIVMSG", &text]),
-            (ChatError::NotDelivered(target), _) => n(ERR_CANNOTSENDTOCHAN, &[target, &text]),
-            (ChatError::NameRegistered(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
-            (ChatError::AlreadyLoggedIn(name), _) => n(ERR_NICKNAMEINUSE, &[name, &text]),
-            (ChatError::LoginFailed | ChatError::LoginThrottled(_), _) => n(ERR_SASLFAIL, &[&text]),
-            (ChatError::AccountExists(name), _) => {
-                let mut line = BytesMut::new();
-                let server = &ctx.shared.irc.server_name;
-                let params = ["REGISTER", "ACCOUNT_EXISTS", name, &text];
-                write_message(&mut line, &[], Some(server), "FAIL", &params, true);
-                line.freeze()
-            }
-            (ChatError::NoAccounts, _) => n(ERR_UNKNOWNERROR, &["REGISTER", &text]),
+            _ => return reply::error(to, error, |line| out.push(line)),
         };
         out.push(line);
     }
@@ -1229,121 +401,37 @@ impl IrcSession {
     /// Replies (events only this client receives) as numerics.
     fn on_reply(&mut self, ctx: &Ctx, event: &Event, out: &mut WriteQueue) {
         match event {
-            Event::Registered { name } => {
-                self.registering = false;
-                self.name = Some(name.clone());
-                if self.caps.echo_message {
-                    ctx.shared.lock_core().set_echo(ctx.id, true);
-                }
-                self.welcome(ctx, out);
-                self.nick = None;
-                self.user = None;
-                if let (Some(key), Some(history)) = (self.early_account.take(), &ctx.shared.history)
-                {
-                    crate::accounts::deliver_offline(history, ctx.outbox(), *key);
-                }
-            }
+            Event::Registered { name } => self.registered_as(ctx, name, out),
             Event::Error(error) => self.error(ctx, error, out),
             Event::Members { room, members } => match &self.context {
-                Context::Who(query) => {
-                    let chan = channel(room);
-                    for m in members.iter().filter(|m| m.oper || !query.opers_only) {
-                        let entry = WhoEntry {
-                            chan: &chan,
-                            who: &m.who,
-                            away: m.away,
-                            oper: m.oper,
-                            status: self.member_prefix(m.op, m.voice),
-                        };
-                        out.push(self.who_reply(ctx, query, entry));
-                    }
-                    let mask = &query.mask;
-                    out.push(self.numeric(ctx, RPL_ENDOFWHO, &[mask, "End of /WHO list."]));
-                }
+                Context::Who(query) => self.who_members(ctx, query, room, members, out),
                 _ => self.names_reply(ctx, room, members, out),
             },
             Event::Rooms { rooms } => {
-                out.push(self.numeric(ctx, RPL_LISTSTART, &["Channel", "Users  Name"]));
                 let wanted = match &self.context {
-                    Context::List(Some(wanted)) => Some(wanted),
+                    Context::List(Some(wanted)) => Some(wanted.as_slice()),
                     _ => None,
                 };
-                for room in rooms {
-                    let listed = wanted.is_none_or(|w| {
-                        w.iter().any(|n| n.eq_ignore_ascii_case(room.name.as_str()))
-                    });
-                    if !listed {
-                        continue;
-                    }
-                    out.push(self.numeric(
-                        ctx,
-                        RPL_LIST,
-                        &[
-                            &channel(&room.name),
-                            &room.members.to_string(),
-                            room.topic.as_deref().unwrap_or(""),
-                        ],
-                    ));
-                }
-                out.push(self.numeric(ctx, RPL_LISTEND, &["End of /LIST"]));
+                reply::list(self.to(ctx), rooms, wanted, |line| out.push(line));
             }
             Event::TopicIs { room, topic } => {
-                let chan = channel(room);
-                match topic {
-                    Some(topic) => {
-                        out.push(self.numeric(ctx, RPL_TOPIC, &[&chan, &topic.text]));
-                        out.push(self.numeric(
-                            ctx,
-                            RPL_TOPICWHOTIME,
-                            &[&chan, &topic.by, &(topic.time_ms / 1000).to_string()],
-                        ));
-                    }
-                    None if !matches!(self.context, Context::Join) => {
-                        out.push(self.numeric(ctx, RPL_NOTOPIC, &[&chan, "No topic is set"]));
-                    }
-                    None => {}
-                }
+                let joining = matches!(self.context, Context::Join);
+                let push = |line| out.push(line);
+                reply::topic(self.to(ctx), room, topic.as_ref(), joining, push);
             }
             Event::RoomModes {
                 room,
                 modes,
                 created_ms,
             } => {
-                let chan = channel(room);
                 let member = self.channels.contains(room);
-                let (flags, args) = wire::room_modes_string(modes, member);
-                let mut params = vec![chan.as_str(), flags.as_str()];
-                params.extend(args.iter().map(String::as_str));
-                out.push(self.numeric(ctx, RPL_CHANNELMODEIS, &params));
-                out.push(self.numeric(
-                    ctx,
-                    RPL_CREATIONTIME,
-                    &[&chan, &(created_ms / 1000).to_string()],
-                ));
+                let push = |line| out.push(line);
+                reply::room_modes(self.to(ctx), room, modes, *created_ms, member, push);
             }
             Event::BanList { room, bans } => {
-                let chan = channel(room);
-                for ban in bans {
-                    out.push(self.numeric(
-                        ctx,
-                        RPL_BANLIST,
-                        &[&chan, &ban.mask, &ban.by, &(ban.time_ms / 1000).to_string()],
-                    ));
-                }
-                out.push(self.numeric(ctx, RPL_ENDOFBANLIST, &[&chan, "End of channel ban list"]));
+                reply::ban_list(self.to(ctx), room, bans, |line| out.push(line));
             }
-            Event::Invited { room, by } => {
-                let mut line = BytesMut::new();
-                write_message(
-                    &mut line,
-                    &[],
-                    Some(&prefix(by)),
-                    "INVITE",
-                    &[self.target(), &channel(room)],
-                    false,
-                );
-                out.push(line.freeze());
-            }
+            Event::Invited { room, by } => out.push(reply::invite(self.to(ctx), by, room)),
             Event::InviteSent { room, target } => {
                 out.push(self.numeric(ctx, RPL_INVITING, &[target.as_str(), &channel(room)]));
             }
@@ -1360,144 +448,25 @@ impl IrcSession {
             Event::RecipientAway { name, message } => {
                 out.push(self.numeric(ctx, RPL_AWAY, &[name.as_str(), message]));
             }
-            Event::UserInfo(info) => {
-                let nick = info.who.name.as_str();
-                let server = &ctx.shared.irc.server_name;
-                out.push(self.numeric(
-                    ctx,
-                    RPL_WHOISUSER,
-                    &[
-                        nick,
-                        &info.who.user,
-                        &info.who.host,
-                        "*",
-                        &info.who.realname,
-                    ],
-                ));
-                if !info.rooms.is_empty() {
-                    let rooms: Vec<String> =
-                        info.rooms.iter().map(|(p, r)| format!("{p}#{r}")).collect();
-                    out.push(self.numeric(ctx, RPL_WHOISCHANNELS, &[nick, &rooms.join(" ")]));
-                }
-                out.push(self.numeric(ctx, RPL_WHOISSERVER, &[nick, server, "confab"]));
-                if info.who.bot {
-                    out.push(self.numeric(ctx, RPL_WHOISBOT, &[nick, "is a bot"]));
-                }
-                if let Some(away) = &info.away {
-                    out.push(self.numeric(ctx, RPL_AWAY, &[nick, away]));
-                }
-                if info.oper {
-                    out.push(self.numeric(ctx, RPL_WHOISOPERATOR, &[nick, "is an IRC operator"]));
-                }
-                out.push(self.numeric(
-                    ctx,
-                    RPL_WHOISIDLE,
-                    &[
-                        nick,
-                        &(info.idle_ms / 1000).to_string(),
-                        &(info.signon_ms / 1000).to_string(),
-                        "seconds idle, signon time",
-                    ],
-                ));
-                out.push(self.numeric(ctx, RPL_ENDOFWHOIS, &[nick, "End of /WHOIS list."]));
-            }
+            Event::UserInfo(info) => reply::whois(self.to(ctx), info, |line| out.push(line)),
             Event::WasUser { entries } => {
                 let (name, count) = match &self.context {
                     Context::WhoWas(asked) => asked.as_ref().clone(),
                     _ => (entries[0].name.to_string(), usize::MAX),
                 };
-                let server = &ctx.shared.irc.server_name;
-                for who in entries.iter().take(count) {
-                    let nick = who.name.as_str();
-                    out.push(self.numeric(
-                        ctx,
-                        RPL_WHOWASUSER,
-                        &[nick, &who.user, &who.host, "*", &who.realname],
-                    ));
-                    out.push(self.numeric(ctx, RPL_WHOISSERVER, &[nick, server, "confab"]));
-                }
-                out.push(self.numeric(ctx, RPL_ENDOFWHOWAS, &[&name, "End of WHOWAS"]));
+                let push = |line| out.push(line);
+                reply::whowas(self.to(ctx), &name, count, entries, push);
             }
             Event::Presence { users } => match &self.context {
-                Context::Ison => {
-                    let names: Vec<&str> = users.iter().map(|u| u.who.name.as_str()).collect();
-                    out.push(self.numeric(ctx, RPL_ISON, &[&names.join(" ")]));
-                }
-                Context::Userhost => {
-                    let entries: Vec<String> = users
-                        .iter()
-                        .map(|u| {
-                            format!(
-                                "{}{}={}{}@{}",
-                                u.who.name,
-                                if u.oper { "*" } else { "" },
-                                if u.away { "-" } else { "+" },
-                                u.who.user,
-                                u.who.host
-                            )
-                        })
-                        .collect();
-                    out.push(self.numeric(ctx, RPL_USERHOST, &[&entries.join(" ")]));
-                }
-                Context::Who(query) => {
-                    for u in users.iter().filter(|u| u.oper || !query.opers_only) {
-                        let entry = WhoEntry {
-                            chan: "*",
-                            who: &u.who,
-                            away: u.away,
-                            oper: u.oper,
-                            status: "",
-                        };
-                        out.push(self.who_reply(ctx, query, entry));
-                    }
-                    let mask = &query.mask;
-                    out.push(self.numeric(ctx, RPL_ENDOFWHO, &[mask, "End of /WHO list."]));
-                }
+                Context::Ison => out.push(reply::ison(self.to(ctx), users)),
+                Context::Userhost => out.push(reply::userhost(self.to(ctx), users)),
+                Context::Who(query) => self.who_users(ctx, query, users, out),
                 _ => {}
             },
             Event::Killed { by, reason } => {
                 self.killed = Some(Box::new(format!("Killed ({} ({reason}))", by.name)));
             }
-            Event::LoggedIn { account } => {
-                if self.name.is_none() {
-                    self.early_account = Some(Box::new(account.key().as_str().into()));
-                }
-                // Once registered, the core has the user name (the session let go of it).
-                let registered = ctx.shared.lock_core().source_of(ctx.id);
-                let mask = match registered {
-                    Some(source) => prefix(&source),
-                    None => format!(
-                        "{}!{}@{}",
-                        self.target(),
-                        self.user.as_ref().map_or("", |u| &u.0),
-                        self.peer.ip()
-                    ),
-                };
-                out.push(self.numeric(
-                    ctx,
-                    RPL_LOGGEDIN,
-                    &[
-                        &mask,
-                        account.as_str(),
-                        &format!("You are now logged in as {account}"),
-                    ],
-                ));
-                if matches!(self.sasl, auth::Sasl::Checking) {
-                    self.sasl = auth::Sasl::Idle;
-                    out.push(self.numeric(
-                        ctx,
-                        RPL_SASLSUCCESS,
-                        &["SASL authentication successful"],
-                    ));
-                }
-                if std::mem::take(&mut self.registering_account) {
-                    let mut line = BytesMut::new();
-                    let server = &ctx.shared.irc.server_name;
-                    let params = ["SUCCESS", account.as_str(), "Account created"];
-                    write_message(&mut line, &[], Some(server), "REGISTER", &params, true);
-                    out.push(line.freeze());
-                }
-            }
+            Event::LoggedIn { account } => self.logged_in(ctx, account, out),
             Event::LoginRequired { name } => {
                 crate::accounts::start_grace(ctx.shared, ctx.id);
                 out.push(self.notice(ctx, &format!(
@@ -1508,6 +477,57 @@ impl IrcSession {
                 out.push(self.notice(ctx, &format!("{name} is offline; your message was stored and will be delivered when they log in")));
             }
             _ => {}
+        }
+    }
+
+    /// Registration is done: the client is `name`, and is welcomed.
+    fn registered_as(&mut self, ctx: &Ctx, name: &Name, out: &mut WriteQueue) {
+        self.registering = false;
+        self.name = Some(name.clone());
+        if self.caps.echo_message {
+            ctx.shared.lock_core().set_echo(ctx.id, true);
+        }
+        self.welcome(ctx, out);
+        self.nick = None;
+        self.user = None;
+        if let (Some(key), Some(history)) = (self.early_account.take(), &ctx.shared.history) {
+            crate::accounts::deliver_offline(history, ctx.outbox(), *key);
+        }
+    }
+
+    /// A login succeeded (SASL, NickServ, or REGISTER's own).
+    fn logged_in(&mut self, ctx: &Ctx, account: &Name, out: &mut WriteQueue) {
+        if self.name.is_none() {
+            self.early_account = Some(Box::new(account.key().as_str().into()));
+        }
+        // Once registered, the core has the user name (the session let go of it).
+        let registered = ctx.shared.lock_core().source_of(ctx.id);
+        let mask = match registered {
+            Some(source) => prefix(&source),
+            None => format!(
+                "{}!{}@{}",
+                self.target(),
+                self.user.as_ref().map_or("", |u| &u.0),
+                self.peer.ip()
+            ),
+        };
+        out.push(self.numeric(
+            ctx,
+            RPL_LOGGEDIN,
+            &[
+                &mask,
+                account.as_str(),
+                &format!("You are now logged in as {account}"),
+            ],
+        ));
+        if matches!(self.sasl, auth::Sasl::Checking) {
+            self.sasl = auth::Sasl::Idle;
+            out.push(self.numeric(ctx, RPL_SASLSUCCESS, &["SASL authentication successful"]));
+        }
+        if std::mem::take(&mut self.registering_account) {
+            let server = &ctx.shared.irc.server_name;
+            let params = ["SUCCESS", account.as_str(), "Account created"];
+            out.push(encode::server_line(server, "REGISTER", &params, true));
         }
     }
 }
@@ -1732,7 +752,7 @@ impl IrcSession {
                     if !self.is_me(&who.name) {
                         self.push_tags(envelope, out);
                         let mut line = BytesMut::new();
-                        write_message(&mut line, &[], Some(&prefix(who)), "AWAY", &[away], true);
+                        encode::put_away(&mut line, who, Some(away));
                         out.push(line.freeze());
                     }
                 }
@@ -1788,79 +808,5 @@ mod tests {
             *caps.flag(cap).expect("known") = true;
         }
         assert_eq!(caps.enabled(), CAPS);
-    }
-}
-
-#[cfg(test)]
-mod encoding {
-    use std::sync::Arc;
-
-    use proptest::prelude::*;
-
-    use super::*;
-
-    /// The general writer's rendering of a message, as the server wrote it before
-    /// `encode_message`.
-    fn through_write_message(m: &Message) -> Bytes {
-        let mut out = BytesMut::new();
-        let target = match &m.to {
-            Target::Room(room) => channel(room),
-            Target::User(name) => name.to_string(),
-        };
-        let (command, text) = match m.kind {
-            MessageKind::Normal => ("PRIVMSG", m.text.to_string()),
-            MessageKind::Notice => ("NOTICE", m.text.to_string()),
-            MessageKind::Action => ("PRIVMSG", format!("\x01ACTION {}\x01", m.text)),
-            MessageKind::Tags => unreachable!("not generated"),
-        };
-        let params = [target.as_str(), text.as_str()];
-        write_message(
-            &mut out,
-            &[],
-            Some(&prefix(&m.from)),
-            command,
-            &params,
-            true,
-        );
-        out.freeze()
-    }
-
-    proptest! {
-        #[test]
-        fn writes_messages_as_write_message_would(
-            name in "[a-zA-Z_\\[\\]{}|^-][a-zA-Z0-9_\\[\\]{}|^-]{0,15}",
-            user in "~?[a-z]{1,10}",
-            host in "[0-9a-f.:]{1,39}",
-            room in proptest::option::of("[a-z0-9_.-]{1,20}"),
-            text in "[^\0\r\n]{1,200}",
-            kind in prop::sample::select(vec![
-                MessageKind::Normal,
-                MessageKind::Notice,
-                MessageKind::Action,
-            ]),
-        ) {
-            let to = match room {
-                Some(room) => Target::Room(RoomName::parse(&room).unwrap()),
-                None => Target::User(Name::parse("bob").unwrap()),
-            };
-            let m = Message {
-                id: 1,
-                time_ms: 0,
-                from: Arc::new(Source {
-                    name: Name::parse(&name).unwrap(),
-                    user: user.into(),
-                    host: host.into(),
-                    realname: "r".into(),
-                    account: None,
-                    session: 0,
-                    bot: false,
-                }),
-                to,
-                kind,
-                text: text.into(),
-                tags: None,
-            };
-            prop_assert_eq!(encode_message(&m), through_write_message(&m));
-        }
     }
 }

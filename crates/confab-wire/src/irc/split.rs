@@ -5,26 +5,32 @@
 //! Each part is cut at the last space that fits (the space itself is not sent, since
 //! the line break stands for it), or, in a word longer than a line, at the last UTF-8
 //! character boundary that fits. Parts keep their order and are never empty.
+//!
+//! Used by the event encoders beside it ([`super::encode`]) and by the server's
+//! CHATHISTORY replay, which must split a stored message as it was split live.
 
-use confab_wire::irc::MAX_MESSAGE;
+use super::MAX_MESSAGE;
 
 /// The least text one part carries, whatever the prefix and target take: enough for
 /// any character, so that splitting always makes progress.
-const MIN_PART: usize = 64;
+pub const MIN_PART: usize = 64;
 
 /// How many bytes of text a line can carry when everything else on it (source,
 /// command, target, ` :`, CTCP framing and CR LF) takes `overhead` bytes.
-pub(super) fn budget(overhead: usize) -> usize {
+#[inline]
+pub fn budget(overhead: usize) -> usize {
     MAX_MESSAGE.saturating_sub(overhead).max(MIN_PART)
 }
 
 /// Whether text of `len` bytes fits on one line beside `overhead`.
-pub(super) fn fits(overhead: usize, len: usize) -> bool {
+#[inline]
+pub fn fits(overhead: usize, len: usize) -> bool {
     overhead + len <= MAX_MESSAGE
 }
 
 /// The parts of `text`, each at most `budget` bytes (at least [`MIN_PART`] is used).
-pub(super) fn parts(text: &str, budget: usize) -> Parts<'_> {
+#[inline]
+pub fn parts(text: &str, budget: usize) -> Parts<'_> {
     Parts {
         rest: text,
         budget: budget.max(MIN_PART),
@@ -32,7 +38,7 @@ pub(super) fn parts(text: &str, budget: usize) -> Parts<'_> {
 }
 
 /// The iterator [`parts`] returns.
-pub(super) struct Parts<'a> {
+pub struct Parts<'a> {
     rest: &'a str,
     budget: usize,
 }
