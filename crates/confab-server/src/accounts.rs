@@ -16,8 +16,9 @@ use confab_core::{ChatError, ClientId, Envelope, Event, Key, Message, Name, Sour
 use confab_store::{Account, StoredMessage};
 use rand_core::OsRng;
 
-use crate::connection::{Later, Shared};
+use crate::ctx::Later;
 use crate::outbox::{Outbox, Outgoing};
+use crate::shared::Shared;
 
 /// Failed logins allowed per account and per address within [`WINDOW`].
 const MAX_FAILURES: u32 = 5;

@@ -39,8 +39,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{run_now, Shared};
 use crate::outbox::{Outbox, Outgoing};
+use crate::shared::{run_now, Shared};
 
 /// How a node joins a cluster.
 #[derive(Debug, Clone)]

@@ -25,8 +25,8 @@ use confab_core::{account_party, ClientId, Journal, Key, Message, RoomRecord, So
 use confab_store::{Conversation, Range, Store, StoreError, StoredMessage};
 use tokio::sync::Notify;
 
-use crate::connection::Shared;
 use crate::metrics::Metrics;
+use crate::shared::Shared;
 
 /// Messages that may wait for the store; past this the core refuses new messages
 /// ("server busy") rather than holding unbounded memory.

@@ -17,12 +17,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::{Admission, Refusal};
 use crate::config::Config;
-use crate::connection::{self, Shared, Transport};
+use crate::connection;
 use crate::history::{Durability, History};
 use crate::irc::IrcSession;
 use crate::line::LineSession;
 use crate::metrics::Metrics;
+use crate::shared::Shared;
 use crate::tls::{TlsConfig, TlsTransport};
+use crate::transport::Transport;
 use crate::web;
 
 /// Which protocol a listener speaks.

@@ -31,7 +31,10 @@ use confab_core::{
 use confab_wire::irc::{self as wire, write_message, MAX_LINE};
 use confab_wire::time::iso_time;
 
-use crate::connection::{Close, Ctx, Flow, Protocol, Shared, WriteQueue};
+use crate::ctx::Ctx;
+use crate::protocol::{Close, Flow, Protocol};
+use crate::shared::Shared;
+use crate::write_queue::WriteQueue;
 use numerics::*;
 
 /// The version string in 002, 004 and 351.
