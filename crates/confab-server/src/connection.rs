@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use confab_core::ClientId;
 use confab_wire::framing::{Frame, LineDecoder};
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +57,16 @@ enum Woke {
     Flood,
     /// A deadline passed: registration, keepalive, idle, partial line or handshake.
     Timer,
+}
+
+/// Socket options every connection gets: no Nagle delay (chat lines are small and
+/// latency matters more than packet count) and TCP keepalive to find vanished peers.
+pub(crate) fn tune(stream: &TcpStream, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = TcpKeepalive::new().with_time(shared.limits.tcp_keepalive);
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    let keepalive = keepalive.with_interval(Duration::from_secs(10));
+    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
 /// Bytes read per system call. One buffer per worker thread, not per connection.

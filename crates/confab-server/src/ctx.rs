@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use confab_core::{ClientId, Command, MessageKind, Recipient};
 
+use crate::chat::run_now;
 use crate::outbox::{Outbox, Outgoing};
-use crate::shared::{run_now, Shared};
+use crate::shared::Shared;
 
 /// What a protocol handler may do to the world: talk to the core and queue lines for its
 /// own client. Lines queued here keep their order with the core's replies.
@@ -223,7 +224,7 @@ impl<'a> Ctx<'a> {
         self.flush();
         if let Some(cluster) = &self.shared.cluster {
             if self.has_pending()
-                || crate::cluster::must_wait(cluster, self.shared, self.id, &command)
+                || crate::cluster::must_wait(cluster, &**self.shared, self.id, &command)
             {
                 let work = crate::cluster::run_command(
                     cluster.clone(),

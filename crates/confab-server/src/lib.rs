@@ -29,15 +29,18 @@
 
 mod accounts;
 mod admission;
+mod chat;
 pub mod cluster;
 pub mod config;
 mod connection;
 mod ctx;
 mod deadlines;
 mod flood;
+mod frontend;
 mod history;
 mod irc;
 mod line;
+mod logins;
 mod metrics;
 mod outbox;
 mod protocol;
@@ -48,9 +51,10 @@ mod transport;
 mod web;
 mod write_queue;
 
-pub use cluster::{ClusterConfig, ClusterError};
-pub use config::{parse_oper, seconds, Config, ConfigError, IrcConfig, Limits};
-pub use server::{BindError, Frontend, Server};
+pub use cluster::ClusterError;
+pub use config::{parse_oper, seconds, ClusterConfig, Config, ConfigError, IrcConfig, Limits};
+pub use frontend::Frontend;
+pub use server::{BindError, Server};
 pub use tls::{TlsConfig, TlsError, TlsIdentity};
 
 /// Entry points for the fuzz targets in `fuzz/`; not an API.

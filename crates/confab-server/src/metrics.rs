@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::server::Frontend;
+use crate::frontend::Frontend;
 
 /// Why a client was disconnected, as a metric label. Every front-end's end reasons map
 /// onto these.

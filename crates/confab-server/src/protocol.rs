@@ -1,5 +1,5 @@
 //! What a line-based front-end implements to run on the shared socket loop
-//! (`crate::connection`): the [`Protocol`] trait, and the [`Close`] and [`Flow`] it
+//! (connection.rs): the [`Protocol`] trait, and the [`Close`] and [`Flow`] it
 //! answers with.
 
 use std::net::SocketAddr;

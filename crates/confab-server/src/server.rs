@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use confab_core::Core;
 use rustls::ServerConfig;
-use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,38 +26,7 @@ use crate::tls::{TlsConfig, TlsTransport};
 use crate::transport::Transport;
 use crate::web;
 
-/// Which protocol a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Frontend {
-    Line,
-    Irc,
-    Http,
-    /// The line protocol over TLS.
-    LineTls,
-    /// IRC over TLS (port 6697 by convention).
-    IrcTls,
-    /// The web page and its WebSocket over HTTPS and WSS.
-    Https,
-}
-
-impl Frontend {
-    /// Whether the listener speaks TLS.
-    pub fn is_tls(self) -> bool {
-        matches!(self, Frontend::LineTls | Frontend::IrcTls | Frontend::Https)
-    }
-
-    /// The front-end's name in the log.
-    pub fn label(self) -> &'static str {
-        match self {
-            Frontend::Line => "line",
-            Frontend::Irc => "irc",
-            Frontend::Http => "web",
-            Frontend::LineTls => "line-tls",
-            Frontend::IrcTls => "irc-tls",
-            Frontend::Https => "web-tls",
-        }
-    }
-}
+pub use crate::frontend::Frontend;
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -287,7 +255,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        tune(&stream, &shared);
+        connection::tune(&stream, &shared);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let token = token.clone();
@@ -361,16 +329,6 @@ fn spawn_session<T: Transport + 'static>(
         let session = LineSession::new(peer, shared.limits.max_line);
         tracker.spawn(connection::run(stream, id, shared, token, session, permit));
     }
-}
-
-/// Socket options every connection gets: no Nagle delay (chat lines are small and
-/// latency matters more than packet count) and TCP keepalive to find vanished peers.
-pub(crate) fn tune(stream: &TcpStream, shared: &Shared) {
-    let _ = stream.set_nodelay(true);
-    let keepalive = TcpKeepalive::new().with_time(shared.limits.tcp_keepalive);
-    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
-    let keepalive = keepalive.with_interval(Duration::from_secs(10));
-    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
 /// A store opened at startup, with its thread running: the history handle, the last

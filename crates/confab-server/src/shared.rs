@@ -3,11 +3,12 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use confab_core::{ClientId, Command, Core};
+use confab_core::Core;
 
 use crate::admission::Admission;
+use crate::chat::Chat;
+use crate::cluster::Node;
 use crate::config::Limits;
 use crate::history::{Durability, History};
 use crate::metrics::Metrics;
@@ -40,7 +41,7 @@ pub(crate) struct Shared {
     /// How far messages are durable; clients are sent nothing beyond it.
     pub durability: Arc<Durability>,
     /// Failed logins per account and per address.
-    pub logins: crate::accounts::LoginThrottle,
+    pub logins: crate::logins::LoginThrottle,
     /// This node's cluster, when it is one of several.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
@@ -54,11 +55,16 @@ impl Shared {
     }
 }
 
-/// Runs one command in the core now.
-pub(crate) fn run_now(shared: &Shared, id: ClientId, command: Command) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let mut core = shared.lock_core();
-    core.handle(id, command, now_ms);
+impl Chat for Shared {
+    #[inline]
+    fn lock_core(&self) -> std::sync::MutexGuard<'_, Core<OutboxRef>> {
+        Shared::lock_core(self)
+    }
+}
+
+impl Node for Shared {
+    #[inline]
+    fn durability(&self) -> &Durability {
+        &self.durability
+    }
 }

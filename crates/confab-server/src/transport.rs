@@ -1,5 +1,5 @@
 //! The byte stream under the socket loop: the [`Transport`] trait and its plain TCP
-//! implementation (TLS's is `crate::tls::TlsTransport`).
+//! implementation (TLS's is `TlsTransport` in tls/transport.rs).
 
 use std::future::Future;
 use std::io::{self, IoSlice};

@@ -36,7 +36,7 @@ use tower_service::Service as _;
 
 use crate::admission::{Refusal, Slot};
 use crate::config::Limits;
-use crate::server::Frontend;
+use crate::frontend::Frontend;
 use crate::shared::Shared;
 
 /// The smallest frame limit; the limit grows with `--max-line` so that any message the
@@ -157,7 +157,7 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        crate::server::tune(&stream, &shared);
+        crate::connection::tune(&stream, &shared);
         let conn = Conn {
             peer,
             permit: Arc::new(Mutex::new(Some(permit))),
