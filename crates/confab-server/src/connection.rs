@@ -245,7 +245,7 @@ struct Busy {
     /// While the output waits for a message to become durable: its id, and the wait.
     durable_wait: Option<(u64, Pending)>,
     /// Work the session waits for before it reads more input: the cluster's, or a
-    /// later answer's ([`Later`]).
+    /// later answer's ([`crate::ctx::Later`]).
     pending: Option<Pending>,
 }
 

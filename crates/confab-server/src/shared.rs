@@ -1,5 +1,13 @@
 //! The state every connection shares: the chat core behind its lock, the limits, the
 //! store and the cluster; the one handle a front-end holds on the server.
+//!
+//! A front-end reaches the server through this handle and the [`crate::ctx::Ctx`] made
+//! from it: commands go through `Ctx` (which keeps their replies in order), reads of
+//! chat state through [`Shared::lock_core`], history through `history`, logins through
+//! `accounts`, settings through the fields below. Everything this module holds sits
+//! below it; the modules among those that need the core back (history, the cluster)
+//! get it through the `Chat` and `Node` traits implemented here, so none of them
+//! imports this module.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
