@@ -1,14 +1,14 @@
-//! Accounts: registering a name with a password, logging in (from every front-end),
-//! the failed-login throttle, and delivering what arrived while a user was offline.
+//! Accounts: registering a name with a password, logging in (from every front-end,
+//! through the throttle in `crate::logins`), and delivering what arrived while a user
+//! was offline.
 //!
 //! Passwords are hashed with argon2 on the blocking pool, never on the core's lock or
 //! the store thread, since one hash takes tens of milliseconds by design. Nothing here
 //! logs a password.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -16,59 +16,12 @@ use confab_core::{ChatError, ClientId, Envelope, Event, Key, Message, Name, Sour
 use confab_store::{Account, StoredMessage};
 use rand_core::OsRng;
 
-use crate::connection::{Later, Shared};
+use crate::ctx::Later;
 use crate::outbox::{Outbox, Outgoing};
+use crate::shared::Shared;
 
-/// Failed logins allowed per account and per address within [`WINDOW`].
-const MAX_FAILURES: u32 = 5;
-const WINDOW: Duration = Duration::from_secs(60);
-/// Entries the throttle keeps before it forgets the oldest; bounds its memory.
-const MAX_ENTRIES: usize = 100_000;
 /// The longest password accepted, so that hashing cost stays bounded.
 const MAX_PASSWORD: usize = 512;
-
-/// Counts failed logins per account and per client address.
-#[derive(Default)]
-pub(crate) struct LoginThrottle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl LoginThrottle {
-    /// `Err(seconds)` when any of `keys` failed too often lately.
-    fn check(&self, keys: &[String]) -> Result<(), u64> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for key in keys {
-            if let Some(&(count, since)) = failures.get(key) {
-                let left = WINDOW.saturating_sub(since.elapsed());
-                if count >= MAX_FAILURES && !left.is_zero() {
-                    return Err(left.as_secs().max(1));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn failed(&self, keys: &[String]) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= MAX_ENTRIES {
-            failures.retain(|_, (_, since)| since.elapsed() < WINDOW);
-        }
-        for key in keys {
-            let entry = failures.entry(key.clone()).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= WINDOW {
-                *entry = (0, Instant::now());
-            }
-            entry.0 += 1;
-        }
-    }
-
-    fn succeeded(&self, account: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(account);
-    }
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -299,23 +252,5 @@ mod tests {
         assert!(verify("correct horse", &a));
         assert!(!verify("wrong", &a));
         assert!(!verify("x", "not a hash"));
-    }
-
-    #[test]
-    fn the_throttle_counts_failures_per_key() {
-        let throttle = LoginThrottle::default();
-        let keys = vec!["account:a".to_string(), "ip:1".to_string()];
-        for _ in 0..MAX_FAILURES {
-            assert!(throttle.check(&keys).is_ok());
-            throttle.failed(&keys);
-        }
-        assert!(throttle.check(&keys).is_err());
-        assert!(throttle.check(&["ip:2".to_string()]).is_ok());
-        throttle.succeeded("account:a");
-        assert!(throttle.check(&["account:a".to_string()]).is_ok());
-        assert!(
-            throttle.check(&keys).is_err(),
-            "the address stays throttled"
-        );
     }
 }

@@ -17,8 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{Limits, CONNECTION_RATE_WINDOW};
+use crate::frontend::Frontend;
 use crate::metrics::{Metrics, Refused};
-use crate::server::Frontend;
 
 /// The table is swept of stale entries when it reaches this size, or twice its size
 /// after the last sweep, whichever is larger, so sweeping costs O(1) per accept.

@@ -39,16 +39,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{run_now, Shared};
+use crate::chat::{run_now, Chat};
+pub use crate::config::ClusterConfig;
+use crate::history::Durability;
 use crate::outbox::{Outbox, Outgoing};
 
-/// How a node joins a cluster.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// The NATS server, `nats://host:port`.
-    pub nats_url: String,
-    /// This node's name, unique in the cluster: letters, digits, `-` and `_`.
-    pub node: String,
+/// What the cluster's tasks need of the node they serve: its chat core, and how far its
+/// messages are durable (a message goes on the bus only once it is). Implemented by
+/// `Shared` (shared.rs), which holds the [`Cluster`]; a trait so that this module
+/// does not depend on the module above it. Every user is generic over it.
+pub(crate) trait Node: Chat + 'static {
+    fn durability(&self) -> &Durability;
 }
 
 /// A subscription to one room's messages.
@@ -336,7 +337,7 @@ impl Cluster {
 
     /// Subscribes to a room's messages before a local user joins it, so that nothing
     /// sent after the join is missed.
-    pub(crate) async fn watch_room(self: &Arc<Self>, shared: &Arc<Shared>, key: Key) {
+    pub(crate) async fn watch_room<N: Node>(self: &Arc<Self>, shared: &Arc<N>, key: Key) {
         if self.lock_rooms().contains_key(&key) {
             return;
         }
@@ -362,7 +363,7 @@ impl Cluster {
     }
 
     /// Starts the node's background tasks: publishing, receiving, heartbeats, names.
-    pub(crate) fn start(self: &Arc<Self>, shared: &Arc<Shared>, token: CancellationToken) {
+    pub(crate) fn start<N: Node>(self: &Arc<Self>, shared: &Arc<N>, token: CancellationToken) {
         let outgoing = self
             .outgoing
             .lock()
@@ -472,9 +473,9 @@ async fn node_index(nodes: &kv::Store, node: &str) -> Result<u16, ClusterError> 
 /// of its origin could lose), then go into the stream; their acknowledgements are
 /// awaited by [`acknowledge`], a few hundred in flight, so the bus is not paced by
 /// its round trip.
-async fn publish(
+async fn publish<N: Node>(
     cluster: Arc<Cluster>,
-    shared: Arc<Shared>,
+    shared: Arc<N>,
     mut outgoing: mpsc::Receiver<(Replica, Route)>,
 ) {
     let (acks, pending) = mpsc::channel(IN_FLIGHT);
@@ -496,7 +497,7 @@ async fn publish(
         let stored = !matches!(&replica, Replica::Message { message, .. }
             if message.kind == confab_core::MessageKind::Tags);
         if let (Some(id), true) = (id, stored) {
-            shared.durability.wait_for(id).await;
+            shared.durability().wait_for(id).await;
         }
         if cluster.client.connection_state() != async_nats::connection::State::Connected {
             shared.lock_core().bus_failed(replica);
@@ -540,9 +541,9 @@ async fn send(
 /// Awaits acknowledgements in order; a message the stream did not confirm is sent
 /// again (the stream drops duplicates by message id) until its deadline, and then its
 /// sender is told it may not have reached other nodes.
-async fn acknowledge(
+async fn acknowledge<N: Node>(
     cluster: Arc<Cluster>,
-    shared: Arc<Shared>,
+    shared: Arc<N>,
     mut pending: mpsc::Receiver<Pending>,
 ) {
     while let Some((replica, subject, id, payload, mut attempt, started)) = pending.recv().await {
@@ -574,9 +575,9 @@ async fn acknowledge(
 /// stamps each republished message with its sequence and the previous sequence of the
 /// same subject, so a gap shows on the next message, and the missing ones are read
 /// from the stream, in order, before it.
-async fn receive(
+async fn receive<N: Node>(
     cluster: Arc<Cluster>,
-    shared: Arc<Shared>,
+    shared: Arc<N>,
     mut subscriber: async_nats::Subscriber,
 ) {
     let mut last: Option<u64> = None;
@@ -594,19 +595,19 @@ async fn receive(
             (last, previous, seq, header("Nats-Subject"))
         {
             if previous > seen {
-                fill_gap(&cluster, &shared, &subject, seen, seq).await;
+                fill_gap(&cluster, &*shared, &subject, seen, seq).await;
             }
         }
         if seq.is_some_and(|seq| last.is_some_and(|seen| seq <= seen)) {
             continue;
         }
         last = seq.or(last);
-        apply_payload(&shared, &message.payload);
+        apply_payload(&*shared, &message.payload);
     }
 }
 
 /// Reads the stream's messages on `subject` after sequence `seen` and before `next`.
-async fn fill_gap(cluster: &Cluster, shared: &Shared, subject: &str, seen: u64, next: u64) {
+async fn fill_gap<N: Node>(cluster: &Cluster, shared: &N, subject: &str, seen: u64, next: u64) {
     let mut from = seen + 1;
     let mut filled = 0;
     while from < next {
@@ -630,7 +631,7 @@ async fn fill_gap(cluster: &Cluster, shared: &Shared, subject: &str, seen: u64, 
     tracing::info!("caught up on {filled} messages missed on {subject}");
 }
 
-fn apply_payload(shared: &Shared, payload: &[u8]) {
+fn apply_payload<N: Node>(shared: &N, payload: &[u8]) {
     let Ok(packet) = serde_json::from_slice::<Packet>(payload) else {
         tracing::warn!("ignoring a cluster packet that does not parse");
         return;
@@ -641,7 +642,7 @@ fn apply_payload(shared: &Shared, payload: &[u8]) {
 }
 
 /// Listens to `confab.state` and to this node's own subject.
-async fn listen(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationToken) {
+async fn listen<N: Node>(cluster: Arc<Cluster>, shared: Arc<N>, token: CancellationToken) {
     let state = cluster.client.subscribe("confab.state").await;
     let own = cluster
         .client
@@ -653,12 +654,12 @@ async fn listen(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationT
     };
     tokio::spawn(receive(cluster.clone(), shared.clone(), own));
     // Everyone learns this node's users, and this node learns everyone's.
-    hello(&cluster, &shared).await;
+    hello(&cluster, &*shared).await;
     loop {
         let message = tokio::select! {
             () = token.cancelled() => return,
             () = cluster.reconnected.notified() => {
-                hello(&cluster, &shared).await;
+                hello(&cluster, &*shared).await;
                 continue;
             }
             message = state.next() => message,
@@ -685,7 +686,7 @@ async fn listen(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationT
             }
             Body::Heartbeat => {}
             Body::Hello => {
-                send_snapshot(&cluster, &shared).await;
+                send_snapshot(&cluster, &*shared).await;
             }
             Body::Snapshot {
                 part,
@@ -707,7 +708,7 @@ async fn listen(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationT
     }
 }
 
-async fn hello(cluster: &Cluster, shared: &Shared) {
+async fn hello<N: Node>(cluster: &Cluster, shared: &N) {
     send_snapshot(cluster, shared).await;
     cluster.broadcast(Body::Hello).await;
 }
@@ -716,7 +717,7 @@ async fn hello(cluster: &Cluster, shared: &Shared) {
 /// under NATS's default 1 MB message limit.
 const SNAPSHOT_PART: usize = 1000;
 
-async fn send_snapshot(cluster: &Cluster, shared: &Shared) {
+async fn send_snapshot<N: Node>(cluster: &Cluster, shared: &N) {
     let whole = shared.lock_core().snapshot();
     let parts = whole
         .users
@@ -746,7 +747,7 @@ async fn send_snapshot(cluster: &Cluster, shared: &Shared) {
 }
 
 /// Says this node is alive, and drops nodes that stopped saying so.
-async fn heartbeat(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationToken) {
+async fn heartbeat<N: Node>(cluster: Arc<Cluster>, shared: Arc<N>, token: CancellationToken) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
@@ -786,7 +787,7 @@ async fn heartbeat(cluster: Arc<Cluster>, shared: Arc<Shared>, token: Cancellati
 
 /// Keeps the name bucket in step with the names local users hold: frees names nobody
 /// here uses any more and claims names taken without a claim (guest renames, logins).
-async fn reconcile_names(cluster: Arc<Cluster>, shared: Arc<Shared>, token: CancellationToken) {
+async fn reconcile_names<N: Node>(cluster: Arc<Cluster>, shared: Arc<N>, token: CancellationToken) {
     loop {
         tokio::select! {
             () = token.cancelled() => return,
@@ -824,9 +825,9 @@ async fn reconcile_names(cluster: Arc<Cluster>, shared: Arc<Shared>, token: Canc
 
 /// Whether `command` must wait for the cluster before the core runs it: a name that
 /// needs claiming, or a room this node does not follow yet.
-pub(crate) fn must_wait(
+pub(crate) fn must_wait<N: Node>(
     cluster: &Cluster,
-    shared: &Shared,
+    shared: &N,
     id: ClientId,
     command: &Command,
 ) -> bool {
@@ -847,9 +848,9 @@ pub(crate) fn must_wait(
 }
 
 /// Runs `command` once the cluster is ready for it: the name claimed, the room followed.
-pub(crate) async fn run_command(
+pub(crate) async fn run_command<N: Node>(
     cluster: Arc<Cluster>,
-    shared: Arc<Shared>,
+    shared: Arc<N>,
     id: ClientId,
     outbox: Arc<Outbox>,
     command: Command,
@@ -859,7 +860,7 @@ pub(crate) async fn run_command(
     };
     match &command {
         Command::Register { name } | Command::Nick { name }
-            if must_wait(&cluster, &shared, id, &command) =>
+            if must_wait(&cluster, &*shared, id, &command) =>
         {
             match cluster.claim(name).await {
                 Ok(true) => {}
@@ -875,7 +876,7 @@ pub(crate) async fn run_command(
         _ => {}
     }
     let renamed = matches!(command, Command::Nick { .. });
-    run_now(&shared, id, command);
+    run_now(&*shared, id, command);
     if renamed {
         cluster.names_changed();
     }

@@ -40,7 +40,16 @@ pub struct Config {
     /// means no TLS at all.
     pub tls: Option<crate::tls::TlsConfig>,
     /// The cluster this node joins; `None` runs a single node.
-    pub cluster: Option<crate::cluster::ClusterConfig>,
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How a node joins a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The NATS server, `nats://host:port`.
+    pub nats_url: String,
+    /// This node's name, unique in the cluster: letters, digits, `-` and `_`.
+    pub node: String,
 }
 
 /// What the IRC front-end tells clients about the server, and who may become an IRC

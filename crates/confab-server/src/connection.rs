@@ -1,156 +1,79 @@
-//! The socket loop that every line-based front-end shares: one task per connection that
-//! reads bounded lines, drains the client's outbox, writes in batches and enforces the
-//! timeouts and the input limits.
+//! The socket loop that every line-based front-end (line protocol, IRC) shares: one task
+//! per connection that reads bounded lines, hands them to its [`Protocol`], drains the
+//! client's outbox through it, writes in batches and enforces the timeouts and the
+//! input limits. The loop runs over a [`Transport`]: a plain `TcpStream`, or TLS over
+//! one (`TlsTransport`). There is one loop for both.
 //!
-//! Input passes the client's flood budget (`crate::flood`) line by line: when it is
-//! spent, what was read and not yet handled waits in a held buffer and the socket is
-//! not read until budget comes back, so a flooder is slowed by TCP itself, and cut if
-//! it stays over. A line left unfinished for `partial_line_timeout` ends the
-//! connection, so that a trickle of bytes cannot hold it open.
+//! Contract, after Ergo's socket.go:
+//! 1. A write never waits: output goes into a [`WriteQueue`] of shared `Bytes` and is
+//!    written with vectored writes when the socket has room, the transport's own bytes
+//!    (TLS records) first. Nothing else in the server ever writes to the socket.
+//! 2. Replies keep the order of the input that caused them. Each input line is handed
+//!    to the protocol and the outbox drained after it, before the next line is read,
+//!    so the session has seen the outcome of one command before the next. While work
+//!    the session awaits is pending (a cluster claim, a later answer: `ctx::Later`) no
+//!    further input is handled, so what answers later still comes before the replies
+//!    to later commands. Messages collected into one run (`Ctx::say`) go to the core
+//!    before any other line is handled.
+//! 3. The durability gate: with history on, nothing queued after a message that is
+//!    not yet on disk is written until the durability watermark reaches it; what came
+//!    before flows as usual. Messages from other nodes (made durable by their origin)
+//!    and tag-only messages (never stored) pass ungated.
+//! 4. Over the send queue: an outbox that overflows (`Limits::send_queue`) ends the
+//!    connection with `Close::SendQueueExceeded`, and the client gets only its farewell
+//!    line. A write queue holding `send_queue` bytes or more stops the reading, so a
+//!    client that floods without reading slows itself down.
+//! 5. Input passes the client's flood budget (`crate::flood`) line by line: when it is
+//!    spent, what was read waits in a held buffer and the socket is not read until
+//!    budget comes back, so TCP slows the flooder; one that stays over for
+//!    `flood_grace` is cut ("Excess Flood"). Keepalives may borrow a little budget.
+//! 6. Deadlines: `registration_timeout` from the connection until it registers; then
+//!    `idle_timeout` of silence, or, for a protocol with pings, a ping after
+//!    `ping_interval` and a cut when it stays unanswered as long again; a line left
+//!    unfinished for `partial_line_timeout`; a TLS handshake past its deadline. Near
+//!    deadlines use a precise timer, far ones the server's coarse wheel
+//!    (`crate::deadlines`), so an idle connection holds no timer.
+//! 7. Fairness: after every read that brought lines the task yields, so one fast
+//!    sender cannot hold a worker thread while its recipients' queues fill.
+//! 8. The end: the client leaves the core first (nobody sends it more), then gets what
+//!    was queued and its farewell line, written within `shutdown_grace` with a
+//!    lingering close, unless the socket failed or the TLS handshake never finished.
 //!
 //! Memory per idle connection is kept small on purpose: reads go through one scratch
-//! buffer per worker thread and only an unfinished line is copied out, and the write
-//! queue holds shared `Bytes` rather than copies.
+//! buffer per worker thread and only an unfinished line is copied out, the write
+//! queue holds shared `Bytes` rather than copies, and what only a busy connection
+//! needs lives in a [`Busy`] dropped when idle.
 //!
-//! The loop runs over a [`Transport`]: a plain `TcpStream`, or TLS over one
-//! (`crate::tls::TlsTransport`). There is one loop for both.
+//! The input path (reading, splitting, the flood budget, held input, partial lines) is
+//! in `input.rs` beside this file; everything else of the loop is here.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::io;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use confab_core::{Batch, ClientId, Command, Core, Envelope, MessageKind, Recipient};
-use confab_wire::framing::{Frame, LineDecoder};
-use tokio::net::TcpStream;
+use confab_core::ClientId;
+use confab_wire::framing::LineDecoder;
 use tokio::time::{sleep_until, timeout, Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::Admission;
-use crate::config::Limits;
+mod input;
+
+use input::{after_feed, feed, partial_deadline, read_input, Held, Input, Sink};
+
+use crate::ctx::{Ctx, CtxState, Pending};
 use crate::deadlines::NEAR;
 use crate::flood::FloodControl;
-use crate::history::{Durability, History};
-use crate::metrics::{Metrics, Reason};
+use crate::history::Durability;
 use crate::outbox::{Outbox, OutboxRef, Outgoing, Overflowed};
-
-/// State every connection shares.
-pub(crate) struct Shared {
-    /// The chat. Locked only for the synchronous duration of one command, never across
-    /// an `.await`.
-    pub core: Mutex<Core<OutboxRef>>,
-    pub limits: Limits,
-    pub default_room: String,
-    /// Server identity and operator credentials for the IRC front-end.
-    pub irc: crate::config::IrcConfig,
-    /// When the server started, for IRC's "created" line.
-    pub started: std::time::SystemTime,
-    /// Origins allowed to open the WebSocket besides the page's own.
-    pub allowed_origins: Vec<String>,
-    /// The coarse timer that connections' far deadlines wait on.
-    pub deadlines: Arc<crate::deadlines::Deadlines>,
-    /// Which connections are served: the server-wide cap and the per-address limits.
-    /// A connection holds its `admission::Slot` until it ends.
-    pub admission: Arc<Admission>,
-    /// Counters and gauges for `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// The next client id; ids are never reused.
-    pub next_id: AtomicU64,
-    /// The store thread, when history is on.
-    pub history: Option<History>,
-    /// How far messages are durable; clients are sent nothing beyond it.
-    pub durability: Arc<Durability>,
-    /// Failed logins per account and per address.
-    pub logins: crate::accounts::LoginThrottle,
-    /// This node's cluster, when it is one of several.
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
-}
-
-impl Shared {
-    /// The chat core, locked. A panic while it was held leaves it usable (the core
-    /// keeps its invariants per command), so a poisoned lock is taken anyway rather
-    /// than taking the whole server down with it.
-    pub fn lock_core(&self) -> std::sync::MutexGuard<'_, Core<OutboxRef>> {
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Why a connection ended; logged, and turned into a last line where one makes sense.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Close {
-    /// The client asked to leave, with this reason.
-    Quit(String),
-    /// The client closed its side.
-    Eof,
-    /// The client stopped reading and its send queue filled up.
-    SendQueueExceeded,
-    RegistrationTimeout,
-    IdleTimeout,
-    /// The client did not answer a keepalive ping in time.
-    PingTimeout,
-    /// A server operator removed the client; the text is the full quit reason.
-    Killed(String),
-    /// The client stayed over its input budget for the whole flood grace period.
-    ExcessFlood,
-    /// The client left a line unfinished for longer than `partial_line_timeout`.
-    PartialLine,
-    /// The server is shutting down.
-    Shutdown,
-    /// The socket failed.
-    Io(String),
-}
-
-impl Close {
-    /// The reason others see in the quit message.
-    pub(crate) fn reason(&self) -> String {
-        match self {
-            Close::Quit(reason) => reason.clone(),
-            Close::Eof => "Connection closed".into(),
-            Close::SendQueueExceeded => "Send queue exceeded".into(),
-            Close::RegistrationTimeout => "Registration timeout".into(),
-            Close::IdleTimeout => "Idle timeout".into(),
-            Close::PingTimeout => "Ping timeout".into(),
-            Close::Killed(reason) => reason.clone(),
-            Close::ExcessFlood => "Excess Flood".into(),
-            Close::PartialLine => "Partial line timeout".into(),
-            Close::Shutdown => "Server shutting down".into(),
-            Close::Io(e) => format!("Connection error: {e}"),
-        }
-    }
-
-    /// The reason as a metric label and log field.
-    pub(crate) fn metric(&self) -> Reason {
-        match self {
-            Close::Quit(_) => Reason::Quit,
-            Close::Eof => Reason::Closed,
-            Close::SendQueueExceeded => Reason::SendQueue,
-            Close::RegistrationTimeout => Reason::RegistrationTimeout,
-            Close::IdleTimeout => Reason::Idle,
-            Close::PingTimeout => Reason::PingTimeout,
-            Close::Killed(_) => Reason::Killed,
-            Close::ExcessFlood => Reason::Flood,
-            Close::PartialLine => Reason::PartialLine,
-            Close::Shutdown => Reason::Shutdown,
-            Close::Io(_) => Reason::IoError,
-        }
-    }
-}
-
-/// Runs one command in the core now.
-pub(crate) fn run_now(shared: &Shared, id: ClientId, command: Command) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let mut core = shared.lock_core();
-    core.handle(id, command, now_ms);
-}
+use crate::protocol::{Close, Protocol};
+use crate::shared::Shared;
+use crate::transport::Transport;
+use crate::write_queue::WriteQueue;
 
 /// What woke a connection's loop, in the order it looks.
 enum Woke {
@@ -169,545 +92,28 @@ enum Woke {
     Timer,
 }
 
-/// What the protocol wants after handling input.
-pub(crate) enum Flow {
-    Continue,
+/// What one turn of the loop waits for, worked out from what is in hand.
+struct Wait {
+    /// The time the turn started, which every deadline below is compared with.
+    now: Instant,
+    /// Whether there is output that may be written (or the transport's own).
+    can_write: bool,
+    /// Whether input may be read: room to write its replies, budget, nothing awaited.
+    may_read: bool,
+    /// When the flood budget allows more input, while the client is being slowed.
+    flood_at: Option<Instant>,
+    /// The next deadline: the nearest of the timeouts and the flood budget.
+    due: Instant,
+}
+
+/// What the loop does after handling a wake-up.
+enum After {
+    /// Looks again for whatever is ready.
+    Again,
+    /// Lets other tasks run first: a read brought lines.
+    Yield,
+    /// Ends the connection.
     Close(Close),
-}
-
-/// What a protocol handler may do to the world: talk to the core and queue lines for its
-/// own client. Lines queued here keep their order with the core's replies.
-pub(crate) struct Ctx<'a> {
-    pub shared: &'a Arc<Shared>,
-    pub id: ClientId,
-    outbox: &'a Arc<Outbox>,
-    state: &'a CtxState,
-}
-
-/// What a [`Ctx`] keeps from one call to the next; the session owns it. One lock
-/// and two thin pointers, because it lives in every connection and is rarely used.
-#[derive(Default)]
-pub(crate) struct CtxState(Mutex<Kept>);
-
-#[derive(Default)]
-struct Kept {
-    /// Work the session awaits before it handles more input, chained in the order it
-    /// was given: commands that must wait for the cluster (a name claim, a room
-    /// subscription) and answers that come later ([`Later`]). While this is set the
-    /// session reads no more input, so a client's later commands, and their replies,
-    /// stay behind them.
-    pending: Option<Box<Pending>>,
-    /// Messages to one recipient collected by [`Ctx::say`], not yet in the core.
-    run: Option<Box<Run>>,
-}
-
-impl CtxState {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Consecutive messages from one read of a client's input to the same recipient, sent
-/// to the core as one [`Command::SendMany`].
-struct Run {
-    to: Recipient,
-    kind: MessageKind,
-    texts: Vec<String>,
-    bytes: usize,
-}
-
-/// The most messages (and text bytes) one run collects before it is sent: enough to
-/// make a burst one delivery per recipient, little enough that a batch stays a few
-/// dozen KiB in every recipient's queue.
-const RUN_MESSAGES: usize = 256;
-const RUN_BYTES: usize = 32 * 1024;
-
-/// Work a session awaits before it handles more input.
-pub(crate) type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The client's outbox, handed to work that answers later: a history query on the
-/// store thread, a login or registration hashing on the blocking pool. The session
-/// handles none of the client's later input until every clone of it has been dropped,
-/// so an answer that comes later still comes before the replies to the commands sent
-/// after it. Work that is refused (a full queue) drops it at once, work that fails
-/// drops it when it ends: the session never waits for work that cannot answer.
-///
-/// Only [`Ctx::outbox`] makes one; keep it no longer than the answer needs.
-#[derive(Clone)]
-pub(crate) struct Later(Arc<LaterInner>);
-
-struct LaterInner {
-    outbox: Arc<Outbox>,
-    /// Dropped with the last clone, which wakes the session's wait.
-    _done: tokio::sync::oneshot::Sender<()>,
-}
-
-impl std::ops::Deref for Later {
-    type Target = Arc<Outbox>;
-
-    fn deref(&self) -> &Arc<Outbox> {
-        &self.0.outbox
-    }
-}
-
-impl<'a> Ctx<'a> {
-    pub fn new(
-        shared: &'a Arc<Shared>,
-        id: ClientId,
-        outbox: &'a Arc<Outbox>,
-        state: &'a CtxState,
-    ) -> Ctx<'a> {
-        Ctx {
-            shared,
-            id,
-            outbox,
-            state,
-        }
-    }
-
-    /// Sends a message. Consecutive messages to the same recipient are collected and
-    /// go to the core together when anything else happens (another command, a line of
-    /// the session's own) or the read that brought them has been handled
-    /// ([`Ctx::flush`]), so the order of everything the client sees is unchanged; only
-    /// fan-out gets cheaper. In a cluster each goes as it comes.
-    pub fn say(&self, to: Recipient, kind: MessageKind, text: String) {
-        if self.shared.cluster.is_some() {
-            return self.command(Command::Send {
-                to,
-                kind,
-                text,
-                tags: None,
-            });
-        }
-        let mut kept = self.state.lock();
-        let run = &mut kept.run;
-        let fits = run.as_ref().is_some_and(|r| {
-            r.to == to
-                && r.kind == kind
-                && r.texts.len() < RUN_MESSAGES
-                && r.bytes + text.len() <= RUN_BYTES
-        });
-        if !fits {
-            if let Some(full) = run.take() {
-                self.send_run(*full);
-            }
-        }
-        let run = run.get_or_insert_with(|| {
-            Box::new(Run {
-                to,
-                kind,
-                texts: Vec::new(),
-                bytes: 0,
-            })
-        });
-        run.bytes += text.len();
-        run.texts.push(text);
-    }
-
-    /// Whether [`Ctx::say`] has messages waiting to go to the core.
-    fn has_run(&self) -> bool {
-        self.state.lock().run.is_some()
-    }
-
-    /// Sends the messages collected by [`Ctx::say`].
-    pub fn flush(&self) {
-        let run = self.state.lock().run.take();
-        if let Some(run) = run {
-            self.send_run(*run);
-        }
-    }
-
-    fn send_run(&self, mut run: Run) {
-        let command = if run.texts.len() == 1 {
-            Command::Send {
-                to: run.to,
-                kind: run.kind,
-                text: run.texts.pop().expect("one text"),
-                tags: None,
-            }
-        } else {
-            Command::SendMany {
-                to: run.to,
-                kind: run.kind,
-                texts: run.texts,
-            }
-        };
-        run_now(self.shared, self.id, command);
-    }
-
-    /// Work queued by [`Ctx::command`] that the session must await before reading on.
-    pub fn take_pending(&self) -> Option<Pending> {
-        self.state.lock().pending.take().map(|pending| *pending)
-    }
-
-    pub fn has_pending(&self) -> bool {
-        self.state.lock().pending.is_some()
-    }
-
-    /// This client's outbox, for an answer that arrives later (history queries,
-    /// logins): the session reads no further input until the answer is in the outbox
-    /// (see [`Later`]), so replies keep the order of the commands that caused them.
-    pub fn outbox(&self) -> Later {
-        let (done, answered) = tokio::sync::oneshot::channel::<()>();
-        self.wait_for(Box::pin(async move {
-            // An error is the answer: every clone of the `Later` is gone.
-            let _ = answered.await;
-        }));
-        Later(Arc::new(LaterInner {
-            outbox: self.outbox.clone(),
-            _done: done,
-        }))
-    }
-
-    /// The outbox itself, for the session's own writer. Unlike [`Ctx::outbox`] it
-    /// makes nothing wait.
-    pub fn queue(&self) -> &Arc<Outbox> {
-        self.outbox
-    }
-
-    /// Makes the session await `work`, after whatever it awaits already, before it
-    /// handles more input.
-    fn wait_for(&self, work: Pending) {
-        let mut kept = self.state.lock();
-        let work = match kept.pending.take() {
-            None => work,
-            Some(before) => Box::pin(async move {
-                before.await;
-                work.await;
-            }),
-        };
-        kept.pending = Some(Box::new(work));
-    }
-
-    /// Runs one command in the core. In a cluster, a command that must first claim a
-    /// name or subscribe to a room (and any command after one) runs once that is done,
-    /// before the session reads more input.
-    pub fn command(&self, command: Command) {
-        self.flush();
-        if let Some(cluster) = &self.shared.cluster {
-            if self.has_pending()
-                || crate::cluster::must_wait(cluster, self.shared, self.id, &command)
-            {
-                let work = crate::cluster::run_command(
-                    cluster.clone(),
-                    self.shared.clone(),
-                    self.id,
-                    self.outbox.clone(),
-                    command,
-                );
-                self.wait_for(Box::pin(work));
-                return;
-            }
-        }
-        run_now(self.shared, self.id, command);
-    }
-
-    /// Queues a line of the session's own for this client.
-    pub fn send(&self, line: Bytes) {
-        self.flush();
-        self.outbox.push(Outgoing::Raw(line));
-    }
-}
-
-/// One wire protocol spoken over a line-based connection.
-pub(crate) trait Protocol: Send {
-    /// Whether the protocol has keepalive pings ([`Protocol::keepalive`]). Without them
-    /// a registered client is cut after `idle_timeout` of silence; with them it is
-    /// pinged after `ping_interval` of silence and cut if it stays silent as long again.
-    const PINGS: bool = false;
-
-    /// The client's address. The session keeps it, so the connection does not keep
-    /// a second copy.
-    fn peer(&self) -> SocketAddr;
-    /// The longest input line, newline excluded.
-    fn max_line(&self) -> usize;
-    /// Whether an input line is a keepalive (a PING or PONG), which flood control lets
-    /// borrow a little budget so that it is not held up behind the client's own input.
-    fn is_keepalive(&self, _line: &[u8]) -> bool {
-        false
-    }
-    /// The keepalive line to send to a silent client.
-    fn keepalive(&mut self) -> Option<Bytes> {
-        None
-    }
-    /// A close the protocol decided on while handling an event (a kill, say).
-    fn take_close(&mut self) -> Option<Close> {
-        None
-    }
-    /// The lines a new connection receives first.
-    fn greet(&mut self, ctx: &Ctx);
-    /// One complete input line, not yet checked for UTF-8.
-    fn on_line(&mut self, line: &[u8], ctx: &Ctx) -> Flow;
-    /// An input line went past the length limit and is being discarded.
-    fn on_too_long(&mut self, ctx: &Ctx);
-    /// Whether handling `line` leaves the session as it is for replies to messages sent
-    /// with [`Ctx::say`] (so they may wait until after it): true for a line that only
-    /// sends a message, in a protocol whose replies to it do not depend on what the
-    /// client did since. Before any other line the collected messages go to the core
-    /// and their replies are handled. The default, false, means no batching.
-    fn continues_run(&self, _line: &[u8]) -> bool {
-        false
-    }
-
-    /// A core event for this client: encode it into `out` and update any session state.
-    fn on_event(&mut self, envelope: &Arc<Envelope>, ctx: &Ctx, out: &mut WriteQueue);
-
-    /// Handles several messages from one sender at once. Protocols whose rendering of a
-    /// message depends on nothing but the message write the batch's shared encoding;
-    /// the default handles each message as an event.
-    fn on_batch(&mut self, batch: &Arc<Batch>, ctx: &Ctx, out: &mut WriteQueue) {
-        for envelope in &batch.messages {
-            self.on_event(envelope, ctx, out);
-        }
-    }
-    /// Called after each input line and the replies it caused have been handled.
-    fn after_line(&mut self, _ctx: &Ctx, _out: &mut WriteQueue) {}
-    /// The last line the client sees before the connection closes for `why`.
-    fn farewell(&mut self, why: &Close) -> Option<Bytes>;
-    /// Whether the client has registered, which switches from the registration timeout
-    /// to the idle timeout.
-    fn registered(&self) -> bool;
-}
-
-/// A connection's byte stream as the session loop drives it: readiness futures and
-/// non-blocking reads and writes, the shape of tokio's `TcpStream` API.
-///
-/// Why readiness rather than tokio-rustls's `TlsStream` behind `AsyncRead` and
-/// `AsyncWrite`: the loop waits for readiness, reads into a scratch buffer shared by the
-/// worker thread and writes queued `Bytes` with one vectored write, so an idle plain
-/// connection owns no buffer. For `TcpStream` this trait is exactly the calls the loop
-/// made before it existed, so the plain path gains no copy and no allocation. The TLS
-/// transport drives a `rustls::ServerConnection` from the same readiness events (the
-/// handshake included), which keeps one loop, one set of timeouts and one shutdown for
-/// both, where a `TlsStream` would have needed poll-style reads with a task context
-/// and a second way of writing.
-///
-/// Contract:
-/// 1. `try_read` and `try_write_vectored` never wait; `WouldBlock` means "wait for
-///    `readable` or `writable`, then try again".
-/// 2. `try_read` returning `Ok(0)` means the peer finished sending.
-/// 3. Bytes that `try_write_vectored` accepted are sent in order, with bytes of the
-///    transport's own (TLS records) going out through `try_flush` when `wants_write`.
-/// 4. A transport holds a bounded amount of data of its own.
-pub(crate) trait Transport: Send + Sync {
-    /// Ready when `try_read` may make progress (it may still find nothing).
-    ///
-    /// Readiness is polled rather than awaited so that a connection waiting on its
-    /// socket keeps no future for it: every connection waits all its life.
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Ready when a write may make progress (it may still find no room).
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Resolves when `try_read` may make progress.
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        std::future::poll_fn(|cx| self.poll_read_ready(cx))
-    }
-    /// Resolves when a write may make progress.
-    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        std::future::poll_fn(|cx| self.poll_write_ready(cx))
-    }
-    /// Reads what is available without waiting.
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Writes what fits without waiting.
-    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
-    /// Whether the transport has bytes of its own waiting for the socket, such as a
-    /// TLS handshake message, so that the loop waits for `writable` even with nothing
-    /// of the session's to write.
-    fn wants_write(&self) -> bool {
-        false
-    }
-    /// Sends the transport's own pending bytes without waiting; `Ok(true)` means none
-    /// are left.
-    fn try_flush(&mut self) -> io::Result<bool> {
-        Ok(true)
-    }
-    /// While a handshake is still running, the time by which it must have finished.
-    fn handshake_deadline(&self) -> Option<Instant> {
-        None
-    }
-    /// Ends our direction of the stream, after the transport's own pending bytes;
-    /// `WouldBlock` means "wait for `writable` and call again".
-    fn shutdown_write(&mut self) -> io::Result<()>;
-}
-
-impl Transport for TcpStream {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        TcpStream::poll_read_ready(self, cx)
-    }
-
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        TcpStream::poll_write_ready(self, cx)
-    }
-
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        TcpStream::try_read(self, buf)
-    }
-
-    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        TcpStream::try_write_vectored(self, bufs)
-    }
-
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        socket2::SockRef::from(&*self).shutdown(std::net::Shutdown::Write)
-    }
-}
-
-/// Bytes waiting for the socket, as shared chunks written with vectored writes.
-///
-/// With history on, a message may be queued before it is durable; a *gate* then marks
-/// its position in the stream, and nothing from there on is written until the
-/// durability watermark reaches its id. Everything before the gate flows as usual.
-#[derive(Default)]
-pub(crate) struct WriteQueue {
-    chunks: VecDeque<Bytes>,
-    bytes: usize,
-    /// Bytes ever queued and ever written: stream positions for the gates.
-    queued: u64,
-    written: u64,
-    /// (stream position, message id) pairs, in stream order.
-    /// Boxed: only there with history on and output held, and an empty `VecDeque`
-    /// inline would cost every connection 24 bytes more for nothing.
-    #[allow(clippy::box_collection)]
-    gates: Option<Box<VecDeque<(u64, u64)>>>,
-}
-
-/// iovecs handed to one `writev`; well under every platform's `IOV_MAX`.
-const MAX_IOVECS: usize = 256;
-
-impl WriteQueue {
-    pub fn push(&mut self, chunk: Bytes) {
-        if !chunk.is_empty() {
-            self.bytes += chunk.len();
-            self.queued += chunk.len() as u64;
-            self.chunks.push_back(chunk);
-        }
-    }
-
-    /// Holds everything queued from now on until message `id` is durable.
-    fn gate(&mut self, id: u64, durable: u64) {
-        if id > durable {
-            self.gates
-                .get_or_insert_default()
-                .push_back((self.queued, id));
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
-    /// Bytes that may be written now, after dropping gates that `durable` opened.
-    fn open_len(&mut self, durable: u64) -> u64 {
-        let gates = self.gates.as_deref_mut();
-        if let Some(gates) = gates {
-            while gates.front().is_some_and(|&(_, id)| id <= durable) {
-                gates.pop_front();
-            }
-        }
-        match self.gates.as_ref().and_then(|gates| gates.front()) {
-            Some(&(position, _)) => position - self.written,
-            None => self.bytes as u64,
-        }
-    }
-
-    /// Whether some bytes can be written now.
-    fn has_open(&mut self, durable: u64) -> bool {
-        !self.is_empty() && self.open_len(durable) > 0
-    }
-
-    /// The message id everything queued is waiting for, when nothing can be written.
-    fn blocked_on(&mut self, durable: u64) -> Option<u64> {
-        if self.is_empty() || self.open_len(durable) > 0 {
-            return None;
-        }
-        self.gates
-            .as_ref()
-            .and_then(|gates| gates.front())
-            .map(|&(_, id)| id)
-    }
-
-    /// The queued chunks, in order.
-    pub fn into_chunks(self) -> impl Iterator<Item = Bytes> {
-        self.chunks.into_iter()
-    }
-
-    /// Writes as much as the socket and the gates allow without waiting. `Ok(true)`
-    /// means everything open was written.
-    fn write_some<T: Transport>(&mut self, stream: &mut T, durable: u64) -> io::Result<bool> {
-        // The transport's own bytes (TLS records) go first: they come before ours on
-        // the wire.
-        if !stream.try_flush()? {
-            return Ok(false);
-        }
-        loop {
-            let open = self.open_len(durable);
-            if open == 0 {
-                return Ok(true);
-            }
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut count = 0;
-            let mut budget = open;
-            for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
-                if budget == 0 {
-                    break;
-                }
-                let take = (chunk.len() as u64).min(budget) as usize;
-                *slot = IoSlice::new(&chunk[..take]);
-                budget -= take as u64;
-                count += 1;
-            }
-            let written = match stream.try_write_vectored(&slices[..count]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(e),
-            };
-            self.bytes -= written;
-            self.written += written as u64;
-            let mut left = written;
-            while left > 0 {
-                let front = self.chunks.front_mut().expect("written bytes were queued");
-                if front.len() <= left {
-                    left -= front.len();
-                    self.chunks.pop_front();
-                } else {
-                    front.advance(left);
-                    left = 0;
-                }
-            }
-            if self.chunks.is_empty() {
-                release_if_empty(&mut self.chunks);
-                if self.gates.as_ref().is_some_and(|gates| gates.is_empty()) {
-                    self.gates = None;
-                }
-            }
-        }
-    }
-
-    /// Writes everything, waiting for the socket and for durability as needed.
-    async fn flush<T: Transport>(
-        &mut self,
-        stream: &mut T,
-        durability: &Durability,
-    ) -> io::Result<()> {
-        while !self.is_empty() {
-            if let Some(id) = self.blocked_on(durability.durable()) {
-                durability.wait_for(id).await;
-            } else if !self.write_some(stream, durability.durable())? {
-                stream.writable().await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Frees an empty queue's memory, so that an idle connection holds none: the welcome
-/// alone grows a queue to 32 entries, and even a small one kept for ever in each of a
-/// connection's three queues was a sixth of its footprint. Busy connections pay one
-/// allocation per wake-up, which is nothing beside the write it comes with.
-pub(crate) fn release_if_empty<T>(queue: &mut VecDeque<T>) {
-    if queue.is_empty() && queue.capacity() > 0 {
-        *queue = VecDeque::new();
-    }
 }
 
 /// Bytes read per system call. One buffer per worker thread, not per connection.
@@ -827,7 +233,7 @@ struct Busy {
     /// While the output waits for a message to become durable: its id, and the wait.
     durable_wait: Option<(u64, Pending)>,
     /// Work the session waits for before it reads more input: the cluster's, or a
-    /// later answer's ([`Later`]).
+    /// later answer's ([`crate::ctx::Later`]).
     pending: Option<Pending>,
 }
 
@@ -884,7 +290,232 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
 
     /// Handles whatever is ready (shutdown, output, input, time) until nothing is, the
     /// connection should yield after a read (`None`) or it should end.
+    ///
+    /// One turn: a close the protocol decided on ends the connection; work the session
+    /// must await is taken from its context; what is in hand decides what to wait for
+    /// ([`Conn::plan`]) and when to wake ([`Conn::arm_timer`]); the first thing ready,
+    /// in a fixed order ([`Conn::poll_woke`]), is handled ([`Conn::handle`]).
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Close>> {
+        loop {
+            if let Some(close) = self.protocol.take_close() {
+                return Poll::Ready(Some(close));
+            }
+            self.take_pending();
+            let wait = self.plan();
+            self.arm_timer(&wait);
+            let Some(woke) = self.poll_woke(cx, &wait) else {
+                return Poll::Pending;
+            };
+            match self.handle(woke) {
+                After::Again => {}
+                After::Yield => return Poll::Ready(None),
+                After::Close(close) => return Poll::Ready(Some(close)),
+            }
+        }
+    }
+
+    /// Takes the work the protocol queued for the session to await (the cluster's, a
+    /// later answer's) into [`Busy`], unless the session awaits some already.
+    fn take_pending(&mut self) {
+        let Conn {
+            protocol,
+            shared,
+            outbox,
+            id,
+            state,
+            busy,
+            ..
+        } = self;
+        if busy.as_ref().is_none_or(|b| b.pending.is_none()) {
+            let ctx = Ctx::new(shared, *id, outbox, state);
+            if let Some(work) = ctx.take_pending() {
+                busy.get_or_insert_with(|| Busy::new(protocol.max_line()))
+                    .pending = Some(work);
+            }
+        }
+    }
+
+    /// Works out what this turn waits for from what is in hand: [`Busy`] is dropped
+    /// when nothing is, and the durability wait follows the output's first gate.
+    fn plan(&mut self) -> Wait {
+        let Conn {
+            stream,
+            protocol,
+            shared,
+            last_input,
+            pinged,
+            flood,
+            busy,
+            ..
+        } = self;
+        let limits = &shared.limits;
+        let now = Instant::now();
+        let deadline = if !protocol.registered() {
+            *last_input + limits.registration_timeout
+        } else if P::PINGS {
+            *last_input + limits.ping_interval * (1 + u32::from(*pinged))
+        } else {
+            *last_input + limits.idle_timeout
+        };
+        let deadline = stream
+            .handshake_deadline()
+            .map_or(deadline, |d| d.min(deadline));
+        let durable = shared.durability.durable();
+        // What is in hand decides what to wait for; an idle connection has none.
+        if busy.as_ref().is_some_and(|b| b.is_idle()) {
+            *busy = None;
+        }
+        let (mut room_to_write, mut held_empty, mut waiting) = (true, true, false);
+        let (mut can_write, mut wake) = (stream.wants_write(), deadline);
+        if let Some(b) = busy.as_deref_mut() {
+            if let Some(partial) = partial_deadline(b.partial_since, limits) {
+                wake = wake.min(partial);
+            }
+            // Stop reading while a backlog of our own output waits: a client that
+            // floods without reading slows itself down instead of growing our
+            // buffers.
+            room_to_write = b.out.len() < limits.send_queue;
+            held_empty = b.held.is_empty();
+            waiting = b.pending.is_some();
+            can_write |= b.out.has_open(durable);
+            match b.out.blocked_on(durable) {
+                Some(id) if b.durable_wait.as_ref().is_some_and(|(w, _)| *w == id) => {}
+                Some(id) => {
+                    let durability = shared.durability.clone();
+                    b.durable_wait =
+                        Some((id, Box::pin(async move { durability.wait_for(id).await })));
+                }
+                None => b.durable_wait = None,
+            }
+        }
+        // Stop reading, too, while the client is over its input budget: input
+        // already read waits in `held`, the rest in the kernel, and TCP slows the
+        // sender.
+        let within_budget = held_empty && flood.allows(now, false);
+        let may_read = room_to_write && within_budget && !waiting;
+        let slowed = room_to_write && !within_budget && !waiting;
+        let flood_at = slowed.then(|| flood.ready_at(now));
+        let due = flood_at.map_or(wake, |at| at.min(wake));
+        Wait {
+            now,
+            can_write,
+            may_read,
+            flood_at,
+            due,
+        }
+    }
+
+    /// Sets the precise timer for a near deadline, or puts the connection in the
+    /// server's wheel for a far one.
+    fn arm_timer(&mut self, wait: &Wait) {
+        let Conn {
+            shared,
+            outbox,
+            timer,
+            wheel,
+            ..
+        } = self;
+        let (due, now) = (wait.due, wait.now);
+        if due <= now {
+            // Acted on in `poll_woke`, without a timer.
+        } else if due - now <= NEAR {
+            match timer {
+                Some(timer) if timer.deadline() == due => {}
+                Some(timer) => timer.as_mut().reset(due),
+                None => *timer = Some(Box::pin(sleep_until(due))),
+            }
+        } else {
+            *timer = None;
+            // Into the wheel, unless already in a bucket that comes no later:
+            // then, woken early, the connection only comes back here.
+            let deadlines = &shared.deadlines;
+            let bucket = deadlines.bucket_for(due);
+            if *wheel == 0 || *wheel > bucket || deadlines.passed(*wheel, now) {
+                deadlines.insert(bucket, outbox);
+                *wheel = bucket;
+            }
+        }
+    }
+
+    /// The first thing ready, in this order: shutdown first, then output, then input,
+    /// then time. `None` when nothing is.
+    fn poll_woke(&mut self, cx: &mut Context<'_>, wait: &Wait) -> Option<Woke> {
+        let Conn {
+            stream,
+            outbox,
+            shutdown,
+            timer,
+            busy,
+            ..
+        } = self;
+        let woke = if shutdown.is_cancelled() {
+            Woke::Shutdown
+        } else if outbox.poll_ready(cx).is_ready() {
+            Woke::Outbox
+        } else if busy.as_deref_mut().is_some_and(|b| {
+            b.durable_wait
+                .as_mut()
+                .is_some_and(|(_, wait)| wait.as_mut().poll(cx).is_ready())
+        }) {
+            Woke::Durable
+        } else if busy.as_deref_mut().is_some_and(|b| {
+            b.pending
+                .as_mut()
+                .is_some_and(|work| work.as_mut().poll(cx).is_ready())
+        }) {
+            Woke::ClusterDone
+        } else if let Some(ready) = wait
+            .can_write
+            .then(|| stream.poll_write_ready(cx))
+            .and_then(ready_value)
+        {
+            Woke::Writable(ready)
+        } else if let Some(ready) = wait
+            .may_read
+            .then(|| stream.poll_read_ready(cx))
+            .and_then(ready_value)
+        {
+            Woke::Readable(ready)
+        } else if wait.due <= wait.now
+            || timer
+                .as_mut()
+                .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+        {
+            // A deadline already past is not left to a timer: one computed from
+            // the time (the flood budget's) would be reset before it fired, at
+            // every wake-up.
+            if wait.flood_at.is_some_and(|at| at <= Instant::now()) {
+                Woke::Flood
+            } else {
+                Woke::Timer
+            }
+        } else {
+            return None;
+        };
+        Some(woke)
+    }
+
+    /// Acts on what woke the connection.
+    fn handle(&mut self, woke: Woke) -> After {
+        match woke {
+            Woke::Shutdown => After::Close(Close::Shutdown),
+            Woke::Outbox => self.on_outbox(),
+            Woke::Durable => {
+                if let Some(b) = self.busy.as_deref_mut() {
+                    b.durable_wait = None;
+                }
+                After::Again
+            }
+            Woke::ClusterDone => self.on_work_done(),
+            Woke::Writable(ready) => self.on_writable(ready),
+            Woke::Readable(ready) => self.on_readable(ready),
+            Woke::Flood => self.on_flood(),
+            Woke::Timer => self.on_timer(),
+        }
+    }
+
+    /// Something was queued in the outbox.
+    fn on_outbox(&mut self) -> After {
         let Conn {
             stream,
             protocol,
@@ -892,258 +523,193 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
             outbox,
             id,
             state,
-            shutdown,
+            busy,
+            ..
+        } = self;
+        // With output still pending, only an overflow matters now; the rest is picked
+        // up when the pending output has gone.
+        if outbox.overflowed() {
+            return After::Close(Close::SendQueueExceeded);
+        }
+        let b = busy
+            .get_or_insert_with(|| Busy::new(protocol.max_line()))
+            .as_mut();
+        if b.out.is_empty() {
+            let ctx = Ctx::new(shared, *id, outbox, state);
+            if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
+                return After::Close(Close::SendQueueExceeded);
+            }
+            if let Err(e) = b.out.write_some(stream, shared.durability.durable()) {
+                return After::Close(Close::Io(e.to_string()));
+            }
+        }
+        After::Again
+    }
+
+    /// The work the session awaited is done.
+    fn on_work_done(&mut self) -> After {
+        let Conn {
+            protocol,
+            shared,
+            outbox,
+            id,
+            state,
+            busy,
+            ..
+        } = self;
+        if let Some(b) = busy.as_deref_mut() {
+            b.pending = None;
+            // What the work answered is handled before the next line is (a login's
+            // registration joins the default room), however much output waits, so its
+            // consequences keep their place too.
+            let ctx = Ctx::new(shared, *id, outbox, state);
+            if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
+                return After::Close(Close::SendQueueExceeded);
+            }
+        }
+        After::Again
+    }
+
+    /// The socket has room: write what may go, then refill from the outbox once the
+    /// queue is empty.
+    fn on_writable(&mut self, ready: io::Result<()>) -> After {
+        let Conn {
+            stream,
+            protocol,
+            shared,
+            outbox,
+            id,
+            state,
+            busy,
+            ..
+        } = self;
+        let b = busy
+            .get_or_insert_with(|| Busy::new(protocol.max_line()))
+            .as_mut();
+        if let Err(e) = ready.and_then(|()| b.out.write_some(stream, shared.durability.durable())) {
+            return After::Close(Close::Io(e.to_string()));
+        }
+        if b.out.is_empty() {
+            let ctx = Ctx::new(shared, *id, outbox, state);
+            if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
+                return After::Close(Close::SendQueueExceeded);
+            }
+        }
+        After::Again
+    }
+
+    /// The socket has input: read it and hand what the budget allows to the protocol.
+    /// A read that brought lines yields, so that their recipients can write.
+    fn on_readable(&mut self, ready: io::Result<()>) -> After {
+        let Conn {
+            stream,
+            protocol,
+            shared,
+            outbox,
+            id,
+            state,
             last_input,
             pinged,
             flood,
-            timer,
-            wheel,
             busy,
+            ..
         } = self;
-        let (shared, outbox): (&Arc<Shared>, &Arc<Outbox>) = (shared, outbox);
-        let ctx = Ctx::new(shared, *id, outbox, state);
-        let limits = &shared.limits;
-        loop {
-            if let Some(close) = protocol.take_close() {
-                return Poll::Ready(Some(close));
-            }
-            if busy.as_ref().is_none_or(|b| b.pending.is_none()) {
-                if let Some(work) = ctx.take_pending() {
-                    busy.get_or_insert_with(|| Busy::new(protocol.max_line()))
-                        .pending = Some(work);
-                }
-            }
-            let now = Instant::now();
-            let deadline = if !protocol.registered() {
-                *last_input + limits.registration_timeout
-            } else if P::PINGS {
-                *last_input + limits.ping_interval * (1 + u32::from(*pinged))
-            } else {
-                *last_input + limits.idle_timeout
-            };
-            let deadline = stream
-                .handshake_deadline()
-                .map_or(deadline, |d| d.min(deadline));
-            let durable = shared.durability.durable();
-            // What is in hand decides what to wait for; an idle connection has none.
-            if busy.as_ref().is_some_and(|b| b.is_idle()) {
-                *busy = None;
-            }
-            let (mut room_to_write, mut held_empty, mut waiting) = (true, true, false);
-            let (mut can_write, mut wake) = (stream.wants_write(), deadline);
-            if let Some(b) = busy.as_deref_mut() {
-                if let Some(partial) = partial_deadline(b.partial_since, limits) {
-                    wake = wake.min(partial);
-                }
-                // Stop reading while a backlog of our own output waits: a client that
-                // floods without reading slows itself down instead of growing our
-                // buffers.
-                room_to_write = b.out.bytes < limits.send_queue;
-                held_empty = b.held.is_empty();
-                waiting = b.pending.is_some();
-                can_write |= b.out.has_open(durable);
-                match b.out.blocked_on(durable) {
-                    Some(id) if b.durable_wait.as_ref().is_some_and(|(w, _)| *w == id) => {}
-                    Some(id) => {
-                        let durability = shared.durability.clone();
-                        b.durable_wait =
-                            Some((id, Box::pin(async move { durability.wait_for(id).await })));
-                    }
-                    None => b.durable_wait = None,
-                }
-            }
-            // Stop reading, too, while the client is over its input budget: input
-            // already read waits in `held`, the rest in the kernel, and TCP slows the
-            // sender.
-            let within_budget = held_empty && flood.allows(now, false);
-            let may_read = room_to_write && within_budget && !waiting;
-            let slowed = room_to_write && !within_budget && !waiting;
-            let flood_at = slowed.then(|| flood.ready_at(now));
-            let due = flood_at.map_or(wake, |at| at.min(wake));
-            if due <= now {
-                // Acted on below, without a timer.
-            } else if due - now <= NEAR {
-                match timer {
-                    Some(timer) if timer.deadline() == due => {}
-                    Some(timer) => timer.as_mut().reset(due),
-                    None => *timer = Some(Box::pin(sleep_until(due))),
-                }
-            } else {
-                *timer = None;
-                // Into the wheel, unless already in a bucket that comes no later:
-                // then, woken early, the connection only comes back here.
-                let deadlines = &shared.deadlines;
-                let bucket = deadlines.bucket_for(due);
-                if *wheel == 0 || *wheel > bucket || deadlines.passed(*wheel, now) {
-                    deadlines.insert(bucket, outbox);
-                    *wheel = bucket;
-                }
-            }
-
-            // In this order: shutdown first, then output, then input, then time.
-            let woke = if shutdown.is_cancelled() {
-                Woke::Shutdown
-            } else if outbox.poll_ready(cx).is_ready() {
-                Woke::Outbox
-            } else if busy.as_deref_mut().is_some_and(|b| {
-                b.durable_wait
-                    .as_mut()
-                    .is_some_and(|(_, wait)| wait.as_mut().poll(cx).is_ready())
-            }) {
-                Woke::Durable
-            } else if busy.as_deref_mut().is_some_and(|b| {
-                b.pending
-                    .as_mut()
-                    .is_some_and(|work| work.as_mut().poll(cx).is_ready())
-            }) {
-                Woke::ClusterDone
-            } else if let Some(ready) = can_write
-                .then(|| stream.poll_write_ready(cx))
-                .and_then(ready_value)
-            {
-                Woke::Writable(ready)
-            } else if let Some(ready) = may_read
-                .then(|| stream.poll_read_ready(cx))
-                .and_then(ready_value)
-            {
-                Woke::Readable(ready)
-            } else if due <= now
-                || timer
-                    .as_mut()
-                    .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
-            {
-                // A deadline already past is not left to a timer: one computed from
-                // the time (the flood budget's) would be reset before it fired, at
-                // every wake-up.
-                if flood_at.is_some_and(|at| at <= Instant::now()) {
-                    Woke::Flood
-                } else {
-                    Woke::Timer
-                }
-            } else {
-                return Poll::Pending;
-            };
-
-            match woke {
-                Woke::Shutdown => return Poll::Ready(Some(Close::Shutdown)),
-                Woke::Outbox => {
-                    // With output still pending, only an overflow matters now; the
-                    // rest is picked up when the pending output has gone.
-                    if outbox.overflowed() {
-                        return Poll::Ready(Some(Close::SendQueueExceeded));
-                    }
-                    let b = busy
-                        .get_or_insert_with(|| Busy::new(protocol.max_line()))
-                        .as_mut();
-                    if b.out.is_empty() {
-                        if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
-                            return Poll::Ready(Some(Close::SendQueueExceeded));
-                        }
-                        if let Err(e) = b.out.write_some(stream, shared.durability.durable()) {
-                            return Poll::Ready(Some(Close::Io(e.to_string())));
-                        }
-                    }
-                }
-                Woke::Durable => {
-                    if let Some(b) = busy.as_deref_mut() {
-                        b.durable_wait = None;
-                    }
-                }
-                Woke::ClusterDone => {
-                    if let Some(b) = busy.as_deref_mut() {
-                        b.pending = None;
-                        // What the work answered is handled before the next line is
-                        // (a login's registration joins the default room), however
-                        // much output waits, so its consequences keep their place too.
-                        if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
-                            return Poll::Ready(Some(Close::SendQueueExceeded));
-                        }
-                    }
-                }
-                Woke::Writable(ready) => {
-                    let b = busy
-                        .get_or_insert_with(|| Busy::new(protocol.max_line()))
-                        .as_mut();
-                    if let Err(e) =
-                        ready.and_then(|()| b.out.write_some(stream, shared.durability.durable()))
-                    {
-                        return Poll::Ready(Some(Close::Io(e.to_string())));
-                    }
-                    if b.out.is_empty() {
-                        if let Err(Overflowed) = pump(outbox, protocol, &ctx, &mut b.out) {
-                            return Poll::Ready(Some(Close::SendQueueExceeded));
-                        }
-                    }
-                }
-                Woke::Readable(ready) => {
-                    if let Err(e) = ready {
-                        return Poll::Ready(Some(Close::Io(e.to_string())));
-                    }
-                    let b = busy
-                        .get_or_insert_with(|| Busy::new(protocol.max_line()))
-                        .as_mut();
-                    let (mut input, held) = b.input(flood, outbox);
-                    let fed = match read_input(stream, &mut input, protocol, &ctx, held) {
-                        Ok(fed) => fed,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(e) => return Poll::Ready(Some(Close::Io(e.to_string()))),
-                    };
-                    let now = Instant::now();
-                    if protocol.registered() {
-                        *last_input = now;
-                    }
-                    *pinged = false;
-                    let frames = fed.frames;
-                    if let Some(close) = after_feed(fed, b, flood, now) {
-                        return Poll::Ready(Some(close));
-                    }
-                    if frames {
-                        return Poll::Ready(None);
-                    }
-                }
-                Woke::Flood => {
-                    let Some(b) = busy.as_deref_mut().filter(|b| !b.held.is_empty()) else {
-                        continue;
-                    };
-                    let now = Instant::now();
-                    let (mut input, held) = b.input(flood, outbox);
-                    let fed = feed(held.rest(), &mut input, protocol, &ctx, now);
-                    held.consume(fed.used);
-                    if fed.frames {
-                        if protocol.registered() {
-                            *last_input = now;
-                        }
-                        *pinged = false;
-                    }
-                    if let Some(close) = after_feed(fed, b, flood, now) {
-                        return Poll::Ready(Some(close));
-                    }
-                }
-                Woke::Timer => {
-                    let partial = busy
-                        .as_ref()
-                        .and_then(|b| partial_deadline(b.partial_since, limits));
-                    let close = if partial.is_some_and(|p| p <= Instant::now()) {
-                        Close::PartialLine
-                    } else if stream.handshake_deadline().is_some() {
-                        Close::Io("TLS handshake timed out".into())
-                    } else if !protocol.registered() {
-                        Close::RegistrationTimeout
-                    } else if !P::PINGS {
-                        Close::IdleTimeout
-                    } else if *pinged {
-                        Close::PingTimeout
-                    } else {
-                        *pinged = true;
-                        if let Some(ping) = protocol.keepalive() {
-                            outbox.push(Outgoing::Raw(ping));
-                        }
-                        continue;
-                    };
-                    return Poll::Ready(Some(close));
-                }
-            }
+        if let Err(e) = ready {
+            return After::Close(Close::Io(e.to_string()));
         }
+        let ctx = Ctx::new(shared, *id, outbox, state);
+        let b = busy
+            .get_or_insert_with(|| Busy::new(protocol.max_line()))
+            .as_mut();
+        let (mut input, held) = b.input(flood, outbox);
+        let fed = match read_input(stream, &mut input, protocol, &ctx, held) {
+            Ok(fed) => fed,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return After::Again,
+            Err(e) => return After::Close(Close::Io(e.to_string())),
+        };
+        let now = Instant::now();
+        if protocol.registered() {
+            *last_input = now;
+        }
+        *pinged = false;
+        let frames = fed.frames;
+        if let Some(close) = after_feed(fed, b, flood, now) {
+            return After::Close(close);
+        }
+        if frames {
+            return After::Yield;
+        }
+        After::Again
+    }
+
+    /// The flood budget allows more of the held input.
+    fn on_flood(&mut self) -> After {
+        let Conn {
+            protocol,
+            shared,
+            outbox,
+            id,
+            state,
+            last_input,
+            pinged,
+            flood,
+            busy,
+            ..
+        } = self;
+        let Some(b) = busy.as_deref_mut().filter(|b| !b.held.is_empty()) else {
+            return After::Again;
+        };
+        let ctx = Ctx::new(shared, *id, outbox, state);
+        let now = Instant::now();
+        let (mut input, held) = b.input(flood, outbox);
+        let fed = feed(held.rest(), &mut input, protocol, &ctx, now);
+        held.consume(fed.used);
+        if fed.frames {
+            if protocol.registered() {
+                *last_input = now;
+            }
+            *pinged = false;
+        }
+        match after_feed(fed, b, flood, now) {
+            Some(close) => After::Close(close),
+            None => After::Again,
+        }
+    }
+
+    /// A deadline passed: the partial line's, the handshake's, registration's, or
+    /// the idle or keepalive one (which sends a ping first, when the protocol has
+    /// them).
+    fn on_timer(&mut self) -> After {
+        let Conn {
+            stream,
+            protocol,
+            shared,
+            outbox,
+            pinged,
+            busy,
+            ..
+        } = self;
+        let partial = busy
+            .as_ref()
+            .and_then(|b| partial_deadline(b.partial_since, &shared.limits));
+        let close = if partial.is_some_and(|p| p <= Instant::now()) {
+            Close::PartialLine
+        } else if stream.handshake_deadline().is_some() {
+            Close::Io("TLS handshake timed out".into())
+        } else if !protocol.registered() {
+            Close::RegistrationTimeout
+        } else if !P::PINGS {
+            Close::IdleTimeout
+        } else if *pinged {
+            Close::PingTimeout
+        } else {
+            *pinged = true;
+            if let Some(ping) = protocol.keepalive() {
+                outbox.push(Outgoing::Raw(ping));
+            }
+            return After::Again;
+        };
+        After::Close(close)
     }
 
     /// Leaves the chat and queues the last lines. Returns what the farewell needs to
@@ -1195,217 +761,6 @@ fn ready_value<V>(poll: Poll<V>) -> Option<V> {
     match poll {
         Poll::Ready(value) => Some(value),
         Poll::Pending => None,
-    }
-}
-
-/// Where a session's output goes between the outbox and the socket.
-struct Sink<'a> {
-    outbox: &'a Outbox,
-    out: &'a mut WriteQueue,
-}
-
-/// Input read from the socket but not yet handed to the protocol, because the client's
-/// flood budget ran out. Empty, and holding no memory (one pointer in every connection),
-/// unless the client is being slowed; at most one read's worth.
-#[derive(Default)]
-struct Held {
-    /// The bytes, and how much of them has been handed over already.
-    inner: Option<Box<(Vec<u8>, usize)>>,
-}
-
-impl Held {
-    fn is_empty(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_none_or(|held| held.1 >= held.0.len())
-    }
-
-    fn rest(&self) -> &[u8] {
-        self.inner.as_ref().map_or(&[], |held| &held.0[held.1..])
-    }
-
-    fn keep(&mut self, bytes: &[u8]) {
-        self.inner
-            .get_or_insert_default()
-            .0
-            .extend_from_slice(bytes);
-    }
-
-    fn consume(&mut self, used: usize) {
-        if let Some(held) = &mut self.inner {
-            held.1 += used;
-        }
-        if self.is_empty() {
-            self.inner = None;
-        }
-    }
-}
-
-/// Where input goes on its way to the protocol: the line splitter, the flood budget,
-/// and the sink for the replies each line causes.
-struct Input<'a> {
-    decoder: &'a mut LineDecoder,
-    flood: &'a mut FloodControl,
-    sink: Sink<'a>,
-}
-
-/// What came of feeding input to the protocol.
-struct Fed {
-    /// Bytes used; the rest waits for budget.
-    used: usize,
-    /// Whether at least one line (or overlong line) was handed over.
-    frames: bool,
-    close: Option<Close>,
-}
-
-/// Reads what the socket has and feeds it to the protocol; what the flood budget does
-/// not cover yet goes to `held`.
-fn read_input<T: Transport, P: Protocol>(
-    stream: &mut T,
-    input: &mut Input,
-    protocol: &mut P,
-    ctx: &Ctx,
-    held: &mut Held,
-) -> io::Result<Fed> {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        let n = stream.try_read(&mut scratch)?;
-        if n == 0 {
-            return Ok(Fed {
-                used: 0,
-                frames: false,
-                close: Some(Close::Eof),
-            });
-        }
-        let fed = feed(&scratch[..n], input, protocol, ctx, Instant::now());
-        if fed.close.is_none() && fed.used < n {
-            held.keep(&scratch[fed.used..n]);
-        }
-        Ok(fed)
-    })
-}
-
-/// Hands each complete line of `data` to the protocol while the flood budget allows.
-///
-/// The outbox is pumped after every line, so that the session has seen the outcome of
-/// one command (a join that changes the current room, say) before it reads the next.
-fn feed<P: Protocol>(
-    data: &[u8],
-    input: &mut Input,
-    protocol: &mut P,
-    ctx: &Ctx,
-    now: Instant,
-) -> Fed {
-    let mut rest = data;
-    let mut frames = false;
-    let mut close = None;
-    // A command waiting for the cluster holds back the lines after it.
-    while close.is_none() && !ctx.has_pending() {
-        // The budget is checked before a line is taken from `rest`, so that a line
-        // without budget stays there, unread, for later.
-        let keepalive =
-            !input.flood.allows(now, false) && next_is_keepalive(input.decoder, rest, protocol);
-        if !input.flood.allows(now, keepalive) {
-            break;
-        }
-        let Some(frame) = input.decoder.next_frame(&mut rest) else {
-            break;
-        };
-        input.flood.take(now);
-        frames = true;
-        let continues = matches!(frame, Frame::Line(line) if protocol.continues_run(line));
-        if !continues && ctx.has_run() {
-            ctx.flush();
-            let sink = &mut input.sink;
-            if pump(sink.outbox, protocol, ctx, sink.out).is_err() {
-                close = Some(Close::SendQueueExceeded);
-                break;
-            }
-        }
-        match frame {
-            Frame::Line(line) => {
-                if let Flow::Close(why) = protocol.on_line(line, ctx) {
-                    close = Some(why);
-                }
-            }
-            Frame::TooLong => protocol.on_too_long(ctx),
-        }
-        let sink = &mut input.sink;
-        if pump(sink.outbox, protocol, ctx, sink.out).is_err() {
-            close = Some(Close::SendQueueExceeded);
-        }
-        protocol.after_line(ctx, sink.out);
-    }
-    // Messages collected from these lines go to the core now, before the session
-    // waits for anything, and their replies (errors, echoes) join the output.
-    ctx.flush();
-    let sink = &mut input.sink;
-    if pump(sink.outbox, protocol, ctx, sink.out).is_err() && close.is_none() {
-        close = Some(Close::SendQueueExceeded);
-    }
-    Fed {
-        used: data.len() - rest.len(),
-        frames,
-        close,
-    }
-}
-
-/// Whether the next line in `rest` is complete and a keepalive.
-fn next_is_keepalive<P: Protocol>(decoder: &LineDecoder, rest: &[u8], protocol: &P) -> bool {
-    if decoder.is_mid_line() {
-        return false;
-    }
-    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
-        return false;
-    };
-    let line = &rest[..end];
-    protocol.is_keepalive(line.strip_suffix(b"\r").unwrap_or(line))
-}
-
-/// When an unfinished line started at `since` times out, if partial lines time out.
-fn partial_deadline(since: Option<Instant>, limits: &Limits) -> Option<Instant> {
-    since
-        .filter(|_| !limits.partial_line_timeout.is_zero())
-        .map(|since| since + limits.partial_line_timeout)
-}
-
-/// What every path that feeds input does afterwards: the close the input asked for; a
-/// flooder's disconnection once it has stayed over its budget too long; and when the
-/// unfinished line, if any, began.
-fn after_feed(fed: Fed, busy: &mut Busy, flood: &mut FloodControl, now: Instant) -> Option<Close> {
-    if fed.close.is_some() {
-        return fed.close;
-    }
-    if !busy.held.is_empty() && flood.stall(now).is_err() {
-        return Some(Close::ExcessFlood);
-    }
-    busy.partial_since = partial_line(
-        &busy.decoder,
-        &busy.held,
-        fed.frames,
-        busy.partial_since,
-        now,
-    );
-    None
-}
-
-/// When the line now unfinished in the decoder was started: kept while the same line
-/// grows, restarted when a line was completed and another begun, cleared when none is
-/// unfinished. Input held back by flood control is not a partial line: the client
-/// sent it, the server has not read it yet.
-fn partial_line(
-    decoder: &LineDecoder,
-    held: &Held,
-    frames: bool,
-    since: Option<Instant>,
-    now: Instant,
-) -> Option<Instant> {
-    if !held.is_empty() || !decoder.is_mid_line() {
-        None
-    } else if frames {
-        Some(now)
-    } else {
-        since.or(Some(now))
     }
 }
 
@@ -1486,15 +841,4 @@ async fn linger<T: Transport>(
         }
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn close_reasons_are_plain() {
-        assert_eq!(Close::SendQueueExceeded.reason(), "Send queue exceeded");
-        assert_eq!(Close::Quit("bye".into()).reason(), "bye");
-    }
 }

@@ -25,7 +25,7 @@ use confab_core::{account_party, ClientId, Journal, Key, Message, RoomRecord, So
 use confab_store::{Conversation, Range, Store, StoreError, StoredMessage};
 use tokio::sync::Notify;
 
-use crate::connection::Shared;
+use crate::chat::Chat;
 use crate::metrics::Metrics;
 
 /// Messages that may wait for the store; past this the core refuses new messages
@@ -162,8 +162,8 @@ pub(crate) struct Direct {
 
 impl Thread {
     /// Client `id`'s direct conversations with `peer`; `None` when `id` has no name.
-    pub(crate) fn direct(shared: &Shared, id: ClientId, peer: &str) -> Option<Thread> {
-        let core = shared.lock_core();
+    pub(crate) fn direct<C: Chat + ?Sized>(chat: &C, id: ClientId, peer: &str) -> Option<Thread> {
+        let core = chat.lock_core();
         Some(Thread::Direct(Direct {
             mine: core.parties_of(id),
             my_name: core.name_of(id)?.to_string(),
@@ -235,8 +235,8 @@ pub(crate) fn other_name(
 /// Whether client `id` may read the direct conversations of the name it uses: always,
 /// unless that name is a registered account it has not logged into (an impostor
 /// waiting out the login grace period must not read the owner's messages).
-pub(crate) fn may_read_direct(shared: &Shared, id: ClientId) -> bool {
-    let core = shared.lock_core();
+pub(crate) fn may_read_direct<C: Chat + ?Sized>(chat: &C, id: ClientId) -> bool {
+    let core = chat.lock_core();
     match core.name_of(id) {
         Some(name) => {
             !core.is_account(name.as_str())

@@ -12,9 +12,11 @@ use confab_wire::line::{self, Input};
 use confab_store::Range;
 
 use crate::accounts;
-use crate::connection::{Close, Ctx, Flow, Later, Protocol, WriteQueue};
+use crate::ctx::{Ctx, Later};
 use crate::history::{may_read_direct, room_conversation, History, Thread};
 use crate::outbox::Outgoing;
+use crate::protocol::{Close, Flow, Protocol};
+use crate::write_queue::WriteQueue;
 
 /// One line-protocol user's session state.
 pub(crate) struct LineSession {

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::server::Frontend;
+use crate::frontend::Frontend;
 
 /// Why a client was disconnected, as a metric label. Every front-end's end reasons map
 /// onto these.
@@ -214,10 +214,17 @@ impl Metrics {
     /// The Prometheus text exposition (format 0.0.4) of every series.
     pub(crate) fn render(&self, core: &CoreSnapshot) -> String {
         let mut out = String::with_capacity(4096);
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        self.render_connections(&mut out);
+        render_chat(&mut out, core);
+        self.render_history(&mut out);
+        out
+    }
 
+    /// Connections open, accepted and refused, and disconnects by reason.
+    fn render_connections(&self, out: &mut String) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         header(
-            &mut out,
+            out,
             "confab_connections",
             "gauge",
             "Open connections by front-end (web: HTTP connections, WebSockets included).",
@@ -232,7 +239,7 @@ impl Metrics {
             );
         }
         header(
-            &mut out,
+            out,
             "confab_connections_accepted_total",
             "counter",
             "Connections accepted by front-end.",
@@ -246,7 +253,7 @@ impl Metrics {
             );
         }
         header(
-            &mut out,
+            out,
             "confab_connections_refused_total",
             "counter",
             "Connections refused at accept, by reason.",
@@ -260,7 +267,7 @@ impl Metrics {
             );
         }
         header(
-            &mut out,
+            out,
             "confab_disconnects_total",
             "counter",
             "Clients disconnected, by reason.",
@@ -273,46 +280,13 @@ impl Metrics {
                 load(&self.disconnects[i])
             );
         }
+    }
+
+    /// The store thread: group commits, writes, failures and commit times.
+    fn render_history(&self, out: &mut String) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         header(
-            &mut out,
-            "confab_clients",
-            "gauge",
-            "Clients connected to the chat, registered or not.",
-        );
-        let _ = writeln!(out, "confab_clients {}", core.clients);
-        header(
-            &mut out,
-            "confab_users",
-            "gauge",
-            "Registered users online.",
-        );
-        let _ = writeln!(out, "confab_users {}", core.users);
-        header(&mut out, "confab_rooms", "gauge", "Rooms that exist.");
-        let _ = writeln!(out, "confab_rooms {}", core.rooms);
-        header(
-            &mut out,
-            "confab_messages_received_total",
-            "counter",
-            "Messages accepted from clients.",
-        );
-        let _ = writeln!(
             out,
-            "confab_messages_received_total {}",
-            core.stats.messages
-        );
-        header(
-            &mut out,
-            "confab_messages_delivered_total",
-            "counter",
-            "Message copies routed to recipients (one per recipient).",
-        );
-        let _ = writeln!(
-            out,
-            "confab_messages_delivered_total {}",
-            core.stats.deliveries
-        );
-        header(
-            &mut out,
             "confab_history_batches_total",
             "counter",
             "History group commits.",
@@ -323,7 +297,7 @@ impl Metrics {
             load(&self.history_batches)
         );
         header(
-            &mut out,
+            out,
             "confab_history_messages_written_total",
             "counter",
             "Messages written to history.",
@@ -334,7 +308,7 @@ impl Metrics {
             load(&self.history_messages)
         );
         header(
-            &mut out,
+            out,
             "confab_history_write_errors_total",
             "counter",
             "History commits that failed.",
@@ -345,7 +319,7 @@ impl Metrics {
             load(&self.history_errors)
         );
         header(
-            &mut out,
+            out,
             "confab_history_unsaved_messages",
             "gauge",
             "Messages delivered while history writes fail, waiting in memory to be written.",
@@ -356,7 +330,7 @@ impl Metrics {
             load(&self.history_waiting)
         );
         header(
-            &mut out,
+            out,
             "confab_history_lost_messages_total",
             "counter",
             "Messages delivered but never written to history.",
@@ -367,7 +341,7 @@ impl Metrics {
             load(&self.history_lost)
         );
         header(
-            &mut out,
+            out,
             "confab_history_commit_seconds",
             "histogram",
             "Time to write and commit one history batch.",
@@ -388,8 +362,44 @@ impl Metrics {
         let seconds = load(&self.commit_nanos) as f64 / 1e9;
         let _ = writeln!(out, "confab_history_commit_seconds_sum {seconds}");
         let _ = writeln!(out, "confab_history_commit_seconds_count {cumulative}");
-        out
     }
+}
+
+/// What the chat core counts: clients, users, rooms and messages.
+fn render_chat(out: &mut String, core: &CoreSnapshot) {
+    header(
+        out,
+        "confab_clients",
+        "gauge",
+        "Clients connected to the chat, registered or not.",
+    );
+    let _ = writeln!(out, "confab_clients {}", core.clients);
+    header(out, "confab_users", "gauge", "Registered users online.");
+    let _ = writeln!(out, "confab_users {}", core.users);
+    header(out, "confab_rooms", "gauge", "Rooms that exist.");
+    let _ = writeln!(out, "confab_rooms {}", core.rooms);
+    header(
+        out,
+        "confab_messages_received_total",
+        "counter",
+        "Messages accepted from clients.",
+    );
+    let _ = writeln!(
+        out,
+        "confab_messages_received_total {}",
+        core.stats.messages
+    );
+    header(
+        out,
+        "confab_messages_delivered_total",
+        "counter",
+        "Message copies routed to recipients (one per recipient).",
+    );
+    let _ = writeln!(
+        out,
+        "confab_messages_delivered_total {}",
+        core.stats.deliveries
+    );
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

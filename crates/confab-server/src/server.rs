@@ -17,46 +17,17 @@ use tokio_util::task::TaskTracker;
 use crate::accept::Acceptor;
 use crate::admission::{Admission, Refusal};
 use crate::config::Config;
-use crate::connection::{self, Shared, Transport};
+use crate::connection;
 use crate::history::{Durability, History};
 use crate::irc::IrcSession;
 use crate::line::LineSession;
 use crate::metrics::Metrics;
+use crate::shared::Shared;
 use crate::tls::{TlsConfig, TlsTransport};
+use crate::transport::Transport;
 use crate::web;
 
-/// Which protocol a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Frontend {
-    Line,
-    Irc,
-    Http,
-    /// The line protocol over TLS.
-    LineTls,
-    /// IRC over TLS (port 6697 by convention).
-    IrcTls,
-    /// The web page and its WebSocket over HTTPS and WSS.
-    Https,
-}
-
-impl Frontend {
-    /// Whether the listener speaks TLS.
-    pub fn is_tls(self) -> bool {
-        matches!(self, Frontend::LineTls | Frontend::IrcTls | Frontend::Https)
-    }
-
-    /// The front-end's name in the log.
-    pub fn label(self) -> &'static str {
-        match self {
-            Frontend::Line => "line",
-            Frontend::Irc => "irc",
-            Frontend::Http => "web",
-            Frontend::LineTls => "line-tls",
-            Frontend::IrcTls => "irc-tls",
-            Frontend::Https => "web-tls",
-        }
-    }
-}
+pub use crate::frontend::Frontend;
 
 /// A bound, not yet running server.
 pub struct Server {

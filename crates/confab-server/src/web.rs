@@ -37,8 +37,8 @@ use tower_service::Service as _;
 use crate::accept::Acceptor;
 use crate::admission::{Refusal, Slot};
 use crate::config::Limits;
-use crate::connection::Shared;
-use crate::server::Frontend;
+use crate::frontend::Frontend;
+use crate::shared::Shared;
 
 /// The smallest frame limit; the limit grows with `--max-line` so that any message the
 /// other front-ends accept fits in a frame, JSON escaping included.

@@ -11,7 +11,8 @@ use confab_wire::irc::{write_message, Message};
 use super::numerics::*;
 use super::IrcSession;
 use crate::accounts;
-use crate::connection::{Ctx, Flow};
+use crate::ctx::Ctx;
+use crate::protocol::Flow;
 
 /// The longest SASL payload accepted, across 400-byte chunks.
 const MAX_SASL: usize = 1600;

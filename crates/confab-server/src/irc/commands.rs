@@ -12,7 +12,8 @@ use confab_wire::irc::{write_message, Message};
 
 use super::numerics::*;
 use super::{Context, IrcSession};
-use crate::connection::{Close, Ctx, Flow};
+use crate::ctx::Ctx;
+use crate::protocol::{Close, Flow};
 
 type Handler = fn(&mut IrcSession, &Message<'_>, &Ctx) -> Flow;
 

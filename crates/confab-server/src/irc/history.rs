@@ -12,9 +12,10 @@ use confab_wire::irc::{write_message, Message};
 use confab_wire::time::{iso_time, parse_iso_time};
 
 use super::{labeled_response, split, IrcSession};
-use crate::connection::{Ctx, Flow, Later};
+use crate::ctx::{Ctx, Later};
 use crate::history::{may_read_direct, other_name, room_conversation, Thread};
 use crate::outbox::Outgoing;
+use crate::protocol::Flow;
 
 /// The most messages one request returns (ISUPPORT `CHATHISTORY`).
 pub(super) const MAX_LIMIT: usize = 100;
@@ -275,7 +276,7 @@ impl Answer {
 /// see [`Thread::direct`]).
 fn direct_targets(
     store: &dyn confab_store::Store,
-    shared: &crate::connection::Shared,
+    shared: &crate::shared::Shared,
     parties: &[String],
     me: &str,
 ) -> Result<Vec<(String, String)>, confab_store::StoreError> {

@@ -40,7 +40,10 @@ use confab_wire::irc::reply::{self, To};
 use confab_wire::irc::{self as wire, numerics, split, write_message, MAX_LINE};
 use confab_wire::time::iso_time;
 
-use crate::connection::{Close, Ctx, Flow, Protocol, Shared, WriteQueue};
+use crate::ctx::Ctx;
+use crate::protocol::{Close, Flow, Protocol};
+use crate::shared::Shared;
+use crate::write_queue::WriteQueue;
 use numerics::*;
 use who::{WhoQuery, Whox};
 

@@ -9,7 +9,8 @@ use confab_wire::irc::numerics::*;
 use confab_wire::time::iso_time;
 
 use super::{history, IrcSession, VERSION};
-use crate::connection::{Ctx, WriteQueue};
+use crate::ctx::Ctx;
+use crate::write_queue::WriteQueue;
 
 impl IrcSession {
     pub(super) fn welcome(&self, ctx: &Ctx, out: &mut WriteQueue) {

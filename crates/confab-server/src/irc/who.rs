@@ -7,7 +7,8 @@ use confab_wire::irc::encode::{self, channel, prefix};
 use confab_wire::irc::numerics::*;
 
 use super::IrcSession;
-use crate::connection::{Ctx, WriteQueue};
+use crate::ctx::Ctx;
+use crate::write_queue::WriteQueue;
 
 /// A WHO command: its mask, and for WHOX the fields and token asked for.
 #[derive(Debug, Clone)]

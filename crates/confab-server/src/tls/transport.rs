@@ -20,7 +20,7 @@ use rustls::{ServerConfig, ServerConnection};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::connection::Transport;
+use crate::transport::Transport;
 
 /// Socket reads done in one `try_read` before giving other tasks a turn. A peer sending
 /// records that carry no plaintext (handshake messages, alerts) cannot hold a worker

@@ -25,11 +25,12 @@ use super::protocol::{self, Conversation, Request};
 use super::Settings;
 use crate::accounts;
 use crate::admission::Slot;
-use crate::connection::{Ctx, CtxState, Shared};
+use crate::ctx::{Ctx, CtxState};
 use crate::flood::FloodControl;
 use crate::history::{room_conversation, Durability, Thread};
 use crate::metrics::Reason;
 use crate::outbox::{Outbox, OutboxRef, Outgoing};
+use crate::shared::Shared;
 
 /// Messages a `history` request returns when it names no `limit`.
 const HISTORY_DEFAULT: usize = 50;
