@@ -105,6 +105,13 @@ mod tests {
     }
 
     #[test]
+    fn a_space_ending_the_text_at_a_break_is_taken_with_it() {
+        // Found by the property below: 64 bytes, a space, the end.
+        let text = format!("{} ", "a".repeat(64));
+        assert_eq!(parts(&text, 64).collect::<Vec<_>>(), ["a".repeat(64)]);
+    }
+
+    #[test]
     fn short_text_is_one_part_and_the_budget_has_a_floor() {
         assert_eq!(parts("hello", 400).collect::<Vec<_>>(), ["hello"]);
         assert_eq!(parts(&"x".repeat(65), 0).count(), 2);
@@ -122,12 +129,13 @@ mod tests {
             for part in &got {
                 prop_assert!(!part.is_empty() && part.len() <= budget);
             }
-            // Rejoining with a space gives the text back, except where a part ended
-            // at a character boundary inside a word, where no space was taken.
+            // Every character but the spaces taken at breaks is kept, in order; each
+            // part ends with at most one break (the last part takes one only when the
+            // text ends with a space just past a full part).
             let joined: String = got.concat();
             let without_spaces: String = text.chars().filter(|&c| c != ' ').collect();
             prop_assert_eq!(joined.replace(' ', ""), without_spaces);
-            prop_assert!(text.len() - joined.len() < got.len());
+            prop_assert!(text.len() - joined.len() <= got.len());
         }
     }
 }
