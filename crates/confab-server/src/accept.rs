@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Admission, Refusal, Slot};
 use crate::config::Limits;
-use crate::server::Frontend;
+use crate::frontend::Frontend;
 
 /// A listener with what it takes to let connections in: which front-end it serves,
 /// the admission limits, and the socket options to give each connection.

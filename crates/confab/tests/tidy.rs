@@ -29,30 +29,24 @@ const LOWER_MODULES: &[&str] = &[
     "deadlines",
     "flood",
     "tls",
+    "logins",
+    "chat",
+    "frontend",
+    "transport",
+    "write_queue",
+    "shared",
+    "ctx",
+    "protocol",
 ];
 
-/// TEMPORARY: lower modules that import the connection loop or the server today, as
-/// (file, imported module). This list must only shrink; empty it as the layering is
-/// fixed, then delete it.
-const LAYERING_ALLOWED: &[(&str, &str)] = &[
-    ("crates/confab-server/src/accounts.rs", "connection"),
-    ("crates/confab-server/src/admission.rs", "server"),
-    ("crates/confab-server/src/cluster.rs", "connection"),
-    ("crates/confab-server/src/history.rs", "connection"),
-    ("crates/confab-server/src/metrics.rs", "server"),
-    ("crates/confab-server/src/outbox.rs", "connection"),
-    ("crates/confab-server/src/tls/transport.rs", "connection"),
-];
+/// Lower modules that import the connection loop or the server, as (file, imported
+/// module). Empty since the layering was fixed; it stays empty.
+const LAYERING_ALLOWED: &[(&str, &str)] = &[];
 
 /// Production files over `MAX_FILE_LINES` today, with their length in lines (not
 /// counting a trailing `#[cfg(test)]` module). A file may shrink, never grow; this list
 /// must only shrink.
-const LONG_FILES_ALLOWED: &[(&str, usize)] = &[
-    ("crates/confab-core/src/core.rs", 2217),
-    ("crates/confab-server/src/connection.rs", 1490),
-    ("crates/confab-server/src/irc/commands.rs", 925),
-    ("crates/confab-server/src/irc/mod.rs", 1763),
-];
+const LONG_FILES_ALLOWED: &[(&str, usize)] = &[("crates/confab-server/src/irc/commands.rs", 925)];
 
 /// Production functions over `MAX_FN_LINES` today, as (file, function, lines). A
 /// function may shrink, never grow; this list must only shrink.
@@ -64,22 +58,10 @@ const LONG_FNS_ALLOWED: &[(&str, &str, usize)] = &[
         127,
     ),
     ("crates/confab-client/src/pipe.rs", "session", 135),
-    ("crates/confab-core/src/core.rs", "join", 139),
-    ("crates/confab-core/src/core.rs", "send", 143),
-    ("crates/confab-core/src/core/replica.rs", "apply", 167),
-    ("crates/confab-server/src/connection.rs", "poll_step", 261),
     (
         "crates/confab-server/src/irc/history.rs",
         "chathistory",
         205,
-    ),
-    ("crates/confab-server/src/irc/mod.rs", "error", 130),
-    ("crates/confab-server/src/irc/mod.rs", "on_reply", 283),
-    ("crates/confab-server/src/metrics.rs", "render", 178),
-    (
-        "crates/confab-server/src/web/protocol.rs",
-        "encode_event",
-        152,
     ),
     ("crates/confab-server/src/web/session.rs", "on_request", 149),
     ("crates/confab-wire/src/line.rs", "encode_event", 131),
