@@ -58,11 +58,6 @@ const LONG_FNS_ALLOWED: &[(&str, &str, usize)] = &[
         127,
     ),
     ("crates/confab-client/src/pipe.rs", "session", 135),
-    (
-        "crates/confab-server/src/irc/history.rs",
-        "chathistory",
-        205,
-    ),
     ("crates/confab-server/src/web/session.rs", "on_request", 149),
     ("crates/confab-wire/src/line.rs", "encode_event", 131),
 ];

@@ -13,7 +13,7 @@ use confab_wire::time::{iso_time, parse_iso_time};
 
 use super::{labeled_response, split, IrcSession};
 use crate::ctx::{Ctx, Later};
-use crate::history::{may_read_direct, other_name, room_conversation, Thread};
+use crate::history::{may_read_direct, other_name, room_conversation, History, Thread};
 use crate::outbox::Outgoing;
 use crate::protocol::Flow;
 
@@ -51,155 +51,25 @@ fn fail(session: &mut IrcSession, ctx: &Ctx, code: &str, params: &[&str]) {
 pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let sub = m.params[0].to_ascii_uppercase();
     let Some(history) = ctx.shared.history.clone() else {
-        fail(
-            session,
-            ctx,
-            "MESSAGE_ERROR",
-            &[&sub, "This server keeps no history"],
-        );
+        let text = "This server keeps no history";
+        fail(session, ctx, "MESSAGE_ERROR", &[&sub, text]);
         return Flow::Continue;
     };
-    let limit_at = |i: usize| {
-        m.params
-            .get(i)
-            .and_then(|l| l.parse::<usize>().ok())
-            .map(|l| l.clamp(1, MAX_LIMIT))
-    };
     if sub == "TARGETS" {
-        let (Some(Ref::Time(a)), Some(Ref::Time(b)), Some(limit)) = (
-            m.params.get(1).and_then(|r| parse_ref(r)),
-            m.params.get(2).and_then(|r| parse_ref(r)),
-            limit_at(3),
-        ) else {
-            fail(
-                session,
-                ctx,
-                "INVALID_PARAMS",
-                &[&sub, "TARGETS takes two timestamps and a limit"],
-            );
-            return Flow::Continue;
-        };
-        let mut rooms: Vec<String> = session
-            .channels
-            .iter()
-            .map(|r| room_conversation(r.as_str()))
-            .collect();
-        let mut names: Vec<String> = session.channels.iter().map(|r| format!("#{r}")).collect();
-        // Direct conversations count too: those of this user's party (never of a
-        // name's earlier holders), and not for an impostor of a registered name.
-        let (parties, me) = if may_read_direct(ctx.shared, ctx.id) {
-            let core = ctx.shared.lock_core();
-            let me = core
-                .name_of(ctx.id)
-                .map(|n| n.to_string())
-                .unwrap_or_default();
-            (core.parties_of(ctx.id), me)
-        } else {
-            (Vec::new(), String::new())
-        };
-        let shared = ctx.shared.clone();
-        let server = ctx.shared.irc.server_name.clone();
-        let batch = session.next_batch();
-        let answer = Answer::new(session, ctx);
-        let queued = history.run(move |store| {
-            match direct_targets(&*store, &shared, &parties, &me).and_then(|direct| {
-                for (conversation, name) in direct {
-                    rooms.push(conversation);
-                    names.push(name);
-                }
-                store.active_conversations(&rooms, a, b, limit)
-            }) {
-                Ok(found) => {
-                    let mut out = BytesMut::new();
-                    let start = format!("+{batch}");
-                    let params = [start.as_str(), "draft/chathistory-targets"];
-                    put_server_line(&mut out, &server, "BATCH", &params, false);
-                    // An impostor waiting out the login grace shows under the same
-                    // name as the account: the newest of the two is listed.
-                    let mut shown = std::collections::HashSet::new();
-                    for summary in found {
-                        let i = rooms
-                            .iter()
-                            .position(|r| *r == summary.conversation)
-                            .unwrap_or(0);
-                        if !shown.insert(confab_core::Key::of(&names[i])) {
-                            continue;
-                        }
-                        let time = format!("timestamp={}", iso_time(summary.latest_ms));
-                        write_message(
-                            &mut out,
-                            &[("batch", &batch)],
-                            Some(&server),
-                            "CHATHISTORY",
-                            &["TARGETS", &names[i], &time],
-                            false,
-                        );
-                    }
-                    let end = format!("-{batch}");
-                    put_server_line(&mut out, &server, "BATCH", &[&end], false);
-                    answer.send(out);
-                }
-                Err(e) => answer.send(error_line(&server, "TARGETS", &e.to_string())),
-            }
-        });
-        if !queued {
-            fail(session, ctx, "MESSAGE_ERROR", &["TARGETS", BUSY]);
-        }
+        targets(session, m, ctx, &history);
         return Flow::Continue;
     }
     let Some(target) = m.params.get(1).copied() else {
         fail(session, ctx, "INVALID_PARAMS", &[&sub, "Missing target"]);
         return Flow::Continue;
     };
-    let (conversation, shown_target) = match target.strip_prefix('#') {
-        Some(room) => match session
-            .channels
-            .iter()
-            .find(|r| r.as_str().eq_ignore_ascii_case(room))
-        {
-            Some(room) => (
-                Thread::Room(room_conversation(room.as_str())),
-                format!("#{room}"),
-            ),
-            None => {
-                fail(
-                    session,
-                    ctx,
-                    "INVALID_TARGET",
-                    &[&sub, target, "You are not on that channel"],
-                );
-                return Flow::Continue;
-            }
-        },
-        None if !may_read_direct(ctx.shared, ctx.id) => {
-            let text = "Log in to read this nick's direct messages";
-            fail(session, ctx, "INVALID_TARGET", &[&sub, target, text]);
-            return Flow::Continue;
-        }
-        None => match Thread::direct(ctx.shared, ctx.id, target) {
-            Some(thread) => (thread, target.to_string()),
-            None => return Flow::Continue,
-        },
+    let Some((conversation, shown_target)) = thread_of(session, ctx, &sub, target) else {
+        return Flow::Continue;
     };
-    let refs: Vec<Option<Ref>> = m.params[2..].iter().map(|r| parse_ref(r)).collect();
-    let range = match (sub.as_str(), refs.as_slice()) {
-        ("LATEST", [Some(r), _]) => Some((*r, Range::Latest)),
-        ("BEFORE", [Some(Ref::Time(t)), _]) => Some((Ref::Any, Range::BeforeTime(*t))),
-        ("BEFORE", [Some(Ref::Id(id)), _]) => Some((Ref::Any, Range::BeforeId(*id))),
-        ("AFTER", [Some(Ref::Time(t)), _]) => Some((Ref::Any, Range::AfterTime(*t))),
-        ("AFTER", [Some(Ref::Id(id)), _]) => Some((Ref::Any, Range::AfterId(*id))),
-        ("AROUND", [Some(Ref::Time(t)), _]) => Some((Ref::Any, Range::AroundTime(*t))),
-        ("AROUND", [Some(Ref::Id(id)), _]) => Some((Ref::Any, Range::AroundId(*id))),
-        ("BETWEEN", [Some(Ref::Time(a)), Some(Ref::Time(b)), _]) => {
-            Some((Ref::Any, Range::BetweenTimes(*a, *b)))
-        }
-        ("BETWEEN", [Some(Ref::Id(a)), Some(Ref::Id(b)), _]) => {
-            Some((Ref::Any, Range::BetweenIds(*a, *b)))
-        }
-        _ => None,
-    };
-    let limit = limit_at(m.params.len() - 1);
-    let (Some((after, range)), Some(limit)) = (range, limit) else {
+    let (Some((after, range)), Some(limit)) = (
+        parse_range(&sub, &m.params[2..]),
+        limit_at(m, m.params.len() - 1),
+    ) else {
         fail(
             session,
             ctx,
@@ -241,6 +111,153 @@ pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) 
         fail(session, ctx, "MESSAGE_ERROR", &[&what, BUSY]);
     }
     Flow::Continue
+}
+
+/// The limit at parameter `i`, within what one request may return.
+fn limit_at(m: &Message<'_>, i: usize) -> Option<usize> {
+    m.params
+        .get(i)
+        .and_then(|l| l.parse::<usize>().ok())
+        .map(|l| l.clamp(1, MAX_LIMIT))
+}
+
+/// What `target` names for this client: a channel it is on, or its direct
+/// conversations with a nick (see [`Thread::direct`]), with the target as the batch
+/// shows it. `None` after telling the client why not.
+fn thread_of(
+    session: &mut IrcSession,
+    ctx: &Ctx,
+    sub: &str,
+    target: &str,
+) -> Option<(Thread, String)> {
+    match target.strip_prefix('#') {
+        Some(room) => {
+            let found = session
+                .channels
+                .iter()
+                .find(|r| r.as_str().eq_ignore_ascii_case(room))
+                .map(|room| {
+                    (
+                        Thread::Room(room_conversation(room.as_str())),
+                        format!("#{room}"),
+                    )
+                });
+            if found.is_none() {
+                let text = "You are not on that channel";
+                fail(session, ctx, "INVALID_TARGET", &[sub, target, text]);
+            }
+            found
+        }
+        None if !may_read_direct(ctx.shared, ctx.id) => {
+            let text = "Log in to read this nick's direct messages";
+            fail(session, ctx, "INVALID_TARGET", &[sub, target, text]);
+            None
+        }
+        None => Thread::direct(ctx.shared, ctx.id, target).map(|t| (t, target.to_string())),
+    }
+}
+
+/// The slice a subcommand asks for, from its references, and for LATEST the point
+/// after which messages count; `None` when the references do not fit the subcommand.
+fn parse_range(sub: &str, params: &[&str]) -> Option<(Ref, Range)> {
+    let refs: Vec<Option<Ref>> = params.iter().map(|r| parse_ref(r)).collect();
+    match (sub, refs.as_slice()) {
+        ("LATEST", [Some(r), _]) => Some((*r, Range::Latest)),
+        ("BEFORE", [Some(Ref::Time(t)), _]) => Some((Ref::Any, Range::BeforeTime(*t))),
+        ("BEFORE", [Some(Ref::Id(id)), _]) => Some((Ref::Any, Range::BeforeId(*id))),
+        ("AFTER", [Some(Ref::Time(t)), _]) => Some((Ref::Any, Range::AfterTime(*t))),
+        ("AFTER", [Some(Ref::Id(id)), _]) => Some((Ref::Any, Range::AfterId(*id))),
+        ("AROUND", [Some(Ref::Time(t)), _]) => Some((Ref::Any, Range::AroundTime(*t))),
+        ("AROUND", [Some(Ref::Id(id)), _]) => Some((Ref::Any, Range::AroundId(*id))),
+        ("BETWEEN", [Some(Ref::Time(a)), Some(Ref::Time(b)), _]) => {
+            Some((Ref::Any, Range::BetweenTimes(*a, *b)))
+        }
+        ("BETWEEN", [Some(Ref::Id(a)), Some(Ref::Id(b)), _]) => {
+            Some((Ref::Any, Range::BetweenIds(*a, *b)))
+        }
+        _ => None,
+    }
+}
+
+/// `CHATHISTORY TARGETS`: the channels this client is on and its direct conversations
+/// with activity between two times, newest first, in a `draft/chathistory-targets` batch.
+fn targets(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, history: &History) {
+    let (Some(Ref::Time(a)), Some(Ref::Time(b)), Some(limit)) = (
+        m.params.get(1).and_then(|r| parse_ref(r)),
+        m.params.get(2).and_then(|r| parse_ref(r)),
+        limit_at(m, 3),
+    ) else {
+        let text = "TARGETS takes two timestamps and a limit";
+        fail(session, ctx, "INVALID_PARAMS", &["TARGETS", text]);
+        return;
+    };
+    let mut rooms: Vec<String> = session
+        .channels
+        .iter()
+        .map(|r| room_conversation(r.as_str()))
+        .collect();
+    let mut names: Vec<String> = session.channels.iter().map(|r| format!("#{r}")).collect();
+    // Direct conversations count too: those of this user's party (never of a name's
+    // earlier holders), and not for an impostor of a registered name.
+    let (parties, me) = if may_read_direct(ctx.shared, ctx.id) {
+        let core = ctx.shared.lock_core();
+        let me = core
+            .name_of(ctx.id)
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        (core.parties_of(ctx.id), me)
+    } else {
+        (Vec::new(), String::new())
+    };
+    let shared = ctx.shared.clone();
+    let server = ctx.shared.irc.server_name.clone();
+    let batch = session.next_batch();
+    let answer = Answer::new(session, ctx);
+    let queued = history.run(move |store| {
+        let found = direct_targets(&*store, &shared, &parties, &me).and_then(|direct| {
+            for (conversation, name) in direct {
+                rooms.push(conversation);
+                names.push(name);
+            }
+            store.active_conversations(&rooms, a, b, limit)
+        });
+        match found {
+            Ok(found) => {
+                let mut out = BytesMut::new();
+                let start = format!("+{batch}");
+                let params = [start.as_str(), "draft/chathistory-targets"];
+                put_server_line(&mut out, &server, "BATCH", &params, false);
+                // An impostor waiting out the login grace shows under the same name as
+                // the account: the newest of the two is listed.
+                let mut shown = std::collections::HashSet::new();
+                for summary in found {
+                    let i = rooms
+                        .iter()
+                        .position(|r| *r == summary.conversation)
+                        .unwrap_or(0);
+                    if !shown.insert(confab_core::Key::of(&names[i])) {
+                        continue;
+                    }
+                    let time = format!("timestamp={}", iso_time(summary.latest_ms));
+                    write_message(
+                        &mut out,
+                        &[("batch", &batch)],
+                        Some(&server),
+                        "CHATHISTORY",
+                        &["TARGETS", &names[i], &time],
+                        false,
+                    );
+                }
+                let end = format!("-{batch}");
+                put_server_line(&mut out, &server, "BATCH", &[&end], false);
+                answer.send(out);
+            }
+            Err(e) => answer.send(error_line(&server, "TARGETS", &e.to_string())),
+        }
+    });
+    if !queued {
+        fail(session, ctx, "MESSAGE_ERROR", &["TARGETS", BUSY]);
+    }
 }
 
 /// Where a CHATHISTORY answer goes: the client's outbox, labeled there when the
