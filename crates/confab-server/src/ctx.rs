@@ -13,6 +13,10 @@ use crate::chat::run_now;
 use crate::outbox::{Outbox, Outgoing};
 use crate::shared::Shared;
 
+mod state;
+
+pub(crate) use state::Reader;
+
 /// What a protocol handler may do to the world: talk to the core and queue lines for its
 /// own client. Lines queued here keep their order with the core's replies.
 pub(crate) struct Ctx<'a> {

@@ -200,12 +200,8 @@ fn targets(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, history: &Histo
     // Direct conversations count too: those of this user's party (never of a name's
     // earlier holders), and not for an impostor of a registered name.
     let (parties, me) = if may_read_direct(ctx.shared, ctx.id) {
-        let core = ctx.shared.lock_core();
-        let me = core
-            .name_of(ctx.id)
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        (core.parties_of(ctx.id), me)
+        let (me, parties) = ctx.name_and_parties();
+        (parties, me)
     } else {
         (Vec::new(), String::new())
     };
@@ -303,10 +299,7 @@ fn direct_targets(
             let Some(other) = Conversation::other_party(&conversation, party) else {
                 continue;
             };
-            let now = shared
-                .lock_core()
-                .name_of_party(other)
-                .map(|n| n.to_string());
+            let now = shared.name_of_party(other);
             let name = match now {
                 Some(name) => Some(name),
                 None => other_name(store, &conversation, me)?,

@@ -330,7 +330,7 @@ impl IrcSession {
             return;
         };
         let (user, realname) = &**user;
-        ctx.shared.lock_core().set_identity(ctx.id, user, realname);
+        ctx.set_identity(user, realname);
         self.registering = true;
         self.context = Context::Register;
         ctx.command(confab_core::Command::Register {
@@ -488,7 +488,7 @@ impl IrcSession {
         self.registering = false;
         self.name = Some(name.clone());
         if self.caps.echo_message {
-            ctx.shared.lock_core().set_echo(ctx.id, true);
+            ctx.set_echo(true);
         }
         self.welcome(ctx, out);
         self.nick = None;
@@ -504,7 +504,7 @@ impl IrcSession {
             self.early_account = Some(Box::new(account.key().as_str().into()));
         }
         // Once registered, the core has the user name (the session let go of it).
-        let registered = ctx.shared.lock_core().source_of(ctx.id);
+        let registered = ctx.source();
         let mask = match registered {
             Some(source) => prefix(&source),
             None => format!(

@@ -133,7 +133,7 @@ impl IrcSession {
     /// invisible add up to 266's current global users, 255's clients are 265's local
     /// users, and 253 counts connections still registering.
     pub(super) fn lusers(&self, ctx: &Ctx) -> Vec<Bytes> {
-        let c = ctx.shared.lock_core().lusers();
+        let c = ctx.lusers();
         let (local, max_local) = (c.local.to_string(), c.max_local.to_string());
         let (global, max_global) = (c.global.to_string(), c.max_global.to_string());
         let lines = [

@@ -25,7 +25,7 @@ use super::protocol::{self, Conversation, Request};
 use super::Settings;
 use crate::accounts;
 use crate::admission::Slot;
-use crate::ctx::{Ctx, CtxState};
+use crate::ctx::{Ctx, CtxState, Reader};
 use crate::flood::FloodControl;
 use crate::history::{room_conversation, Durability, Thread};
 use crate::metrics::Reason;
@@ -246,13 +246,10 @@ pub(super) async fn run(
         .next_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let outbox = Arc::new(Outbox::new(shared.limits.send_queue));
-    {
-        let mut core = shared.lock_core();
-        core.connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string());
-        // The page shows a message of its own once the server has accepted it, with the
-        // server's id and time, so it wants its own messages back.
-        core.set_echo(id, true);
-    }
+    // The page shows a message of its own once the server has accepted it, with the
+    // server's id and time, so it wants its own messages back.
+    let echo = true;
+    shared.connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string(), echo);
     tracing::info!(%peer, id, frontend = "web", "WebSocket connected");
     let state = CtxState::default();
     let ctx = Ctx::new(&shared, id, &outbox, &state);
@@ -274,15 +271,11 @@ pub(super) async fn run(
         end = read_loop(&mut stream, &ctx, &settings, &known, peer.ip()) => end,
     };
 
-    // Counted before anyone is told, so that whoever sees the quit sees it counted.
+    // The client leaves the chat first (counted before anyone is told), so that
+    // nothing more is queued for it, then gets what was already queued, its farewell
+    // and a close frame.
     let reason = end.metric();
-    shared.metrics.disconnected(reason);
-    // The client leaves the chat first, so that nothing more is queued for it, then gets
-    // what was already queued, its farewell and a close frame.
-    shared.lock_core().disconnect(id, &end.reason());
-    if let Some(cluster) = &shared.cluster {
-        cluster.names_changed();
-    }
+    shared.leave(id, reason, &end.reason());
     // One log line per disconnect at info level, ordinary ends included, with the same
     // reason labels as the other front-ends.
     let (label, detail) = (reason.label(), end.reason());
@@ -567,17 +560,12 @@ fn history(
     let Some(history) = &ctx.shared.history else {
         return fail("no_history", "This server keeps no history");
     };
-    let (me, logged_in) = {
-        let core = ctx.shared.lock_core();
-        let Some(me) = core.name_of(ctx.id).cloned() else {
-            drop(core);
-            return fail("not_registered", &ChatError::NotRegistered.to_string());
-        };
-        let owns = core
-            .account_of(ctx.id)
-            .is_some_and(|account| Key::of(&account) == me.key());
-        let free = !core.is_account(me.as_str());
-        (me, owns || free)
+    let Some(Reader {
+        name: me,
+        owns_name: logged_in,
+    }) = ctx.reader()
+    else {
+        return fail("not_registered", &ChatError::NotRegistered.to_string());
     };
     let (key, answer) = match &conversation {
         Conversation::Room(room) => match lock(known).room(room) {
@@ -647,7 +635,7 @@ fn history(
 }
 
 fn is_registered(ctx: &Ctx<'_>) -> bool {
-    ctx.shared.lock_core().name_of(ctx.id).is_some()
+    ctx.is_registered()
 }
 
 /// Moves everything queued for the client onto the socket, in order, until the socket
