@@ -10,6 +10,7 @@ use bytes::Bytes;
 use confab_core::{ClientId, Command, MessageKind, Recipient};
 
 use crate::chat::run_now;
+use crate::history::{Durability, History};
 use crate::outbox::{Outbox, Outgoing};
 use crate::shared::Shared;
 
@@ -248,5 +249,30 @@ impl<'a> Ctx<'a> {
     pub fn send(&self, line: Bytes) {
         self.flush();
         self.outbox.push(Outgoing::Raw(line));
+    }
+
+    /// The store thread, for queries whose answer comes later (through
+    /// [`Ctx::outbox`]); `None` when the server keeps no history.
+    #[inline]
+    pub fn history(&self) -> Option<&History> {
+        self.shared.history.as_ref()
+    }
+
+    /// Whether the server keeps history (and so accounts).
+    #[inline]
+    pub fn keeps_history(&self) -> bool {
+        self.shared.history.is_some()
+    }
+
+    /// Whether this client may read the direct conversations of its name: it has
+    /// registered, and the name has no account or it is logged in to it.
+    pub fn may_read_direct(&self) -> bool {
+        crate::history::may_read_direct(&**self.shared, self.id)
+    }
+
+    /// How far messages are durable: a client is sent nothing beyond it.
+    #[inline]
+    pub fn durability(&self) -> &Durability {
+        &self.shared.durability
     }
 }

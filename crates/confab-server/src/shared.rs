@@ -5,13 +5,13 @@
 //! from it: commands go through `Ctx` (which keeps their replies in order), reads and
 //! small changes of chat state through `Ctx`'s named methods (`is_online`, `set_echo`,
 //! `lusers`...) and the few here for code without a `Ctx` (`connect`, `leave`,
-//! `name_of_party`, `core_snapshot`), history through `history`, logins through
+//! `name_of_party`, `render_metrics`...), history through `history`, logins through
 //! `accounts`, settings through the fields below. No front-end locks the core itself. Everything this module holds sits
 //! below it; the modules among those that need the core back (history, the cluster)
 //! get it through the `Chat` and `Node` traits implemented here, so none of them
 //! imports this module.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use confab_core::{ClientId, Core};
@@ -90,15 +90,29 @@ impl Shared {
         self.lock_core().name_of_party(party).map(|n| n.to_string())
     }
 
-    /// The core's counts for `/metrics`, from one look so that they agree.
-    pub fn core_snapshot(&self) -> CoreSnapshot {
-        let core = self.lock_core();
-        CoreSnapshot {
-            stats: core.stats(),
-            clients: core.client_count(),
-            users: core.user_count(),
-            rooms: core.room_count(),
-        }
+    /// A new client id; ids are never reused.
+    pub fn next_client_id(&self) -> ClientId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether the server keeps history (and so accounts).
+    pub fn keeps_history(&self) -> bool {
+        self.history.is_some()
+    }
+
+    /// The Prometheus text of the server's counters and gauges, with the core's
+    /// counts from one look so that they agree.
+    pub fn render_metrics(&self) -> String {
+        let snapshot = {
+            let core = self.lock_core();
+            CoreSnapshot {
+                stats: core.stats(),
+                clients: core.client_count(),
+                users: core.user_count(),
+                rooms: core.room_count(),
+            }
+        };
+        self.metrics.render(&snapshot)
     }
 }
 

@@ -297,7 +297,7 @@ async fn healthz() -> Response {
 /// The Prometheus text exposition of the server's counters and gauges.
 async fn metrics(State(app): State<App>) -> Response {
     let shared = &app.shared;
-    let snapshot = shared.core_snapshot();
+
     (
         [
             (
@@ -306,7 +306,7 @@ async fn metrics(State(app): State<App>) -> Response {
             ),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        shared.metrics.render(&snapshot),
+        shared.render_metrics(),
     )
         .into_response()
 }

@@ -33,7 +33,7 @@ pub(super) enum Sasl {
 
 pub(super) fn authenticate(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let arg = m.params[0];
-    if !session.caps.sasl || ctx.shared.history.is_none() {
+    if !session.caps.sasl || !ctx.keeps_history() {
         session.reply(ctx, ERR_SASLFAIL, &["SASL authentication failed"]);
         return Flow::Continue;
     }

@@ -153,7 +153,7 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                 .and_then(|v| v.parse::<u32>().ok())
                 .is_some_and(|v| v >= 302);
             let mut caps: Vec<&str> = super::CAPS.to_vec();
-            if ctx.shared.history.is_some() {
+            if ctx.keeps_history() {
                 caps.extend(super::HISTORY_CAPS.iter().map(|c| match *c {
                     "sasl" if version_302 => "sasl=PLAIN",
                     other => other,
@@ -177,7 +177,7 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                     Some(name) => (false, name),
                     None => (true, item),
                 };
-                let offered = !super::HISTORY_CAPS.contains(&name) || ctx.shared.history.is_some();
+                let offered = !super::HISTORY_CAPS.contains(&name) || ctx.keeps_history();
                 match caps.flag(name).filter(|_| offered) {
                     Some(flag) => {
                         *flag = on;

@@ -13,7 +13,7 @@ use confab_wire::time::{iso_time, parse_iso_time};
 
 use super::{labeled_response, split, IrcSession};
 use crate::ctx::{Ctx, Later};
-use crate::history::{may_read_direct, other_name, room_conversation, History, Thread};
+use crate::history::{other_name, room_conversation, History, Thread};
 use crate::outbox::Outgoing;
 use crate::protocol::Flow;
 
@@ -50,13 +50,13 @@ fn fail(session: &mut IrcSession, ctx: &Ctx, code: &str, params: &[&str]) {
 
 pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let sub = m.params[0].to_ascii_uppercase();
-    let Some(history) = ctx.shared.history.clone() else {
+    let Some(history) = ctx.history() else {
         let text = "This server keeps no history";
         fail(session, ctx, "MESSAGE_ERROR", &[&sub, text]);
         return Flow::Continue;
     };
     if sub == "TARGETS" {
-        targets(session, m, ctx, &history);
+        targets(session, m, ctx, history);
         return Flow::Continue;
     }
     let Some(target) = m.params.get(1).copied() else {
@@ -148,7 +148,7 @@ fn thread_of(
             }
             found
         }
-        None if !may_read_direct(ctx.shared, ctx.id) => {
+        None if !ctx.may_read_direct() => {
             let text = "Log in to read this nick's direct messages";
             fail(session, ctx, "INVALID_TARGET", &[sub, target, text]);
             None
@@ -199,7 +199,7 @@ fn targets(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, history: &Histo
     let mut names: Vec<String> = session.channels.iter().map(|r| format!("#{r}")).collect();
     // Direct conversations count too: those of this user's party (never of a name's
     // earlier holders), and not for an impostor of a registered name.
-    let (parties, me) = if may_read_direct(ctx.shared, ctx.id) {
+    let (parties, me) = if ctx.may_read_direct() {
         let (me, parties) = ctx.name_and_parties();
         (parties, me)
     } else {

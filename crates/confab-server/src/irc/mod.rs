@@ -493,7 +493,7 @@ impl IrcSession {
         self.welcome(ctx, out);
         self.nick = None;
         self.user = None;
-        if let (Some(key), Some(history)) = (self.early_account.take(), &ctx.shared.history) {
+        if let (Some(key), Some(history)) = (self.early_account.take(), ctx.history()) {
             crate::accounts::deliver_offline(history, ctx.outbox(), *key);
         }
     }

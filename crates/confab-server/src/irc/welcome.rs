@@ -115,7 +115,7 @@ impl IrcSession {
             tokens.insert(at.unwrap_or(tokens.len()), &maxchannels);
         }
         let history_limit = format!("CHATHISTORY={}", history::MAX_LIMIT);
-        if ctx.shared.history.is_some() {
+        if ctx.keeps_history() {
             tokens.push(&history_limit);
             tokens.push("MSGREFTYPES=timestamp,msgid");
         }

@@ -242,9 +242,7 @@ pub(super) async fn run(
     settings: Settings,
     permit: Slot,
 ) {
-    let id = shared
-        .next_id
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = shared.next_client_id();
     let outbox = Arc::new(Outbox::new(shared.limits.send_queue));
     // The page shows a message of its own once the server has accepted it, with the
     // server's id and time, so it wants its own messages back.
@@ -256,7 +254,7 @@ pub(super) async fn run(
     ctx.send(protocol::hello(
         &shared.default_room,
         settings.wire_limits(),
-        shared.history.is_some(),
+        shared.keeps_history(),
     ));
     let known = Mutex::new(Known::default());
 
@@ -557,7 +555,7 @@ fn history(
     let fail = |code: &str, text: &str| {
         ctx.send(protocol::history_error(code, text, &conversation));
     };
-    let Some(history) = &ctx.shared.history else {
+    let Some(history) = ctx.history() else {
         return fail("no_history", "This server keeps no history");
     };
     let Some(Reader {
@@ -652,7 +650,7 @@ where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
     let outbox = ctx.queue();
-    let durability: &Durability = &ctx.shared.durability;
+    let durability: &Durability = ctx.durability();
     let mut drained = VecDeque::new();
     // Set when the outbox signalled while a batch was being written, so that what it
     // announced is drained without waiting for a signal that will not come again.
