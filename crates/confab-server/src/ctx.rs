@@ -10,7 +10,7 @@ use bytes::Bytes;
 use confab_core::{ClientId, Command, MessageKind, Recipient};
 
 use crate::chat::run_now;
-use crate::history::{Durability, History};
+use crate::history::{Durability, History, Thread};
 use crate::outbox::{Outbox, Outgoing};
 use crate::shared::Shared;
 
@@ -268,6 +268,12 @@ impl<'a> Ctx<'a> {
     /// registered, and the name has no account or it is logged in to it.
     pub fn may_read_direct(&self) -> bool {
         crate::history::may_read_direct(&**self.shared, self.id)
+    }
+
+    /// The history of this client's direct conversations with `peer` (see
+    /// [`Thread::direct`]); `None` before the client registers.
+    pub fn direct_thread(&self, peer: &str) -> Option<Thread> {
+        Thread::direct(&**self.shared, self.id, peer)
     }
 
     /// How far messages are durable: a client is sent nothing beyond it.

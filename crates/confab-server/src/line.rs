@@ -91,7 +91,7 @@ impl LineSession {
                         return;
                     }
                     let user = &user[1..];
-                    let Some(thread) = Thread::direct(ctx.shared, ctx.id, user) else {
+                    let Some(thread) = ctx.direct_thread(user) else {
                         return;
                     };
                     (thread, format!("@{user}"), None)
@@ -397,7 +397,7 @@ fn register_account(_session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> 
     let Input::RegisterAccount(password) = input else {
         unreachable!("register gets a password")
     };
-    accounts::register(ctx.shared, ctx.id, ctx.outbox(), password.to_string());
+    accounts::register(ctx, password.to_string());
     Flow::Continue
 }
 
@@ -405,15 +405,7 @@ fn login(session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
     let Input::Login { name, password } = input else {
         unreachable!("login gets a login")
     };
-    accounts::login(
-        ctx.shared,
-        ctx.id,
-        ctx.outbox(),
-        session.peer.ip(),
-        name,
-        password.to_string(),
-        true,
-    );
+    accounts::login(ctx, session.peer.ip(), name, password.to_string(), true);
     Flow::Continue
 }
 
@@ -521,7 +513,7 @@ impl Protocol for LineSession {
             Event::Killed { by, reason } => {
                 self.killed = Some(format!("Killed ({} ({reason}))", by.name));
             }
-            Event::LoginRequired { .. } => accounts::start_grace(ctx.shared, ctx.id),
+            Event::LoginRequired { .. } => accounts::start_grace(ctx),
             Event::NickChanged { old, new } if self.is_me(&old.name) => {
                 self.name = Some(new.clone());
             }

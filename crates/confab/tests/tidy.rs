@@ -262,6 +262,10 @@ const BEHIND_THE_HANDLE: &[&str] = &[
     "shared.durability",
     "shared.next_id",
     "shared.core",
+    // The whole handle handed on, which would reach all of the above.
+    "ctx.shared,",
+    "ctx.shared)",
+    "ctx.shared.clone()",
 ];
 
 #[test]

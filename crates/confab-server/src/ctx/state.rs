@@ -94,6 +94,13 @@ impl Ctx<'_> {
         (me, core.parties_of(self.id))
     }
 
+    /// The name a party goes by now, for work on another thread (the store's) that
+    /// names the other sides of direct conversations; each call locks the core once.
+    pub fn party_names(&self) -> impl Fn(&str) -> Option<String> + Send + 'static {
+        let shared = self.shared.clone();
+        move |party| shared.name_of_party(party)
+    }
+
     /// Who asks for history, or `None` before the client registers.
     pub fn reader(&self) -> Option<Reader> {
         let core = self.shared.lock_core();

@@ -153,7 +153,7 @@ fn thread_of(
             fail(session, ctx, "INVALID_TARGET", &[sub, target, text]);
             None
         }
-        None => Thread::direct(ctx.shared, ctx.id, target).map(|t| (t, target.to_string())),
+        None => ctx.direct_thread(target).map(|t| (t, target.to_string())),
     }
 }
 
@@ -205,12 +205,12 @@ fn targets(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, history: &Histo
     } else {
         (Vec::new(), String::new())
     };
-    let shared = ctx.shared.clone();
+    let name_of_party = ctx.party_names();
     let server = ctx.shared.irc.server_name.clone();
     let batch = session.next_batch();
     let answer = Answer::new(session, ctx);
     let queued = history.run(move |store| {
-        let found = direct_targets(&*store, &shared, &parties, &me).and_then(|direct| {
+        let found = direct_targets(&*store, &name_of_party, &parties, &me).and_then(|direct| {
             for (conversation, name) in direct {
                 rooms.push(conversation);
                 names.push(name);
@@ -289,7 +289,7 @@ impl Answer {
 /// see [`Thread::direct`]).
 fn direct_targets(
     store: &dyn confab_store::Store,
-    shared: &crate::shared::Shared,
+    name_of_party: &impl Fn(&str) -> Option<String>,
     parties: &[String],
     me: &str,
 ) -> Result<Vec<(String, String)>, confab_store::StoreError> {
@@ -299,7 +299,7 @@ fn direct_targets(
             let Some(other) = Conversation::other_party(&conversation, party) else {
                 continue;
             };
-            let now = shared.name_of_party(other);
+            let now = name_of_party(other);
             let name = match now {
                 Some(name) => Some(name),
                 None => other_name(store, &conversation, me)?,

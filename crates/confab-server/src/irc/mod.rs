@@ -471,7 +471,7 @@ impl IrcSession {
             }
             Event::LoggedIn { account } => self.logged_in(ctx, account, out),
             Event::LoginRequired { name } => {
-                crate::accounts::start_grace(ctx.shared, ctx.id);
+                crate::accounts::start_grace(ctx);
                 out.push(self.notice(ctx, &format!(
                     "The nick {name} is registered: identify with SASL or /msg NickServ IDENTIFY PASSWORD soon, or you will be renamed"
                 )));

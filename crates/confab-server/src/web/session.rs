@@ -412,18 +412,8 @@ fn on_request(
                 join_default_room(ctx);
             }
         }
-        Request::Login { name, password } => accounts::login(
-            ctx.shared,
-            ctx.id,
-            ctx.outbox(),
-            ip,
-            &name,
-            password.0,
-            true,
-        ),
-        Request::RegisterAccount { password } => {
-            accounts::register(ctx.shared, ctx.id, ctx.outbox(), password.0)
-        }
+        Request::Login { name, password } => accounts::login(ctx, ip, &name, password.0, true),
+        Request::RegisterAccount { password } => accounts::register(ctx, password.0),
         Request::History {
             room,
             with,
@@ -588,7 +578,7 @@ fn history(
                     &format!("The name {me} is registered: log in to read its direct messages"),
                 );
             }
-            let Some(thread) = Thread::direct(ctx.shared, ctx.id, other.as_str()) else {
+            let Some(thread) = ctx.direct_thread(other.as_str()) else {
                 return fail("not_registered", &ChatError::NotRegistered.to_string());
             };
             (thread, Conversation::With(other.to_string()))
@@ -683,7 +673,7 @@ where
                     }
                     // Messages from other nodes were made durable by their origin.
                     Event::Message(m) if !envelope.from_bus => needed = needed.max(m.id),
-                    Event::LoginRequired { .. } => accounts::start_grace(ctx.shared, ctx.id),
+                    Event::LoginRequired { .. } => accounts::start_grace(ctx),
                     _ => {}
                 }
             }
