@@ -12,13 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use confab_core::{ChatError, ClientId, Envelope, Event, Key, Message, Name, Source, Target};
+use confab_core::{ChatError, Envelope, Event, Key, Message, Name, Source, Target};
 use confab_store::{Account, StoredMessage};
 use rand_core::OsRng;
 
-use crate::ctx::Later;
+use crate::ctx::{Ctx, Later};
 use crate::outbox::{Outbox, Outgoing};
-use crate::shared::Shared;
 
 /// The longest password accepted, so that hashing cost stays bounded.
 const MAX_PASSWORD: usize = 512;
@@ -59,7 +58,8 @@ fn dummy_hash() -> &'static str {
 }
 
 /// `/register PASSWORD`: makes the client's current name an account it owns.
-pub(crate) fn register(shared: &Arc<Shared>, id: ClientId, outbox: Later, password: String) {
+pub(crate) fn register(ctx: &Ctx, password: String) {
+    let (shared, id, outbox) = (ctx.shared, ctx.id, ctx.outbox());
     let Some(history) = shared.history.clone() else {
         return tell(&outbox, Event::Error(ChatError::NoAccounts));
     };
@@ -118,18 +118,11 @@ pub(crate) fn register(shared: &Arc<Shared>, id: ClientId, outbox: Later, passwo
     });
 }
 
-/// Logs client `id` into account `name`. On success the core renames it to the
+/// Logs the client into account `name`. On success the core renames it to the
 /// account's name (or registers it under that name, when `register` and it has none
 /// yet) and everything stored for it while it was offline is delivered.
-pub(crate) fn login(
-    shared: &Arc<Shared>,
-    id: ClientId,
-    outbox: Later,
-    ip: IpAddr,
-    name: &str,
-    password: String,
-    register: bool,
-) {
+pub(crate) fn login(ctx: &Ctx, ip: IpAddr, name: &str, password: String, register: bool) {
+    let (shared, id, outbox) = (ctx.shared, ctx.id, ctx.outbox());
     let Some(history) = shared.history.clone() else {
         return tell(&outbox, Event::Error(ChatError::NoAccounts));
     };
@@ -190,10 +183,10 @@ pub(crate) fn login(
     }
 }
 
-/// Renames client `id` to a guest name after the login grace period, unless it logged
+/// Renames the client to a guest name after the login grace period, unless it logged
 /// in to the registered name it uses by then.
-pub(crate) fn start_grace(shared: &Arc<Shared>, id: ClientId) {
-    let shared = shared.clone();
+pub(crate) fn start_grace(ctx: &Ctx) {
+    let (shared, id) = (ctx.shared.clone(), ctx.id);
     tokio::spawn(async move {
         tokio::time::sleep(shared.limits.login_grace).await;
         shared.lock_core().enforce_login(id);

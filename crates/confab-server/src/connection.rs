@@ -716,15 +716,11 @@ impl<T: Transport, P: Protocol> Conn<T, P> {
     /// be written, unless the client could not read it anyway.
     fn finish(mut self, close: Close) -> Option<(T, WriteQueue, Arc<Shared>)> {
         let shared = &self.shared;
-        // Counted before anyone is told, so that whoever sees the quit sees it counted.
         let reason = close.metric();
-        shared.metrics.disconnected(reason);
-        // The client leaves the chat first, so nobody sends it anything more, then gets
-        // whatever was already queued for it and its farewell line.
-        shared.lock_core().disconnect(self.id, &close.reason());
-        if let Some(cluster) = &shared.cluster {
-            cluster.names_changed();
-        }
+        // The client leaves the chat first (counted before anyone is told), so nobody
+        // sends it anything more, then gets whatever was already queued for it and its
+        // farewell line.
+        shared.leave(self.id, reason, &close.reason());
         let mut out = self.busy.take().map_or_else(WriteQueue::default, |b| b.out);
         match &close {
             Close::Io(_) => {}

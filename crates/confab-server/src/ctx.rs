@@ -10,8 +10,13 @@ use bytes::Bytes;
 use confab_core::{ClientId, Command, MessageKind, Recipient};
 
 use crate::chat::run_now;
+use crate::history::{Durability, History, Thread};
 use crate::outbox::{Outbox, Outgoing};
 use crate::shared::Shared;
+
+mod state;
+
+pub(crate) use state::Reader;
 
 /// What a protocol handler may do to the world: talk to the core and queue lines for its
 /// own client. Lines queued here keep their order with the core's replies.
@@ -244,5 +249,36 @@ impl<'a> Ctx<'a> {
     pub fn send(&self, line: Bytes) {
         self.flush();
         self.outbox.push(Outgoing::Raw(line));
+    }
+
+    /// The store thread, for queries whose answer comes later (through
+    /// [`Ctx::outbox`]); `None` when the server keeps no history.
+    #[inline]
+    pub fn history(&self) -> Option<&History> {
+        self.shared.history.as_ref()
+    }
+
+    /// Whether the server keeps history (and so accounts).
+    #[inline]
+    pub fn keeps_history(&self) -> bool {
+        self.shared.history.is_some()
+    }
+
+    /// Whether this client may read the direct conversations of its name: it has
+    /// registered, and the name has no account or it is logged in to it.
+    pub fn may_read_direct(&self) -> bool {
+        crate::history::may_read_direct(&**self.shared, self.id)
+    }
+
+    /// The history of this client's direct conversations with `peer` (see
+    /// [`Thread::direct`]); `None` before the client registers.
+    pub fn direct_thread(&self, peer: &str) -> Option<Thread> {
+        Thread::direct(&**self.shared, self.id, peer)
+    }
+
+    /// How far messages are durable: a client is sent nothing beyond it.
+    #[inline]
+    pub fn durability(&self) -> &Durability {
+        &self.shared.durability
     }
 }

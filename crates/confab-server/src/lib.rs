@@ -15,9 +15,12 @@
 //! - `protocol`: the `Protocol` trait a line-based front-end implements, and the
 //!   `Close` and `Flow` it answers with.
 //! - `accounts`: registration, login, offline delivery.
-//! - `ctx`: what a protocol handler may do (`Ctx`): run commands (runs of messages
-//!   together), queue its own lines, hand out its outbox to answers that come later.
-//! - `shared`: `Shared`, the state every session shares and the handle it holds.
+//! - `ctx`: the narrow API a front-end holds (`Ctx`): run commands (runs of messages
+//!   together), queue its own lines, hand out its outbox to answers that come later,
+//!   reach history, and (`ctx/state.rs`) read or change its client's chat state through
+//!   named methods; no front-end locks the core itself.
+//! - `shared`: `Shared`, the state every session shares, with the few methods for code
+//!   that has no `Ctx` (`connect`, `leave`, `render_metrics`...).
 //! - [`cluster`]: several nodes sharing one chat over NATS; reaches its node through
 //!   the `Node` trait, which `Shared` implements.
 //! - `accept`: taking connections off a listener for every front-end: the back-off when

@@ -13,7 +13,7 @@ use confab_store::Range;
 
 use crate::accounts;
 use crate::ctx::{Ctx, Later};
-use crate::history::{may_read_direct, room_conversation, History, Thread};
+use crate::history::{room_conversation, History, Thread};
 use crate::outbox::Outgoing;
 use crate::protocol::{Close, Flow, Protocol};
 use crate::write_queue::WriteQueue;
@@ -76,7 +76,7 @@ impl LineSession {
     /// Answers `/history` from the store thread, straight into this client's outbox.
     /// Only members read a room's history; a conversation only its two parties.
     fn history(&self, target: Option<&str>, count: usize, ctx: &Ctx) {
-        let Some(history) = &ctx.shared.history else {
+        let Some(history) = ctx.history() else {
             ctx.send(line::error("This server keeps no history"));
             return;
         };
@@ -84,14 +84,14 @@ impl LineSession {
         let (conversation, label, room) =
             match target.or(self.current.as_ref().map(RoomName::as_str)) {
                 Some(user) if user.starts_with('@') => {
-                    if !may_read_direct(ctx.shared, ctx.id) {
+                    if !ctx.may_read_direct() {
                         ctx.send(line::error(&format!(
                             "Log in as {me} to read its direct messages"
                         )));
                         return;
                     }
                     let user = &user[1..];
-                    let Some(thread) = Thread::direct(ctx.shared, ctx.id, user) else {
+                    let Some(thread) = ctx.direct_thread(user) else {
                         return;
                     };
                     (thread, format!("@{user}"), None)
@@ -397,7 +397,7 @@ fn register_account(_session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> 
     let Input::RegisterAccount(password) = input else {
         unreachable!("register gets a password")
     };
-    accounts::register(ctx.shared, ctx.id, ctx.outbox(), password.to_string());
+    accounts::register(ctx, password.to_string());
     Flow::Continue
 }
 
@@ -405,15 +405,7 @@ fn login(session: &mut LineSession, input: Input<'_>, ctx: &Ctx) -> Flow {
     let Input::Login { name, password } = input else {
         unreachable!("login gets a login")
     };
-    accounts::login(
-        ctx.shared,
-        ctx.id,
-        ctx.outbox(),
-        session.peer.ip(),
-        name,
-        password.to_string(),
-        true,
-    );
+    accounts::login(ctx, session.peer.ip(), name, password.to_string(), true);
     Flow::Continue
 }
 
@@ -501,7 +493,7 @@ impl Protocol for LineSession {
                 out.push(self.current_room_note());
                 // Joining shows the last few lines, so that a newcomer has context;
                 // only lines from before the join, which are not delivered live.
-                if let Some(history) = &ctx.shared.history {
+                if let Some(history) = ctx.history() {
                     let key = Thread::Room(room_conversation(room.as_str()));
                     let range = Range::BeforeId(history_until + 1);
                     send_history(
@@ -521,7 +513,7 @@ impl Protocol for LineSession {
             Event::Killed { by, reason } => {
                 self.killed = Some(format!("Killed ({} ({reason}))", by.name));
             }
-            Event::LoginRequired { .. } => accounts::start_grace(ctx.shared, ctx.id),
+            Event::LoginRequired { .. } => accounts::start_grace(ctx),
             Event::NickChanged { old, new } if self.is_me(&old.name) => {
                 self.name = Some(new.clone());
             }

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -237,7 +237,7 @@ async fn accept_loop(
     let acceptor = Acceptor::new(listener, frontend, shared.admission.clone(), &shared.limits);
     let answer = |stream: &_, peer, why| refuse(stream, peer, frontend, why);
     while let Some((stream, peer, permit)) = acceptor.next(&token, &answer).await {
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = shared.next_client_id();
         let shared = shared.clone();
         let token = token.clone();
         // Every connection's start and end are logged at info level (the README promises

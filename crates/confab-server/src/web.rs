@@ -297,15 +297,7 @@ async fn healthz() -> Response {
 /// The Prometheus text exposition of the server's counters and gauges.
 async fn metrics(State(app): State<App>) -> Response {
     let shared = &app.shared;
-    let snapshot = {
-        let core = shared.lock_core();
-        crate::metrics::CoreSnapshot {
-            stats: core.stats(),
-            clients: core.client_count(),
-            users: core.user_count(),
-            rooms: core.room_count(),
-        }
-    };
+
     (
         [
             (
@@ -314,7 +306,7 @@ async fn metrics(State(app): State<App>) -> Response {
             ),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        shared.metrics.render(&snapshot),
+        shared.render_metrics(),
     )
         .into_response()
 }

@@ -33,7 +33,7 @@ pub(super) enum Sasl {
 
 pub(super) fn authenticate(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let arg = m.params[0];
-    if !session.caps.sasl || ctx.shared.history.is_none() {
+    if !session.caps.sasl || !ctx.keeps_history() {
         session.reply(ctx, ERR_SASLFAIL, &["SASL authentication failed"]);
         return Flow::Continue;
     }
@@ -80,15 +80,7 @@ pub(super) fn authenticate(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx)
                 return Flow::Continue;
             };
             session.sasl = Sasl::Checking;
-            accounts::login(
-                ctx.shared,
-                ctx.id,
-                ctx.outbox(),
-                session.peer.ip(),
-                authcid,
-                password.clone(),
-                false,
-            );
+            accounts::login(ctx, session.peer.ip(), authcid, password.clone(), false);
         }
         Sasl::Checking => {
             session.sasl = Sasl::Checking;
@@ -117,7 +109,7 @@ pub(super) fn register(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> 
         return Flow::Continue;
     }
     session.registering_account = true;
-    accounts::register(ctx.shared, ctx.id, ctx.outbox(), m.params[2].to_string());
+    accounts::register(ctx, m.params[2].to_string());
     Flow::Continue
 }
 
@@ -127,29 +119,13 @@ pub(super) fn nickserv(session: &mut IrcSession, text: &str, ctx: &Ctx) {
     let me = session.target().to_string();
     match words.as_slice() {
         [command, password] if command.eq_ignore_ascii_case("IDENTIFY") => {
-            accounts::login(
-                ctx.shared,
-                ctx.id,
-                ctx.outbox(),
-                session.peer.ip(),
-                &me,
-                password.to_string(),
-                false,
-            );
+            accounts::login(ctx, session.peer.ip(), &me, password.to_string(), false);
         }
         [command, account, password] if command.eq_ignore_ascii_case("IDENTIFY") => {
-            accounts::login(
-                ctx.shared,
-                ctx.id,
-                ctx.outbox(),
-                session.peer.ip(),
-                account,
-                password.to_string(),
-                false,
-            );
+            accounts::login(ctx, session.peer.ip(), account, password.to_string(), false);
         }
         [command, password, ..] if command.eq_ignore_ascii_case("REGISTER") => {
-            accounts::register(ctx.shared, ctx.id, ctx.outbox(), password.to_string());
+            accounts::register(ctx, password.to_string());
         }
         _ => {
             let mut out = BytesMut::new();

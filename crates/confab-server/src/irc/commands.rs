@@ -153,7 +153,7 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                 .and_then(|v| v.parse::<u32>().ok())
                 .is_some_and(|v| v >= 302);
             let mut caps: Vec<&str> = super::CAPS.to_vec();
-            if ctx.shared.history.is_some() {
+            if ctx.keeps_history() {
                 caps.extend(super::HISTORY_CAPS.iter().map(|c| match *c {
                     "sasl" if version_302 => "sasl=PLAIN",
                     other => other,
@@ -177,7 +177,7 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                     Some(name) => (false, name),
                     None => (true, item),
                 };
-                let offered = !super::HISTORY_CAPS.contains(&name) || ctx.shared.history.is_some();
+                let offered = !super::HISTORY_CAPS.contains(&name) || ctx.keeps_history();
                 match caps.flag(name).filter(|_| offered) {
                     Some(flag) => {
                         *flag = on;
@@ -190,7 +190,7 @@ fn cap(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                 let echo_changed = caps.echo_message != session.caps.echo_message;
                 session.caps = caps;
                 if echo_changed && session.name.is_some() {
-                    ctx.shared.lock_core().set_echo(ctx.id, caps.echo_message);
+                    ctx.set_echo(caps.echo_message);
                 }
                 session.send(ctx, line(&["ACK", wanted]));
             } else {
@@ -239,7 +239,7 @@ fn nick(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
             return Flow::Continue;
         }
         // A nick in use is refused now, as servers do, not only once USER arrives.
-        if ctx.shared.lock_core().is_online(wanted) {
+        if ctx.is_online(wanted) {
             session.reply(
                 ctx,
                 ERR_NICKNAMEINUSE,
@@ -523,7 +523,7 @@ fn who(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         ctx.command(Command::Who {
             room: room.to_string(),
         });
-    } else if !mask.contains(['*', '?']) && ctx.shared.lock_core().is_online(&mask) {
+    } else if !mask.contains(['*', '?']) && ctx.is_online(&mask) {
         // The nick of someone online names that one user, as WHOIS would, invisible
         // or not; anything else is a mask over nicks, user names, hosts and names.
         ctx.command(Command::Lookup { names: vec![mask] });
@@ -663,7 +663,7 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let target = m.params[0];
     let me = session.target().to_string();
     if !target.eq_ignore_ascii_case(&me) {
-        let online = ctx.shared.lock_core().is_online(target);
+        let online = ctx.is_online(target);
         if online {
             session.reply(
                 ctx,
@@ -685,7 +685,7 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                 'i' => {
                     if session.invisible != add {
                         session.invisible = add;
-                        ctx.shared.lock_core().set_invisible(ctx.id, add);
+                        ctx.set_invisible(add);
                         applied.push(if add { '+' } else { '-' });
                         applied.push('i');
                     }
@@ -693,16 +693,13 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
                 // Operator status comes from OPER only; it can be dropped here.
                 'o' if !add && session.oper => {
                     session.oper = false;
-                    ctx.shared.lock_core().set_oper(ctx.id, false);
+                    ctx.set_oper(false);
                     applied.push_str("-o");
                 }
                 'o' => {}
                 // Bot mode (ISUPPORT BOT=B): the core marks the user's messages.
                 'B' => {
-                    let mut core = ctx.shared.lock_core();
-                    let was = core.source_of(ctx.id).is_some_and(|s| s.bot);
-                    if was != add {
-                        core.set_bot(ctx.id, add);
+                    if ctx.set_bot(add) {
                         applied.push(if add { '+' } else { '-' });
                         applied.push('B');
                     }
@@ -718,12 +715,7 @@ fn user_mode(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         return Flow::Continue;
     }
     let mut modes = String::from("+");
-    if ctx
-        .shared
-        .lock_core()
-        .source_of(ctx.id)
-        .is_some_and(|s| s.bot)
-    {
+    if ctx.is_bot() {
         modes.push('B');
     }
     if session.invisible {
@@ -813,7 +805,7 @@ fn oper(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
         return Flow::Continue;
     }
     session.oper = true;
-    ctx.shared.lock_core().set_oper(ctx.id, true);
+    ctx.set_oper(true);
     session.reply(ctx, RPL_YOUREOPER, &["You are now an IRC operator"]);
     let me = session.target().to_string();
     let mut out = BytesMut::new();
@@ -844,7 +836,7 @@ fn other_server(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> bool {
         return false;
     };
     let server = &ctx.shared.irc.server_name;
-    if confab_core::glob_match(target, server) || ctx.shared.lock_core().is_online(target) {
+    if confab_core::glob_match(target, server) || ctx.is_online(target) {
         return false;
     }
     session.reply(ctx, ERR_NOSUCHSERVER, &[target, "No such server"]);

@@ -13,7 +13,7 @@ use confab_wire::time::{iso_time, parse_iso_time};
 
 use super::{labeled_response, split, IrcSession};
 use crate::ctx::{Ctx, Later};
-use crate::history::{may_read_direct, other_name, room_conversation, History, Thread};
+use crate::history::{other_name, room_conversation, History, Thread};
 use crate::outbox::Outgoing;
 use crate::protocol::Flow;
 
@@ -50,13 +50,13 @@ fn fail(session: &mut IrcSession, ctx: &Ctx, code: &str, params: &[&str]) {
 
 pub(super) fn chathistory(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx) -> Flow {
     let sub = m.params[0].to_ascii_uppercase();
-    let Some(history) = ctx.shared.history.clone() else {
+    let Some(history) = ctx.history() else {
         let text = "This server keeps no history";
         fail(session, ctx, "MESSAGE_ERROR", &[&sub, text]);
         return Flow::Continue;
     };
     if sub == "TARGETS" {
-        targets(session, m, ctx, &history);
+        targets(session, m, ctx, history);
         return Flow::Continue;
     }
     let Some(target) = m.params.get(1).copied() else {
@@ -148,12 +148,12 @@ fn thread_of(
             }
             found
         }
-        None if !may_read_direct(ctx.shared, ctx.id) => {
+        None if !ctx.may_read_direct() => {
             let text = "Log in to read this nick's direct messages";
             fail(session, ctx, "INVALID_TARGET", &[sub, target, text]);
             None
         }
-        None => Thread::direct(ctx.shared, ctx.id, target).map(|t| (t, target.to_string())),
+        None => ctx.direct_thread(target).map(|t| (t, target.to_string())),
     }
 }
 
@@ -199,22 +199,18 @@ fn targets(session: &mut IrcSession, m: &Message<'_>, ctx: &Ctx, history: &Histo
     let mut names: Vec<String> = session.channels.iter().map(|r| format!("#{r}")).collect();
     // Direct conversations count too: those of this user's party (never of a name's
     // earlier holders), and not for an impostor of a registered name.
-    let (parties, me) = if may_read_direct(ctx.shared, ctx.id) {
-        let core = ctx.shared.lock_core();
-        let me = core
-            .name_of(ctx.id)
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        (core.parties_of(ctx.id), me)
+    let (parties, me) = if ctx.may_read_direct() {
+        let (me, parties) = ctx.name_and_parties();
+        (parties, me)
     } else {
         (Vec::new(), String::new())
     };
-    let shared = ctx.shared.clone();
+    let name_of_party = ctx.party_names();
     let server = ctx.shared.irc.server_name.clone();
     let batch = session.next_batch();
     let answer = Answer::new(session, ctx);
     let queued = history.run(move |store| {
-        let found = direct_targets(&*store, &shared, &parties, &me).and_then(|direct| {
+        let found = direct_targets(&*store, &name_of_party, &parties, &me).and_then(|direct| {
             for (conversation, name) in direct {
                 rooms.push(conversation);
                 names.push(name);
@@ -293,7 +289,7 @@ impl Answer {
 /// see [`Thread::direct`]).
 fn direct_targets(
     store: &dyn confab_store::Store,
-    shared: &crate::shared::Shared,
+    name_of_party: &impl Fn(&str) -> Option<String>,
     parties: &[String],
     me: &str,
 ) -> Result<Vec<(String, String)>, confab_store::StoreError> {
@@ -303,10 +299,7 @@ fn direct_targets(
             let Some(other) = Conversation::other_party(&conversation, party) else {
                 continue;
             };
-            let now = shared
-                .lock_core()
-                .name_of_party(other)
-                .map(|n| n.to_string());
+            let now = name_of_party(other);
             let name = match now {
                 Some(name) => Some(name),
                 None => other_name(store, &conversation, me)?,

@@ -330,7 +330,7 @@ impl IrcSession {
             return;
         };
         let (user, realname) = &**user;
-        ctx.shared.lock_core().set_identity(ctx.id, user, realname);
+        ctx.set_identity(user, realname);
         self.registering = true;
         self.context = Context::Register;
         ctx.command(confab_core::Command::Register {
@@ -471,7 +471,7 @@ impl IrcSession {
             }
             Event::LoggedIn { account } => self.logged_in(ctx, account, out),
             Event::LoginRequired { name } => {
-                crate::accounts::start_grace(ctx.shared, ctx.id);
+                crate::accounts::start_grace(ctx);
                 out.push(self.notice(ctx, &format!(
                     "The nick {name} is registered: identify with SASL or /msg NickServ IDENTIFY PASSWORD soon, or you will be renamed"
                 )));
@@ -488,12 +488,12 @@ impl IrcSession {
         self.registering = false;
         self.name = Some(name.clone());
         if self.caps.echo_message {
-            ctx.shared.lock_core().set_echo(ctx.id, true);
+            ctx.set_echo(true);
         }
         self.welcome(ctx, out);
         self.nick = None;
         self.user = None;
-        if let (Some(key), Some(history)) = (self.early_account.take(), &ctx.shared.history) {
+        if let (Some(key), Some(history)) = (self.early_account.take(), ctx.history()) {
             crate::accounts::deliver_offline(history, ctx.outbox(), *key);
         }
     }
@@ -504,7 +504,7 @@ impl IrcSession {
             self.early_account = Some(Box::new(account.key().as_str().into()));
         }
         // Once registered, the core has the user name (the session let go of it).
-        let registered = ctx.shared.lock_core().source_of(ctx.id);
+        let registered = ctx.source();
         let mask = match registered {
             Some(source) => prefix(&source),
             None => format!(

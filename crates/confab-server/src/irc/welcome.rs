@@ -115,7 +115,7 @@ impl IrcSession {
             tokens.insert(at.unwrap_or(tokens.len()), &maxchannels);
         }
         let history_limit = format!("CHATHISTORY={}", history::MAX_LIMIT);
-        if ctx.shared.history.is_some() {
+        if ctx.keeps_history() {
             tokens.push(&history_limit);
             tokens.push("MSGREFTYPES=timestamp,msgid");
         }
@@ -133,7 +133,7 @@ impl IrcSession {
     /// invisible add up to 266's current global users, 255's clients are 265's local
     /// users, and 253 counts connections still registering.
     pub(super) fn lusers(&self, ctx: &Ctx) -> Vec<Bytes> {
-        let c = ctx.shared.lock_core().lusers();
+        let c = ctx.lusers();
         let (local, max_local) = (c.local.to_string(), c.max_local.to_string());
         let (global, max_global) = (c.global.to_string(), c.max_global.to_string());
         let lines = [

@@ -79,7 +79,7 @@ impl IrcSession {
     ) {
         let chan = channel(room);
         // `@` marks a secret channel, `=` a public one.
-        let kind = if ctx.shared.lock_core().is_secret(room.as_str()) {
+        let kind = if ctx.is_secret(room.as_str()) {
             "@"
         } else {
             "="

@@ -25,7 +25,7 @@ use super::protocol::{self, Conversation, Request};
 use super::Settings;
 use crate::accounts;
 use crate::admission::Slot;
-use crate::ctx::{Ctx, CtxState};
+use crate::ctx::{Ctx, CtxState, Reader};
 use crate::flood::FloodControl;
 use crate::history::{room_conversation, Durability, Thread};
 use crate::metrics::Reason;
@@ -242,24 +242,19 @@ pub(super) async fn run(
     settings: Settings,
     permit: Slot,
 ) {
-    let id = shared
-        .next_id
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = shared.next_client_id();
     let outbox = Arc::new(Outbox::new(shared.limits.send_queue));
-    {
-        let mut core = shared.lock_core();
-        core.connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string());
-        // The page shows a message of its own once the server has accepted it, with the
-        // server's id and time, so it wants its own messages back.
-        core.set_echo(id, true);
-    }
+    // The page shows a message of its own once the server has accepted it, with the
+    // server's id and time, so it wants its own messages back.
+    let echo = true;
+    shared.connect(id, OutboxRef(outbox.clone()), &peer.ip().to_string(), echo);
     tracing::info!(%peer, id, frontend = "web", "WebSocket connected");
     let state = CtxState::default();
     let ctx = Ctx::new(&shared, id, &outbox, &state);
     ctx.send(protocol::hello(
         &shared.default_room,
         settings.wire_limits(),
-        shared.history.is_some(),
+        shared.keeps_history(),
     ));
     let known = Mutex::new(Known::default());
 
@@ -274,15 +269,11 @@ pub(super) async fn run(
         end = read_loop(&mut stream, &ctx, &settings, &known, peer.ip()) => end,
     };
 
-    // Counted before anyone is told, so that whoever sees the quit sees it counted.
+    // The client leaves the chat first (counted before anyone is told), so that
+    // nothing more is queued for it, then gets what was already queued, its farewell
+    // and a close frame.
     let reason = end.metric();
-    shared.metrics.disconnected(reason);
-    // The client leaves the chat first, so that nothing more is queued for it, then gets
-    // what was already queued, its farewell and a close frame.
-    shared.lock_core().disconnect(id, &end.reason());
-    if let Some(cluster) = &shared.cluster {
-        cluster.names_changed();
-    }
+    shared.leave(id, reason, &end.reason());
     // One log line per disconnect at info level, ordinary ends included, with the same
     // reason labels as the other front-ends.
     let (label, detail) = (reason.label(), end.reason());
@@ -421,18 +412,8 @@ fn on_request(
                 join_default_room(ctx);
             }
         }
-        Request::Login { name, password } => accounts::login(
-            ctx.shared,
-            ctx.id,
-            ctx.outbox(),
-            ip,
-            &name,
-            password.0,
-            true,
-        ),
-        Request::RegisterAccount { password } => {
-            accounts::register(ctx.shared, ctx.id, ctx.outbox(), password.0)
-        }
+        Request::Login { name, password } => accounts::login(ctx, ip, &name, password.0, true),
+        Request::RegisterAccount { password } => accounts::register(ctx, password.0),
         Request::History {
             room,
             with,
@@ -564,20 +545,15 @@ fn history(
     let fail = |code: &str, text: &str| {
         ctx.send(protocol::history_error(code, text, &conversation));
     };
-    let Some(history) = &ctx.shared.history else {
+    let Some(history) = ctx.history() else {
         return fail("no_history", "This server keeps no history");
     };
-    let (me, logged_in) = {
-        let core = ctx.shared.lock_core();
-        let Some(me) = core.name_of(ctx.id).cloned() else {
-            drop(core);
-            return fail("not_registered", &ChatError::NotRegistered.to_string());
-        };
-        let owns = core
-            .account_of(ctx.id)
-            .is_some_and(|account| Key::of(&account) == me.key());
-        let free = !core.is_account(me.as_str());
-        (me, owns || free)
+    let Some(Reader {
+        name: me,
+        owns_name: logged_in,
+    }) = ctx.reader()
+    else {
+        return fail("not_registered", &ChatError::NotRegistered.to_string());
     };
     let (key, answer) = match &conversation {
         Conversation::Room(room) => match lock(known).room(room) {
@@ -602,7 +578,7 @@ fn history(
                     &format!("The name {me} is registered: log in to read its direct messages"),
                 );
             }
-            let Some(thread) = Thread::direct(ctx.shared, ctx.id, other.as_str()) else {
+            let Some(thread) = ctx.direct_thread(other.as_str()) else {
                 return fail("not_registered", &ChatError::NotRegistered.to_string());
             };
             (thread, Conversation::With(other.to_string()))
@@ -647,7 +623,7 @@ fn history(
 }
 
 fn is_registered(ctx: &Ctx<'_>) -> bool {
-    ctx.shared.lock_core().name_of(ctx.id).is_some()
+    ctx.is_registered()
 }
 
 /// Moves everything queued for the client onto the socket, in order, until the socket
@@ -664,7 +640,7 @@ where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
     let outbox = ctx.queue();
-    let durability: &Durability = &ctx.shared.durability;
+    let durability: &Durability = ctx.durability();
     let mut drained = VecDeque::new();
     // Set when the outbox signalled while a batch was being written, so that what it
     // announced is drained without waiting for a signal that will not come again.
@@ -697,7 +673,7 @@ where
                     }
                     // Messages from other nodes were made durable by their origin.
                     Event::Message(m) if !envelope.from_bus => needed = needed.max(m.id),
-                    Event::LoginRequired { .. } => accounts::start_grace(ctx.shared, ctx.id),
+                    Event::LoginRequired { .. } => accounts::start_grace(ctx),
                     _ => {}
                 }
             }
